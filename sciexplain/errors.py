@@ -1,0 +1,31 @@
+"""Exceptions and warnings raised by sciexplain.
+
+Every error says what was wrong and what the caller can do about it. They subclass the builtin
+exception a caller would naturally catch (``ValueError`` for bad input, ``TypeError`` for a
+model the engine cannot map to rules), so generic handlers keep working.
+"""
+
+from __future__ import annotations
+
+
+class SciexplainError(Exception):
+    """Base class of all sciexplain errors."""
+
+
+class InputError(SciexplainError, ValueError):
+    """The data or arguments given to an explanation are unusable (shape, NaN/Inf, target...)."""
+
+
+class UnsupportedModelError(SciexplainError, TypeError):
+    """The model contains a layer or operation for which no relevance rule is defined.
+
+    The message names every offending module path or operation, its type, and the options.
+    """
+
+
+class RuleError(SciexplainError, ValueError):
+    """A rule or preset is misconfigured, or was mapped onto a layer it cannot apply to."""
+
+
+class ExplainWarning(UserWarning):
+    """Something about an explanation the caller should know (e.g. training mode switched off)."""

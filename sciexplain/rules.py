@@ -1,0 +1,296 @@
+"""LRP rules: small, named, picklable objects.
+
+A rule says how the relevance ``R_j`` at the output of a linear layer ``z_j = sum_i x_i w_ij + b_j``
+is redistributed onto its inputs. Every rule here is written in one common form: a list of
+*terms*, each with a coefficient ``c``, a few *parts* ``(input_i, weight_ij)`` and an optional
+bias::
+
+    z_j^(t)   = sum_parts sum_i input_i * weight_ij  +  bias_j          (a modified forward pass)
+    s_j^(t)   = R_j / (z_j^(t) + eps * sign(z_j^(t)))                   (sign(0) = +1)
+    R_i       = sum_t c_t * sum_parts input_i * sum_j weight_ij * s_j^(t)
+
+so that ``sum_i R_i + absorbed = sum_j R_j`` with the absorbed part computed from the terms'
+own bias and stabilizer: ``absorbed = sum_t c_t * sum_j s_j^(t) * (bias_j + eps * sign(z_j))``.
+The engine evaluates ``weight^T s`` with one backward pass of the layer itself, so the same rule
+runs on Linear, Conv1d/2d/3d (any stride, padding, dilation, groups) and on weight-free linear
+operations (average pooling, mean, scaling), whose implicit weights are positive.
+
+Conventions
+-----------
+**alpha and beta.** :class:`AlphaBeta` follows Bach et al. (2015) and Montavon et al. (2017):
+``R_i = sum_j (alpha * z_ij^+ / z_j^+  -  beta * z_ij^- / z_j^-) R_j`` with ``alpha - beta = 1``
+and ``beta >= 0`` (``AlphaBeta(2, 1)``, ``AlphaBeta(1, 0)``). Some texts and codes write the
+rule with ``+ beta`` and ``beta = 1 - alpha`` (so ``beta <= 0``, e.g. "alpha=2, beta=-1"). To
+translate, negate beta: their ``(alpha, beta)`` is ours ``(alpha, -beta)``. The constructor
+recognises the other convention and says so instead of silently flipping the sign.
+
+**Inputs of either sign.** The deep Taylor rules (z+, gamma, alpha-beta) are stated for
+non-negative inputs (ReLU activations). For inputs of either sign the positive contribution of
+``x_i`` to ``z_j`` is ``(x_i w_ij)^+ = x_i^+ w_ij^+ + x_i^- w_ij^-``; the rules use that form,
+which reduces to the published formula when ``x >= 0``.
+
+**Biases.** Epsilon and Gamma include the bias in the denominator (it absorbs its share of the
+relevance, which the ledger counts). z+, alpha-beta, zB, w^2 and flat leave the bias out, as in
+the deep Taylor derivations; ``AlphaBeta(..., include_bias=True)`` adds ``b^+`` and ``b^-`` to
+the positive and negative denominators.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from .errors import RuleError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .propagation import AffineLayer
+
+__all__ = [
+    "Rule",
+    "Term",
+    "Epsilon",
+    "Gamma",
+    "AlphaBeta",
+    "ZPlus",
+    "ZBox",
+    "WSquare",
+    "Flat",
+    "Pass",
+    "DEFAULT_STABILIZER",
+]
+
+#: Stabilizer of the rules that have no epsilon of their own. Its share is counted as absorbed.
+DEFAULT_STABILIZER = 1e-9
+
+
+@dataclass
+class Term:
+    """One term of a rule: ``coef * sum_parts input * weight^T (R / stabilized(z))``."""
+
+    coef: float
+    parts: list[tuple[torch.Tensor, torch.Tensor]]
+    bias: torch.Tensor | None
+    eps: float
+    #: True when the single part is the layer's own input and weight: the forward pass may be reused.
+    plain: bool = False
+
+
+def _pos(t: torch.Tensor) -> torch.Tensor:
+    return t.clamp(min=0)
+
+
+def _neg(t: torch.Tensor) -> torch.Tensor:
+    return t.clamp(max=0)
+
+
+def _signed_parts(x: torch.Tensor, w_for_pos_x: torch.Tensor, w_for_neg_x: torch.Tensor):
+    """Parts for a positive (or negative) contribution, skipping the input sign that is absent."""
+    parts = []
+    if bool((x > 0).any()):
+        parts.append((_pos(x), w_for_pos_x))
+    if bool((x < 0).any()):
+        parts.append((_neg(x), w_for_neg_x))
+    if not parts:  # all-zero input: keep one (zero) part so shapes stay defined
+        parts.append((x, w_for_pos_x))
+    return parts
+
+
+class Rule:
+    """Base class. Subclasses implement :meth:`terms` (weighted layers) in a few lines."""
+
+    #: whether the rule needs the layer's weights (False: it may also act on weight-free layers)
+    needs_weights: bool = False
+
+    def terms(self, layer: AffineLayer, x: torch.Tensor) -> list[Term]:  # pragma: no cover
+        raise NotImplementedError
+
+    def describe(self) -> str:
+        """Readable one-line description, used in the ``rules`` attribute of results."""
+        return repr(self)
+
+
+@dataclass(frozen=True)
+class Epsilon(Rule):
+    """LRP-epsilon: ``R_i = sum_j x_i w_ij / (z_j + eps sign(z_j)) R_j``, ``z_j = sum_i x_i w_ij + b_j``.
+
+    ``Epsilon(0)`` is LRP-0, which equals gradient x input on ReLU networks. The stabilizer
+    absorbs weak or contradictory relevance; the bias absorbs its own share.
+    """
+
+    epsilon: float = 1e-6
+
+    def __post_init__(self) -> None:
+        if not (self.epsilon >= 0) or self.epsilon == float("inf"):
+            raise RuleError(f"Epsilon(epsilon={self.epsilon!r}): epsilon must be a finite number >= 0")
+
+    def terms(self, layer, x):
+        return [Term(1.0, [(x, layer.weight)], layer.bias, self.epsilon, plain=True)]
+
+
+@dataclass(frozen=True)
+class Gamma(Rule):
+    """LRP-gamma (Montavon et al. 2019): weights ``w + gamma w^+`` favour positive contributions.
+
+    For ``x >= 0``: ``R_i = sum_j x_i (w_ij + gamma w_ij^+) / sum_i' x_i' (w_i'j + gamma w_i'j^+) R_j``,
+    with the bias ``b + gamma b^+`` in the denominator. ``Gamma(0)`` is LRP-0 (with stabilizer);
+    large gamma tends to z+.
+    """
+
+    gamma: float = 0.25
+    stabilizer: float = 1e-6
+
+    def __post_init__(self) -> None:
+        if not (self.gamma >= 0) or self.gamma == float("inf"):
+            raise RuleError(f"Gamma(gamma={self.gamma!r}): gamma must be a finite number >= 0")
+
+    def terms(self, layer, x):
+        w, g = layer.weight, self.gamma
+        parts = _signed_parts(x, w + g * _pos(w), w + g * _neg(w))
+        b = None if layer.bias is None else layer.bias + g * _pos(layer.bias)
+        return [Term(1.0, parts, b, self.stabilizer)]
+
+
+@dataclass(frozen=True)
+class AlphaBeta(Rule):
+    """LRP-alpha-beta with ``alpha - beta = 1`` (Bach et al. 2015; Montavon et al. 2017).
+
+    ``R_i = sum_j (alpha z_ij^+ / sum_i' z_i'j^+  -  beta z_ij^- / sum_i' z_i'j^-) R_j``.
+    See the module docstring for the other sign convention of beta and how to translate it.
+    """
+
+    alpha: float = 2.0
+    beta: float = 1.0
+    include_bias: bool = False
+    stabilizer: float = DEFAULT_STABILIZER
+
+    def __post_init__(self) -> None:
+        a, b = float(self.alpha), float(self.beta)
+        if abs(a - b - 1.0) > 1e-9:
+            hint = ""
+            if abs(a + b - 1.0) < 1e-9 and b < 0:
+                hint = (f" This looks like the other convention (beta = 1 - alpha, negative beta): "
+                        f"here that rule is AlphaBeta(alpha={a:g}, beta={-b:g}).")
+            raise RuleError(f"AlphaBeta(alpha={a:g}, beta={b:g}): sciexplain uses alpha - beta = 1 "
+                            f"with beta >= 0, so relevance is conserved.{hint}")
+        if b < 0:
+            raise RuleError(f"AlphaBeta(alpha={a:g}, beta={b:g}): beta must be >= 0")
+
+    def terms(self, layer, x):
+        w, bias = layer.weight, layer.bias
+        pos = _signed_parts(x, _pos(w), _neg(w))
+        out = [Term(float(self.alpha), pos,
+                    _pos(bias) if (self.include_bias and bias is not None) else None, self.stabilizer)]
+        if self.beta != 0:
+            neg = _signed_parts(x, _neg(w), _pos(w))
+            out.append(Term(-float(self.beta), neg,
+                            _neg(bias) if (self.include_bias and bias is not None) else None,
+                            self.stabilizer))
+        return out
+
+
+@dataclass(frozen=True)
+class ZPlus(Rule):
+    """The z+ rule of deep Taylor decomposition: ``R_i = sum_j x_i w_ij^+ / sum_i' x_i' w_i'j^+ R_j``.
+
+    Equal to ``AlphaBeta(1, 0)``. On non-negative inputs it gives non-negative relevance.
+    """
+
+    stabilizer: float = DEFAULT_STABILIZER
+
+    def terms(self, layer, x):
+        w = layer.weight
+        return [Term(1.0, _signed_parts(x, _pos(w), _neg(w)), None, self.stabilizer)]
+
+
+@dataclass(frozen=True, eq=False)
+class ZBox(Rule):
+    """The zB rule for inputs bounded in a box ``low <= x <= high`` (pixels, first layer).
+
+    ``R_i = sum_j (x_i w_ij - l_i w_ij^+ - h_i w_ij^-) / sum_i' (...) R_j``. ``low`` and ``high``
+    are numbers or tensors broadcastable to the layer's input (e.g. per colour channel).
+    """
+
+    low: Any = 0.0
+    high: Any = 1.0
+    stabilizer: float = DEFAULT_STABILIZER
+
+    def __post_init__(self) -> None:
+        lo, hi = torch.as_tensor(self.low, dtype=torch.float64), torch.as_tensor(self.high, dtype=torch.float64)
+        if not (torch.isfinite(lo).all() and torch.isfinite(hi).all()):
+            raise RuleError("ZBox: low and high must be finite")
+        try:
+            ok = bool((lo <= hi).all())
+        except RuntimeError as err:
+            raise RuleError(f"ZBox: low and high do not broadcast together: {err}") from None
+        if not ok:
+            raise RuleError("ZBox: low must be <= high everywhere")
+
+    def _bound(self, value, x: torch.Tensor, which: str) -> torch.Tensor:
+        t = torch.as_tensor(value, dtype=x.dtype, device=x.device)
+        try:
+            return torch.broadcast_to(t, x.shape)
+        except RuntimeError:
+            raise RuleError(
+                f"ZBox: {which} of shape {tuple(t.shape)} does not broadcast to the layer input of "
+                f"shape {tuple(x.shape)}; give a number or a tensor of a broadcastable shape "
+                f"(e.g. (1, C, 1, 1) per channel)") from None
+
+    def terms(self, layer, x):
+        w = layer.weight
+        lo, hi = self._bound(self.low, x, "low"), self._bound(self.high, x, "high")
+        parts = [(x, w), (lo, -_pos(w)), (hi, -_neg(w))]
+        return [Term(1.0, parts, None, self.stabilizer)]
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, ZBox):
+            return NotImplemented
+        return (torch.equal(torch.as_tensor(self.low), torch.as_tensor(other.low))
+                and torch.equal(torch.as_tensor(self.high), torch.as_tensor(other.high))
+                and self.stabilizer == other.stabilizer)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        def show(v):
+            t = torch.as_tensor(v)
+            return f"{float(t):g}" if t.numel() == 1 else f"tensor{tuple(t.shape)}"
+        return f"ZBox(low={show(self.low)}, high={show(self.high)})"
+
+
+@dataclass(frozen=True)
+class WSquare(Rule):
+    """The w^2 rule for unbounded inputs: ``R_i = sum_j w_ij^2 / sum_i' w_i'j^2 R_j`` (input-independent)."""
+
+    stabilizer: float = DEFAULT_STABILIZER
+    needs_weights = True
+
+    def terms(self, layer, x):
+        return [Term(1.0, [(torch.ones_like(x), layer.weight ** 2)], None, self.stabilizer)]
+
+
+@dataclass(frozen=True)
+class Flat(Rule):
+    """The flat rule: every input in a neuron's receptive field gets an equal share."""
+
+    stabilizer: float = DEFAULT_STABILIZER
+
+    def terms(self, layer, x):
+        return [Term(1.0, [(torch.ones_like(x), torch.ones_like(layer.weight))], None, self.stabilizer)]
+
+
+@dataclass(frozen=True)
+class Pass(Rule):
+    """Pass relevance through unchanged (``R_in = R_out``); only for shape-preserving layers.
+
+    Use it to declare explicitly how a layer without a rule of its own (e.g. a normalisation)
+    should be treated: ``preset={"encoder.norm": Pass(), ...}``.
+    """
+
+    def terms(self, layer, x):  # pragma: no cover - handled by the engine
+        raise RuleError("Pass() is applied by the engine directly")
+
+
+#: rules that may be given as the single rule of a preset for every weighted layer
+RULE_TYPES = (Epsilon, Gamma, AlphaBeta, ZPlus, ZBox, WSquare, Flat, Pass)

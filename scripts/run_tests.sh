@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# Set up (scripts/setup.sh) and run the whole test suite: the core and every plugin.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+. .venv/bin/activate
+export MPLBACKEND=Agg
+python -m pytest -q -p no:cacheprovider tests plugins "$@"
