@@ -77,7 +77,7 @@ def _as_input(x: Any) -> torch.Tensor:
         raise InputError("x is an empty batch (0 samples): nothing to explain")
     if x.numel() == 0:
         raise InputError(f"x has shape {tuple(x.shape)} with a zero-sized dim")
-    if x.is_floating_point():
+    if x.is_floating_point() and not bool(torch.isfinite(x.sum())):  # fast path: one reduction
         bad = ~torch.isfinite(x)
         if bool(bad.any()):
             idx = tuple(int(i) for i in bad.nonzero()[0])
@@ -184,10 +184,13 @@ class Explainer:
 
     # -- forward -------------------------------------------------------------------------
     def _forward(self, x: torch.Tensor, grad: bool, leaf_names: set[str]) -> Forward:
-        leaf = x.detach().clone()
+        # x is already a private copy (_as_input); the model may even modify its input in place
+        leaf = x.detach()
         if leaf.is_floating_point() and grad:
             leaf.requires_grad_(True)
-        inp = leaf.clone() if leaf.is_floating_point() else leaf
+            inp = leaf.clone()  # in-place operations on a leaf that requires grad are not allowed
+        else:
+            inp = leaf
         try:
             with torch.inference_mode(False), torch.set_grad_enabled(grad):
                 tape = record(self.model, inp, leaf_names)
@@ -323,7 +326,7 @@ class Explainer:
 
     # -- LRP walk ------------------------------------------------------------------------
     def _lrp(self, fw: Forward, target: torch.Tensor, *, stop_at: str | None = None,
-             through: Mapping[str, Sequence[int]] | None = None):
+             through: Mapping[str, Sequence[int]] | None = None, full_ledger: bool = True):
         tape, B = fw.tape, fw.logits.shape[0]
         logits = fw.logits.detach()
         R0 = torch.zeros_like(logits)
@@ -355,11 +358,17 @@ class Explainer:
                 filtered_out = filtered_out + per_sample_sum(outs[0] - keep)
                 outs[0] = keep
             step = fw.steps[node.index]
-            entering = sum(per_sample_sum(self._batch_check(o, B, node)) for o in outs if o is not None)
+            nan = torch.full((B,), float("nan"), dtype=logits.dtype)
+            entering = leaving = nan
+            if full_ledger:  # two reductions per layer: only when the ledger is asked for
+                entering = sum(per_sample_sum(self._batch_check(o, B, node)) for o in outs if o is not None)
             contributions, absorbed = self._relevance(fw, step, outs)
-            leaving = torch.zeros(B, dtype=logits.dtype)
+            if full_ledger:
+                leaving = torch.zeros(B, dtype=logits.dtype)
             for ref, r in contributions:
-                leaving = leaving + per_sample_sum(self._batch_check(r, B, node))
+                self._batch_check(r, B, node)
+                if full_ledger:
+                    leaving = leaving + per_sample_sum(r)
                 R[ref] = r if ref not in R else R[ref] + r
             rows.append((node.name, step.kind.detail or node.op, self._rule_text(step),
                          entering.detach(), leaving.detach(), absorbed.detach()))
@@ -580,7 +589,7 @@ class Explainer:
                 coords: Mapping[str, Any] | None = None, at: str | None = None,
                 through: Mapping[str, Sequence[int]] | None = None) -> xr.DataArray:
         """Explain ``model(x)`` for ``target``; see :func:`sciexplain.explain`."""
-        return self.explain_with_ledger(x, target, dims=dims, coords=coords, at=at, through=through)[0]
+        return self._run(x, target, dims, coords, at, through, full_ledger=False)[0]
 
     def explain_with_ledger(self, x: Any, target: Any = None, *, dims: Sequence[str] | None = None,
                             coords: Mapping[str, Any] | None = None, at: str | None = None,
@@ -592,23 +601,26 @@ class Explainer:
         ``absorbed`` by its bias and stabilizer terms; ``entering = leaving + absorbed``. For
         methods other than LRP the ledger is ``None``.
         """
+        return self._run(x, target, dims, coords, at, through, full_ledger=True)
+
+    def _run(self, x, target, dims, coords, at, through, full_ledger):
         rule_map = self._check()
         if (at is not None or through is not None) and self.method != "lrp":
             raise InputError("at= and through= are available for method='lrp'")
         xt = _as_input(x)
         with _eval_mode(self.model):
             if self.method == "lrp":
-                return self._explain_lrp(xt, target, rule_map, dims, coords, at, through)
+                return self._explain_lrp(xt, target, rule_map, dims, coords, at, through, full_ledger)
             from . import methods
             return methods.run(self, xt, target, dims, coords), None
 
-    def _explain_lrp(self, xt, target, rule_map, dims, coords, at, through):
+    def _explain_lrp(self, xt, target, rule_map, dims, coords, at, through, full_ledger=True):
         plain = True  # epsilon layers reuse the recorded forward graph
         fw = self._forward(xt, grad=plain and xt.is_floating_point(), leaf_names=rule_map.names())
         self._plan(fw, rule_map)
         t = _targets(target, fw.logits)
         with torch.no_grad():
-            Rx, rows, filtered_out = self._lrp(fw, t, stop_at=at, through=through)
+            Rx, rows, filtered_out = self._lrp(fw, t, stop_at=at, through=through, full_ledger=full_ledger)
         B = xt.shape[0]
         prediction = _prediction(fw.logits, t)
         if Rx is None:
@@ -629,7 +641,7 @@ class Explainer:
                          method="lrp", rules=_rules_summary(fw), decomposes="f(x)", attrs=attrs)
         if through:
             R = R.assign_coords(filtered_out=(R.dims[0], filtered_out.numpy()))
-        return R, _ledger_dataset(rows, R.dims[0], prediction, Rx)
+        return R, (_ledger_dataset(rows, R.dims[0], prediction, Rx) if full_ledger else None)
 
 
 # -- helpers -----------------------------------------------------------------------------------
