@@ -15,6 +15,12 @@ lazily from the submodules:
 * :mod:`sciexplain_image.fashion` -- :func:`load_fashion_mnist`,
   :class:`FashionCNN`, :func:`load_fashion_cnn`, :func:`fashion_to_tensor`,
   ``FASHION_CLASSES``, ``FASHION_PREPROCESS``
+* :mod:`sciexplain_image.explain` -- :func:`explain_image`, :func:`input_bounds`,
+  the domain object ``DOMAIN`` registered under ``sciexplain.domains``
+* :mod:`sciexplain_image.regions` -- :func:`box_shares`, :func:`pool_regions`,
+  :func:`pool_superpixels`, :func:`pool_patches`
+* :mod:`sciexplain_image.plots` -- :func:`plot_overlay`, :func:`plot_methods`,
+  :func:`plot_pattern`, :func:`plot_box_shares` (each returns a Figure)
 """
 
 from __future__ import annotations
@@ -46,6 +52,21 @@ _EXPORTS = {
     "fashion_to_tensor": "fashion",
     "load_fashion_cnn": "fashion",
     "load_fashion_mnist": "fashion",
+    "explain_image": "explain",
+    "input_bounds": "explain",
+    "prepare_images": "explain",
+    "ImageDomain": "explain",
+    "DOMAIN": "explain",
+    "pool_regions": "regions",
+    "box_shares": "regions",
+    "superpixels": "regions",
+    "pool_superpixels": "regions",
+    "pool_patches": "regions",
+    "plot_overlay": "plots",
+    "plot_methods": "plots",
+    "plot_pattern": "plots",
+    "plot_box_shares": "plots",
+    "run_demo": "demo",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]

