@@ -41,6 +41,20 @@ _DECOMPOSES = {
 
 # -- safety of the user's model ----------------------------------------------------------------
 
+def _caller_stacklevel() -> int:
+    """The stacklevel that attributes a warning to the first frame outside sciexplain."""
+    import inspect
+    import os
+    pkg = os.path.dirname(os.path.abspath(__file__))
+    frame, level = inspect.currentframe().f_back, 1  # level 1 = the function that calls warn()
+    while frame is not None:
+        fname = os.path.abspath(frame.f_code.co_filename)
+        if not fname.startswith(pkg + os.sep) and "contextlib" not in fname:
+            return level
+        frame, level = frame.f_back, level + 1
+    return level
+
+
 @contextmanager
 def _eval_mode(model: nn.Module):
     """Explain in eval mode; restore every module's own training flag afterwards."""
@@ -48,7 +62,7 @@ def _eval_mode(model: nn.Module):
     if any(f for _, f in flags):
         warnings.warn("the model is in training mode; it is explained in eval mode (dropout off, "
                       "BatchNorm running statistics) and its training flag is restored afterwards",
-                      ExplainWarning, stacklevel=4)
+                      ExplainWarning, stacklevel=_caller_stacklevel())
     try:
         for m, _ in flags:
             m.training = False
@@ -92,7 +106,12 @@ def _targets(target: Any, logits: torch.Tensor) -> torch.Tensor:
     if target is None:
         t = logits.argmax(dim=1) if logits.ndim == 2 else torch.zeros(B, dtype=torch.long)
         return t.detach().long()
-    t = torch.as_tensor(np.asarray(target) if not isinstance(target, torch.Tensor) else target)
+    try:
+        t = torch.as_tensor(np.asarray(target) if not isinstance(target, torch.Tensor) else target)
+    except (TypeError, ValueError, RuntimeError):
+        t = None
+    if t is None or t.dtype == torch.bool or t.is_complex():
+        raise InputError(f"target must be an int, one int per sample, or None; got {target!r}")
     if t.is_floating_point() and not bool((t == t.round()).all()):
         raise InputError(f"target must be integer class indices, got {target!r}")
     t = t.long().reshape(-1)
@@ -165,6 +184,20 @@ class Explainer:
         self.options = options
 
     # -- configuration -------------------------------------------------------------------
+    def _check_names(self, rule_map: RuleMap) -> None:
+        """Every module path or pattern in a preset mapping must name a module of the model."""
+        import difflib
+        import fnmatch
+        names = [n for n, _ in self.model.named_modules() if n]
+        for key in list(rule_map.by_name) + list(rule_map.patterns):
+            pattern = key in rule_map.patterns
+            hit = any(fnmatch.fnmatchcase(n, key) for n in names) if pattern else key in names
+            if not hit:
+                close = difflib.get_close_matches(key, names, n=3)
+                hint = f" Did you mean {close}?" if close else f" Module paths look like {names[:4]}."
+                raise RuleError(f"preset key {key!r} names no module of the model, so its rule would never "
+                                f"run.{hint}")
+
     def _check(self) -> RuleMap | None:
         if not isinstance(self.model, nn.Module):
             raise InputError(f"model must be a torch.nn.Module, got {type(self.model).__name__}")
@@ -179,7 +212,9 @@ class Explainer:
             raise InputError(f"unknown option(s) {sorted(unknown)} for method {self.method!r}; "
                              f"it accepts {sorted(allowed) or 'none'}")
         if self.method == "lrp":
-            return resolve_preset(self.preset, self.bounds)
+            rule_map = resolve_preset(self.preset, self.bounds)
+            self._check_names(rule_map)
+            return rule_map
         return None
 
     # -- forward -------------------------------------------------------------------------
@@ -231,7 +266,7 @@ class Explainer:
             stack.extend(r.node for r in fw.tape.nodes[i].parents)
         return seen
 
-    def _plan(self, fw: Forward, rule_map: RuleMap | None) -> None:
+    def _plan(self, fw: Forward, rule_map: RuleMap | None, keep: set[str] = frozenset()) -> None:
         tape = fw.tape
         needed = self._ancestors(fw)
         consumers = tape.consumers()
@@ -261,16 +296,20 @@ class Explainer:
                 "Pass() to a shape-preserving module by its path (preset={'base': 'epsilon-plus', "
                 "'path.to.module': Pass()}), or explain an intermediate output. Nothing falls back "
                 "to the gradient silently.")
-        self._fold_batchnorm(fw, steps, consumers)
+        self._fold_batchnorm(fw, steps, consumers, keep)
         if rule_map is not None:
             self._assign_rules(fw, steps, rule_map)
         fw.steps = steps
 
-    def _fold_batchnorm(self, fw: Forward, steps: dict[int, Step], consumers) -> None:
+    def _fold_batchnorm(self, fw: Forward, steps: dict[int, Step], consumers, keep=frozenset()) -> None:
+        """Fold BatchNorm into the adjacent Linear/Conv, except where the caller asks for the
+        relevance at that BatchNorm itself (``at=``/``through=``), which must stay a node."""
         tape = fw.tape
         for step in steps.values():
             node = step.node
             if not (node.kind == "module" and isinstance(node.target, ops._BN_MODULES)):
+                continue
+            if node.name in keep:
                 continue
             if len(node.parents) != 1:
                 continue
@@ -448,67 +487,28 @@ class Explainer:
         return [(xref, R_in)], absorbed
 
     def _layout(self, fw: Forward, step: Step, outs):
+        """Relevance moves with the entries (the operation's vector-Jacobian product). Entries
+        that come from constants (padding values, a constant operand of cat/where/max) take their
+        relevance with them: for an operation that only moves entries that is exactly the part
+        of the incoming relevance that reaches no input, and it is counted as absorbed."""
         node = step.node
-        values, leaves = {}, {}
+        leaves = {}
         for ref in dict.fromkeys(node.parents):
             v = fw.value(ref).detach()
             if v.is_floating_point():
                 leaves[ref] = v.clone().requires_grad_(True)
         with torch.enable_grad():
             copies = {r: l.clone() for r, l in leaves.items()}
-        consts: list[torch.Tensor] = []
-
-        def const_leaf(o):
-            if isinstance(o, torch.Tensor) and o.is_floating_point():
-                t = o.detach().clone().requires_grad_(True)
-                consts.append(t)
-                return t
-            return o
-        with torch.enable_grad():
-            args, kwargs = replay_args(node, {r: c for r, c in copies.items()})
-        if node.op in ("cat", "concat", "concatenate", "stack", "hstack", "vstack", "dstack", "where"):
-            args = _map(args, lambda o: o if any(o is c for c in copies.values()) else const_leaf(o))
-        with torch.enable_grad():
+            args, kwargs = replay_args(node, copies)
             out = node.target(*args, **kwargs)
-        flat = [o for o in _flatten_tensors(out)]
-        pairs = [(o, r) for o, r in zip([o for o in flat if o.is_floating_point()], outs) if r is not None]
-        targets = list(leaves.values()) + consts
-        grads = torch.autograd.grad([o for o, _ in pairs], targets, grad_outputs=[r for _, r in pairs],
-                                    allow_unused=True)
-        B = fw.logits.shape[0]
-        absorbed = torch.zeros(B, dtype=fw.logits.dtype)
-        contributions = []
-        for (ref, _), g in zip(leaves.items(), grads[: len(leaves)]):
-            if g is not None:
-                contributions.append((ref, g))
-        for g in grads[len(leaves):]:
-            if g is not None:
-                absorbed = absorbed + per_sample_sum(g)
-        pad_absorbed = self._pad_positions(node, outs)
-        if pad_absorbed is not None:
-            absorbed = absorbed + pad_absorbed
-        return contributions, absorbed
-
-    def _pad_positions(self, node: Node, outs) -> torch.Tensor | None:
-        """Relevance arriving at constant padding positions (absorbed by the padding constant)."""
-        R = outs[0]
-        if R is None:
-            return None
-        if node.kind == "module" and isinstance(node.target, (nn.ZeroPad1d, nn.ZeroPad2d, nn.ZeroPad3d,
-                                                              nn.ConstantPad1d, nn.ConstantPad2d,
-                                                              nn.ConstantPad3d)):
-            pad, mode = node.target.padding, "constant"
-        elif node.kind == "function" and node.op == "pad":
-            pad = node.args[1] if len(node.args) > 1 else node.kwargs["pad"]
-            mode = node.args[2] if len(node.args) > 2 else node.kwargs.get("mode", "constant")
-        else:
-            return None
-        if mode != "constant":
-            return None
-        x_shape = node.outputs[0].shape  # replaced below by the mask of real positions
-        ones = torch.ones(_unpadded_shape(x_shape, pad), dtype=R.dtype)
-        real = torch.nn.functional.pad(ones, tuple(pad), mode="constant", value=0.0)
-        return per_sample_sum(R * (1 - real))
+        flat = [o for o in _flatten_tensors(out) if o.is_floating_point()]
+        pairs = [(o, r) for o, r in zip(flat, outs) if r is not None]
+        grads = torch.autograd.grad([o for o, _ in pairs], list(leaves.values()),
+                                    grad_outputs=[r for _, r in pairs], allow_unused=True)
+        contributions = [(ref, g) for ref, g in zip(leaves, grads) if g is not None]
+        entering = sum(per_sample_sum(r) for _, r in pairs)
+        leaving = sum((per_sample_sum(g) for _, g in contributions), torch.zeros_like(entering))
+        return contributions, entering - leaving
 
     def _max_proportional(self, fw: Forward, step: Step, outs):
         """Max pooling redistributed like sum pooling over each window (Montavon et al. 2017)."""
@@ -520,7 +520,8 @@ class Explainer:
             nd = {nn.MaxPool1d: 1, nn.MaxPool2d: 2, nn.MaxPool3d: 3}[type(m)]
             pool = getattr(torch.nn.functional, f"avg_pool{nd}d")
             def apply(x_, w):
-                return pool(x_, m.kernel_size, m.stride, m.padding, count_include_pad=True) * w
+                return pool(x_, m.kernel_size, m.stride, m.padding, ceil_mode=m.ceil_mode,
+                            count_include_pad=True) * w
         elif node.kind == "module":
             nd = {nn.AdaptiveMaxPool1d: 1, nn.AdaptiveMaxPool2d: 2, nn.AdaptiveMaxPool3d: 3}[type(m)]
             pool = getattr(torch.nn.functional, f"adaptive_avg_pool{nd}d")
@@ -562,9 +563,11 @@ class Explainer:
             raise AssertionError("sum shape mismatch")  # pragma: no cover
         eps = step.rule.epsilon if isinstance(step.rule, Epsilon) else 1e-9
         stab = eps * sign0(total)
-        s = R / (total + stab)
+        den = total + stab
+        dead = den == 0  # only with eps == 0: that relevance reaches no operand and is absorbed
+        s = torch.where(dead, torch.zeros_like(R), R / torch.where(dead, torch.ones_like(den), den))
         B = R.shape[0]
-        absorbed = per_sample_sum(s * stab)
+        absorbed = per_sample_sum(s * stab) + per_sample_sum(torch.where(dead, R, torch.zeros_like(R)))
         result = []
         for ref, c in contribs:
             share = torch.broadcast_to(c, shape) * s
@@ -585,7 +588,7 @@ class Explainer:
         return [(st.node.name, st.kind.detail or st.node.op, self._rule_text(st))
                 for _, st in sorted(fw.steps.items())]
 
-    def check_canonization(self, x: Any) -> dict[str, float]:
+    def check_canonization(self, x: Any) -> dict[str, float]:  # noqa: C901
         """Relative error, per folded layer, of the folded layer against the original pair.
 
         For each Linear/Conv with a BatchNorm folded into it: max |folded(x) - original(x)| /
@@ -633,6 +636,11 @@ class Explainer:
         return self._run(x, target, dims, coords, at, through, full_ledger=True)
 
     def _run(self, x, target, dims, coords, at, through, full_ledger):
+        # callers may sit inside torch.no_grad() or torch.inference_mode(): explanations need autograd
+        with torch.inference_mode(False), torch.enable_grad():
+            return self._run_with_grad(x, target, dims, coords, at, through, full_ledger)
+
+    def _run_with_grad(self, x, target, dims, coords, at, through, full_ledger):
         rule_map = self._check()
         if (at is not None or through is not None) and self.method != "lrp":
             raise InputError("at= and through= are available for method='lrp'")
@@ -646,7 +654,7 @@ class Explainer:
     def _explain_lrp(self, xt, target, rule_map, dims, coords, at, through, full_ledger=True):
         plain = True  # epsilon layers reuse the recorded forward graph
         fw = self._forward(xt, grad=plain and xt.is_floating_point(), leaf_names=rule_map.names())
-        self._plan(fw, rule_map)
+        self._plan(fw, rule_map, keep={at} | set(through or {}) if at else set(through or {}))
         t = _targets(target, fw.logits)
         with torch.no_grad():
             Rx, rows, filtered_out = self._lrp(fw, t, stop_at=at, through=through, full_ledger=full_ledger)
@@ -681,14 +689,6 @@ def _flatten_tensors(obj):
     elif isinstance(obj, (list, tuple)):
         for o in obj:
             yield from _flatten_tensors(o)
-
-
-def _unpadded_shape(padded: torch.Size, pad: Sequence[int]) -> list[int]:
-    shape = list(padded)
-    for i in range(len(pad) // 2):
-        dim = len(shape) - 1 - i
-        shape[dim] -= pad[2 * i] + pad[2 * i + 1]
-    return shape
 
 
 def _unbroadcast(t: torch.Tensor, shape: torch.Size) -> torch.Tensor:

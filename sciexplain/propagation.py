@@ -107,7 +107,7 @@ def _term_relevance(layer: AffineLayer, term: Term, R: torch.Tensor,
     for value, g in zip(values, grads):
         if g is None:
             continue
-        contrib = value * g
+        contrib = value.detach() * g
         R_in = contrib if R_in is None else R_in.add_(contrib)
     if R_in is None:
         R_in = torch.zeros_like(values[0])

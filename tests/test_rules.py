@@ -1,0 +1,488 @@
+"""Every LRP rule against its plain matrix formula.
+
+The reference below is written independently of ``sciexplain.rules``: each layer (Linear or a
+convolution with stride, padding, dilation and groups) is turned into a dense float64 matrix
+``W`` (``z = W x + b``) by applying it to the basis vectors, and each rule is written as the
+contribution matrix ``z_ij`` of its published formula, in the general-sign form of the
+``rules.py`` docstring (``(x_i w_ij)^+`` for the positive part):
+
+=============  ====================================================  =======================
+rule           z_ij                                                  denominator bias
+=============  ====================================================  =======================
+Epsilon(e)     x_i w_ij                                              b_j (stabilizer e)
+Gamma(g)       x_i w_ij + g (x_i w_ij)^+                             b_j + g b_j^+
+AlphaBeta      alpha (x_i w_ij)^+ / ...  -  beta (x_i w_ij)^- / ...  none (b^+, b^- if asked)
+ZPlus          (x_i w_ij)^+                                          none
+ZBox(l, h)     x_i w_ij - l_i w_ij^+ - h_i w_ij^-                    none
+WSquare        w_ij^2                                                none
+Flat           1 where i is connected to j                           none
+=============  ====================================================  =======================
+
+``R_i = sum_j z_ij / (sum_i' z_i'j + bias_j + eps sign(.)) R_j`` per term, with ``sign(0) = +1``;
+the absorbed relevance is ``sum_j s_j (bias_j + eps sign(.))``.
+"""
+
+from __future__ import annotations
+
+import copy
+import pickle
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import sciexplain as sx
+from sciexplain.errors import RuleError
+from sciexplain.propagation import AffineLayer, lrp_affine
+from sciexplain.rules import AlphaBeta, Epsilon, Flat, Gamma, Pass, WSquare, ZBox, ZPlus
+
+SEEDS = (0, 1, 2)
+
+# -- layers ------------------------------------------------------------------------------------
+
+#: name -> (module factory, input shape without batch)
+LAYERS = {
+    "linear": (lambda bias: nn.Linear(7, 5, bias=bias), (7,)),
+    "conv1d_stride_pad": (lambda bias: nn.Conv1d(4, 6, 3, stride=2, padding=1, bias=bias), (4, 9)),
+    "conv1d_dil_groups": (lambda bias: nn.Conv1d(4, 6, 3, padding=2, dilation=2, groups=2, bias=bias), (4, 8)),
+    "conv1d_depthwise": (lambda bias: nn.Conv1d(4, 8, 3, groups=4, bias=bias), (4, 7)),
+    "conv2d_stride_pad": (lambda bias: nn.Conv2d(3, 4, 3, stride=2, padding=1, bias=bias), (3, 6, 5)),
+    "conv2d_dil_groups": (lambda bias: nn.Conv2d(4, 6, (2, 3), padding=(1, 0), dilation=(2, 1), groups=2,
+                                                 bias=bias), (4, 5, 6)),
+    "conv2d_depthwise": (lambda bias: nn.Conv2d(3, 3, 3, padding=1, groups=3, bias=bias), (3, 5, 5)),
+    "conv3d_stride_pad": (lambda bias: nn.Conv3d(2, 3, 2, stride=(1, 2, 1), padding=1, bias=bias), (2, 3, 4, 3)),
+    "conv3d_dil_groups": (lambda bias: nn.Conv3d(2, 4, (2, 2, 1), dilation=(2, 1, 1), groups=2, bias=bias),
+                          (2, 4, 3, 3)),
+}
+
+
+def make_layer(name: str, bias: bool, seed: int) -> tuple[nn.Module, tuple]:
+    factory, shape = LAYERS[name]
+    torch.manual_seed(seed)
+    m = factory(bias).double()
+    with torch.no_grad():
+        m.weight.normal_(0, 0.5)
+        if bias:
+            m.bias.normal_(0, 0.5)
+    return m.eval(), shape
+
+
+def linear_apply(m: nn.Module):
+    """``x -> m(x) - bias`` written with torch.nn.functional (not the module's forward)."""
+    if isinstance(m, nn.Linear):
+        return lambda x, w: F.linear(x, w)
+    conv = {nn.Conv1d: F.conv1d, nn.Conv2d: F.conv2d, nn.Conv3d: F.conv3d}[type(m)]
+    return lambda x, w: conv(x, w, None, m.stride, m.padding, m.dilation, m.groups)
+
+
+def dense(m: nn.Module, in_shape: tuple) -> tuple[np.ndarray, np.ndarray, tuple]:
+    """Dense matrix ``W`` (out x in) and bias vector ``b`` (out) of a layer, from basis vectors."""
+    n = int(np.prod(in_shape))
+    basis = torch.eye(n, dtype=torch.float64).reshape(n, *in_shape)
+    with torch.no_grad():
+        out = linear_apply(m)(basis, m.weight)
+    out_shape = tuple(out.shape[1:])
+    W = out.reshape(n, -1).T.numpy().copy()
+    if m.bias is None:
+        b = np.zeros(W.shape[0])
+    else:
+        bias = m.bias.detach().numpy()
+        per_pos = int(np.prod(out_shape[1:])) if len(out_shape) > 1 else 1
+        b = np.repeat(bias, per_pos)  # channel-major like the flattened output
+    return W, b, out_shape
+
+
+# -- the reference -----------------------------------------------------------------------------
+
+def sign0(a: np.ndarray) -> np.ndarray:
+    return np.where(a >= 0, 1.0, -1.0)
+
+
+def reference(terms, R: np.ndarray) -> tuple[np.ndarray, float]:
+    """One sample: ``terms`` = [(coef, Z (out x in), bias (out) or None, eps)], ``R`` (out)."""
+    n_out, n_in = terms[0][1].shape
+    R_in = np.zeros(n_in)
+    absorbed = 0.0
+    for coef, Z, bias, eps in terms:
+        bias = np.zeros(n_out) if bias is None else bias
+        z = Z.sum(axis=1) + bias  # z_j = sum_i z_ij + b_j
+        stab = eps * sign0(z) if eps > 0 else np.zeros(n_out)
+        den = z + stab
+        dead = den == 0  # only with eps = 0: R_j cannot be passed on and is absorbed
+        s = np.where(dead, 0.0, R / np.where(dead, 1.0, den))
+        R_in += coef * np.einsum("ji,j->i", Z, s)
+        absorbed += coef * (np.sum(s * (bias + stab)) + np.sum(R[dead]))
+    return R_in, absorbed
+
+
+def rule_terms(rule, x: np.ndarray, W: np.ndarray, b: np.ndarray | None, low=None, high=None):
+    """The plain formula of ``rule`` for one sample ``x`` (flat) and dense ``W`` (out x in)."""
+    zx = W * x[None, :]  # z_ij = x_i w_ij, indexed [j, i]
+    pos, neg = np.maximum(zx, 0), np.minimum(zx, 0)
+    if isinstance(rule, Epsilon):
+        return [(1.0, zx, b, rule.epsilon)]
+    if isinstance(rule, Gamma):
+        g = rule.gamma
+        bb = None if b is None else b + g * np.maximum(b, 0)
+        return [(1.0, zx + g * pos, bb, rule.stabilizer)]
+    if isinstance(rule, AlphaBeta):
+        bp = np.maximum(b, 0) if (rule.include_bias and b is not None) else None
+        bn = np.minimum(b, 0) if (rule.include_bias and b is not None) else None
+        out = [(rule.alpha, pos, bp, rule.stabilizer)]
+        if rule.beta != 0:
+            out.append((-rule.beta, neg, bn, rule.stabilizer))
+        return out
+    if isinstance(rule, ZPlus):
+        return [(1.0, pos, None, rule.stabilizer)]
+    if isinstance(rule, ZBox):
+        Wp, Wn = np.maximum(W, 0), np.minimum(W, 0)
+        return [(1.0, zx - low[None, :] * Wp - high[None, :] * Wn, None, rule.stabilizer)]
+    if isinstance(rule, WSquare):
+        return [(1.0, W ** 2, None, rule.stabilizer)]
+    if isinstance(rule, Flat):
+        return [(1.0, (W != 0).astype(float), None, rule.stabilizer)]
+    raise AssertionError(rule)
+
+
+def reference_batch(rule, x: torch.Tensor, R: torch.Tensor, W, b, low=None, high=None):
+    B = x.shape[0]
+    xs, Rs = x.reshape(B, -1).numpy(), R.reshape(B, -1).numpy()
+    lo = None if low is None else np.broadcast_to(np.asarray(low, float), x.shape).reshape(B, -1)
+    hi = None if high is None else np.broadcast_to(np.asarray(high, float), x.shape).reshape(B, -1)
+    R_in, absorbed = [], []
+    for k in range(B):
+        terms = rule_terms(rule, xs[k], W, b, None if lo is None else lo[k], None if hi is None else hi[k])
+        r, a = reference(terms, Rs[k])
+        R_in.append(r)
+        absorbed.append(a)
+    return np.stack(R_in).reshape(x.shape), np.array(absorbed)
+
+
+# -- the rules under test ----------------------------------------------------------------------
+
+def channel_bounds(in_shape: tuple) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-channel (per-feature for dense) bounds, shaped to broadcast against the input."""
+    C = in_shape[0]
+    shape = (1, C) + (1,) * (len(in_shape) - 1)
+    low = -1.5 - torch.arange(C, dtype=torch.float64).reshape(shape) * 0.25
+    high = 1.0 + torch.arange(C, dtype=torch.float64).reshape(shape) * 0.5
+    return low, high
+
+
+RULES = {
+    "eps0": lambda shape: Epsilon(0.0),
+    "eps1e-6": lambda shape: Epsilon(1e-6),
+    "eps0.1": lambda shape: Epsilon(0.1),
+    "eps2": lambda shape: Epsilon(2.0),
+    "gamma0.25": lambda shape: Gamma(0.25),
+    "gamma2": lambda shape: Gamma(2.0, stabilizer=1e-3),
+    "alpha2beta1": lambda shape: AlphaBeta(2, 1),
+    "alpha1beta0": lambda shape: AlphaBeta(1, 0),
+    "alpha2beta1_bias": lambda shape: AlphaBeta(2, 1, include_bias=True),
+    "zplus": lambda shape: ZPlus(),
+    "zbox_scalar": lambda shape: ZBox(-2.0, 3.0),
+    "zbox_channel": lambda shape: ZBox(*channel_bounds(shape)),
+    "wsquare": lambda shape: WSquare(),
+    "flat": lambda shape: Flat(),
+}
+
+
+def bounds_of(rule, x: torch.Tensor):
+    if isinstance(rule, ZBox):
+        return (torch.as_tensor(rule.low, dtype=torch.float64).expand_as(x),
+                torch.as_tensor(rule.high, dtype=torch.float64).expand_as(x))
+    return None, None
+
+
+def make_input(shape: tuple, sign: str, seed: int, batch: int = 3) -> torch.Tensor:
+    g = torch.Generator().manual_seed(100 + seed)
+    if sign == "nonneg":
+        x = torch.rand((batch,) + shape, generator=g, dtype=torch.float64)
+        x[x < 0.2] = 0.0  # exact zeros, as after a ReLU
+        return x
+    return torch.randn((batch,) + shape, generator=g, dtype=torch.float64)
+
+
+def affine_of(m: nn.Module, out_shape: tuple) -> AffineLayer:
+    bias = None
+    if m.bias is not None:
+        bias = m.bias.detach()
+        if len(out_shape) > 1:
+            bias = bias.reshape((1, -1) + (1,) * (len(out_shape) - 1))
+    return AffineLayer("layer", type(m).__name__, m.weight.detach(), bias, linear_apply(m))
+
+
+def run_rule(layer: AffineLayer, x: torch.Tensor, R: torch.Tensor, rule):
+    """lrp_affine, with its outputs detached (see test_lrp_affine_returns_plain_tensors)."""
+    R_in, absorbed = lrp_affine(layer, x, R, rule)
+    return R_in.detach(), absorbed.detach()
+
+
+def close(actual, expected, what: str) -> None:
+    actual, expected = np.asarray(actual, float), np.asarray(expected, float)
+    scale = max(np.abs(expected).max(), 1e-12)
+    np.testing.assert_allclose(actual, expected, rtol=1e-7, atol=1e-9 * scale, err_msg=what)
+
+
+@pytest.mark.parametrize("sign", ["nonneg", "mixed"])
+@pytest.mark.parametrize("rule_name", list(RULES))
+@pytest.mark.parametrize("layer_name", list(LAYERS))
+def test_rule_matches_matrix_formula(layer_name, rule_name, sign):
+    """lrp_affine == the plain matrix formula, for R of either sign, with and without bias."""
+    for seed in SEEDS:
+        for bias in (True, False):
+            m, shape = make_layer(layer_name, bias, seed)
+            rule = RULES[rule_name](shape)
+            x = make_input(shape, sign, seed)
+            W, b, out_shape = dense(m, shape)
+            g = torch.Generator().manual_seed(200 + seed)
+            R = torch.randn((x.shape[0],) + out_shape, generator=g, dtype=torch.float64)
+            low, high = bounds_of(rule, x)
+            R_ref, abs_ref = reference_batch(rule, x, R, W, b if bias else None, low, high)
+            x_before = x.clone()
+            R_in, absorbed = run_rule(affine_of(m, out_shape), x, R, rule)
+            what = f"{layer_name} {rule!r} {sign} seed={seed} bias={bias}"
+            assert R_in.shape == x.shape, what
+            assert torch.equal(x, x_before), "lrp_affine modified its input"
+            close(R_in.numpy(), R_ref, what + " (relevance)")
+            close(absorbed.numpy(), abs_ref, what + " (absorbed)")
+            # conservation: relevance in = relevance out - absorbed
+            np.testing.assert_allclose(R_in.reshape(3, -1).sum(1) + absorbed, R.reshape(3, -1).sum(1),
+                                       rtol=1e-8, atol=1e-8 * float(R.abs().sum()))
+
+
+def test_reference_is_not_trivial():
+    """The reference distinguishes the rules (a guard against a reference that ignores them)."""
+    m, shape = make_layer("conv2d_stride_pad", True, 0)
+    x = make_input(shape, "mixed", 0)
+    W, b, out_shape = dense(m, shape)
+    R = torch.randn((3,) + out_shape, dtype=torch.float64)
+    outs = {}
+    for name, make in RULES.items():
+        rule = make(shape)
+        low, high = bounds_of(rule, x)
+        outs[name] = reference_batch(rule, x, R, W, b, low, high)[0]
+    names = list(outs)
+    for i, a in enumerate(names):
+        for c in names[i + 1:]:
+            if {a, c} <= {"eps0", "eps1e-6"} or {a, c} <= {"alpha1beta0", "zplus"}:
+                continue  # these pairs are (nearly) equal by definition
+            assert not np.allclose(outs[a], outs[c], rtol=1e-3, atol=1e-6), (a, c)
+
+
+def test_dense_matrix_reproduces_the_layer():
+    for name in LAYERS:
+        m, shape = make_layer(name, True, 0)
+        x = make_input(shape, "mixed", 0)
+        W, b, out_shape = dense(m, shape)
+        with torch.no_grad():
+            z = m(x).reshape(3, -1).numpy()
+        np.testing.assert_allclose(x.reshape(3, -1).numpy() @ W.T + b, z, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("rule_name", ["eps0", "eps0.1", "gamma0.25", "alpha2beta1", "zplus",
+                                       "zbox_scalar", "zbox_channel", "wsquare", "flat"])
+@pytest.mark.parametrize("layer_name", ["linear", "conv1d_dil_groups", "conv2d_stride_pad",
+                                        "conv2d_depthwise", "conv3d_stride_pad"])
+def test_engine_single_layer_matches_formula(layer_name, rule_name):
+    """Through sx.explain on a one-layer model: R = one-hot logit, the rule as the whole preset.
+
+    This covers the engine's own path: the module's forward (bias reshaped per channel), the
+    reuse of the recorded forward graph for plain epsilon, and the absorbed coordinate.
+    """
+    for seed in SEEDS[:2]:
+        m, shape = make_layer(layer_name, True, seed)
+        rule = RULES[rule_name](shape)
+        model = nn.Sequential(m, nn.Flatten()).eval()
+        x = make_input(shape, "mixed", seed, batch=2)
+        W, b, out_shape = dense(m, shape)
+        n_out = int(np.prod(out_shape))
+        target = [seed % n_out, (5 * seed + 3) % n_out]
+        R = sx.explain(model, x, target=target, preset=rule)
+        with torch.no_grad():
+            logits = model(x)
+        R0 = torch.zeros_like(logits)
+        R0[torch.arange(2), target] = logits[torch.arange(2), target]
+        low, high = bounds_of(rule, x)
+        R_ref, abs_ref = reference_batch(rule, x, R0.reshape((2,) + out_shape), W, b, low, high)
+        what = f"{layer_name} {rule!r} seed={seed}"
+        close(R.values, R_ref, what)
+        close(R["absorbed"].values, abs_ref, what + " (absorbed)")
+        np.testing.assert_allclose(R["prediction"].values, logits[torch.arange(2), target].numpy(), rtol=1e-12)
+
+
+def test_engine_circular_padding_conv():
+    """A conv with padding_mode='circular' runs through its own forward; compare to the formula."""
+    torch.manual_seed(3)
+    m = nn.Conv2d(2, 3, 3, padding=1, padding_mode="circular").double().eval()
+    model = nn.Sequential(m, nn.Flatten()).eval()
+    x = torch.randn(2, 2, 5, 6, dtype=torch.float64)
+    n = 2 * 5 * 6
+    basis = torch.eye(n, dtype=torch.float64).reshape(n, 2, 5, 6)
+    with torch.no_grad():
+        W = (m(basis) - m.bias.reshape(1, -1, 1, 1)).reshape(n, -1).T.numpy()
+        logits = model(x)
+    b = np.repeat(m.bias.detach().numpy(), 30)
+    for rule in (Epsilon(0.01), ZPlus(), AlphaBeta(2, 1)):
+        R = sx.explain(model, x, target=7, preset=rule)
+        R0 = torch.zeros_like(logits)
+        R0[:, 7] = logits[:, 7]
+        R_ref, abs_ref = reference_batch(rule, x, R0, W, b)
+        close(R.values, R_ref, repr(rule))
+        close(R["absorbed"].values, abs_ref, repr(rule))
+
+
+def test_float32_layer_close_to_float64_formula():
+    m, shape = make_layer("conv2d_stride_pad", True, 1)
+    x = make_input(shape, "nonneg", 1)
+    W, b, out_shape = dense(m, shape)
+    R = torch.randn((3,) + out_shape, dtype=torch.float64)
+    m32 = copy.deepcopy(m).float()
+    for rule in (Epsilon(0.1), ZPlus(), AlphaBeta(2, 1), Gamma(0.5)):
+        R_ref, _ = reference_batch(rule, x, R, W, b)
+        R_in, _ = run_rule(affine_of(m32, out_shape), x.float(), R.float(), rule)
+        assert R_in.dtype == torch.float32
+        np.testing.assert_allclose(R_in.double().numpy(), R_ref, rtol=1e-3, atol=1e-4 * np.abs(R_ref).max())
+
+
+@pytest.mark.parametrize("rule", [ZPlus(), Epsilon(0.1)], ids=repr)
+def test_lrp_affine_returns_plain_tensors(rule):
+    """The public single-layer function returns relevance, not a node of an autograd graph."""
+    m, shape = make_layer("linear", True, 0)
+    x = make_input(shape, "mixed", 0)
+    R = torch.randn(3, 5, dtype=torch.float64)
+    R_in, absorbed = lrp_affine(affine_of(m, (5,)), x, R, rule)
+    assert not R_in.requires_grad and R_in.grad_fn is None
+    assert not absorbed.requires_grad
+    assert not x.requires_grad
+
+
+def test_epsilon0_dead_neuron_is_absorbed():
+    """With eps = 0 a neuron with z_j = 0 cannot pass relevance on: all of R_j is absorbed."""
+    lin = nn.Linear(3, 2).double()
+    with torch.no_grad():
+        lin.weight.copy_(torch.tensor([[1.0, -2.0, 0.5], [0.0, 0.0, 0.0]]))
+        lin.bias.copy_(torch.tensor([0.25, 0.0]))
+    x = torch.tensor([[1.0, 2.0, 3.0]], dtype=torch.float64)
+    R = torch.tensor([[2.0, 5.0]], dtype=torch.float64)
+    layer = AffineLayer("l", "Linear", lin.weight.detach(), lin.bias.detach(), lambda x_, w: F.linear(x_, w))
+    R_in, absorbed = run_rule(layer, x, R, Epsilon(0.0))
+    z0 = 1 - 4 + 1.5 + 0.25
+    np.testing.assert_allclose(R_in.numpy(), [[1 / z0 * 2, -4 / z0 * 2, 1.5 / z0 * 2]])
+    np.testing.assert_allclose(absorbed.numpy(), [0.25 / z0 * 2 + 5.0])
+    assert torch.isfinite(R_in).all()
+
+
+def test_zplus_on_nonnegative_input_is_nonnegative():
+    m, shape = make_layer("conv2d_dil_groups", True, 0)
+    x = make_input(shape, "nonneg", 0)
+    W, b, out_shape = dense(m, shape)
+    R = torch.rand((3,) + out_shape, dtype=torch.float64)
+    R_in, absorbed = run_rule(affine_of(m, out_shape), x, R, ZPlus())
+    assert bool((R_in >= 0).all())
+    assert bool((R_in[x == 0] == 0).all())
+
+
+def test_zplus_equals_alphabeta_1_0():
+    m, shape = make_layer("conv1d_stride_pad", True, 2)
+    x = make_input(shape, "mixed", 2)
+    _, _, out_shape = dense(m, shape)
+    R = torch.randn((3,) + out_shape, dtype=torch.float64)
+    layer = affine_of(m, out_shape)
+    a, _ = run_rule(layer, x, R, ZPlus())
+    c, _ = run_rule(layer, x, R, AlphaBeta(1, 0))
+    torch.testing.assert_close(a, c, rtol=1e-12, atol=1e-12)
+
+
+def test_gamma0_is_epsilon():
+    m, shape = make_layer("linear", True, 1)
+    x = make_input(shape, "mixed", 1)
+    _, _, out_shape = dense(m, shape)
+    R = torch.randn((3,) + out_shape, dtype=torch.float64)
+    layer = affine_of(m, out_shape)
+    a, aa = run_rule(layer, x, R, Gamma(0.0, stabilizer=1e-6))
+    c, ca = run_rule(layer, x, R, Epsilon(1e-6))
+    torch.testing.assert_close(a, c, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(aa, ca, rtol=1e-10, atol=1e-12)
+
+
+def test_wsquare_ignores_input_and_flat_spreads_evenly():
+    lin = nn.Linear(4, 1, bias=True).double()
+    with torch.no_grad():
+        lin.weight.copy_(torch.tensor([[1.0, -2.0, 3.0, 0.5]]))
+    layer = affine_of(lin, (1,))
+    R = torch.tensor([[7.0], [7.0]], dtype=torch.float64)
+    x = torch.tensor([[1.0, 2.0, 3.0, 4.0], [-5.0, 0.0, 1.0, 9.0]], dtype=torch.float64)
+    w2, _ = run_rule(layer, x, R, WSquare())
+    expected = 7.0 * np.array([1, 4, 9, 0.25]) / 14.25
+    np.testing.assert_allclose(w2.numpy(), [expected, expected], rtol=1e-8)
+    fl, _ = run_rule(layer, x, R, Flat())
+    np.testing.assert_allclose(fl.numpy(), np.full((2, 4), 7.0 / 4), rtol=1e-8)
+
+
+# -- construction, conventions, pickling, equality --------------------------------------------
+
+def test_alphabeta_other_sign_convention_is_recognised():
+    with pytest.raises(RuleError, match=r"other convention.*AlphaBeta\(alpha=2, beta=1\)"):
+        AlphaBeta(2, -1)
+    with pytest.raises(RuleError, match=r"alpha - beta = 1"):
+        AlphaBeta(3, 1)
+    with pytest.raises(RuleError, match=r"beta must be >= 0"):
+        AlphaBeta(0.5, -0.5)
+    assert AlphaBeta(2, 1).alpha - AlphaBeta(2, 1).beta == 1
+
+
+@pytest.mark.parametrize("bad", [lambda: Epsilon(-0.1), lambda: Epsilon(float("inf")), lambda: Epsilon(float("nan")),
+                                 lambda: Gamma(-1.0), lambda: ZBox(1.0, 0.0), lambda: ZBox(float("-inf"), 1.0),
+                                 lambda: ZBox(torch.zeros(3), torch.ones(4))])
+def test_invalid_rule_parameters(bad):
+    with pytest.raises(RuleError):
+        bad()
+
+
+def test_zbox_bound_that_does_not_broadcast_names_shapes():
+    lin = nn.Linear(4, 2).double()
+    layer = affine_of(lin, (2,))
+    x = torch.rand(2, 4, dtype=torch.float64)
+    with pytest.raises(RuleError, match=r"does not broadcast.*\(2, 4\)"):
+        lrp_affine(layer, x, torch.ones(2, 2, dtype=torch.float64), ZBox(torch.zeros(3), torch.ones(3)))
+
+
+ALL_RULES = [Epsilon(0.0), Epsilon(0.25), Gamma(0.25), Gamma(1.0, stabilizer=1e-4), AlphaBeta(2, 1),
+             AlphaBeta(1, 0), AlphaBeta(2, 1, include_bias=True), ZPlus(), ZBox(0.0, 1.0),
+             ZBox(torch.tensor([0.0, -1.0]).reshape(1, 2, 1, 1), torch.tensor([1.0, 2.0]).reshape(1, 2, 1, 1)),
+             WSquare(), Flat(), Pass()]
+
+
+@pytest.mark.parametrize("rule", ALL_RULES, ids=repr)
+def test_rules_pickle_and_compare(rule):
+    back = pickle.loads(pickle.dumps(rule))
+    assert type(back) is type(rule)
+    assert back == rule
+    assert repr(back) == repr(rule)
+    assert isinstance(rule.describe(), str) and rule.describe()
+    assert copy.deepcopy(rule) == rule
+
+
+def test_rule_equality_distinguishes_parameters_and_types():
+    assert Epsilon(0.1) == Epsilon(0.1) and hash(Epsilon(0.1)) == hash(Epsilon(0.1))
+    assert Epsilon(0.1) != Epsilon(0.2)
+    assert Gamma(0.25) != Gamma(0.5)
+    assert AlphaBeta(2, 1) != AlphaBeta(1, 0)
+    assert AlphaBeta(2, 1) != AlphaBeta(2, 1, include_bias=True)
+    assert ZPlus() != AlphaBeta(1, 0)  # same relevance, different rule objects
+    assert ZBox(0, 1) == ZBox(0.0, 1.0)
+    assert ZBox(0, 1) != ZBox(0, 2)
+    assert ZBox(torch.zeros(2), torch.ones(2)) == ZBox(torch.zeros(2), torch.ones(2))
+    assert ZBox(torch.zeros(2), torch.ones(2)) != ZBox(torch.zeros(2), torch.full((2,), 2.0))
+    assert WSquare() != Flat()
+    assert len({Epsilon(0.1), Epsilon(0.1), ZPlus(), ZPlus()}) == 2
+
+
+def test_rules_are_immutable():
+    r = Epsilon(0.1)
+    with pytest.raises(Exception):
+        r.epsilon = 0.5  # type: ignore[misc]
+    assert r.epsilon == 0.1
