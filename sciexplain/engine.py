@@ -368,30 +368,28 @@ class Explainer:
              through: Mapping[str, Sequence[int]] | None = None, full_ledger: bool = True):
         tape, B = fw.tape, fw.logits.shape[0]
         logits = fw.logits.detach()
-        R0 = torch.zeros_like(logits)
-        if logits.ndim == 2:
-            R0[torch.arange(B), target] = logits[torch.arange(B), target]
-        else:
-            R0 = logits.clone()
-        R: dict[Ref, torch.Tensor] = {fw.logits_ref: R0}
+        R: dict[Ref, torch.Tensor] = {fw.logits_ref: start_vector(logits, target, "logit")}
         rows: list[tuple] = []
         filtered_out = torch.zeros(B, dtype=logits.dtype)
         through = dict(through or {})
         at_value = None
-        for node in reversed(tape.nodes[: fw.logits_ref.node + 1]):
-            outs = [R.pop(Ref(node.index, k), None) for k in range(len(node.outputs))]
-            if all(o is None for o in outs):
-                continue
-            if node.kind == "input":
-                R[Ref(0, 0)] = outs[0]
-                break
+        for node, outs in reverse_walk(fw, R):
             if stop_at is not None and node.name == stop_at:
                 at_value = outs[0]
                 break
             if node.name in through:
                 keep = outs[0].clone()
-                mask = torch.zeros(outs[0].shape[1], dtype=torch.bool)
-                mask[list(through.pop(node.name))] = True
+                n_channels = outs[0].shape[1]
+                channels = list(through.pop(node.name))
+                bad = [c for c in channels if isinstance(c, bool) or not isinstance(c, (int, np.integer))
+                       or not -n_channels <= int(c) < n_channels]
+                if bad:
+                    raise InputError(f"through={{{node.name!r}: {channels}}}: channels must be integer "
+                                     f"indices into dim 1 of that layer's output, which has {n_channels}; "
+                                     f"invalid: {bad}")
+                mask = torch.zeros(n_channels, dtype=torch.bool)
+                if channels:
+                    mask[[int(c) for c in channels]] = True
                 shape = [1, -1] + [1] * (outs[0].ndim - 2)
                 keep = outs[0] * mask.reshape(shape)
                 filtered_out = filtered_out + per_sample_sum(outs[0] - keep)
@@ -491,22 +489,8 @@ class Explainer:
         that come from constants (padding values, a constant operand of cat/where/max) take their
         relevance with them: for an operation that only moves entries that is exactly the part
         of the incoming relevance that reaches no input, and it is counted as absorbed."""
-        node = step.node
-        leaves = {}
-        for ref in dict.fromkeys(node.parents):
-            v = fw.value(ref).detach()
-            if v.is_floating_point():
-                leaves[ref] = v.clone().requires_grad_(True)
-        with torch.enable_grad():
-            copies = {r: l.clone() for r, l in leaves.items()}
-            args, kwargs = replay_args(node, copies)
-            out = node.target(*args, **kwargs)
-        flat = [o for o in _flatten_tensors(out) if o.is_floating_point()]
-        pairs = [(o, r) for o, r in zip(flat, outs) if r is not None]
-        grads = torch.autograd.grad([o for o, _ in pairs], list(leaves.values()),
-                                    grad_outputs=[r for _, r in pairs], allow_unused=True)
-        contributions = [(ref, g) for ref, g in zip(leaves, grads) if g is not None]
-        entering = sum(per_sample_sum(r) for _, r in pairs)
+        contributions = local_vjp(fw, step.node, outs)
+        entering = sum(per_sample_sum(r) for r in outs if r is not None)
         leaving = sum((per_sample_sum(g) for _, g in contributions), torch.zeros_like(entering))
         return contributions, entering - leaving
 
@@ -682,6 +666,54 @@ class Explainer:
 
 
 # -- helpers -----------------------------------------------------------------------------------
+
+def start_vector(logits: torch.Tensor, target: torch.Tensor, value: str) -> torch.Tensor:
+    """What enters the backward walk at the output: the target's logit (``value="logit"``, LRP)
+    or a one (``value="one"``, gradient-type walks), zero for the other outputs."""
+    logits = logits.detach()
+    if logits.ndim == 1:
+        return logits.clone() if value == "logit" else torch.ones_like(logits)
+    out = torch.zeros_like(logits)
+    rows = torch.arange(logits.shape[0])
+    out[rows, target] = logits[rows, target] if value == "logit" else 1.0
+    return out
+
+
+def reverse_walk(fw: Forward, store: dict[Ref, torch.Tensor]):
+    """Visit the tape from the explained output back to the input.
+
+    Yields ``(node, outs)``, where ``outs`` holds what arrived at each of the node's outputs
+    (popped from ``store``); the caller adds what it sends to the node's inputs into ``store``.
+    Nodes nothing arrived at are skipped. At the input node the walk ends, leaving its value
+    in ``store[Ref(0, 0)]``.
+    """
+    for node in reversed(fw.tape.nodes[: fw.logits_ref.node + 1]):
+        outs = [store.pop(Ref(node.index, k), None) for k in range(len(node.outputs))]
+        if all(o is None for o in outs):
+            continue
+        if node.kind == "input":
+            store[Ref(0, 0)] = outs[0]
+            return
+        yield node, outs
+
+
+def local_vjp(fw: Forward, node: Node, outs: list[torch.Tensor | None]) -> list[tuple[Ref, torch.Tensor]]:
+    """The node's own vector-Jacobian product with ``outs``, re-running the node on copies of its
+    recorded inputs (copies, so that in-place operations do not act on the recorded values)."""
+    leaves = {}
+    for ref in dict.fromkeys(node.parents):
+        v = fw.value(ref).detach()
+        if v.is_floating_point():
+            leaves[ref] = v.clone().requires_grad_(True)
+    with torch.enable_grad():
+        args, kwargs = replay_args(node, {r: l.clone() for r, l in leaves.items()})
+        out = node.target(*args, **kwargs)
+    flat = [o for o in _flatten_tensors(out) if o.is_floating_point()]
+    pairs = [(o, g) for o, g in zip(flat, outs) if g is not None]
+    grads = torch.autograd.grad([o for o, _ in pairs], list(leaves.values()),
+                                grad_outputs=[g for _, g in pairs], allow_unused=True)
+    return [(ref, g) for ref, g in zip(leaves, grads) if g is not None]
+
 
 def _flatten_tensors(obj):
     if isinstance(obj, torch.Tensor):

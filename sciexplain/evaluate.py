@@ -212,12 +212,12 @@ def _replacement(x: torch.Tensor, removal: Any, value_range, gen: torch.Generato
                          f"{tuple(x.shape)}") from None
 
 
-def _select_output(out: Any, t: torch.Tensor) -> torch.Tensor:
-    if not isinstance(out, torch.Tensor):
+def _select_output(out: Any, t: torch.Tensor, check: bool = True) -> torch.Tensor:
+    if check and not isinstance(out, torch.Tensor):
         raise InputError(f"the model returned {type(out).__name__}; perturbation curves need one output "
                          "tensor of shape (batch, n_outputs)")
     if out.ndim == 2:
-        if bool((t >= out.shape[1]).any()):
+        if check and bool(((t < 0) | (t >= out.shape[1])).any()):
             raise InputError(f"target {int(t.max())} out of range for a model with {out.shape[1]} outputs")
         return out.gather(1, t[:, None])[:, 0]
     if out.ndim == 1:
@@ -236,7 +236,8 @@ def perturbation_curve(model: nn.Module, x: Any, R: Any = None, *, steps: int | 
                        order: str = "morf", removal: str | torch.Tensor | np.ndarray | Callable = "uniform",
                        patch: Sequence[int] | None = None, target: Any = None, batch_size: int = 256,
                        seed: int = 0, regions_per_step: int = 1, value_range: tuple[float, float] | None = None,
-                       x_dims: Sequence[str] | None = None, progress: bool = False) -> xr.DataArray:
+                       x_dims: Sequence[str] | None = None, ties: str = "stable",
+                       progress: bool = False) -> xr.DataArray:
     """Region perturbation: the explained output as the most (or least) relevant regions are removed.
 
     At step ``k`` the ``k * regions_per_step`` top-ranked regions of each sample are removed
@@ -262,8 +263,8 @@ def perturbation_curve(model: nn.Module, x: Any, R: Any = None, *, steps: int | 
         Number of perturbation steps L after step 0; default: until every region is removed.
         More steps than ``n_regions / regions_per_step`` is an error.
     order : {"morf", "lerf", "random"}
-        Most relevant first, least relevant first (both stable for ties), or a random order per
-        sample, reproducible with ``seed``.
+        Most relevant first, least relevant first, or a random order per sample, reproducible
+        with ``seed``.
     removal : {"uniform", "zero", "mean"}, tensor or callable
         What a removed feature becomes. ``"uniform"``: uniform noise over the input's range
         (``value_range``, default min..max of x over the batch), drawn once per sample so
@@ -284,8 +285,23 @@ def perturbation_curve(model: nn.Module, x: Any, R: Any = None, *, steps: int | 
         Seeds the uniform noise and the random order.
     regions_per_step : int
         Regions removed per step.
+    value_range : (low, high), optional
+        Range of the uniform noise; default min..max of x over the batch.
+    x_dims : sequence of str, optional
+        Names of x's dims (batch first), to match a DataArray ``R`` by dim name.
+    ties : {"stable", "random"}
+        Order of regions with equal relevance (e.g. the exact zeros that LRP and gradient x
+        input give a black background): by position (first region first), or in a random
+        order drawn from ``seed``, so that ties do not favour one corner of the input.
     progress : bool
         Show a tqdm bar over the forward passes.
+
+    Notes
+    -----
+    Cost: ``steps + 1`` forward passes over the batch (in chunks of ``batch_size``), plus
+    one ranking of the regions and, per step, an in-place update of the entries removed at
+    that step; the flat indices of all removed entries are computed once (int64, at most one
+    per entry of x).
 
     Returns
     -------
@@ -302,6 +318,8 @@ def perturbation_curve(model: nn.Module, x: Any, R: Any = None, *, steps: int | 
     xt = _as_tensor(x)
     if order not in _ORDERS:
         raise InputError(f"unknown order {order!r}; choose one of {_ORDERS}")
+    if ties not in ("stable", "random"):
+        raise InputError(f"ties must be 'stable' or 'random', got {ties!r}")
     if int(batch_size) < 1 or int(regions_per_step) < 1:
         raise InputError("batch_size and regions_per_step must be >= 1")
     B = xt.shape[0]
@@ -331,9 +349,15 @@ def perturbation_curve(model: nn.Module, x: Any, R: Any = None, *, steps: int | 
     if order == "random":
         ranked = np.stack([rng.permutation(n_regions) for _ in range(B)])
     else:
-        scores = np.zeros((B, n_regions))
-        np.add.at(scores, (slice(None), region_of_r.reshape(-1)), values.reshape(B, -1))
-        ranked = np.argsort(-scores if order == "morf" else scores, axis=1, kind="stable")
+        flat_r = torch.from_numpy(values.reshape(B, -1))
+        scores = torch.zeros((B, n_regions), dtype=torch.float64).index_add_(
+            1, torch.from_numpy(region_of_r.reshape(-1)), flat_r)
+        if ties == "random":  # a random permutation first, then a stable sort: equal scores in random order
+            perm = torch.from_numpy(np.stack([rng.permutation(n_regions) for _ in range(B)]))
+            idx = torch.sort(scores.gather(1, perm), dim=1, descending=order == "morf", stable=True).indices
+            ranked = perm.gather(1, idx).numpy()
+        else:
+            ranked = torch.sort(scores, dim=1, descending=order == "morf", stable=True).indices.numpy()
 
     # region of every entry of x (x's axes not covered by R are broadcast)
     x_shape = tuple(xt.shape[1:])
@@ -392,14 +416,17 @@ def perturbation_curve(model: nn.Module, x: Any, R: Any = None, *, steps: int | 
         mask = torch.zeros(xt.shape, dtype=torch.bool) if custom else None
         flat_mask = mask.view(-1) if custom else None
 
+        # flat indices of the entries removed at each step, and their replacement values: (steps, B * per step)
+        removed_idx = (members[ranked_t[:, : steps * n_removed]].reshape(B, steps, -1) + offsets[:, :, None])
+        removed_idx = removed_idx.transpose(0, 1).reshape(steps, -1).contiguous()
+        removed_val = None if custom else flat_repl[removed_idx]
+
         def step_batches() -> Iterator[tuple[int, int, int, torch.Tensor]]:
             for k in range(1, steps + 1):
-                regions = ranked_t[:, (k - 1) * n_removed: k * n_removed]  # (B, n_removed)
-                idx = (members[regions].reshape(B, -1) + offsets).reshape(-1)
                 if custom:
-                    flat_mask[idx] = True
+                    flat_mask[removed_idx[k - 1]] = True
                 else:
-                    flat_work[idx] = flat_repl[idx]
+                    flat_work[removed_idx[k - 1]] = removed_val[k - 1]
                 for s in range(0, B, int(batch_size)):
                     e = min(B, s + int(batch_size))
                     if custom:
@@ -420,9 +447,12 @@ def perturbation_curve(model: nn.Module, x: Any, R: Any = None, *, steps: int | 
             nonlocal pending, filled
             if not pending:
                 return
-            xb = pending[0][3] if len(pending) == 1 else torch.cat([p[3] for p in pending])
-            tb = torch.cat([t[s:e] for _, s, e, _ in pending])
-            out = _select_output(model(xb), tb).double().numpy()
+            if len(pending) == 1:
+                xb, tb = pending[0][3], t[pending[0][1]:pending[0][2]]
+            else:
+                xb = torch.cat([p[3] for p in pending])
+                tb = torch.cat([t[s:e] for _, s, e, _ in pending])
+            out = _select_output(model(xb), tb, check=False).double().numpy()
             pos = 0
             for k, s, e, _ in pending:
                 curve[k, s:e] = out[pos:pos + e - s]
@@ -454,7 +484,7 @@ def perturbation_curve(model: nn.Module, x: Any, R: Any = None, *, steps: int | 
     for name, v in info["batch_coords"].items():
         coords[name] = (bdim, v)
     coords["target"] = (bdim, t.numpy().copy())
-    attrs = {"order": order, "removal": removal_text, "patch": list(patch) if patch else "none",
+    attrs = {"order": order, "ties": ties, "removal": removal_text, "patch": list(patch) if patch else "none",
              "n_regions": int(n_regions), "regions_per_step": n_removed, "seed": int(seed),
              "quantity": "target output of the model (the explained logit)",
              "explained_method": info["method"] or "unknown",

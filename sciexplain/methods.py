@@ -170,31 +170,19 @@ def _smoothgrad(ex: Explainer, x: torch.Tensor, target: Any, opts: dict):
 
 def _modified_backward(ex: Explainer, x: torch.Tensor, target: Any, guided: bool):
     """Deconvnet / guided backprop: a backward walk over the tape with ReLUs modified."""
-    from .engine import _targets
+    from .engine import _targets, local_vjp, reverse_walk, start_vector
     if not x.is_floating_point():
         raise InputError("deconvnet/guided_backprop need a float input")
     fw: Forward = ex._forward(x, grad=False, leaf_names=set())
     t = _targets(target, fw.logits)
-    B = x.shape[0]
-    G0 = torch.zeros_like(fw.logits)
-    if fw.logits.ndim == 2:
-        G0[torch.arange(B), t] = 1.0
-    else:
-        G0 = torch.ones_like(fw.logits)
-    G = {fw.logits_ref: G0}
+    G = {fw.logits_ref: start_vector(fw.logits, t, "one")}
     name = "guided_backprop" if guided else "deconvnet"
-    for node in reversed(fw.tape.nodes[: fw.logits_ref.node + 1]):
-        outs = [G.pop(Ref(node.index, k), None) for k in range(len(node.outputs))]
-        if all(o is None for o in outs):
-            continue
-        if node.kind == "input":
-            G[Ref(0, 0)] = outs[0]
-            break
+    for node, outs in reverse_walk(fw, G):
         kind = ops.classify(node)
         if kind.category == "pass" and not kind.relu_like and kind.detail not in _IDENTITY_LIKE:
             raise UnsupportedModelError(f"{name} is defined for ReLU networks; {node.name} is "
                                         f"{kind.detail}. Use gradient, LRP or another method.")
-        grads = _local_vjp(fw, node, outs)
+        grads = local_vjp(fw, node, outs)
         if kind.relu_like:
             (ref, g), = grads
             up = outs[0].clamp(min=0)
@@ -221,28 +209,3 @@ def _derivative(fw: Forward, node) -> torch.Tensor:
         y = node.target(*args, **kwargs)
         (d,) = torch.autograd.grad(y.sum(), x)
     return d
-
-
-def _local_vjp(fw: Forward, node, outs):
-    leaves = {}
-    for ref in dict.fromkeys(node.parents):
-        v = fw.value(ref).detach()
-        if v.is_floating_point():
-            leaves[ref] = v.clone().requires_grad_(True)
-    with torch.enable_grad():
-        # a copy as the argument, so that in-place operations do not act on the leaf itself
-        args, kwargs = replay_args(node, {r: l.clone() for r, l in leaves.items()})
-        out = node.target(*args, **kwargs)
-    flat = [o for o in _flat(out) if o.is_floating_point()]
-    pairs = [(o, g) for o, g in zip(flat, outs) if g is not None]
-    grads = torch.autograd.grad([o for o, _ in pairs], list(leaves.values()),
-                                grad_outputs=[g for _, g in pairs], allow_unused=True)
-    return [(ref, g) for ref, g in zip(leaves, grads) if g is not None]
-
-
-def _flat(obj):
-    if isinstance(obj, torch.Tensor):
-        yield obj
-    elif isinstance(obj, (list, tuple)):
-        for o in obj:
-            yield from _flat(o)

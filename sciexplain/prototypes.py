@@ -322,10 +322,9 @@ def activation_maximization(model: nn.Module, target: int | Sequence[int], *, sh
     proto = xr.DataArray(x.numpy(), dims=dims, coords={"target": ("prototype", t.numpy()),
                                                        "probability": ("prototype", prob)},
                          attrs=attrs, name="prototype")
-    if decoder is not None:
-        proto = proto.assign_coords(code=(("prototype",) + tuple(f"code_{i}" for i in range(len(var_shape))),
-                                          v.detach().numpy()))
     trace = xr.Dataset({k: (("step", "prototype"), val) for k, val in rec.items()},
                        coords={"step": np.arange(int(steps) + 1), "target": ("prototype", t.numpy())},
                        attrs={**attrs, "description": "optimisation trace; step i is before the i-th update"})
+    if decoder is not None:  # the final codes z, with x = g(z)
+        trace["code"] = (("prototype",) + tuple(f"code_{i}" for i in range(len(var_shape))), v.detach().numpy())
     return proto, trace
