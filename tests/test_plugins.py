@@ -43,3 +43,12 @@ def test_domain_base_class_documents_the_contract():
         assert getattr(Domain, member).__doc__
     with pytest.raises(NotImplementedError):
         Domain().claims(object())
+
+
+def test_core_imports_no_plugin():
+    import subprocess
+    import sys
+    code = ("import sys, sciexplain as sx, torch; sx.explain(torch.nn.Linear(2, 2).eval(), torch.ones(1, 2)); "
+            "sx.domains(); print(sorted(m for m in sys.modules if m.startswith('sciexplain_')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
