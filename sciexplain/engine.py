@@ -640,6 +640,8 @@ class Explainer:
         fw = self._forward(xt, grad=plain and xt.is_floating_point(), leaf_names=rule_map.names())
         self._plan(fw, rule_map, keep={at} | set(through or {}) if at else set(through or {}))
         t = _targets(target, fw.logits)
+        fw.logits = fw.logits.detach()  # keep the values, let the walk free the graph
+        fw.tape.output = None
         with torch.no_grad():
             Rx, rows, filtered_out = self._lrp(fw, t, stop_at=at, through=through, full_ledger=full_ledger)
         B = xt.shape[0]
@@ -695,6 +697,11 @@ def reverse_walk(fw: Forward, store: dict[Ref, torch.Tensor]):
             store[Ref(0, 0)] = outs[0]
             return
         yield node, outs
+        # every consumer of this node came later in the tape and has been visited: its recorded
+        # outputs (and the autograd graph above them) are no longer needed, so memory is freed
+        # as the walk descends, like a backward pass
+        node.outputs = [None] * len(node.outputs)
+        node.snapshots.clear()
 
 
 def local_vjp(fw: Forward, node: Node, outs: list[torch.Tensor | None]) -> list[tuple[Ref, torch.Tensor]]:

@@ -21,7 +21,7 @@ IMAGE = [
            "returns relevance on the pixels the model saw. The ledger balances: relevance plus the part "
            "absorbed by biases and stabilizers equals the explained logit."),
     ("code", "R = si.explain_image(model, photo, names=['chelsea'])\nR.relevance.check()\n"
-             "print(R.dims, R.target_name.values, float(R.prediction), float(R.absorbed))\n"
+             "print(R.dims, R.target_name.values, float(R.prediction[0]), float(R.absorbed[0]))\n"
              "print(R.attrs['rules'].splitlines()[0])"),
     ("code", "seen = model.preprocess.prepare(photo).array\nfig = si.plot_overlay(R, seen)"),
     ("md", "## Compare methods\nSensitivity (squared gradient), gradient x input and LRP presets on the "
@@ -41,7 +41,7 @@ IMAGE = [
              "removal='uniform', patch=(9, 9), seed=0)\n"
              "{k: float(sx.evaluate.aopc(c).mean()) for k, c in curves.items()}"),
     ("code", "import matplotlib.pyplot as plt\nfig, ax = plt.subplots(figsize=(4, 3))\n"
-             "for k, c in curves.items():\n    ax.plot(c.isel(sample=0).values, label=k)\n"
+             "for k, c in curves.items():\n    ax.plot(c[0].values, label=k)\n"
              "ax.set_xlabel('patches removed'); ax.set_ylabel('logit'); ax.legend();"),
     ("md", "## Save\nThe result is an ordinary labelled array: it saves to netCDF with its coordinates and "
            "attributes."),
