@@ -9,7 +9,7 @@ Times, interleaved in one run (so that load on the machine affects every method 
 
 on a VGG-like CNN (6 conv layers, batch 32, 64x64 RGB) and an EEG-style Conv1d network
 (batch 64, 32 channels x 500 samples). Peak memory is measured per method in a fresh
-subprocess (ru_maxrss above the process's size just before the first call).
+subprocess (the kernel's high-water mark of resident memory above the size just before the call).
 
 Usage: python benchmarks/bench_lrp.py [--repeats 15] [--write]   (--write updates README.md)
 """
@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import resource
 import statistics
 import subprocess
 import sys
@@ -107,12 +106,34 @@ def time_case(case: str, repeats: int) -> dict[str, list[float]]:
     return times
 
 
+def _status_kb(field: str) -> int:
+    for line in open("/proc/self/status"):
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise RuntimeError(f"{field} not in /proc/self/status")
+
+
+def measure_in_this_process(case: str, method: str) -> float:
+    """Peak resident memory of one call above the resident size just before it, in MB.
+
+    Uses the kernel's high-water mark of this process (VmHWM), reset just before the call by
+    writing 5 to /proc/self/clear_refs (getrusage's ru_maxrss is not usable here: Linux carries
+    it over from the parent process)."""
+    import gc
+    m, x, t = setup(case)
+    fn = methods(m, x, t)[method]
+    gc.collect()
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
+    base = _status_kb("VmRSS")
+    fn()
+    return (_status_kb("VmHWM") - base) / 1024
+
+
 def peak_memory(case: str, method: str) -> float:
     """Peak extra resident memory (MB) of one call, in a fresh process."""
-    code = (f"import sys, resource; sys.path.insert(0, {str(HERE)!r}); import bench_lrp as b; "
-            f"m, x, t = b.setup({case!r}); fn = b.methods(m, x, t)[{method!r}]; "
-            "import gc; gc.collect(); base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss; "
-            "fn(); print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) / 1024)")
+    code = (f"import sys; sys.path.insert(0, {str(HERE)!r}); import bench_lrp as b; "
+            f"print(b.measure_in_this_process({case!r}, {method!r}))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     return float(out.stdout.strip().splitlines()[-1])
 
