@@ -9,9 +9,24 @@ Data
     :func:`read_ts` (real data, BCI Competition II set IV, repaired);
     :func:`make_synthetic_epochs`, :class:`GroundTruth` (known effects).
 Models
-    :class:`SturmDNN`, :class:`CompactEEGNet` (LRP-friendly, output logits).
+    :class:`SturmDNN`, :class:`CompactEEGNet`, :class:`LinearEEG` (with
+    :class:`EpochDemean`; LRP-friendly, output logits).
 Training
-    :func:`fit`, :class:`FitResult`, :func:`evaluate`.
+    :func:`fit`, :class:`FitResult`, :func:`evaluate`;
+    :meth:`LinearEEG.fit_logistic`.
+Explaining
+    :func:`explain_epochs` (also reached as ``sciexplain.explain(model, epochs)``),
+    :func:`epochs_to_tensor`, the domain object ``DOMAIN``.
+Pooling and MNE
+    :func:`default_rois`, :func:`pool_rois`, :func:`channel_regions`;
+    :func:`to_evoked`, :func:`relevance_info`.
+Figures (each returns a matplotlib Figure)
+    :func:`plot_topomap`, :func:`plot_class_topomaps`, :func:`plot_joint`,
+    :func:`plot_roi_timecourse`, :func:`plot_left_right`, :func:`plot_perturbation`.
+Checks
+    :func:`block_removal`, :func:`perturbation_comparison` (MoRF/LeRF, AOPC);
+    :func:`run_acceptance`, :func:`ground_truth_scores` (synthetic ground truth);
+    :func:`run_demo`.
 """
 
 from __future__ import annotations
@@ -34,7 +49,34 @@ _EXPORTS = {
     "GroundTruth": "synthetic",
     "make_synthetic_epochs": "synthetic",
     "CompactEEGNet": "models",
+    "EpochDemean": "models",
+    "LinearEEG": "models",
     "SturmDNN": "models",
+    "DOMAIN": "explain",
+    "EEGDomain": "explain",
+    "epochs_to_tensor": "explain",
+    "explain_epochs": "explain",
+    "is_epochs": "explain",
+    "channel_regions": "rois",
+    "default_rois": "rois",
+    "pool_rois": "rois",
+    "relevance_info": "evoked",
+    "to_evoked": "evoked",
+    "MontageMissingError": "plots",
+    "plot_class_topomaps": "plots",
+    "plot_joint": "plots",
+    "plot_left_right": "plots",
+    "plot_perturbation": "plots",
+    "plot_roi_timecourse": "plots",
+    "plot_topomap": "plots",
+    "BlockRemoval": "perturbation",
+    "PerturbationResult": "perturbation",
+    "block_removal": "perturbation",
+    "perturbation_comparison": "perturbation",
+    "AcceptanceResult": "acceptance",
+    "ground_truth_scores": "acceptance",
+    "run_acceptance": "acceptance",
+    "run_demo": "demo",
     "FitResult": "training",
     "evaluate": "training",
     "fit": "training",
@@ -53,7 +95,15 @@ if TYPE_CHECKING:  # pragma: no cover
         load_finger_movements,
         read_ts,
     )
-    from .models import CompactEEGNet, SturmDNN
+    from .acceptance import AcceptanceResult, ground_truth_scores, run_acceptance
+    from .demo import run_demo
+    from .evoked import relevance_info, to_evoked
+    from .explain import DOMAIN, EEGDomain, epochs_to_tensor, explain_epochs, is_epochs
+    from .models import CompactEEGNet, EpochDemean, LinearEEG, SturmDNN
+    from .perturbation import BlockRemoval, PerturbationResult, block_removal, perturbation_comparison
+    from .plots import (MontageMissingError, plot_class_topomaps, plot_joint, plot_left_right,
+                        plot_perturbation, plot_roi_timecourse, plot_topomap)
+    from .rois import channel_regions, default_rois, pool_rois
     from .synthetic import DEFAULT_CH_NAMES, GroundTruth, make_synthetic_epochs
     from .training import FitResult, evaluate, fit
 

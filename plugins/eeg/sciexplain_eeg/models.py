@@ -275,6 +275,7 @@ class LinearEEG(_EEGModel):
         C: float | Sequence[float] = (1e-4, 1e-3, 1e-2, 1e-1),
         cv: int = 5,
         scaling: float | None = None,
+        intercept: bool = False,
         seed: int = 0,
     ) -> LinearEEG:
         """Fit the weights as an L2-regularised logistic regression, to convergence.
@@ -302,6 +303,13 @@ class LinearEEG(_EEGModel):
             Folds for choosing ``C``.
         scaling : float, optional
             As in :func:`sciexplain_eeg.fit`.
+        intercept : bool
+            Fit the bias too. Default False: the bias is set to zero, so LRP decomposes the
+            whole logit onto the input (nothing is absorbed). With an intercept, the fitted
+            weights on FingerMovements carry a large component along the average epoch that
+            the bias cancels (about 13 logits at C = 1e-3), and the relevance maps show that
+            cancelling pair rather than what separates the classes; cross-validated accuracy
+            is the same either way (0.60 vs 0.61 at C = 1e-3).
         seed : int
             Seeds the fold assignment.
 
@@ -334,7 +342,7 @@ class LinearEEG(_EEGModel):
             # Newton steps with a Cholesky solve: exact convergence in a few
             # iterations for up to a few thousand features (L-BFGS needs
             # thousands of iterations on these unstandardised microvolts).
-            return LogisticRegression(C=c, solver="newton-cholesky", max_iter=200)
+            return LogisticRegression(C=c, solver="newton-cholesky", max_iter=200, fit_intercept=bool(intercept))
 
         scores: dict[float, float] = {}
         if len(candidates) > 1:
@@ -350,14 +358,14 @@ class LinearEEG(_EEGModel):
             chosen = candidates[0]
         clf = model_for(chosen).fit(flat, labels)
         coef = np.asarray(clf.coef_, dtype=np.float64)
-        intercept = np.asarray(clf.intercept_, dtype=np.float64)
+        bias = np.broadcast_to(np.asarray(clf.intercept_, dtype=np.float64), (coef.shape[0],))
         if coef.shape[0] == 1:  # binary: split the decision function symmetrically
             coef = np.concatenate([-coef / 2, coef / 2])
-            intercept = np.concatenate([-intercept / 2, intercept / 2])
+            bias = np.concatenate([-bias / 2, bias / 2])
         linear = self.layers[-1]
         with torch.no_grad():
             linear.weight.copy_(torch.as_tensor(coef, dtype=linear.weight.dtype))
-            linear.bias.copy_(torch.as_tensor(intercept, dtype=linear.bias.dtype))
+            linear.bias.copy_(torch.as_tensor(bias, dtype=linear.bias.dtype))
         self.C = chosen
         self.cv_scores = scores
         _annotate(self, meta, used, scaling is not None)

@@ -30,6 +30,7 @@ from sklearn.linear_model import LogisticRegression
 
 from sciexplain_eeg import (
     CompactEEGNet,
+    LinearEEG,
     SturmDNN,
     evaluate,
     finger_movements_arrays,
@@ -67,6 +68,24 @@ def measure_real(seeds: list[int]) -> None:
         print(f"    validation accuracy : {_summary(val)}")
         print(f"    test accuracy       : {_summary(held_out)}")
         print(f"    best epoch          : {best}; fit time {np.mean(seconds):.1f} s")
+    for intercept in (False, True):
+        held_out, chosen, seconds = [], [], []
+        for seed in seeds:
+            start = time.perf_counter()
+            model = LinearEEG(n_ch, n_t).fit_logistic(train, seed=seed, intercept=intercept)
+            seconds.append(time.perf_counter() - start)
+            held_out.append(evaluate(model, test))
+            chosen.append(model.C)
+        print(f"- LinearEEG.fit_logistic(intercept={intercept}) (epoch mean removed, C by 5-fold CV)")
+        print(f"    test accuracy       : {_summary(held_out)}")
+        print(f"    chosen C            : {chosen}; fit time {np.mean(seconds):.1f} s")
+    held_out = []
+    for seed in seeds:
+        model = LinearEEG(n_ch, n_t)
+        fit(model, train, seed=seed)
+        held_out.append(evaluate(model, test))
+    print("- LinearEEG trained with fit() (AdamW, early stopping) instead")
+    print(f"    test accuracy       : {_summary(held_out)}")
     X, y, _, _ = finger_movements_arrays("train")
     Xt, yt, _, _ = finger_movements_arrays("test")
     flat, flat_t = X.reshape(len(X), -1), Xt.reshape(len(Xt), -1)

@@ -1,0 +1,128 @@
+"""Relevance as ``mne.EvokedArray``: MNE's own ``plot_topomap``/``plot_joint`` on explanations.
+
+What the evoked holds
+---------------------
+The **mean relevance over epochs** (per condition, per explained class, or over all),
+channel by channel and sample by sample. A mean over epochs is a summary of many
+decompositions, not the decomposition of one prediction: its sum over channels and time is
+the mean of ``prediction - absorbed`` of the epochs averaged (recorded in
+``evoked.comment``), not any single f(x).
+
+Units: relevance is in units of the explained output (the target logit), per sample. MNE
+treats the channels as EEG in volts and its plots scale EEG by 1e6 and label it "uV" by
+default; pass ``scalings=1, units="relevance"`` (topomaps) or
+``scalings=dict(eeg=1), units=dict(eeg="relevance")`` (``plot``, ``plot_joint``) to show
+the relevance itself.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+__all__ = ["to_evoked", "relevance_info"]
+
+
+def relevance_info(R: Any, info: Any = None):
+    """The ``mne.Info`` for the channels of ``R``, with positions.
+
+    With ``info`` (e.g. ``epochs.info``), its channels are picked in R's channel order, so
+    everything the original info knew (montage, fiducials, bads) is kept. Without it, an
+    info is built from R's coords: names, ``ch_type``, ``x``/``y``/``z`` positions (a montage
+    is set when all positions are known) and ``attrs["sfreq"]``.
+    """
+    import mne
+
+    names = [str(c) for c in R["channel"].values]
+    if info is not None:
+        info = getattr(info, "info", info)
+        missing = [c for c in names if c not in info["ch_names"]]
+        if missing:
+            raise ValueError(f"info has no channels {missing} of the relevance; pass the info of the explained "
+                             "epochs (epochs.info) or info=None to build one from R's coords")
+        return mne.pick_info(info, [info["ch_names"].index(c) for c in names])  # keeps only bads it picks
+    sfreq = R.attrs.get("sfreq")
+    if sfreq is None:
+        times = np.asarray(R["time"].values, dtype=np.float64) if "time" in R.dims else None
+        if times is None or times.size < 2:
+            raise ValueError("R has no attrs['sfreq'] and no time axis to infer it from; pass info=epochs.info")
+        sfreq = 1.0 / float(np.median(np.diff(times)))
+    types = [str(t) for t in R["ch_type"].values] if "ch_type" in R.coords else "eeg"
+    new = mne.create_info(names, float(sfreq), types)
+    pos = np.stack([np.asarray(R.coords[a].values, dtype=np.float64) if a in R.coords else
+                    np.full(len(names), np.nan) for a in "xyz"], axis=1)
+    if np.all(np.isfinite(pos)):
+        montage = mne.channels.make_dig_montage(ch_pos=dict(zip(names, pos)), coord_frame="head")
+        new.set_montage(montage, on_missing="ignore")
+    return new
+
+
+def _groups(R: Any, by: str | None) -> list[tuple[str, np.ndarray]]:
+    n = R.sizes["epoch"]
+    if by is None:
+        return [("all epochs", np.arange(n))]
+    if by == "condition":
+        if "condition" not in R.coords:
+            raise ValueError("R has no 'condition' coord; use by='target' or by=None")
+        values = np.asarray(R.coords["condition"].values).astype(str)
+        label = lambda v: str(v)  # noqa: E731
+    elif by == "target":
+        values = np.asarray(R.coords["target"].values)
+        label = lambda v: f"target {v}"  # noqa: E731
+    else:
+        raise ValueError(f"by must be 'condition', 'target' or None, got {by!r}")
+    out = []
+    for v in dict.fromkeys(values.tolist()):
+        out.append((label(v), np.flatnonzero(values == v)))
+    return out
+
+
+def to_evoked(R: Any, info: Any = None, *, by: str | None = "condition", epochs: Any = None):
+    """Average relevance over epochs into ``mne.EvokedArray`` objects MNE can plot.
+
+    Parameters
+    ----------
+    R : xarray.DataArray
+        An explanation with dims ``("epoch", "channel", "time")`` (from
+        :func:`explain_epochs`; not pooled over channels or time).
+    info : mne.Info, optional
+        The explained epochs' info (channel positions, montage); default: built from R's
+        coords (see :func:`relevance_info`).
+    by : {"condition", "target"} or None
+        One evoked per condition (the event name), per explained class, or one over all
+        epochs.
+    epochs : sequence of int, optional
+        Only these epochs (positions along ``epoch``).
+
+    Returns
+    -------
+    mne.EvokedArray or dict of str to mne.EvokedArray
+        One evoked (``by=None``) or one per group, in order of first appearance. ``nave`` is
+        the number of epochs averaged, ``comment`` names the group, the method and the mean of
+        the averaged epochs' ``prediction - absorbed``. See the module docstring for the unit.
+    """
+    import mne
+
+    if tuple(R.dims) != ("epoch", "channel", "time"):
+        raise ValueError(f"to_evoked needs relevance with dims ('epoch', 'channel', 'time'), got {R.dims}; "
+                         "pool over epochs with to_evoked itself, not before")
+    if epochs is not None:
+        R = R.isel(epoch=np.asarray(epochs))
+    use_info = relevance_info(R, info)
+    tmin = float(R["time"].values[0])
+    out = {}
+    method = R.attrs.get("method", "relevance")
+    for name, idx in _groups(R, by):
+        sub = R.isel(epoch=idx)
+        data = np.asarray(sub.values, dtype=np.float64).mean(axis=0)
+        explained = np.asarray(sub.coords["prediction"].values, dtype=np.float64)
+        if "absorbed" in sub.coords:
+            absorbed = np.nan_to_num(np.asarray(sub.coords["absorbed"].values, dtype=np.float64))
+            explained = explained - absorbed
+        comment = (f"{name}: mean {method} relevance over {len(idx)} epochs (sum = mean prediction - absorbed "
+                   f"= {explained.mean():.4g}; units of the explained logit)")
+        out[name] = mne.EvokedArray(data, use_info, tmin=tmin, nave=len(idx), comment=comment, verbose=False)
+    if by is None:
+        return out["all epochs"]
+    return out

@@ -1,0 +1,102 @@
+"""Build tutorials/eeg_finger_movements.ipynb from the cell sources below.
+
+Run: python tutorials/make_eeg_notebook.py. The notebook is committed without outputs; this
+script keeps its source reviewable as plain Python. plugins/eeg/tests/test_tutorial.py runs it.
+"""
+
+from pathlib import Path
+
+import nbformat
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+
+HERE = Path(__file__).resolve().parent
+
+EEG = [
+    ("md", "# Which electrodes and moments decide a single-trial EEG prediction?\n\n"
+           "Real EEG from BCI Competition II, data set IV: one subject typing self-paced with the left or the "
+           "right hand, 28 electrodes, 100 Hz, 316 training and 100 test trials of 280 ms. We train a "
+           "classifier, explain every test trial with Layer-wise Relevance Propagation (LRP), and pool the "
+           "relevance the way Sturm et al. (2016) did: over time windows, over regions of the scalp, over "
+           "conditions. Every pooled number is a **sum** of relevance, so it still adds up to the model's "
+           "output f(x) for that trial. Everything runs offline on the CPU in about a minute.\n\n"
+           "**Caveat up front:** these data are only weakly separable. Simple linear classifiers reach about "
+           "0.6-0.67 on the test trials; the networks of this plugin trained with early stopping stay at "
+           "chance. The explanations below explain a model that is right about two trials in three."),
+    ("code", "import numpy as np\nimport torch\nimport sciexplain as sx\nimport sciexplain_eeg as se\n\n"
+             "torch.set_num_threads(2)\ntrain = se.load_finger_movements('train')   # mne.EpochsArray, volts, "
+             "colin27_1020 montage\ntest = se.load_finger_movements('test')\ntest"),
+    ("md", "## Train\n`LinearEEG` removes each channel's mean over the epoch inside the model (a fixed linear "
+           "operation, so the engine explains it) and reads the class out linearly. `fit_logistic` fits it "
+           "as an L2-regularised logistic regression to convergence; the penalty `C` is chosen by 5-fold "
+           "cross-validation on the training trials only. The test trials are used once, to score it."),
+    ("code", "model = se.LinearEEG(28, 28).fit_logistic(train)\n"
+             "print('chosen C:', model.C, ' cross-validated accuracy per C:', "
+             "{c: round(a, 3) for c, a in model.cv_scores.items()})\n"
+             "print('training accuracy', round(se.evaluate(model, train), 3))\n"
+             "print('test accuracy', se.evaluate(model, test))\n"
+             "print('the model saw', model.scaling, 'x volts (microvolts),', model.sfreq, 'Hz, channels', "
+             "model.ch_names[:4], '...')"),
+    ("md", "## Explain\n`sx.explain` recognises `mne.Epochs` and hands them to the EEG plugin, which checks the "
+           "channels, sampling rate and length against the model and applies the model's scaling. The result "
+           "is labelled by epoch (with its condition), channel (with positions) and time (in seconds). For "
+           "each trial, relevance summed over channels and time, plus what biases absorbed (nothing here: the "
+           "model has no intercept), equals the explained logit."),
+    ("code", "R = sx.explain(model, test)        # explains the predicted class of every test trial\n"
+             "R.relevance.check()                 # the ledger balances, trial by trial\n"
+             "print(R.dims, R.sizes)\n"
+             "print('f(x) of the first trials:     ', R.prediction.values[:4].round(3))\n"
+             "print('summed relevance of the same: ', R.relevance.total().values[:4].round(3))\n"
+             "R.coords['condition'].values[:6], R.coords['predicted'].values[:6]"),
+    ("md", "## Single trials in time windows (the headline figure)\nSumming the relevance of each electrode "
+           "over 70 ms windows gives one scalp map per window; the maps of a trial still add up to its "
+           "f(x). Red is evidence for the predicted class, blue against."),
+    ("code", "W = R.relevance.windows('time', 0.07)\nW.relevance.check()\n"
+             "print(W.time_start.values, W.time_end.values)\n"
+             "right = int(np.flatnonzero((R.predicted == R.label).values & (R.condition == 'right').values)[0])\n"
+             "fig = se.plot_topomap(R, right, windows=0.07)"),
+    ("md", "## Left vs right\nTo compare conditions, explain the same class in every trial: here the logit of "
+           "\"right\" (class 1). The rows are the mean over the trials of each condition; their difference "
+           "shows where the evidence for \"right\" differs between right- and left-hand trials (what both "
+           "conditions share cancels). Means over trials summarise many decompositions; they are not the "
+           "decomposition of one prediction."),
+    ("code", "R1 = sx.explain(model, test, target=1)\n"
+             "fig = se.plot_class_topomaps(R1, windows=0.07, difference=True)"),
+    ("code", "fig = se.plot_left_right(R1)"),
+    ("md", "## Regions of interest\nElectrodes are grouped by lobe (from their 10-20 names, positions as a "
+           "fallback) and hemisphere; summing relevance over a region keeps the decomposition. Pass your own "
+           "mapping to `pool_rois` to use other regions."),
+    ("code", "print(se.default_rois(test, by='lobe'))\nP = se.pool_rois(R1)\nP.relevance.check()\n"
+             "by_condition = P.relevance.pool('time').groupby('condition').mean()\n"
+             "by_condition.to_pandas().round(3)"),
+    ("code", "fig = se.plot_roi_timecourse(R1, window=0.03)"),
+    ("md", "## With MNE's own tools\n`to_evoked` averages the relevance over the trials of each condition into "
+           "an `mne.EvokedArray` with the epochs' channel positions, so MNE's plots work. The evoked holds "
+           "relevance (units of the explained logit), not volts: tell MNE with `scalings` and `units`."),
+    ("code", "evokeds = se.to_evoked(R1, test.info)\nprint(evokeds['right'].comment)\n"
+             "fig = evokeds['right'].plot_joint(times=[0.05, 0.17], ts_args=dict(scalings=dict(eeg=1), "
+             "units=dict(eeg='relevance')), topomap_args=dict(scalings=1), show=False)"),
+    ("md", "## Is the explanation faithful? Perturbation\nRemove blocks of one channel x 40 ms, most relevant "
+           "first (MoRF) or least relevant first (LeRF), replacing each by the trial's own mean of that "
+           "channel, and watch the explained logit. LRP should make the MoRF curve fall fast (high AOPC) and "
+           "beat a random order. For this linear model LRP and gradient x input coincide exactly; "
+           "sensitivity (squared gradients) is the same map for every trial and does no better than random."),
+    ("code", "result = se.perturbation_comparison(model, test, block=4, steps=60)\nprint(result.table())\n"
+             "fig = se.plot_perturbation(result)"),
+    ("md", "## Save\nThe relevance is an ordinary labelled array: netCDF keeps the channel names, positions, "
+           "times, conditions and the units in its attributes."),
+    ("code", "import os, tempfile, xarray as xr\npath = os.path.join(tempfile.mkdtemp(), 'finger_relevance.nc')\n"
+             "R.to_netcdf(path)\nback = xr.open_dataarray(path)\n"
+             "print(list(back.channel.values[:5]), back.time.values[:3], back.attrs['input_units'])\n"
+             "back.relevance.check()"),
+]
+
+
+def build(cells, path: Path) -> None:
+    nb = new_notebook()
+    nb.cells = [new_markdown_cell(src) if kind == "md" else new_code_cell(src) for kind, src in cells]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, path)
+
+
+if __name__ == "__main__":
+    build(EEG, HERE / "eeg_finger_movements.ipynb")
