@@ -799,7 +799,7 @@ def _ledger_dataset(rows, batch_dim: str, prediction: np.ndarray, Rx: torch.Tens
 
 
 def explain(model: nn.Module, data: Any, target: Any = None, *, method: str = "lrp",
-            preset: str | Rule | Mapping = "epsilon-plus", dims: Sequence[str] | None = None,
+            preset: str | Rule | Mapping | None = None, dims: Sequence[str] | None = None,
             coords: Mapping[str, Any] | None = None, bounds: tuple | None = None,
             max_pool: str = "winner-take-all", at: str | None = None,
             through: Mapping[str, Sequence[int]] | None = None, **options: Any) -> xr.DataArray:
@@ -818,10 +818,11 @@ def explain(model: nn.Module, data: Any, target: Any = None, *, method: str = "l
     method : str
         ``"lrp"`` (default), ``"gradient"``, ``"sensitivity"``, ``"gradient_x_input"``,
         ``"integrated_gradients"``, ``"smoothgrad"``, ``"deconvnet"``, ``"guided_backprop"``.
-    preset : str, Rule or mapping
+    preset : str, Rule, mapping or None
         LRP rules per layer: ``"epsilon"``, ``"epsilon-plus"``, ``"epsilon-plus-box"``,
         ``"alpha2-beta1"``, ``"deep-taylor"``, one rule, or a mapping (see
-        :mod:`sciexplain.presets`).
+        :mod:`sciexplain.presets`). None: ``"epsilon-plus"`` for tensors, the plugin's default
+        preset for domain data (e.g. ``"epsilon-plus-box"`` for images).
     dims, coords
         Names of the result's dims (batch first) and coordinates; by default
         ``("sample", "dim_0", ...)``.
@@ -848,8 +849,9 @@ def explain(model: nn.Module, data: Any, target: Any = None, *, method: str = "l
         from .plugins import dispatch
         return dispatch(model, data, target=target, method=method, preset=preset, bounds=bounds,
                         max_pool=max_pool, at=at, through=through, dims=dims, coords=coords, **options)
-    return Explainer(model, method, preset, bounds=bounds, max_pool=max_pool, **options).explain(
-        data, target, dims=dims, coords=coords, at=at, through=through)
+    return Explainer(model, method, "epsilon-plus" if preset is None else preset, bounds=bounds,
+                     max_pool=max_pool, **options).explain(data, target, dims=dims, coords=coords, at=at,
+                                                           through=through)
 
 
 def ledger(model: nn.Module, x: Any, target: Any = None, *, preset: str | Rule | Mapping = "epsilon-plus",

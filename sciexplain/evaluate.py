@@ -410,7 +410,9 @@ def perturbation_curve(model: nn.Module, x: Any, R: Any = None, *, steps: int | 
                               "model, or a model whose final softmax/sigmoid the engine stripped (the curve "
                               "records the model's output itself)", ExplainWarning, stacklevel=2)
 
-        work = xt.clone()
+        # a contiguous copy: flat_work must alias work (entries are written through it), and the
+        # flat indices below assume C order also when x arrives transposed
+        work = xt.clone(memory_format=torch.contiguous_format)
         flat_work = work.view(-1)
         flat_repl = repl.reshape(-1) if not custom else None
         mask = torch.zeros(xt.shape, dtype=torch.bool) if custom else None

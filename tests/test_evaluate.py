@@ -410,3 +410,15 @@ def test_randomization_lrp_runs_with_preset():
     model, x = make_eeg(batch=2)
     ds = randomization(model, x, preset="epsilon-plus")
     assert ds.sizes["layer"] == 4 and np.isfinite(ds["spearman_abs"].values).all()
+
+
+def test_perturbation_curve_on_a_non_contiguous_input():
+    """A transposed x gives the same curve as its contiguous copy (entries are removed in place)."""
+    torch.manual_seed(0)
+    m = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 2)).eval()
+    x = torch.randn(4, 4, 3).transpose(1, 2)
+    R = sx.explain(m, x.contiguous())
+    a = sx.evaluate.perturbation_curve(m, x, R, steps=3, removal="zero")
+    b = sx.evaluate.perturbation_curve(m, x.contiguous(), R, steps=3, removal="zero")
+    np.testing.assert_allclose(a.values, b.values)
+    assert not np.allclose(a.values[:, 0], a.values[:, -1])

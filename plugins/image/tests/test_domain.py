@@ -139,3 +139,8 @@ def test_bad_input(effnet):
                       preprocess=Preprocess(size=None, crop=None))
     with pytest.raises(ValueError, match="names"):
         explain_image(effnet, load_photo("chelsea"), names=["a", "b"])
+
+
+def test_dispatch_uses_the_domain_default_preset(effnet):
+    R = sx.explain(effnet, Image.fromarray(load_photo("coffee")))
+    assert "ZBox" in R.attrs["rules"]  # "epsilon-plus-box" is the image domain's default
