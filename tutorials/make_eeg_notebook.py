@@ -6,8 +6,6 @@ script keeps its source reviewable as plain Python. plugins/eeg/tests/test_tutor
 
 from pathlib import Path
 
-import nbformat
-from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 HERE = Path(__file__).resolve().parent
 
@@ -91,12 +89,9 @@ EEG = [
 ]
 
 
-def build(cells, path: Path) -> None:
-    nb = new_notebook()
-    nb.cells = [new_markdown_cell(src) if kind == "md" else new_code_cell(src) for kind, src in cells]
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    nbformat.write(nb, path)
-
-
 if __name__ == "__main__":
+    import sys
+    sys.path.insert(0, str(HERE))
+    from make_notebooks import build  # one notebook writer for all tutorials
+
     build(EEG, HERE / "eeg_finger_movements.ipynb")
