@@ -9,7 +9,7 @@ that modified forward once per layer, each part once.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,19 +25,12 @@ from .errors import ExplainWarning, InputError, RuleError, UnsupportedModelError
 from .presets import RuleMap, resolve_preset
 from .propagation import lrp_affine, per_sample_sum, sign0
 from .rules import Epsilon, Pass, Rule
-from .tape import Node, Ref, Tape, _map, _Placeholder, record, replay_args
+from .tape import Node, Ref, Tape, _Placeholder, record, replay_args
 
 __all__ = ["Explainer", "explain", "ledger", "METHODS"]
 
 METHODS = ("lrp", "gradient", "sensitivity", "gradient_x_input", "integrated_gradients",
            "smoothgrad", "deconvnet", "guided_backprop")
-
-_DECOMPOSES = {
-    "lrp": "f(x)", "gradient": "none", "sensitivity": "squared gradient norm",
-    "gradient_x_input": "f(x)", "integrated_gradients": "f(x) - f(baseline)",
-    "smoothgrad": "none", "deconvnet": "none", "guided_backprop": "none",
-}
-
 
 # -- safety of the user's model ----------------------------------------------------------------
 
@@ -366,7 +359,7 @@ class Explainer:
     # -- LRP walk ------------------------------------------------------------------------
     def _lrp(self, fw: Forward, target: torch.Tensor, *, stop_at: str | None = None,
              through: Mapping[str, Sequence[int]] | None = None, full_ledger: bool = True):
-        tape, B = fw.tape, fw.logits.shape[0]
+        B = fw.logits.shape[0]
         logits = fw.logits.detach()
         R: dict[Ref, torch.Tensor] = {fw.logits_ref: start_vector(logits, target, "logit")}
         rows: list[tuple] = []
@@ -440,11 +433,11 @@ class Explainer:
         B = fw.logits.shape[0]
         zero = torch.zeros(B, dtype=fw.logits.dtype)
         if step.folded_into is not None:
-            if step.fuse_after is None and step.folded_into is not None and node.parents:
-                # BatchNorm folded into the preceding layer: pass relevance to that layer's output
-                if fw.steps[step.folded_into.index].fuse_after is node:
-                    return [(node.parents[0], outs[0])], zero
-            return [], zero  # folded into the next layer: it receives no relevance itself
+            # folded into the preceding layer: its relevance is that layer's output relevance;
+            # folded into the following layer: that layer sends relevance past it, none arrives
+            if fw.steps[step.folded_into.index].fuse_after is node:
+                return [(node.parents[0], outs[0])], zero
+            return [], zero
         if cat == "pass":
             r = outs[0]
             parent = node.parents[0]
@@ -533,7 +526,6 @@ class Explainer:
             signs = [1, -alpha]
         else:
             signs = [1, alpha]
-        out = fw.value(Ref(node.index, 0)).detach() if node.pristine(0) else None
         contribs = []
         for operand, sgn in zip((a, b), signs):
             if isinstance(operand, _Placeholder):
@@ -543,8 +535,6 @@ class Explainer:
                 contribs.append((None, sgn * torch.as_tensor(operand, dtype=R.dtype)))
         shape = R.shape
         total = sum(torch.broadcast_to(c, shape) for _, c in contribs)
-        if out is not None and out.shape != shape:
-            raise AssertionError("sum shape mismatch")  # pragma: no cover
         eps = step.rule.epsilon if isinstance(step.rule, Epsilon) else 1e-9
         stab = eps * sign0(total)
         den = total + stab
@@ -572,7 +562,7 @@ class Explainer:
         return [(st.node.name, st.kind.detail or st.node.op, self._rule_text(st))
                 for _, st in sorted(fw.steps.items())]
 
-    def check_canonization(self, x: Any) -> dict[str, float]:  # noqa: C901
+    def check_canonization(self, x: Any) -> dict[str, float]:
         """Relative error, per folded layer, of the folded layer against the original pair.
 
         For each Linear/Conv with a BatchNorm folded into it: max |folded(x) - original(x)| /
@@ -636,8 +626,8 @@ class Explainer:
             return methods.run(self, xt, target, dims, coords), None
 
     def _explain_lrp(self, xt, target, rule_map, dims, coords, at, through, full_ledger=True):
-        plain = True  # epsilon layers reuse the recorded forward graph
-        fw = self._forward(xt, grad=plain and xt.is_floating_point(), leaf_names=rule_map.names())
+        # recorded with autograd so that epsilon layers reuse the forward graph (no second pass)
+        fw = self._forward(xt, grad=xt.is_floating_point(), leaf_names=rule_map.names())
         self._plan(fw, rule_map, keep={at} | set(through or {}) if at else set(through or {}))
         t = _targets(target, fw.logits)
         fw.logits = fw.logits.detach()  # keep the values, let the walk free the graph
@@ -650,8 +640,6 @@ class Explainer:
             Rx = torch.zeros_like(xt, dtype=fw.logits.dtype)
         absorbed_layers = sum((r[5] for r in rows), torch.zeros(B, dtype=fw.logits.dtype))
         absorbed = absorbed_layers + filtered_out
-        if at is not None:
-            dims = dims or _default_dims(Rx.ndim, at=True)
         from .result import build_result
         attrs = {"preset": rule_map.description, "explained": _explained_text(fw, self.max_pool)}
         if at is not None:
@@ -747,7 +735,7 @@ def _prediction(logits: torch.Tensor, t: torch.Tensor) -> np.ndarray:
     return l.numpy().astype(np.float64)
 
 
-def _default_dims(ndim: int, at: bool = False) -> tuple[str, ...]:
+def _default_dims(ndim: int) -> tuple[str, ...]:
     return ("sample",) + tuple(f"dim_{i}" for i in range(ndim - 1))
 
 

@@ -616,25 +616,29 @@ def continuity(explain: Callable[[torch.Tensor], Any], inputs: Any) -> xr.DataAr
 _WEIGHTED = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
 
 
-def _first_layer(model: nn.Module, x: torch.Tensor) -> tuple[str, nn.Module, torch.Tensor]:
-    """The first Linear/Conv module called in the forward pass and its input (must hold x's data)."""
-    calls: list[tuple[str, nn.Module, torch.Tensor]] = []
+def _module_calls(model: nn.Module, x: torch.Tensor, select, *, after: bool = False) -> list[tuple[str, nn.Module, Any]]:
+    """Run ``model(x)`` once and list ``(name, module, first argument)`` of the selected modules, in
+    the order they are entered (``after=False``) or finish (``after=True``); hooks are removed again."""
+    calls: list[tuple[str, nn.Module, Any]] = []
     names = {m: n for n, m in model.named_modules()}
-    handles = []
 
-    def hook(m, args):
-        if not calls and args and isinstance(args[0], torch.Tensor):
-            calls.append((names[m], m, args[0].detach()))
+    def record(m, args, *_):
+        calls.append((names[m], m, args[0].detach() if args and isinstance(args[0], torch.Tensor) else None))
 
-    for m in model.modules():
-        if isinstance(m, _WEIGHTED):
-            handles.append(m.register_forward_pre_hook(hook))
+    handles = [(m.register_forward_hook(record) if after else m.register_forward_pre_hook(record))
+               for m in model.modules() if select(m)]
     try:
         with torch.no_grad():
             model(x)
     finally:
         for h in handles:
             h.remove()
+    return calls
+
+
+def _first_layer(model: nn.Module, x: torch.Tensor) -> tuple[str, nn.Module, torch.Tensor]:
+    """The first Linear/Conv module called in the forward pass and its input (must hold x's data)."""
+    calls = [c for c in _module_calls(model, x, lambda m: isinstance(m, _WEIGHTED)) if c[2] is not None]
     if not calls:
         raise InputError("input_invariance: the model has no Linear/Conv layer to absorb the shift into")
     name, m, inp = calls[0]
@@ -787,25 +791,9 @@ def _spearman_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 def _parametrized_layers(model: nn.Module, x: torch.Tensor) -> list[str]:
     """Modules with parameters of their own, in the order the forward pass calls them."""
-    order: list[str] = []
-    names = {m: n for n, m in model.named_modules()}
-    handles = []
-
-    def hook(m, args, out):
-        n = names[m]
-        if n not in order:
-            order.append(n)
-
-    for m in model.modules():
-        if any(True for _ in m.parameters(recurse=False)):
-            handles.append(m.register_forward_hook(hook))
-    try:
-        with torch.no_grad():
-            model(x)
-    finally:
-        for h in handles:
-            h.remove()
-    return order
+    has_own = lambda m: any(True for _ in m.parameters(recurse=False))  # noqa: E731
+    calls = _module_calls(model, x, has_own, after=True)
+    return list(dict.fromkeys(name for name, _, _ in calls))
 
 
 def randomization(model: nn.Module, x: Any, method: str = "lrp", cascade: bool = True, *, seed: int = 0,

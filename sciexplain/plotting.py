@@ -12,16 +12,15 @@ from collections.abc import Sequence
 import numpy as np
 import xarray as xr
 
-__all__ = ["plot_heatmap", "plot_heatmaps", "symmetric_limit", "RELEVANCE_CMAP"]
+__all__ = ["plot_heatmap", "plot_heatmaps", "symmetric_limit", "pyplot", "RELEVANCE_CMAP"]
 
 #: diverging colormap centred at zero
 RELEVANCE_CMAP = "bwr"
 
 
-def _pyplot():
-    import matplotlib
-    if matplotlib.get_backend().lower() in ("", "agg"):
-        matplotlib.use("Agg")
+def pyplot():
+    """matplotlib.pyplot, imported on first use (the core does not import matplotlib at import time;
+    without a display matplotlib falls back to a non-interactive backend by itself)."""
     import matplotlib.pyplot as plt
     return plt
 
@@ -64,7 +63,7 @@ def plot_heatmap(R: xr.DataArray, sample: int | None = 0, *, ax=None, image: np.
     -------
     matplotlib.figure.Figure
     """
-    plt = _pyplot()
+    plt = pyplot()
     M = _as_map(R, sample)
     if ax is None:
         fig, ax = plt.subplots(figsize=(4, 3.6))
@@ -101,7 +100,7 @@ def plot_heatmaps(maps: Sequence[xr.DataArray], titles: Sequence[str], *, images
     -------
     matplotlib.figure.Figure
     """
-    plt = _pyplot()
+    plt = pyplot()
     n = len(maps)
     if n == 0:
         raise ValueError("plot_heatmaps needs at least one map")

@@ -75,9 +75,10 @@ def _term_relevance(layer: AffineLayer, term: Term, R: torch.Tensor,
     """
     bias = None if term.bias is None else term.bias.detach()
     if term.plain and cached is not None:
+        # the recorded output already is z = lin(x) + bias: the denominator, read-only
         leaves, z = [cached[0]], cached[1]
         values = [cached[0].detach()]
-        zd = z.detach() if bias is None else z.detach() - bias
+        den, private = z.detach(), False
     else:
         values = [inp.detach() for inp, _ in term.parts]
         leaves = [(v if v.is_contiguous() else v.contiguous()).requires_grad_(True) for v in values]
@@ -86,17 +87,16 @@ def _term_relevance(layer: AffineLayer, term: Term, R: torch.Tensor,
             for leaf, (_, w) in zip(leaves, term.parts):
                 zp = layer.apply(leaf, w.detach())
                 z = zp if z is None else z + zp
-        zd = z.detach()
-    private = not (term.plain and cached is not None)  # zd is ours to overwrite
-    if bias is None:
-        den = zd
-    else:
-        den = zd.add_(bias) if private else zd + bias
+        den, private = z.detach(), True  # a fresh tensor, free to overwrite
+        if bias is not None:
+            den = den.add_(bias) if den.shape == torch.broadcast_shapes(den.shape, bias.shape) else den + bias
+    if bias is not None:
+        bias = torch.broadcast_to(bias, den.shape)
     if term.eps > 0:
         # eps * sign(den) with sign(0) = +1: |den + stab| >= eps, never zero
         stab = torch.copysign(torch.tensor(term.eps, dtype=den.dtype), den)
-        den = den.add_(stab) if (private or bias is not None) else den + stab
-        s = torch.div(R, den, out=den) if (private or bias is not None) else R / den
+        den = den.add_(stab) if private else den + stab
+        s = torch.div(R, den, out=den)  # den is a fresh tensor here in both cases
         absorbed = per_sample_dot(s, stab if bias is None else bias + stab)
     else:
         dead = den == 0  # with eps == 0 that relevance cannot be distributed: it is absorbed

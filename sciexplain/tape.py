@@ -141,8 +141,10 @@ def _flatten(obj: Any) -> Iterator[Any]:
 def _map(obj: Any, fn: Callable[[Any], Any]) -> Any:
     if isinstance(obj, tuple) and hasattr(obj, "_fields"):  # namedtuple (e.g. torch.return_types)
         return type(obj)(*(_map(o, fn) for o in obj))
-    if isinstance(obj, (list, tuple)):
-        return type(obj)(_map(o, fn) for o in obj) if isinstance(obj, list) else tuple(_map(o, fn) for o in obj)
+    if isinstance(obj, list):
+        return [_map(o, fn) for o in obj]
+    if isinstance(obj, tuple):
+        return tuple(_map(o, fn) for o in obj)
     if isinstance(obj, dict):
         return {k: _map(v, fn) for k, v in obj.items()}
     return fn(obj)

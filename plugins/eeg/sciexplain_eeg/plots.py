@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from sciexplain.plotting import RELEVANCE_CMAP, symmetric_limit
+from sciexplain.plotting import RELEVANCE_CMAP, pyplot, symmetric_limit
 
 __all__ = ["plot_topomap", "plot_class_topomaps", "plot_joint", "plot_roi_timecourse", "plot_left_right",
            "plot_perturbation", "MontageMissingError"]
@@ -25,14 +25,6 @@ __all__ = ["plot_topomap", "plot_class_topomaps", "plot_joint", "plot_roi_timeco
 
 class MontageMissingError(ValueError):
     """The relevance has no sensor positions, so no scalp map can be drawn."""
-
-
-def _pyplot():
-    import matplotlib
-    if matplotlib.get_backend().lower() in ("", "agg"):
-        matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    return plt
 
 
 def _require_positions(R: Any) -> None:
@@ -83,6 +75,18 @@ def _topo(ax, values: np.ndarray, info: Any, lim: float, *, names: bool = False,
     return im
 
 
+def _topomap_row(fig, grid, maps, titles, info, lim: float, label: str, *, extrapolate: str, fontsize: int,
+                 fraction: float) -> None:
+    """Topomaps in the first row of ``grid``, one colour scale and one colour bar for the row."""
+    im = None
+    for k, (values, title) in enumerate(zip(maps, titles)):
+        ax = fig.add_subplot(grid[0, k])
+        im = _topo(ax, values, info, lim, extrapolate=extrapolate)
+        ax.set_title(title, fontsize=fontsize)
+    cb = fig.colorbar(im, ax=fig.axes[:len(maps)], fraction=fraction, pad=0.02)
+    cb.set_label(label, fontsize=8)
+
+
 def _epoch_title(R: Any, i: int) -> str:
     sub = R.isel(epoch=i)
     parts = [f"epoch {sub.epoch.values}"]
@@ -125,7 +129,7 @@ def plot_topomap(R: Any, epoch: int = 0, *, windows: float | Sequence[float] | N
     MontageMissingError
         If R has no sensor positions (set a montage on the epochs and explain again).
     """
-    plt = _pyplot()
+    plt = pyplot()
     info = _info(R)
     single = R.isel(epoch=[int(epoch)])
     panels, labels = [], []
@@ -176,7 +180,7 @@ def plot_class_topomaps(R: Any, *, by: str | None = "condition", windows: float 
         in each condition, and their difference what separates the conditions (the part the
         conditions share, e.g. the average epoch times the weights, cancels).
     """
-    plt = _pyplot()
+    plt = pyplot()
     info = _info(R)
     groups = _groups(R, by)
     W = _windowed(R, windows) if windows is not None else None
@@ -243,7 +247,7 @@ def plot_joint(R: Any, epoch: int | None = None, *, windows: Sequence[Sequence[f
         Windows whose relevance sums are drawn as maps (default: three equal thirds of the
         epoch). They are shaded on the image.
     """
-    plt = _pyplot()
+    plt = pyplot()
     info = _info(R)
     times = np.asarray(R.time.values, dtype=np.float64)
     if windows is None:
@@ -266,13 +270,8 @@ def plot_joint(R: Any, epoch: int | None = None, *, windows: Sequence[Sequence[f
     fig = plt.figure(figsize=(max(6.0, 1.8 * n + 1.5), 6.4))
     grid = fig.add_gridspec(2, n, height_ratios=[1, 2.2], hspace=0.35)
     lim_map = vmax if vmax is not None else symmetric_limit(np.concatenate(maps), 100)
-    im = None
-    for k, ((a, b), values) in enumerate(zip(windows, maps)):
-        ax = fig.add_subplot(grid[0, k])
-        im = _topo(ax, values, info, lim_map, extrapolate=extrapolate)
-        ax.set_title(f"{a * 1000:.0f}-{b * 1000:.0f} ms", fontsize=8)
-    cb = fig.colorbar(im, ax=fig.axes[:n], fraction=0.02, pad=0.02)
-    cb.set_label("sum in window", fontsize=8)
+    _topomap_row(fig, grid, maps, [f"{a * 1000:.0f}-{b * 1000:.0f} ms" for a, b in windows], info, lim_map,
+                 "sum in window", extrapolate=extrapolate, fontsize=8, fraction=0.02)
     ax_img = fig.add_subplot(grid[1, :])
     lim = symmetric_limit(image)
     step = times[1] - times[0] if times.size > 1 else 1.0
@@ -311,7 +310,7 @@ def plot_roi_timecourse(R: Any, rois: Mapping[str, Sequence[str]] | None = None,
     """
     from .rois import pool_rois
 
-    plt = _pyplot()
+    plt = pyplot()
     P = pool_rois(R, rois, by=by)
     if window is not None:
         P = _windowed(P, window)
@@ -357,7 +356,7 @@ def plot_left_right(R: Any, *, group: str | None = "condition", extrapolate: str
     """
     from .rois import pool_rois
 
-    plt = _pyplot()
+    plt = pyplot()
     info = _info(R)
     groups = _groups(R, group)
     T = _windowed(R, None)
@@ -367,13 +366,8 @@ def plot_left_right(R: Any, *, group: str | None = "condition", extrapolate: str
     n = len(groups)
     fig = plt.figure(figsize=(max(6.0, 2.6 * n + 1.8), 5.8))
     grid = fig.add_gridspec(2, n, height_ratios=[1.1, 1], hspace=0.45)
-    im = None
-    for k, ((label, idx), values) in enumerate(zip(groups, maps)):
-        ax = fig.add_subplot(grid[0, k])
-        im = _topo(ax, values, info, lim, extrapolate=extrapolate)
-        ax.set_title(f"{label} (n={len(idx)})", fontsize=9)
-    cb = fig.colorbar(im, ax=fig.axes[:n], fraction=0.03, pad=0.02)
-    cb.set_label("mean relevance per epoch", fontsize=8)
+    _topomap_row(fig, grid, maps, [f"{label} (n={len(idx)})" for label, idx in groups], info, lim,
+                 "mean relevance per epoch", extrapolate=extrapolate, fontsize=9, fraction=0.03)
     ax = fig.add_subplot(grid[1, :])
     hemis = [str(h) for h in H.hemisphere.values]
     width = 0.8 / max(1, n)
@@ -399,7 +393,7 @@ def plot_left_right(R: Any, *, group: str | None = "condition", extrapolate: str
 
 def plot_perturbation(result: Any, *, methods: Sequence[str] | None = None):
     """Mean MoRF (solid) and LeRF (dashed) curves per method from :func:`perturbation_comparison`."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(5.2, 3.4))
     names = methods or list(dict.fromkeys(name for name, _ in result.curves))
     colors = {}

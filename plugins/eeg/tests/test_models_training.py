@@ -18,15 +18,6 @@ SMALL = dict(ch_names=SMALL_CHANNELS, sfreq=50.0, tmin=0.0, tmax=0.6, window=(0.
 N_CH, N_T = len(SMALL_CHANNELS), 31
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models run fastest on one thread (and avoid oversubscribed CPUs)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def easy():
     """Small, easy synthetic train and test sets (volts)."""

@@ -12,17 +12,9 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from sciexplain.plotting import RELEVANCE_CMAP, plot_heatmap, symmetric_limit
+from sciexplain.plotting import plot_heatmap, pyplot
 
 __all__ = ["plot_heatmap", "plot_overlay", "plot_methods", "plot_pattern", "plot_box_shares"]
-
-
-def _pyplot():
-    import matplotlib
-    if matplotlib.get_backend().lower() in ("", "agg"):
-        matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    return plt
 
 
 def _title(R: xr.DataArray, i: int) -> str:
@@ -33,7 +25,7 @@ def _title(R: xr.DataArray, i: int) -> str:
 
 def plot_overlay(R: xr.DataArray, image: np.ndarray | None = None, sample: int = 0, *, alpha: float = 0.65):
     """The image the model saw with the relevance on top, and the heatmap alone beside it."""
-    plt = _pyplot()
+    plt = pyplot()
     if "color" in R.dims:
         R = R.relevance.pool("color")
     fig, axes = plt.subplots(1, 2 if image is not None else 1, figsize=(8 if image is not None else 4.2, 3.8),
@@ -58,7 +50,7 @@ def plot_methods(model: Any, image: Any, methods: Sequence[tuple[str, dict]] | N
         alpha2-beta1 and deep-taylor.
     """
     from .explain import _spec_for, explain_image
-    plt = _pyplot()
+    plt = pyplot()
     spec = _spec_for(model, preprocess)
     seen = spec.prepare(image).array
     if methods is None:
@@ -83,7 +75,7 @@ def plot_methods(model: Any, image: Any, methods: Sequence[tuple[str, dict]] | N
 
 def plot_pattern(R: xr.DataArray, image: np.ndarray, sample: int = 0):
     """The relevant pattern x * R (R rescaled to [0, 1] per image), for display only."""
-    plt = _pyplot()
+    plt = pyplot()
     if "color" in R.dims:
         R = R.relevance.pool("color")
     r = R.isel({R.dims[0]: sample}).values.astype(float)
@@ -104,7 +96,7 @@ def plot_pattern(R: xr.DataArray, image: np.ndarray, sample: int = 0):
 
 def plot_box_shares(shares: xr.Dataset):
     """Stacked bars: the share of f(x) drawn from the object box, its context, and absorbed."""
-    plt = _pyplot()
+    plt = pyplot()
     S = shares["share"]
     batch = S.dims[0]
     labels = [str(v) for v in S.coords[batch].values]

@@ -7,7 +7,6 @@ all regions plus ``absorbed`` the values add up to the prediction, per image.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
 
 import numpy as np
 import xarray as xr
