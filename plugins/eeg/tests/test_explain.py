@@ -15,7 +15,8 @@ from hypothesis import strategies as st
 
 import sciexplain as sx
 from sciexplain_eeg import explain_epochs
-from sciexplain_eeg.explain import DOMAIN, EEGDomain, epochs_to_tensor, is_epochs
+from sciexplain_eeg.domain import DOMAIN, EEGDomain
+from sciexplain_eeg.explain import epochs_to_tensor, is_epochs
 from sciexplain_eeg.models import EpochDemean, LinearEEG, SturmDNN
 from sciexplain_eeg.synthetic import DEFAULT_CH_NAMES, make_synthetic_epochs
 
@@ -62,7 +63,7 @@ def test_claims_epochs_of_both_kinds_and_nothing_else(epochs):
 
 
 def test_claims_does_not_import_mne():
-    code = ("import sys\nfrom sciexplain_eeg.explain import DOMAIN\nclass X: pass\n"
+    code = ("import sys\nfrom sciexplain_eeg.domain import DOMAIN\nclass X: pass\n"
             "assert not DOMAIN.claims(X()) and not DOMAIN.claims([1, 2])\n"
             "assert 'mne' not in sys.modules, 'mne imported'\nprint('ok')")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)

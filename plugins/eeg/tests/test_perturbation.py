@@ -10,7 +10,8 @@ from hypothesis import strategies as st
 
 import sciexplain as sx
 from sciexplain_eeg import explain_epochs, fit
-from sciexplain_eeg.explain import DOMAIN, epochs_to_tensor
+from sciexplain_eeg.domain import DOMAIN
+from sciexplain_eeg.explain import epochs_to_tensor
 from sciexplain_eeg.models import CompactEEGNet
 from sciexplain_eeg.perturbation import BlockRemoval, block_removal, perturbation_comparison
 from sciexplain_eeg.synthetic import make_synthetic_epochs

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from sciexplain_eeg import explain_epochs
-from sciexplain_eeg.explain import DOMAIN
+from sciexplain_eeg.domain import DOMAIN
 from sciexplain_eeg.models import SturmDNN
 from sciexplain_eeg.plots import (MontageMissingError, plot_class_topomaps, plot_joint, plot_left_right,
                                   plot_roi_timecourse, plot_topomap)

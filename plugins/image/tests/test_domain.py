@@ -12,7 +12,8 @@ import sciexplain as sx
 from sciexplain_image import (Box, Preprocess, box_shares, explain_image, load_efficientnet_lite0, load_photo,
                               photo_box, plot_box_shares, plot_methods, plot_overlay, plot_pattern,
                               pool_patches, pool_regions, pool_superpixels)
-from sciexplain_image.explain import DOMAIN, input_bounds
+from sciexplain_image.domain import DOMAIN
+from sciexplain_image.explain import input_bounds
 
 
 @pytest.fixture(scope="module")
