@@ -26,6 +26,7 @@ from sciexplain.result import (
     find_batch_dim,
     ledger_residual,
 )
+from .errors import InputError
 
 __all__ = ["RelevanceAccessor"]
 
@@ -56,7 +57,7 @@ def _label_array(labels: Sequence[Any]) -> np.ndarray:
         for label in labels
     ]
     if not (all(is_str) or all(is_num)):
-        raise ValueError(
+        raise InputError(
             "group labels (including the remainder label) must be all strings or all "
             f"numbers, got {labels!r}; with numeric labels pass a numeric remainder or "
             "remainder=None"
@@ -77,13 +78,13 @@ def _size_windows(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Window index per entry, window starts and ends for consecutive windows of ``size``."""
     if not np.isfinite(size) or size <= 0:
-        raise ValueError(f"window size must be a positive finite number, got {size!r}")
+        raise InputError(f"window size must be a positive finite number, got {size!r}")
     tol = _EDGE_TOLERANCE * min(step if step is not None else size, size)
     origin = float(x.min())
     assign = np.floor((x - origin + tol) / size).astype(np.int64)
     count = int(assign.max()) + 1
     if count > _MAX_WINDOWS:
-        raise ValueError(f"window size {size!r} gives {count} windows; choose a larger size")
+        raise InputError(f"window size {size!r} gives {count} windows; choose a larger size")
     k = np.arange(count)
     return assign, origin + k * size, origin + (k + 1) * size
 
@@ -91,19 +92,19 @@ def _size_windows(
 def _as_edges(size_or_edges: Any) -> np.ndarray:
     problem = f"size_or_edges must be a number or a sequence of numbers, got {size_or_edges!r}"
     if isinstance(size_or_edges, (str, bytes)):
-        raise ValueError(problem)
+        raise InputError(problem)
     try:
         edges = np.asarray(size_or_edges, dtype=np.float64)
     except (TypeError, ValueError) as error:
-        raise ValueError(problem) from error
+        raise InputError(problem) from error
     if edges.ndim != 1 or edges.size < 2:
-        raise ValueError(
+        raise InputError(
             f"window edges must be a 1-d sequence of at least 2 numbers, got {size_or_edges!r}"
         )
     if not np.isfinite(edges).all():
-        raise ValueError(f"window edges must be finite, got {edges.tolist()}")
+        raise InputError(f"window edges must be finite, got {edges.tolist()}")
     if not (np.diff(edges) > 0).all():
-        raise ValueError(f"window edges must be strictly increasing, got {edges.tolist()}")
+        raise InputError(f"window edges must be strictly increasing, got {edges.tolist()}")
     return edges
 
 
@@ -141,7 +142,7 @@ class RelevanceAccessor:
     def _require_dims(self, dims: Sequence[Hashable]) -> None:
         unknown = [d for d in dims if d not in self._R.dims]
         if unknown:
-            raise ValueError(
+            raise InputError(
                 f"unknown dim(s) {unknown}; this result has dims {list(self._R.dims)}"
             )
 
@@ -172,12 +173,12 @@ class RelevanceAccessor:
             # own convention for R[dim]).
             return dim, np.asarray(self._R[dim].values)
         if coord not in self._R.coords:
-            raise ValueError(
+            raise InputError(
                 f"unknown coord {coord!r}; coords along {dim!r} are "
                 f"{[c for c in self._R.coords if self._R.coords[c].dims == (dim,)]}"
             )
         if self._R.coords[coord].dims != (dim,):
-            raise ValueError(
+            raise InputError(
                 f"coord {coord!r} has dims {self._R.coords[coord].dims}; working on "
                 f"{dim!r} needs a 1-d coord along {dim!r}"
             )
@@ -185,12 +186,12 @@ class RelevanceAccessor:
 
     def _check_new_name(self, dim: str, new_dim: str, extra: Sequence[str] = ()) -> None:
         if new_dim != dim and new_dim in self._R.dims:
-            raise ValueError(
+            raise InputError(
                 f"name {new_dim!r} is already a dim of this result ({list(self._R.dims)})"
             )
         for name in (new_dim, *extra):
             if name in self._R.coords and dim not in self._R.coords[name].dims:
-                raise ValueError(
+                raise InputError(
                     f"the result would need a coord {name!r}, but a coord of that name "
                     f"already exists on dims {self._R.coords[name].dims}"
                 )
@@ -297,12 +298,12 @@ class RelevanceAccessor:
             If no dim is given, a dim is repeated or a dim does not exist.
         """
         if not dims:
-            raise ValueError(
+            raise InputError(
                 f"name the dims to pool over, e.g. R.relevance.pool({list(self._R.dims)[-1]!r}); "
                 "use R.relevance.total() to sum all non-batch dims"
             )
         if len(set(dims)) != len(dims):
-            raise ValueError(f"dims given more than once: {list(dims)}")
+            raise InputError(f"dims given more than once: {list(dims)}")
         self._require_dims(dims)
         self._warn_if_not_decomposition("pool()")
         R = self._R
@@ -372,7 +373,7 @@ class RelevanceAccessor:
         """
         coord_name, values = self._coord_values(dim, coord)
         if not isinstance(groups, Mapping) or not groups:
-            raise ValueError(
+            raise InputError(
                 "groups must be a non-empty mapping of label -> list of coordinate values"
             )
         new_dim = dim if name is None else name
@@ -386,13 +387,13 @@ class RelevanceAccessor:
             if isinstance(listed, (str, bytes)) or not isinstance(
                 listed, (Sequence, np.ndarray, set, frozenset)
             ):
-                raise ValueError(
+                raise InputError(
                     f"group {label!r} must be a list of {coord_name!r} values, got "
                     f"{listed!r}; write [{listed!r}] for a single value"
                 )
             listed_values = [v.item() if isinstance(v, np.generic) else v for v in listed]
             if not listed_values:
-                raise ValueError(
+                raise InputError(
                     f"group {label!r} is empty; give at least one {coord_name!r} value"
                 )
             for value in listed_values:
@@ -402,20 +403,20 @@ class RelevanceAccessor:
                     continue
                 other = group_of.setdefault(value, label)
                 if other != label:
-                    raise ValueError(
+                    raise InputError(
                         f"groups overlap: {coord_name!r} value {value!r} is in group "
                         f"{other!r} and in group {label!r}; overlapping groups would "
                         "double-count its relevance"
                     )
         if unknown:
-            raise ValueError(
+            raise InputError(
                 f"values {unknown} of groups are not in coord {coord_name!r} along "
                 f"{dim!r}; available: {_listing(available)}"
             )
 
         labels = list(groups)
         if remainder is not None and remainder in groups:
-            raise ValueError(
+            raise InputError(
                 f"remainder label {remainder!r} is also a group label; choose another "
                 "remainder name"
             )
@@ -488,16 +489,16 @@ class RelevanceAccessor:
         norm"``).
         """
         if outside not in ("error", "drop"):
-            raise ValueError(f"outside must be 'error' or 'drop', got {outside!r}")
+            raise InputError(f"outside must be 'error' or 'drop', got {outside!r}")
         coord_name, raw = self._coord_values(dim, coord)
         if raw.dtype.kind not in "iuf":
-            raise ValueError(
+            raise InputError(
                 f"windows need a numeric coordinate, but {coord_name!r} has dtype "
                 f"{raw.dtype}; use group() for labels"
             )
         x = raw.astype(np.float64)
         if not np.isfinite(x).all():
-            raise ValueError(f"coord {coord_name!r} contains NaN/Inf; windows need finite values")
+            raise InputError(f"coord {coord_name!r} contains NaN/Inf; windows need finite values")
         unique = np.unique(x)
         step = float(np.min(np.diff(unique))) if unique.size > 1 else None
         start_name, end_name = f"{dim}_start", f"{dim}_end"
@@ -516,7 +517,7 @@ class RelevanceAccessor:
         out = assign < 0
         if out.any():
             if outside == "error":
-                raise ValueError(
+                raise InputError(
                     f"{int(out.sum())} entries of {coord_name!r} (range "
                     f"[{_fmt(x.min())}, {_fmt(x.max())}]) lie outside the windows "
                     f"[{_fmt(starts[0])}, {_fmt(ends[-1])}]; widen the edges or pass "
@@ -576,7 +577,7 @@ class RelevanceAccessor:
             batch element. An all-zero element stays zero.
         """
         if how not in ("max-abs", "sum-abs"):
-            raise ValueError(f"how must be 'max-abs' or 'sum-abs', got {how!r}")
+            raise InputError(f"how must be 'max-abs' or 'sum-abs', got {how!r}")
         R = self._R
         batch_dim = self.batch_dim
         data = R.values

@@ -29,3 +29,23 @@ class RuleError(SciexplainError, ValueError):
 
 class ExplainWarning(UserWarning):
     """Something about an explanation the caller should know (e.g. training mode switched off)."""
+
+
+class InputTypeError(SciexplainError, TypeError):
+    """An argument has the wrong type (a list where an array is needed, a non-string document...)."""
+
+
+class DataNotFoundError(SciexplainError, FileNotFoundError):
+    """A data file, model file or bundled data package is missing; the message names what to install."""
+
+
+class MissingDependencyError(SciexplainError, ImportError):
+    """An optional package that this function needs is not installed; the message names it."""
+
+
+class ComputationError(SciexplainError, RuntimeError):
+    """A computation could not be completed (training diverged, a solver failed...)."""
+
+
+class LedgerError(SciexplainError, AssertionError):
+    """The relevance ledger does not balance: sum(R) + absorbed != prediction."""

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import xarray as xr
+from .errors import InputError
 
 __all__ = ["plot_heatmap", "plot_heatmaps", "symmetric_limit", "pyplot", "RELEVANCE_CMAP"]
 
@@ -40,7 +41,7 @@ def _as_map(R: xr.DataArray, sample: int | None) -> xr.DataArray:
     if batch is not None and sample is not None:
         R = R.isel({batch: sample})
     if R.ndim != 2:
-        raise ValueError(f"plot_heatmap needs a 2-D map per sample; got dims {R.dims}. Pool the other "
+        raise InputError(f"plot_heatmap needs a 2-D map per sample; got dims {R.dims}. Pool the other "
                          "dims first, e.g. R.relevance.pool('color').")
     return R
 
@@ -103,9 +104,9 @@ def plot_heatmaps(maps: Sequence[xr.DataArray], titles: Sequence[str], *, images
     plt = pyplot()
     n = len(maps)
     if n == 0:
-        raise ValueError("plot_heatmaps needs at least one map")
+        raise InputError("plot_heatmaps needs at least one map")
     if len(titles) != n:
-        raise ValueError(f"{n} maps but {len(titles)} titles")
+        raise InputError(f"{n} maps but {len(titles)} titles")
     ncols = ncols or min(n, 6)
     nrows = int(np.ceil(n / ncols))
     fig, axes = plt.subplots(nrows, ncols, figsize=(figsize_per * ncols * 1.15, figsize_per * nrows),

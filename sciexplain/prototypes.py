@@ -32,7 +32,7 @@ import xarray as xr
 from torch import nn
 
 from ._version import __version__
-from .errors import InputError
+from .errors import InputError, MissingDependencyError
 
 __all__ = ["activation_maximization", "GaussianExpert", "GaussianMixtureExpert", "Decoder"]
 
@@ -41,7 +41,7 @@ def _sklearn_mixture():
     try:
         from sklearn.mixture import GaussianMixture
     except ImportError as err:  # pragma: no cover - depends on the environment
-        raise ImportError("fitting a density expert needs scikit-learn: pip install scikit-learn "
+        raise MissingDependencyError("fitting a density expert needs scikit-learn: pip install scikit-learn "
                           "(or pip install 'sciexplain[demo]')") from err
     return GaussianMixture
 

@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 import xarray as xr
+from .errors import InputError, InputTypeError, LedgerError
 
 try:
     from sciexplain._version import __version__ as _SCIEXPLAIN_VERSION
@@ -72,10 +73,6 @@ _RESERVED_ATTRS = frozenset(
 _NETCDF_INT_RANGE = (-(2**63), 2**63 - 1)
 
 
-class LedgerError(AssertionError):
-    """The relevance ledger does not balance: relevance + absorbed != prediction."""
-
-
 class DecompositionWarning(UserWarning):
     """Summing values that are not a decomposition of f(x) (e.g. ``decomposes == "none"``)."""
 
@@ -87,9 +84,9 @@ class DecompositionWarning(UserWarning):
 
 def _check_attr_name(name: Any) -> None:
     if not isinstance(name, str) or not name:
-        raise TypeError(f"attribute names must be non-empty strings, got {name!r}")
+        raise InputTypeError(f"attribute names must be non-empty strings, got {name!r}")
     if name.startswith("_") or name in _RESERVED_ATTRS:
-        raise ValueError(
+        raise InputError(
             f"attribute {name!r} is reserved by netCDF/CF conventions: xarray would "
             "interpret it when reading the file back and change the result. Rename it."
         )
@@ -115,7 +112,7 @@ def _readable_value(attr: str, path: str, value: Any) -> str:
         return "{" + inner + "}"
     if isinstance(value, (list, tuple)):
         return "[" + ", ".join(_readable_value(attr, f"{path}[]", item) for item in value) + "]"
-    raise TypeError(
+    raise InputTypeError(
         f"attribute {attr!r}: the value at {path!r} is a {type(value).__name__}, which cannot "
         "be written to netCDF. Use strings, numbers, booleans, None, lists or dicts of those."
     )
@@ -131,7 +128,7 @@ def _netcdf_attr(name: str, value: Any) -> Any:
         return str(value)
     if isinstance(value, (int, np.integer)):
         if not _NETCDF_INT_RANGE[0] <= int(value) <= _NETCDF_INT_RANGE[1]:
-            raise TypeError(
+            raise InputTypeError(
                 f"attribute {name!r}: integer {value} does not fit in netCDF's 64-bit integers; "
                 "store it as a string"
             )
@@ -148,7 +145,7 @@ def _netcdf_attr(name: str, value: Any) -> Any:
             # so that the attrs read back are the attrs written.
             return _netcdf_attr(name, value.reshape(()).item())
         if value.ndim != 1:
-            raise TypeError(
+            raise InputTypeError(
                 f"attribute {name!r}: netCDF attributes are 1-d, got an array of shape "
                 f"{value.shape}; store it as a coordinate or flatten it"
             )
@@ -160,7 +157,7 @@ def _netcdf_attr(name: str, value: Any) -> Any:
             return value.astype(np.float64) if value.dtype.itemsize < 4 else value.copy()
         if value.dtype.kind in "US":
             return ", ".join(str(item) for item in value)
-        raise TypeError(
+        raise InputTypeError(
             f"attribute {name!r}: arrays of dtype {value.dtype} cannot be written to netCDF"
         )
     if isinstance(value, (list, tuple)):
@@ -172,11 +169,11 @@ def _netcdf_attr(name: str, value: Any) -> Any:
         ):
             return _netcdf_attr(name, np.asarray([_plain_number(item) for item in value]))
         kinds = sorted({type(item).__name__ for item in value})
-        raise TypeError(
+        raise InputTypeError(
             f"attribute {name!r}: a list/tuple attribute must hold only numbers or only "
             f"strings, got items of types {kinds}"
         )
-    raise TypeError(
+    raise InputTypeError(
         f"attribute {name!r}: a {type(value).__name__} cannot be written to netCDF. Use a "
         "string, number, boolean, None, list/tuple of numbers or strings, or a dict."
     )
@@ -195,7 +192,7 @@ def _netcdf_attrs(attrs: Mapping[str, Any]) -> dict[str, Any]:
     for name, value in attrs.items():
         _check_attr_name(name)
         if name == "units" and isinstance(value, str) and " since " in value:
-            raise ValueError(
+            raise InputError(
                 f"attribute 'units' = {value!r} would be decoded as a date by xarray when "
                 "reading the file back; use another attribute name"
             )
@@ -215,18 +212,18 @@ def _to_numpy(array: Any, what: str) -> np.ndarray:
     try:
         return np.asarray(array)
     except Exception as error:  # e.g. ragged nested sequences
-        raise TypeError(f"{what} could not be converted to a numpy array: {error}") from error
+        raise InputTypeError(f"{what} could not be converted to a numpy array: {error}") from error
 
 
 def _per_sample(array: Any, what: str, batch: int, batch_dim: str) -> np.ndarray:
     values = _to_numpy(array, what)
     if values.ndim != 1:
-        raise ValueError(
+        raise InputError(
             f"{what} must be 1-d with one entry per {batch_dim!r} element (length {batch}), "
             f"got shape {values.shape}"
         )
     if values.shape[0] != batch:
-        raise ValueError(
+        raise InputError(
             f"{what} has length {values.shape[0]} but the batch dim {batch_dim!r} has "
             f"{batch} elements"
         )
@@ -234,7 +231,7 @@ def _per_sample(array: Any, what: str, batch: int, batch_dim: str) -> np.ndarray
         if all(isinstance(item, str) for item in values):
             values = values.astype(str)
         else:
-            raise TypeError(f"{what} must hold numbers or strings, got objects")
+            raise InputTypeError(f"{what} must hold numbers or strings, got objects")
     return values
 
 
@@ -297,40 +294,40 @@ def build_result(
         On an attribute value that cannot be written to netCDF.
     """
     if decomposes not in DECOMPOSES_VALUES:
-        raise ValueError(
+        raise InputError(
             f"decomposes={decomposes!r} is not one of {list(DECOMPOSES_VALUES)}"
         )
     if not isinstance(method, str) or not method:
-        raise TypeError(f"method must be a non-empty string, got {method!r}")
+        raise InputTypeError(f"method must be a non-empty string, got {method!r}")
     if not isinstance(name, str) or not name:
-        raise TypeError(f"name must be a non-empty string, got {name!r}")
+        raise InputTypeError(f"name must be a non-empty string, got {name!r}")
 
     array = _to_numpy(values, "values")
     if array.dtype.kind in "iu":
         array = array.astype(np.float64)
     elif array.dtype.kind != "f":
-        raise TypeError(f"values must be real numbers, got dtype {array.dtype}")
+        raise InputTypeError(f"values must be real numbers, got dtype {array.dtype}")
     if isinstance(dims, str):
-        raise TypeError(f"dims must be a sequence of names, one per axis, got the string {dims!r}")
+        raise InputTypeError(f"dims must be a sequence of names, one per axis, got the string {dims!r}")
     dims = tuple(dims)
     if array.ndim == 0:
-        raise ValueError("values must have a batch dim first, got a 0-d array")
+        raise InputError("values must have a batch dim first, got a 0-d array")
     if len(dims) != array.ndim:
-        raise ValueError(
+        raise InputError(
             f"got {len(dims)} dims {dims} for values with {array.ndim} axes (shape "
             f"{array.shape}); give one name per axis, the batch dim first"
         )
     if len(set(dims)) != len(dims) or not all(isinstance(d, str) and d for d in dims):
-        raise ValueError(f"dims must be distinct non-empty strings, got {dims}")
+        raise InputError(f"dims must be distinct non-empty strings, got {dims}")
     batch_dim = dims[0]
     batch = array.shape[0]
     if batch == 0:
-        raise ValueError(f"empty batch: the batch dim {batch_dim!r} has length 0")
+        raise InputError(f"empty batch: the batch dim {batch_dim!r} has length 0")
     finite = np.isfinite(array)
     if not finite.all():
         bad = np.argwhere(~finite)
         first = dict(zip(dims, (int(i) for i in bad[0])))
-        raise ValueError(
+        raise InputError(
             f"values contain {len(bad)} NaN/Inf entries (first at {first}); relevance must "
             "be finite. Check the model output and the rules' stabilizers."
         )
@@ -342,18 +339,18 @@ def build_result(
     }
     for coord_name in ("prediction", "absorbed"):
         if per_sample[coord_name].dtype.kind not in "iuf":
-            raise TypeError(
+            raise InputTypeError(
                 f"{coord_name} must be numeric, got dtype {per_sample[coord_name].dtype}"
             )
     if not np.isfinite(per_sample["prediction"]).all():
-        raise ValueError("prediction contains NaN/Inf; the explained output must be finite")
+        raise InputError("prediction contains NaN/Inf; the explained output must be finite")
     if np.isinf(per_sample["absorbed"]).any():
-        raise ValueError("absorbed contains Inf; use NaN for methods that decompose nothing")
+        raise InputError("absorbed contains Inf; use NaN for methods that decompose nothing")
 
     extra_coords = dict(coords) if coords is not None else {}
     clash = sorted(set(extra_coords) & set(BATCH_COORDS))
     if clash:
-        raise ValueError(
+        raise InputError(
             f"coords {clash} are reserved for the per-sample coords; pass them as the "
             "prediction/target/absorbed arguments"
         )
@@ -361,7 +358,7 @@ def build_result(
     extra_attrs = dict(attrs) if attrs is not None else {}
     clash = sorted(set(extra_attrs) & set(_CORE_ATTRS))
     if clash:
-        raise ValueError(
+        raise InputError(
             f"attrs {clash} are set by build_result from its own arguments; do not pass "
             "them in attrs"
         )
@@ -375,12 +372,12 @@ def build_result(
         }
     )
     if not isinstance(all_attrs["rules"], str):
-        raise TypeError(f"rules must be a string or a mapping, got {type(rules).__name__}")
+        raise InputTypeError(f"rules must be a string or a mapping, got {type(rules).__name__}")
 
     try:
         result = xr.DataArray(array, dims=dims, coords=extra_coords, name=name)
     except (ValueError, TypeError) as error:
-        raise ValueError(
+        raise InputError(
             f"coords do not fit values with dims {dims} and shape {array.shape}: {error}"
         ) from error
     result = result.assign_coords(
@@ -406,15 +403,15 @@ def find_batch_dim(R: xr.DataArray) -> str | None:
         If ``R`` has no ``prediction`` coord or it is not 0-d or 1-d.
     """
     if not isinstance(R, xr.DataArray):
-        raise TypeError(f"expected an xarray.DataArray, got {type(R).__name__}")
+        raise InputTypeError(f"expected an xarray.DataArray, got {type(R).__name__}")
     if "prediction" not in R.coords:
-        raise ValueError(
+        raise InputError(
             "this DataArray has no 'prediction' coord, so its batch dim is unknown; "
             "relevance results are made by sciexplain.result.build_result"
         )
     pred_dims = R.coords["prediction"].dims
     if len(pred_dims) > 1:
-        raise ValueError(f"the 'prediction' coord must be 0-d or 1-d, it has dims {pred_dims}")
+        raise InputError(f"the 'prediction' coord must be 0-d or 1-d, it has dims {pred_dims}")
     return pred_dims[0] if pred_dims else None
 
 
@@ -423,11 +420,11 @@ def _require_ledger(R: xr.DataArray) -> None:
     if decomposes in _LEDGER_DECOMPOSES:
         return
     if decomposes is None:
-        raise ValueError(
+        raise InputError(
             "this DataArray has no 'decomposes' attr, so it is unknown whether its values "
             "decompose f(x); the ledger is defined for f(x) decompositions only"
         )
-    raise ValueError(
+    raise InputError(
         f"the ledger is defined for f(x) decompositions only; this result has "
         f"decomposes={decomposes!r}, whose values do not add up to the prediction"
     )
@@ -488,7 +485,7 @@ def check_ledger(R: xr.DataArray, rtol: float = 1e-4, atol: float = 1e-5) -> Non
         For results that decompose the squared gradient norm or nothing.
     """
     if rtol < 0 or atol < 0:
-        raise ValueError(f"rtol and atol must be >= 0, got rtol={rtol}, atol={atol}")
+        raise InputError(f"rtol and atol must be >= 0, got rtol={rtol}, atol={atol}")
     residual = ledger_residual(R)
     batch_dim = find_batch_dim(R)
     prediction = np.atleast_1d(R.coords["prediction"].values.astype(np.float64))

@@ -65,9 +65,22 @@ __all__ = [
 DEFAULT_STABILIZER = 1e-9
 
 
+#: values of :attr:`Term.outputs`
+OUTPUT_SELECTIONS = ("all", "positive", "negative")
+
+
 @dataclass
 class Term:
-    """One term of a rule: ``coef * sum_parts input * weight^T (R / stabilized(z))``."""
+    """One term of a rule: ``coef * sum_parts input * weight^T (mask * R / stabilized(z))``.
+
+    ``outputs`` selects the output neurons the term redistributes: ``"all"``, or only those whose
+    plain output ``z_j = sum_i x_i w_ij + b_j`` (the layer's own, unmodified forward pass, bias
+    included) is ``"positive"`` (``z_j >= 0``, zero counted as positive like ``sign0``) or
+    ``"negative"`` (``z_j < 0``). A pair of terms with ``"positive"`` and ``"negative"`` covers
+    every neuron exactly once, so relevance stays conserved. The mask acts on ``R`` before the
+    division, so the absorbed part ``sum_j s_j (bias_j + eps sign(z_j^(t)))`` of a masked term
+    counts only the neurons it selects.
+    """
 
     coef: float
     parts: list[tuple[torch.Tensor, torch.Tensor]]
@@ -75,6 +88,12 @@ class Term:
     eps: float
     #: True when the single part is the layer's own input and weight: the forward pass may be reused.
     plain: bool = False
+    #: which output neurons the term applies to, by the sign of the plain output (see above)
+    outputs: str = "all"
+
+    def __post_init__(self) -> None:
+        if self.outputs not in OUTPUT_SELECTIONS:
+            raise RuleError(f"Term(outputs={self.outputs!r}): choose one of {OUTPUT_SELECTIONS}")
 
 
 def _pos(t: torch.Tensor) -> torch.Tensor:
@@ -130,11 +149,29 @@ class Epsilon(Rule):
 
 @dataclass(frozen=True)
 class Gamma(Rule):
-    """LRP-gamma (Montavon et al. 2019): weights ``w + gamma w^+`` favour positive contributions.
+    """Generalised, sign-aware LRP-gamma (Montavon et al. 2019; zennit's ``Gamma``).
 
-    For ``x >= 0``: ``R_i = sum_j x_i (w_ij + gamma w_ij^+) / sum_i' x_i' (w_i'j + gamma w_i'j^+) R_j``,
-    with the bias ``b + gamma b^+`` in the denominator. ``Gamma(0)`` is LRP-0 (with stabilizer);
-    large gamma tends to z+.
+    Each output neuron favours the contributions that share its sign. With the plain output
+    ``z_j = sum_i x_i w_ij + b_j`` and ``(t)^+ = max(t, 0)``, ``(t)^- = min(t, 0)``::
+
+        z_j >= 0:  R_i = sum_j (x_i w_ij + gamma (x_i w_ij)^+) / d_j^+ R_j,
+                   d_j^+ = z_j + gamma (sum_i' (x_i' w_i'j)^+ + b_j^+)
+        z_j <  0:  R_i = sum_j (x_i w_ij + gamma (x_i w_ij)^-) / d_j^- R_j,
+                   d_j^- = z_j + gamma (sum_i' (x_i' w_i'j)^- + b_j^-)
+
+    each denominator stabilised by ``+ stabilizer * sign(d)``. For inputs of either sign
+    ``(x_i w_ij)^+ = x_i^+ w_ij^+ + x_i^- w_ij^-`` and ``(x_i w_ij)^- = x_i^+ w_ij^- + x_i^- w_ij^+``,
+    i.e. the positive outputs see the weights ``w + gamma w^+`` on ``x^+`` and ``w + gamma w^-``
+    on ``x^-`` (and the bias ``b + gamma b^+``), the negative outputs the other way round (bias
+    ``b + gamma b^-``). For ``x >= 0`` and positive outputs this is the published rule,
+    ``x_i (w_ij + gamma w_ij^+) / sum_i' x_i' (w_i'j + gamma w_i'j^+)``.
+
+    Because ``d_j`` has the sign of ``z_j`` and ``|d_j| >= |z_j|``, a neuron never passes on more
+    relevance per unit of contribution than LRP-0 would; a rule that favoured positive
+    contributions on a negative output (the non-generalised form) has a denominator that can
+    cross zero there and blow relevance up. The biases' shares are counted as absorbed.
+    ``Gamma(0)`` is LRP-epsilon with ``epsilon = stabilizer``; large gamma tends to z+ on the
+    positive outputs (and its mirror image on the negative ones).
     """
 
     gamma: float = 0.25
@@ -145,10 +182,14 @@ class Gamma(Rule):
             raise RuleError(f"Gamma(gamma={self.gamma!r}): gamma must be a finite number >= 0")
 
     def terms(self, layer, x):
-        w, g = layer.weight, self.gamma
-        parts = _signed_parts(x, w + g * _pos(w), w + g * _neg(w))
-        b = None if layer.bias is None else layer.bias + g * _pos(layer.bias)
-        return [Term(1.0, parts, b, self.stabilizer)]
+        w, b, g = layer.weight, layer.bias, self.gamma
+        w_up, w_down = w + g * _pos(w), w + g * _neg(w)
+        pos = _signed_parts(x, w_up, w_down)
+        neg = _signed_parts(x, w_down, w_up)
+        b_pos = None if b is None else b + g * _pos(b)
+        b_neg = None if b is None else b + g * _neg(b)
+        return [Term(1.0, pos, b_pos, self.stabilizer, outputs="positive"),
+                Term(1.0, neg, b_neg, self.stabilizer, outputs="negative")]
 
 
 @dataclass(frozen=True)

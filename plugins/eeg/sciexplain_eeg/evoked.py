@@ -20,6 +20,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+from sciexplain.errors import InputError
 
 __all__ = ["to_evoked", "relevance_info"]
 
@@ -39,14 +40,14 @@ def relevance_info(R: Any, info: Any = None):
         info = getattr(info, "info", info)
         missing = [c for c in names if c not in info["ch_names"]]
         if missing:
-            raise ValueError(f"info has no channels {missing} of the relevance; pass the info of the explained "
+            raise InputError(f"info has no channels {missing} of the relevance; pass the info of the explained "
                              "epochs (epochs.info) or info=None to build one from R's coords")
         return mne.pick_info(info, [info["ch_names"].index(c) for c in names])  # keeps only bads it picks
     sfreq = R.attrs.get("sfreq")
     if sfreq is None:
         times = np.asarray(R["time"].values, dtype=np.float64) if "time" in R.dims else None
         if times is None or times.size < 2:
-            raise ValueError("R has no attrs['sfreq'] and no time axis to infer it from; pass info=epochs.info")
+            raise InputError("R has no attrs['sfreq'] and no time axis to infer it from; pass info=epochs.info")
         sfreq = 1.0 / float(np.median(np.diff(times)))
     types = [str(t) for t in R["ch_type"].values] if "ch_type" in R.coords else "eeg"
     new = mne.create_info(names, float(sfreq), types)
@@ -64,14 +65,14 @@ def _groups(R: Any, by: str | None) -> list[tuple[str, np.ndarray]]:
         return [("all epochs", np.arange(n))]
     if by == "condition":
         if "condition" not in R.coords:
-            raise ValueError("R has no 'condition' coord; use by='target' or by=None")
+            raise InputError("R has no 'condition' coord; use by='target' or by=None")
         values = np.asarray(R.coords["condition"].values).astype(str)
         label = lambda v: str(v)  # noqa: E731
     elif by == "target":
         values = np.asarray(R.coords["target"].values)
         label = lambda v: f"target {v}"  # noqa: E731
     else:
-        raise ValueError(f"by must be 'condition', 'target' or None, got {by!r}")
+        raise InputError(f"by must be 'condition', 'target' or None, got {by!r}")
     out = []
     for v in dict.fromkeys(values.tolist()):
         out.append((label(v), np.flatnonzero(values == v)))
@@ -105,7 +106,7 @@ def to_evoked(R: Any, info: Any = None, *, by: str | None = "condition", epochs:
     import mne
 
     if tuple(R.dims) != ("epoch", "channel", "time"):
-        raise ValueError(f"to_evoked needs relevance with dims ('epoch', 'channel', 'time'), got {R.dims}; "
+        raise InputError(f"to_evoked needs relevance with dims ('epoch', 'channel', 'time'), got {R.dims}; "
                          "pool over epochs with to_evoked itself, not before")
     if epochs is not None:
         R = R.isel(epoch=np.asarray(epochs))

@@ -42,6 +42,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from sciexplain.errors import InputError, InputTypeError
 
 
 __all__ = ["explain_epochs", "epochs_to_tensor", "DIMS", "DEFAULT_PRESET",
@@ -78,11 +79,11 @@ def _input_units(scaling: float) -> str:
 
 def _check_scaling(scaling: Any) -> float:
     if isinstance(scaling, bool) or not isinstance(scaling, (int, float, np.integer, np.floating)):
-        raise TypeError(f"scaling must be a positive number (e.g. 1e6 for a model trained on microvolts), "
+        raise InputTypeError(f"scaling must be a positive number (e.g. 1e6 for a model trained on microvolts), "
                         f"got {scaling!r}")
     value = float(scaling)
     if not np.isfinite(value) or value <= 0:
-        raise ValueError(f"scaling must be a positive finite number, got {scaling!r}")
+        raise InputError(f"scaling must be a positive finite number, got {scaling!r}")
     return value
 
 
@@ -94,7 +95,7 @@ def _available_channels(epochs: Any, picks: Any) -> list[str]:
         return [n for n, t in zip(names, types) if t in DATA_CH_TYPES]
     items = [picks] if isinstance(picks, (str, int, np.integer)) else list(picks)
     if not items:
-        raise ValueError("picks is empty; pass channel names, channel types or indices (or None)")
+        raise InputError("picks is empty; pass channel names, channel types or indices (or None)")
     type_set = set(types) | set(DATA_CH_TYPES) | {"data", "all"}
     if all(isinstance(p, str) and p in type_set and p not in names for p in items):
         wanted = set(items)
@@ -103,15 +104,15 @@ def _available_channels(epochs: Any, picks: Any) -> list[str]:
     if all(isinstance(p, (int, np.integer)) and not isinstance(p, bool) for p in items):
         bad = [int(p) for p in items if not -len(names) <= int(p) < len(names)]
         if bad:
-            raise ValueError(f"picks indices {bad} are out of range for {len(names)} channels")
+            raise InputError(f"picks indices {bad} are out of range for {len(names)} channels")
         return [names[int(p)] for p in items]
     if all(isinstance(p, str) for p in items):
         unknown = [p for p in items if p not in names]
         if unknown:
-            raise ValueError(f"picks names channels {unknown} that the epochs do not have; they have "
+            raise InputError(f"picks names channels {unknown} that the epochs do not have; they have "
                              f"{names}")
         return list(dict.fromkeys(items))
-    raise TypeError(f"picks must be channel names, channel types or integer indices, got {picks!r}")
+    raise InputTypeError(f"picks must be channel names, channel types or integer indices, got {picks!r}")
 
 
 def _match_channels(epochs: Any, model: Any, picks: Any, ch_names: Sequence[str] | None) -> tuple[list[str], str]:
@@ -121,7 +122,7 @@ def _match_channels(epochs: Any, model: Any, picks: Any, ch_names: Sequence[str]
     if expected is None:
         n_model = getattr(model, "n_channels", None)
         if n_model is not None and len(available) != int(n_model):
-            raise ValueError(
+            raise InputError(
                 f"the model expects {n_model} channels, the epochs offer {len(available)} "
                 f"({available}). The model does not record its channel names: pass "
                 "ch_names=[...] in the order it was trained on (or set model.ch_names), or select "
@@ -130,7 +131,7 @@ def _match_channels(epochs: Any, model: Any, picks: Any, ch_names: Sequence[str]
     expected = [str(c) for c in expected]
     if len(set(expected)) != len(expected):
         dupes = sorted({c for c in expected if expected.count(c) > 1})
-        raise ValueError(f"the expected channel names contain duplicates: {dupes}")
+        raise InputError(f"the expected channel names contain duplicates: {dupes}")
     missing = [c for c in expected if c not in available]
     extra = [c for c in available if c not in expected]
     if missing or extra:
@@ -142,7 +143,7 @@ def _match_channels(epochs: Any, model: Any, picks: Any, ch_names: Sequence[str]
                             "picked)" if elsewhere else ""))
         if extra:
             parts.append(f"the epochs have channels the model was not trained on: {extra}")
-        raise ValueError(
+        raise InputError(
             "channel mismatch: " + "; ".join(parts) + f". The model expects {expected}. Select its "
             "channels with epochs.pick(model.ch_names) or picks=model.ch_names; add missing ones by "
             "interpolation (epochs.interpolate_bads) or retrain.")
@@ -155,12 +156,12 @@ def _check_timing(epochs: Any, model: Any, sfreq: float | None, n_times: int | N
     want_sfreq = sfreq if sfreq is not None else getattr(model, "sfreq", None)
     have_sfreq = float(epochs.info["sfreq"])
     if want_sfreq is not None and abs(float(want_sfreq) - have_sfreq) > 1e-6 * max(1.0, have_sfreq):
-        raise ValueError(f"sampling rate mismatch: the epochs are sampled at {have_sfreq:g} Hz, the model "
+        raise InputError(f"sampling rate mismatch: the epochs are sampled at {have_sfreq:g} Hz, the model "
                          f"at {float(want_sfreq):g} Hz; resample first: epochs.resample({float(want_sfreq):g})")
     want_n = n_times if n_times is not None else getattr(model, "n_times", None)
     have_n = len(epochs.times)
     if want_n is not None and int(want_n) != have_n:
-        raise ValueError(f"epoch length mismatch: the epochs have {have_n} samples ({epochs.times[0]:.3f} to "
+        raise InputError(f"epoch length mismatch: the epochs have {have_n} samples ({epochs.times[0]:.3f} to "
                          f"{epochs.times[-1]:.3f} s at {have_sfreq:g} Hz), the model expects {int(want_n)}; "
                          "crop them to the model's window with epochs.crop(tmin, tmax)")
 
@@ -230,13 +231,13 @@ def epochs_to_tensor(epochs: Any, model: Any = None, *, scaling: float | None = 
     import torch
 
     if not is_epochs(epochs):
-        raise TypeError(f"expected mne.Epochs or mne.EpochsArray, got {type(epochs).__name__}; for a plain "
+        raise InputTypeError(f"expected mne.Epochs or mne.EpochsArray, got {type(epochs).__name__}; for a plain "
                         "array call sciexplain.explain(model, array) directly")
     used, order_note = _match_channels(epochs, model, picks, ch_names)
     _check_timing(epochs, model, sfreq, n_times)
     bads = [c for c in used if c in epochs.info["bads"]]
     if bads and not allow_bads:
-        raise ValueError(f"channels {bads} are marked bad in epochs.info['bads'] but the model needs them. "
+        raise InputError(f"channels {bads} are marked bad in epochs.info['bads'] but the model needs them. "
                          "Interpolate them (epochs.interpolate_bads(reset_bads=False)) or pass "
                          "allow_bads=True to explain them as recorded.")
     if scaling is None:
@@ -247,12 +248,12 @@ def epochs_to_tensor(epochs: Any, model: Any = None, *, scaling: float | None = 
     # len() describe the kept epochs afterwards
     data = epochs.get_data(picks=used)
     if data.shape[0] == 0 or len(epochs.events) != data.shape[0]:
-        raise ValueError(f"the epochs hold {data.shape[0]} epochs of data for {len(epochs.events)} events; "
+        raise InputError(f"the epochs hold {data.shape[0]} epochs of data for {len(epochs.events)} events; "
                          "nothing to explain (all rejected?)" if data.shape[0] == 0 else
                          "the epochs' events do not match their data after loading; call epochs.drop_bad() "
                          "or load them with preload=True first")
     if not np.all(np.isfinite(data)):
-        raise ValueError(f"the epochs contain {int(np.sum(~np.isfinite(data)))} NaN/Inf values; drop or "
+        raise InputError(f"the epochs contain {int(np.sum(~np.isfinite(data)))} NaN/Inf values; drop or "
                          "repair those epochs first")
     if dtype is None:
         param = next(model.parameters(), None) if model is not None and hasattr(model, "parameters") else None
@@ -346,21 +347,21 @@ def explain_epochs(model: Any, epochs: Any, target: Any = None, *, scaling: floa
 
     if "at" in options:
         if options["at"] is not None:
-            raise ValueError("at= returns relevance of a hidden layer, which has no electrodes or times: call "
+            raise InputError("at= returns relevance of a hidden layer, which has no electrodes or times: call "
                              "sciexplain.explain(model, epochs_to_tensor(epochs, model)[0], at=...) instead")
         options.pop("at")
     for key in ("dims", "coords"):
         if options.get(key) is not None:
-            raise ValueError(f"EEG explanations set {key}= themselves (epoch, channel, time); do not pass {key}=")
+            raise InputError(f"EEG explanations set {key}= themselves (epoch, channel, time); do not pass {key}=")
         options.pop(key, None)
     x, labels = epochs_to_tensor(epochs, model, scaling=scaling, picks=picks, ch_names=ch_names, sfreq=sfreq,
                                  n_times=n_times, allow_bads=allow_bads)
     if isinstance(target, str):
         if target != "true":
-            raise ValueError(f"target must be an int, one int per epoch, 'true' or None, got {target!r}")
+            raise InputError(f"target must be an int, one int per epoch, 'true' or None, got {target!r}")
         target = labels["labels"]
         if (target < 0).any():
-            raise ValueError("target='true' needs every epoch's event code in epochs.event_id")
+            raise InputError("target='true' needs every epoch's event code in epochs.event_id")
     explainer = sx.Explainer(model, method, DEFAULT_PRESET if preset is None else preset, bounds=bounds,
                              max_pool=max_pool, **options)
     R = explainer.explain(x, target, dims=DIMS, coords=labels["coords"], through=through)

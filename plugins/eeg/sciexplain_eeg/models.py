@@ -27,13 +27,14 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
+from sciexplain.errors import InputError, InputTypeError
 
 __all__ = ["CompactEEGNet", "EpochDemean", "LinearEEG", "SturmDNN"]
 
 
 def _positive_int(name: str, value: object) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}.")
+        raise InputError(f"{name} must be a positive integer, got {value!r}.")
     return value
 
 
@@ -46,7 +47,7 @@ class _EEGModel(nn.Module):
         self.n_times = _positive_int("n_times", n_times)
         self.n_classes = _positive_int("n_classes", n_classes)
         if n_classes < 2:
-            raise ValueError(f"n_classes must be at least 2, got {n_classes}.")
+            raise InputError(f"n_classes must be at least 2, got {n_classes}.")
         self.ch_names: list[str] | None = None
         self.sfreq: float | None = None
         self.scaling: float | None = None
@@ -56,10 +57,10 @@ class _EEGModel(nn.Module):
         if isinstance(x, torch.fx.Proxy):
             return
         if not isinstance(x, torch.Tensor):
-            raise TypeError(f"{type(self).__name__} expects a torch.Tensor, got {type(x).__name__}.")
+            raise InputTypeError(f"{type(self).__name__} expects a torch.Tensor, got {type(x).__name__}.")
         expected = (self.n_channels, self.n_times)
         if x.dim() != 3 or tuple(x.shape[1:]) != expected:
-            raise ValueError(
+            raise InputError(
                 f"{type(self).__name__} expects input of shape (batch, channel, time) = "
                 f"(batch, {self.n_channels}, {self.n_times}), got {tuple(x.shape)}. "
                 "Pass epochs as (n_epochs, n_channels, n_times), e.g. epochs.get_data()."
@@ -109,7 +110,7 @@ class SturmDNN(_EEGModel):
     ) -> None:
         super().__init__(n_channels, n_times, n_classes)
         if isinstance(hidden, (str, bytes)) or not isinstance(hidden, Sequence):
-            raise TypeError(f"hidden must be a sequence of layer widths, got {hidden!r}.")
+            raise InputTypeError(f"hidden must be a sequence of layer widths, got {hidden!r}.")
         self.hidden = tuple(_positive_int("hidden layer width", h) for h in hidden)
         layers: list[nn.Module] = [nn.Flatten()]
         width = n_channels * n_times
@@ -177,9 +178,9 @@ class CompactEEGNet(_EEGModel):
         self.kernel = _positive_int("kernel", kernel)
         self.pool = _positive_int("pool", pool)
         if kernel % 2 == 0:
-            raise ValueError(f"kernel must be odd for symmetric 'same' padding, got {kernel}.")
+            raise InputError(f"kernel must be odd for symmetric 'same' padding, got {kernel}.")
         if pool > n_times:
-            raise ValueError(f"pool ({pool}) must not exceed n_times ({n_times}).")
+            raise InputError(f"pool ({pool}) must not exceed n_times ({n_times}).")
         n_pooled = n_times // pool
         self.layers = nn.Sequential(
             nn.Unflatten(1, (1, n_channels)),
@@ -330,13 +331,13 @@ class LinearEEG(_EEGModel):
         flat = data.reshape(len(data), -1)
         present = np.unique(labels)
         if len(present) != self.n_classes:
-            raise ValueError(
+            raise InputError(
                 f"The labels hold {len(present)} classes {present.tolist()}, the model has "
                 f"{self.n_classes} outputs; every class needs training samples."
             )
         candidates = [float(c) for c in (C if isinstance(C, Sequence) else [C])]
         if not candidates or any(not np.isfinite(c) or c <= 0 for c in candidates):
-            raise ValueError(f"C must be a positive number or a non-empty list of them, got {C!r}.")
+            raise InputError(f"C must be a positive number or a non-empty list of them, got {C!r}.")
 
         def model_for(c: float) -> Any:
             # Newton steps with a Cholesky solve: exact convergence in a few
@@ -347,7 +348,7 @@ class LinearEEG(_EEGModel):
         scores: dict[float, float] = {}
         if len(candidates) > 1:
             if not isinstance(cv, int) or isinstance(cv, bool) or cv < 2:
-                raise ValueError(f"cv must be an integer >= 2, got {cv!r}.")
+                raise InputError(f"cv must be an integer >= 2, got {cv!r}.")
             folds = list(StratifiedKFold(cv, shuffle=True, random_state=seed).split(flat, labels))
             for c in sorted(candidates):
                 accs = [model_for(c).fit(flat[tr], labels[tr]).score(flat[va], labels[va]) for tr, va in folds]

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from sciexplain.errors import InputError
 
 __all__ = ["BlockRemoval", "block_removal", "perturbation_comparison", "PerturbationResult",
            "DEFAULT_METHODS"]
@@ -40,14 +41,14 @@ class BlockRemoval:
 
     def __init__(self, kind: str = "mean") -> None:
         if kind not in ("mean", "zero"):
-            raise ValueError(f"kind must be 'mean' (the epoch's channel mean) or 'zero', got {kind!r}")
+            raise InputError(f"kind must be 'mean' (the epoch's channel mean) or 'zero', got {kind!r}")
         self.kind = kind
 
     def __call__(self, x_batch, mask):
         import torch
 
         if x_batch.ndim != 3 or mask.shape != x_batch.shape:
-            raise ValueError(f"block removal works on (epoch, channel, time) batches with a mask of the same "
+            raise InputError(f"block removal works on (epoch, channel, time) batches with a mask of the same "
                              f"shape, got x {tuple(x_batch.shape)} and mask {tuple(mask.shape)}")
         if self.kind == "zero":
             fill = torch.zeros_like(x_batch)
@@ -141,7 +142,7 @@ def perturbation_comparison(model: Any, epochs: Any, *, methods: Sequence[tuple[
     x, _ = epochs_to_tensor(epochs, model, **tensor_kwargs)
     n_ch, n_t = x.shape[1:]
     if int(block) < 1:
-        raise ValueError(f"block must be a positive number of samples, got {block!r}")
+        raise InputError(f"block must be a positive number of samples, got {block!r}")
     n_blocks = n_ch * int(np.ceil(n_t / int(block)))
     steps = n_blocks // 2 if steps is None else int(steps)
     remover = block_removal(removal)

@@ -18,18 +18,19 @@ from typing import Any
 import numpy as np
 
 from sciexplain.plotting import RELEVANCE_CMAP, pyplot, symmetric_limit
+from sciexplain.errors import InputError, SciexplainError
 
 __all__ = ["plot_topomap", "plot_class_topomaps", "plot_joint", "plot_roi_timecourse", "plot_left_right",
            "plot_perturbation", "MontageMissingError"]
 
 
-class MontageMissingError(ValueError):
+class MontageMissingError(SciexplainError, ValueError):
     """The relevance has no sensor positions, so no scalp map can be drawn."""
 
 
 def _require_positions(R: Any) -> None:
     if "channel" not in R.dims:
-        raise ValueError(f"scalp maps need a 'channel' dim; this result has dims {list(R.dims)} (pool_rois "
+        raise InputError(f"scalp maps need a 'channel' dim; this result has dims {list(R.dims)} (pool_rois "
                          "results have regions instead of electrodes)")
     pos = np.stack([np.asarray(R.coords[a].values, dtype=np.float64) if a in R.coords else
                     np.full(R.sizes["channel"], np.nan) for a in "xyz"], axis=1)
@@ -201,7 +202,7 @@ def plot_class_topomaps(R: Any, *, by: str | None = "condition", windows: float 
     groups = list(groups)
     if difference:
         if len(groups) != 2:
-            raise ValueError(f"difference=True needs exactly two groups, got {[g for g, _ in groups]}")
+            raise InputError(f"difference=True needs exactly two groups, got {[g for g, _ in groups]}")
         rows.append([a - b for a, b in zip(rows[0], rows[1])])
         groups.append((f"{groups[0][0]} - {groups[1][0]}", None))
     n_groups = len(rows) - (1 if difference else 0)
@@ -264,7 +265,7 @@ def plot_joint(R: Any, epoch: int | None = None, *, windows: Sequence[Sequence[f
     for a, b in windows:
         inside = (times >= a - 1e-9) & (times <= b + 1e-9)
         if not inside.any():
-            raise ValueError(f"window ({a}, {b}) s holds no sample of the epoch ({times[0]:.3f} to {times[-1]:.3f} s)")
+            raise InputError(f"window ({a}, {b}) s holds no sample of the epoch ({times[0]:.3f} to {times[-1]:.3f} s)")
         maps.append(image[:, inside].sum(axis=1))
     n = len(windows)
     fig = plt.figure(figsize=(max(6.0, 1.8 * n + 1.5), 6.4))

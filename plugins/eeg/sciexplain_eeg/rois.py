@@ -29,6 +29,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
+from sciexplain.errors import InputError, InputTypeError
 
 __all__ = ["channel_regions", "default_rois", "pool_rois", "LOBES", "HEMISPHERES"]
 
@@ -56,7 +57,7 @@ def _names_and_positions(info_or_R: Any) -> tuple[list[str], np.ndarray]:
         return names, pos
     info = getattr(info_or_R, "info", info_or_R)
     if not (hasattr(info, "keys") and "chs" in info):
-        raise TypeError(f"expected an mne.Info, Epochs, Evoked or a relevance DataArray with a 'channel' dim, "
+        raise InputTypeError(f"expected an mne.Info, Epochs, Evoked or a relevance DataArray with a 'channel' dim, "
                         f"got {type(info_or_R).__name__}")
     names = [ch["ch_name"] for ch in info["chs"]]
     pos = np.full((len(names), 3), np.nan)
@@ -134,7 +135,7 @@ def default_rois(info_or_R: Any, by: str = "lobe") -> dict[str, list[str]]:
         them in the remainder ``"other"``).
     """
     if by not in ("lobe", "hemisphere", "lobe-hemisphere"):
-        raise ValueError(f"by must be 'lobe', 'hemisphere' or 'lobe-hemisphere', got {by!r}")
+        raise InputError(f"by must be 'lobe', 'hemisphere' or 'lobe-hemisphere', got {by!r}")
     regions = channel_regions(info_or_R)
     if by == "lobe":
         keys = list(LOBES)
@@ -181,11 +182,11 @@ def pool_rois(R: Any, rois: Mapping[str, Sequence[str]] | None = None, *, by: st
         ``attrs["rois"]`` lists the members.
     """
     if "channel" not in R.dims:
-        raise ValueError(f"pool_rois needs a 'channel' dim; this result has dims {list(R.dims)}")
+        raise InputError(f"pool_rois needs a 'channel' dim; this result has dims {list(R.dims)}")
     if rois is None:
         rois = default_rois(R, by=by)
         if not rois:
-            raise ValueError("no electrode could be placed in a region (names are not 10-20 style and there "
+            raise InputError("no electrode could be placed in a region (names are not 10-20 style and there "
                              "are no positions): pass rois={'region': [channel names], ...}")
     pooled = R.relevance.group("channel", {k: list(v) for k, v in rois.items()}, remainder=remainder, name=name)
     members = {k: list(v) for k, v in rois.items()}

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
+from sciexplain.errors import InputError, InputTypeError
 
 if TYPE_CHECKING:  # pragma: no cover
     import mne
@@ -102,7 +103,7 @@ class GroundTruth:
         """
         self._check_label(label)
         if not 0.0 < threshold <= 1.0:
-            raise ValueError(f"threshold must be in (0, 1], got {threshold!r}.")
+            raise InputError(f"threshold must be in (0, 1], got {threshold!r}.")
         w = self.weights[label]
         peak = w.max()
         channels = w >= threshold * peak if peak > 0 else np.zeros_like(w, dtype=bool)
@@ -204,18 +205,18 @@ def make_synthetic_epochs(
     spread = _check_number("spread", spread, positive=True)
     seed = _check_int("seed", seed, minimum=0)
     if tmax <= tmin:
-        raise ValueError(f"tmax ({tmax}) must be greater than tmin ({tmin}).")
+        raise InputError(f"tmax ({tmax}) must be greater than tmin ({tmin}).")
 
     ch_names = _check_names("ch_names", ch_names, minimum=2)
     classes = _check_names("classes", classes, minimum=2)
     if n_epochs < len(classes):
-        raise ValueError(f"n_epochs ({n_epochs}) must be at least the number of classes ({len(classes)}).")
+        raise InputError(f"n_epochs ({n_epochs}) must be at least the number of classes ({len(classes)}).")
     sources = _check_sources(class_sources, classes, ch_names)
 
     montage = mne.channels.make_standard_montage(_MONTAGE)
     missing = [c for c in ch_names if c not in montage.ch_names]
     if missing:
-        raise ValueError(f"Channels {missing} have no position in the {_MONTAGE!r} montage.")
+        raise InputError(f"Channels {missing} have no position in the {_MONTAGE!r} montage.")
     ch_pos = montage.get_positions()["ch_pos"]
     positions = np.array([ch_pos[c] for c in ch_names])
     distances = np.linalg.norm(positions[:, None, :] - positions[None, :, :], axis=-1)
@@ -223,7 +224,7 @@ def make_synthetic_epochs(
     first = int(round(tmin * sfreq))
     n_times = int(round(tmax * sfreq)) - first + 1
     if n_times < 2:
-        raise ValueError(f"The epoch from {tmin} to {tmax} s at {sfreq} Hz has fewer than 2 samples.")
+        raise InputError(f"The epoch from {tmin} to {tmax} s at {sfreq} Hz has fewer than 2 samples.")
     times = (first + np.arange(n_times)) / sfreq
     waveform = _window_waveform(window, times, sfreq)
 
@@ -283,19 +284,19 @@ def _background_noise(
 
 def _window_waveform(window: tuple[float, float], times: np.ndarray, sfreq: float) -> np.ndarray:
     if not isinstance(window, (tuple, list)) or len(window) != 2:
-        raise TypeError(f"window must be a (start, stop) pair of seconds, got {window!r}.")
+        raise InputTypeError(f"window must be a (start, stop) pair of seconds, got {window!r}.")
     start = _check_number("window[0]", window[0])
     stop = _check_number("window[1]", window[1])
     if stop <= start:
-        raise ValueError(f"window stop ({stop}) must be greater than its start ({start}).")
+        raise InputError(f"window stop ({stop}) must be greater than its start ({start}).")
     tol = 0.5 / sfreq
     if start < times[0] - tol or stop > times[-1] + tol:
-        raise ValueError(
+        raise InputError(
             f"window {window} s must lie inside the epoch [{times[0]:.4g}, {times[-1]:.4g}] s."
         )
     inside = np.flatnonzero((times >= start - 1e-9) & (times <= stop + 1e-9))
     if inside.size < 3:
-        raise ValueError(
+        raise InputError(
             f"window {window} s covers {inside.size} samples at {sfreq} Hz; it needs at least 3."
         )
     waveform = np.zeros(times.size)
@@ -306,36 +307,36 @@ def _window_waveform(window: tuple[float, float], times: np.ndarray, sfreq: floa
 
 def _check_number(name: str, value: object, *, positive: bool = False, nonnegative: bool = False) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise TypeError(f"{name} must be a real number, got {type(value).__name__}.")
+        raise InputTypeError(f"{name} must be a real number, got {type(value).__name__}.")
     value = float(value)
     if not math.isfinite(value):
-        raise ValueError(f"{name} must be finite, got {value}.")
+        raise InputError(f"{name} must be finite, got {value}.")
     if positive and value <= 0:
-        raise ValueError(f"{name} must be positive, got {value}.")
+        raise InputError(f"{name} must be positive, got {value}.")
     if nonnegative and value < 0:
-        raise ValueError(f"{name} must not be negative, got {value}.")
+        raise InputError(f"{name} must not be negative, got {value}.")
     return value
 
 
 def _check_int(name: str, value: object, *, minimum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name} must be an integer, got {type(value).__name__}.")
+        raise InputTypeError(f"{name} must be an integer, got {type(value).__name__}.")
     if value < minimum:
-        raise ValueError(f"{name} must be at least {minimum}, got {value}.")
+        raise InputError(f"{name} must be at least {minimum}, got {value}.")
     return int(value)
 
 
 def _check_names(name: str, values: object, *, minimum: int) -> tuple[str, ...]:
     if isinstance(values, str) or not isinstance(values, Sequence):
-        raise TypeError(f"{name} must be a sequence of strings (e.g. a tuple), got {values!r}.")
+        raise InputTypeError(f"{name} must be a sequence of strings (e.g. a tuple), got {values!r}.")
     out = tuple(values)
     if not all(isinstance(v, str) and v for v in out):
-        raise TypeError(f"{name} must contain non-empty strings only, got {out!r}.")
+        raise InputTypeError(f"{name} must contain non-empty strings only, got {out!r}.")
     if len(set(out)) != len(out):
         dupes = sorted({v for v in out if out.count(v) > 1})
-        raise ValueError(f"{name} contains duplicates: {dupes}.")
+        raise InputError(f"{name} contains duplicates: {dupes}.")
     if len(out) < minimum:
-        raise ValueError(f"{name} needs at least {minimum} entries, got {len(out)}.")
+        raise InputError(f"{name} needs at least {minimum} entries, got {len(out)}.")
     return out
 
 
@@ -346,27 +347,27 @@ def _check_sources(
 ) -> dict[str, tuple[str, ...]]:
     if class_sources is None:
         if set(classes) != set(_DEFAULT_SOURCES):
-            raise ValueError(
+            raise InputError(
                 f"classes {list(classes)} differ from the default ('left', 'right'); "
                 "pass class_sources, e.g. {class_name: ['C3'], ...}."
             )
         class_sources = _DEFAULT_SOURCES
     if not isinstance(class_sources, Mapping):
-        raise TypeError(f"class_sources must be a mapping of class name to electrodes, got {class_sources!r}.")
+        raise InputTypeError(f"class_sources must be a mapping of class name to electrodes, got {class_sources!r}.")
     if set(class_sources) != set(classes):
-        raise ValueError(
+        raise InputError(
             f"class_sources keys {sorted(class_sources)} must be exactly the classes {sorted(classes)}."
         )
     out = {}
     for name in classes:
         chans = class_sources[name]
         if isinstance(chans, str) or not isinstance(chans, Sequence):
-            raise TypeError(
+            raise InputTypeError(
                 f"class_sources[{name!r}] must be a list of electrode names, got {chans!r} "
                 f"(write [{chans!r}] for a single electrode)."
             )
         unknown = [c for c in chans if c not in ch_names]
         if unknown:
-            raise ValueError(f"class_sources[{name!r}] names electrodes {unknown} that are not in ch_names.")
+            raise InputError(f"class_sources[{name!r}] names electrodes {unknown} that are not in ch_names.")
         out[name] = tuple(chans)
     return out

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 from tqdm.auto import tqdm
+from sciexplain.errors import InputError, InputTypeError
 
 if TYPE_CHECKING:  # pragma: no cover
     import mne
@@ -153,7 +154,7 @@ def fit(
     weight_decay = _check_positive("weight_decay", weight_decay, allow_zero=True)
     val_fraction = _check_positive("val_fraction", val_fraction)
     if not val_fraction < 1.0:
-        raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}.")
+        raise InputError(f"val_fraction must be in (0, 1), got {val_fraction}.")
 
     data, labels, used_scaling, meta = _prepare(model, X, y, scaling)
     train_idx, val_idx = _stratified_split(labels, val_fraction, seed)
@@ -310,7 +311,7 @@ def _prepare(
             lookup = {code: i for i, (_, code) in enumerate(ranked)}
             unknown = sorted(set(codes.tolist()) - set(lookup))
             if unknown:
-                raise ValueError(f"Epochs have event codes {unknown} that are not in event_id.")
+                raise InputError(f"Epochs have event codes {unknown} that are not in event_id.")
             y = np.array([lookup[c] for c in codes.tolist()], dtype=np.int64)
         default_scaling = _VOLTS_TO_MICROVOLTS
     else:
@@ -319,29 +320,29 @@ def _prepare(
         try:
             data = np.asarray(X)
         except Exception as err:  # noqa: BLE001 - report what could not be converted
-            raise TypeError(f"X must be a numpy array or mne.Epochs, got {type(X).__name__}: {err}") from None
+            raise InputTypeError(f"X must be a numpy array or mne.Epochs, got {type(X).__name__}: {err}") from None
         if y is None:
-            raise ValueError("y (integer labels) is required when X is an array.")
+            raise InputError("y (integer labels) is required when X is an array.")
         default_scaling = 1.0
     if data.dtype == object or not (
         np.issubdtype(data.dtype, np.floating) or np.issubdtype(data.dtype, np.integer)
     ):
-        raise TypeError(f"X must hold real numbers, got dtype {data.dtype}.")
+        raise InputTypeError(f"X must hold real numbers, got dtype {data.dtype}.")
     if data.ndim != 3:
-        raise ValueError(
+        raise InputError(
             f"X must have shape (n_samples, n_channels, n_times), got {data.shape} ({data.ndim} dims)."
         )
     if len(data) == 0:
-        raise ValueError("X holds no samples.")
+        raise InputError("X holds no samples.")
     expected = (getattr(model, "n_channels", None), getattr(model, "n_times", None))
     for axis, (name, want) in enumerate(zip(("channels", "time samples"), expected), start=1):
         if want is not None and data.shape[axis] != want:
-            raise ValueError(
+            raise InputError(
                 f"X has {data.shape[axis]} {name} (shape {data.shape}) but the model expects {want}."
             )
     if not np.all(np.isfinite(data)):
         bad = int(np.sum(~np.isfinite(data)))
-        raise ValueError(f"X contains {bad} NaN or infinite values; clean or drop those samples first.")
+        raise InputError(f"X contains {bad} NaN or infinite values; clean or drop those samples first.")
 
     labels = _check_labels(y, len(data), getattr(model, "n_classes", None))
     used = default_scaling if scaling is None else _check_positive("scaling", scaling)
@@ -354,19 +355,19 @@ def _check_labels(y: Any, n: int, n_classes: int | None) -> np.ndarray:
         y = y.detach().cpu().numpy()
     labels = np.asarray(y)
     if labels.ndim != 1 or len(labels) != n:
-        raise ValueError(f"y must have shape ({n},) to match X, got {labels.shape}.")
+        raise InputError(f"y must have shape ({n},) to match X, got {labels.shape}.")
     if labels.dtype == bool or not (
         np.issubdtype(labels.dtype, np.integer) or np.issubdtype(labels.dtype, np.floating)
     ):
-        raise TypeError(f"y must hold integer class labels, got dtype {labels.dtype}.")
+        raise InputTypeError(f"y must hold integer class labels, got dtype {labels.dtype}.")
     if np.issubdtype(labels.dtype, np.floating):
         if not np.all(np.isfinite(labels)) or not np.all(labels == np.round(labels)):
-            raise ValueError("y must hold integer class labels; found non-integer values.")
+            raise InputError("y must hold integer class labels; found non-integer values.")
     labels = labels.astype(np.int64)
     if labels.min() < 0:
-        raise ValueError(f"y must hold labels 0 .. n_classes - 1; found {labels.min()}.")
+        raise InputError(f"y must hold labels 0 .. n_classes - 1; found {labels.min()}.")
     if n_classes is not None and labels.max() >= n_classes:
-        raise ValueError(
+        raise InputError(
             f"y holds label {labels.max()} but the model has {n_classes} outputs "
             f"(labels must be 0 .. {n_classes - 1})."
         )
@@ -378,9 +379,9 @@ def _stratified_split(labels: np.ndarray, val_fraction: float, seed: int) -> tup
 
     present, counts = np.unique(labels, return_counts=True)
     if len(present) < 2:
-        raise ValueError(f"y holds a single class ({present.tolist()}); training needs at least two.")
+        raise InputError(f"y holds a single class ({present.tolist()}); training needs at least two.")
     if counts.min() < 2:
-        raise ValueError(
+        raise InputError(
             f"Class {present[counts.argmin()]} has {counts.min()} sample; a stratified "
             "train/validation split needs at least 2 per class."
         )
@@ -390,7 +391,7 @@ def _stratified_split(labels: np.ndarray, val_fraction: float, seed: int) -> tup
             index, test_size=val_fraction, stratify=labels, random_state=seed, shuffle=True
         )
     except ValueError as err:
-        raise ValueError(
+        raise InputError(
             f"Cannot split {len(labels)} samples of {len(present)} classes with "
             f"val_fraction={val_fraction}: {err} Use more samples or a larger val_fraction."
         ) from None
@@ -410,7 +411,7 @@ def _reset_parameters(model: nn.Module, seed: int) -> None:
 def _device_dtype(model: nn.Module) -> tuple[torch.device, torch.dtype]:
     param = next(model.parameters(), None)
     if param is None:
-        raise ValueError("The model has no parameters to train or evaluate.")
+        raise InputError("The model has no parameters to train or evaluate.")
     return param.device, param.dtype
 
 
@@ -433,14 +434,14 @@ def _annotate(model: nn.Module, meta: dict[str, Any], scaling: float, explicit: 
 
 def _check_int(name: str, value: object, minimum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}.")
+        raise InputError(f"{name} must be an integer >= {minimum}, got {value!r}.")
     return int(value)
 
 
 def _check_positive(name: str, value: object, allow_zero: bool = False) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise TypeError(f"{name} must be a number, got {type(value).__name__}.")
+        raise InputTypeError(f"{name} must be a number, got {type(value).__name__}.")
     value = float(value)
     if not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
-        raise ValueError(f"{name} must be a finite number {'>=' if allow_zero else '>'} 0, got {value}.")
+        raise InputError(f"{name} must be a finite number {'>=' if allow_zero else '>'} 0, got {value}.")
     return value

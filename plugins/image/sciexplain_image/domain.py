@@ -15,6 +15,7 @@ from sciexplain.plugins import Domain
 
 from .explain import DIMS, DIMS_COLOR, _spec_for, explain_image, prepare_images
 from .preprocess import Preprocess
+from sciexplain.errors import InputError
 
 __all__ = ["ImageDomain", "DOMAIN"]
 
@@ -51,7 +52,7 @@ class ImageDomain(Domain):
         if kwargs.get("max_pool") == "winner-take-all":
             kwargs.pop("max_pool")
         if "dims" in kwargs or "coords" in kwargs:
-            raise ValueError("image explanations set dims and coords themselves; do not pass dims=/coords=")
+            raise InputError("image explanations set dims and coords themselves; do not pass dims=/coords=")
         return explain_image(model, data, **kwargs)
 
     def removal(self, **options: Any):

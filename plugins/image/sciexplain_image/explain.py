@@ -14,6 +14,7 @@ import numpy as np
 
 
 from .preprocess import PreparedImage, Preprocess
+from sciexplain.errors import InputError, InputTypeError
 
 __all__ = ["explain_image", "input_bounds", "prepare_images"]
 
@@ -57,11 +58,11 @@ def prepare_images(images: Any, spec: Preprocess):
     import torch
     items = [images] if _is_single_image(images) else list(images)
     if not items:
-        raise ValueError("no images given: pass one image or a non-empty list of images")
+        raise InputError("no images given: pass one image or a non-empty list of images")
     prepared: list[PreparedImage] = [spec.prepare(img) for img in items]
     shapes = {p.array.shape for p in prepared}
     if len(shapes) > 1:
-        raise ValueError(f"the preprocessing gives images of different sizes {sorted(shapes)}; set crop= (or "
+        raise InputError(f"the preprocessing gives images of different sizes {sorted(shapes)}; set crop= (or "
                          "size=(h, w)) in the Preprocess so that every image has the model's input size")
     x = torch.cat([spec.normalize(p.array) for p in prepared])
     return x, prepared
@@ -70,11 +71,11 @@ def prepare_images(images: Any, spec: Preprocess):
 def _spec_for(model: Any, preprocess: Preprocess | None) -> Preprocess:
     spec = preprocess if preprocess is not None else getattr(model, "preprocess", None)
     if spec is None:
-        raise ValueError("no preprocessing spec: pass preprocess=Preprocess(size=..., crop=..., mean=..., "
+        raise InputError("no preprocessing spec: pass preprocess=Preprocess(size=..., crop=..., mean=..., "
                          "scale=...) with the resize and scaling the model was trained with (or attach it "
                          "as model.preprocess). Without it the image's size and value range are unknown.")
     if not isinstance(spec, Preprocess):
-        raise TypeError(f"preprocess must be a sciexplain_image.Preprocess, got {type(spec).__name__}")
+        raise InputTypeError(f"preprocess must be a sciexplain_image.Preprocess, got {type(spec).__name__}")
     return spec
 
 
@@ -114,7 +115,7 @@ def explain_image(model: Any, images: Any, target: Any = None, *, preprocess: Pr
     x, prepared = prepare_images(images, spec)
     n, c, h, w = x.shape
     if names is not None and len(names) != n:
-        raise ValueError(f"{len(names)} names for {n} images")
+        raise InputError(f"{len(names)} names for {n} images")
     if "bounds" not in kwargs and method == "lrp":
         kwargs["bounds"] = input_bounds(spec)
     coords: dict[str, Any] = {

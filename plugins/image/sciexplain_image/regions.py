@@ -12,6 +12,7 @@ import numpy as np
 import xarray as xr
 
 from .preprocess import Box
+from sciexplain.errors import InputError
 
 __all__ = ["pool_regions", "box_shares", "superpixels", "pool_superpixels", "pool_patches"]
 
@@ -21,7 +22,7 @@ def _check_map(R: xr.DataArray) -> xr.DataArray:
         R = R.relevance.pool("color")
     missing = {"y", "x"} - set(R.dims)
     if missing:
-        raise ValueError(f"region pooling needs dims 'y' and 'x'; the relevance has {R.dims}")
+        raise InputError(f"region pooling needs dims 'y' and 'x'; the relevance has {R.dims}")
     return R
 
 
@@ -49,10 +50,10 @@ def pool_regions(R: xr.DataArray, labels: np.ndarray, *, names: Mapping[int, str
     labels = np.asarray(labels)
     ny, nx = R.sizes["y"], R.sizes["x"]
     if labels.shape[-2:] != (ny, nx):
-        raise ValueError(f"labels of shape {labels.shape} do not match the relevance map ({ny}, {nx}); "
+        raise InputError(f"labels of shape {labels.shape} do not match the relevance map ({ny}, {nx}); "
                          "label the pixels of the model input (after resize and crop)")
     if not np.issubdtype(labels.dtype, np.integer):
-        raise ValueError("labels must be integers, one region label per pixel")
+        raise InputError("labels must be integers, one region label per pixel")
     keys = np.unique(labels)
     naming = {int(k): (names or {}).get(int(k), f"region {int(k)}") for k in keys}
     if labels.ndim == 2:
@@ -73,7 +74,7 @@ def pool_regions(R: xr.DataArray, labels: np.ndarray, *, names: Mapping[int, str
                            coords={**keep, dim: [naming[int(k)] for k in keys]}, attrs=dict(R.attrs), name=R.name)
         out.attrs["pooling"] = (str(R.attrs.get("pooling", "")) + "; regions per image").lstrip("; ")
         return out
-    raise ValueError(f"labels must have shape (y, x) or (image, y, x); got {labels.shape}")
+    raise InputError(f"labels must have shape (y, x) or (image, y, x); got {labels.shape}")
 
 
 def box_shares(R: xr.DataArray, boxes: Box | Sequence[Box]) -> xr.Dataset:
@@ -96,12 +97,12 @@ def box_shares(R: xr.DataArray, boxes: Box | Sequence[Box]) -> xr.Dataset:
     n, ny, nx = R.sizes[batch], R.sizes["y"], R.sizes["x"]
     boxes = [boxes] * n if isinstance(boxes, Box) or (len(boxes) == 4 and np.isscalar(boxes[0])) else list(boxes)
     if len(boxes) != n:
-        raise ValueError(f"{len(boxes)} boxes for {n} images")
+        raise InputError(f"{len(boxes)} boxes for {n} images")
     labels = np.zeros((n, ny, nx), dtype=np.int64)
     for i, b in enumerate(boxes):
         y0, y1, x0, x1 = (int(v) for v in b)
         if not (0 <= y0 < y1 <= ny and 0 <= x0 < x1 <= nx):
-            raise ValueError(f"box {tuple(b)} is empty or outside the {ny}x{nx} model input")
+            raise InputError(f"box {tuple(b)} is empty or outside the {ny}x{nx} model input")
         labels[i, y0:y1, x0:x1] = 1
     P = pool_regions(R, labels, names={1: "object", 0: "context"})
     P = P.sel(region=["object", "context"])
@@ -122,7 +123,7 @@ def superpixels(image: np.ndarray, n_segments: int = 64, compactness: float = 10
     from skimage.segmentation import slic
     img = np.asarray(image)
     if img.ndim != 3 or img.shape[2] != 3:
-        raise ValueError(f"superpixels need an (H, W, 3) RGB image; got shape {img.shape}")
+        raise InputError(f"superpixels need an (H, W, 3) RGB image; got shape {img.shape}")
     return slic(img, n_segments=n_segments, compactness=compactness, start_label=0).astype(np.int64)
 
 
