@@ -66,13 +66,19 @@ def per_sample_dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 
 def _term_relevance(layer: AffineLayer, term: Term, R: torch.Tensor,
-                    cached: tuple[torch.Tensor, torch.Tensor] | None):
+                    cached: tuple[torch.Tensor, torch.Tensor] | None,
+                    plain_z: torch.Tensor | None = None):
     """One term. ``cached = (x, z)``: the layer's recorded input and full output (bias included),
-    still connected by autograd, so a plain term needs no second forward pass.
+    still connected by autograd, so a plain term needs no second forward pass. ``plain_z``: the
+    layer's plain output (detached), needed by terms that select outputs by its sign.
 
     Written with few full-size passes: on large activations each element-wise pass costs about
     as much as a tenth of a convolution.
     """
+    if term.outputs != "all":
+        # a term for one sign of the plain output: the other neurons pass nothing through it
+        other = plain_z < 0 if term.outputs == "positive" else plain_z >= 0
+        R = R.masked_fill(other, 0)
     bias = None if term.bias is None else term.bias.detach()
     if term.plain and cached is not None:
         # the recorded output already is z = lin(x) + bias: the denominator, read-only
@@ -130,8 +136,16 @@ def lrp_affine(layer: AffineLayer, x: torch.Tensor, R: torch.Tensor, rule: Rule,
         construction ``R_in.sum() + absorbed.sum() == R.sum()`` up to rounding.
     """
     R_in, absorbed = None, None
-    for term in rule.terms(layer, x):
-        r, a = _term_relevance(layer, term, R, cached)
+    terms = rule.terms(layer, x)
+    plain_z = None
+    if any(t.outputs != "all" for t in terms):
+        if cached is not None:
+            plain_z = cached[1].detach()
+        else:
+            with torch.no_grad():
+                plain_z = layer.forward(x.detach())
+    for term in terms:
+        r, a = _term_relevance(layer, term, R, cached, plain_z)
         R_in = r if R_in is None else R_in.add_(r)
         absorbed = a if absorbed is None else absorbed + a
     return R_in, absorbed

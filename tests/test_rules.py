@@ -10,7 +10,8 @@ contribution matrix ``z_ij`` of its published formula, in the general-sign form 
 rule           z_ij                                                  denominator bias
 =============  ====================================================  =======================
 Epsilon(e)     x_i w_ij                                              b_j (stabilizer e)
-Gamma(g)       x_i w_ij + g (x_i w_ij)^+                             b_j + g b_j^+
+Gamma(g)       z_j >= 0: x_i w_ij + g (x_i w_ij)^+                   b_j + g b_j^+
+               z_j <  0: x_i w_ij + g (x_i w_ij)^-                   b_j + g b_j^-
 AlphaBeta      alpha (x_i w_ij)^+ / ...  -  beta (x_i w_ij)^- / ...  none (b^+, b^- if asked)
 ZPlus          (x_i w_ij)^+                                          none
 ZBox(l, h)     x_i w_ij - l_i w_ij^+ - h_i w_ij^-                    none
@@ -19,7 +20,9 @@ Flat           1 where i is connected to j                           none
 =============  ====================================================  =======================
 
 ``R_i = sum_j z_ij / (sum_i' z_i'j + bias_j + eps sign(.)) R_j`` per term, with ``sign(0) = +1``;
-the absorbed relevance is ``sum_j s_j (bias_j + eps sign(.))``.
+the absorbed relevance is ``sum_j s_j (bias_j + eps sign(.))``. Gamma's two rows apply to the
+output neurons by the sign of the plain output ``z_j = sum_i x_i w_ij + b_j`` (zero counts as
+positive): each neuron uses exactly one of them.
 """
 
 from __future__ import annotations
@@ -30,6 +33,9 @@ import pickle
 import numpy as np
 import pytest
 import torch
+from conftest import FAMILIES, FLOAT_FAMILIES, assert_balances, assert_ledger_balances
+from hypothesis import given, settings
+from hypothesis import strategies as st
 import torch.nn.functional as F
 from torch import nn
 
@@ -101,19 +107,21 @@ def sign0(a: np.ndarray) -> np.ndarray:
 
 
 def reference(terms, R: np.ndarray) -> tuple[np.ndarray, float]:
-    """One sample: ``terms`` = [(coef, Z (out x in), bias (out) or None, eps)], ``R`` (out)."""
+    """One sample: ``terms`` = [(coef, Z (out x in), bias (out) or None, eps[, mask (out)])],
+    ``R`` (out). A term with a boolean ``mask`` redistributes only the neurons it selects."""
     n_out, n_in = terms[0][1].shape
     R_in = np.zeros(n_in)
     absorbed = 0.0
-    for coef, Z, bias, eps in terms:
+    for coef, Z, bias, eps, *mask in terms:
         bias = np.zeros(n_out) if bias is None else bias
+        R_t = np.where(mask[0], R, 0.0) if mask else R
         z = Z.sum(axis=1) + bias  # z_j = sum_i z_ij + b_j
         stab = eps * sign0(z) if eps > 0 else np.zeros(n_out)
         den = z + stab
         dead = den == 0  # only with eps = 0: R_j cannot be passed on and is absorbed
-        s = np.where(dead, 0.0, R / np.where(dead, 1.0, den))
+        s = np.where(dead, 0.0, R_t / np.where(dead, 1.0, den))
         R_in += coef * np.einsum("ji,j->i", Z, s)
-        absorbed += coef * (np.sum(s * (bias + stab)) + np.sum(R[dead]))
+        absorbed += coef * (np.sum(s * (bias + stab)) + np.sum(R_t[dead]))
     return R_in, absorbed
 
 
@@ -125,8 +133,11 @@ def rule_terms(rule, x: np.ndarray, W: np.ndarray, b: np.ndarray | None, low=Non
         return [(1.0, zx, b, rule.epsilon)]
     if isinstance(rule, Gamma):
         g = rule.gamma
-        bb = None if b is None else b + g * np.maximum(b, 0)
-        return [(1.0, zx + g * pos, bb, rule.stabilizer)]
+        z = zx.sum(axis=1) + (0.0 if b is None else b)  # the plain output, bias included
+        b_up = None if b is None else b + g * np.maximum(b, 0)
+        b_down = None if b is None else b + g * np.minimum(b, 0)
+        return [(1.0, zx + g * pos, b_up, rule.stabilizer, z >= 0),
+                (1.0, zx + g * neg, b_down, rule.stabilizer, z < 0)]
     if isinstance(rule, AlphaBeta):
         bp = np.maximum(b, 0) if (rule.include_bias and b is not None) else None
         bn = np.minimum(b, 0) if (rule.include_bias and b is not None) else None
@@ -406,6 +417,96 @@ def test_gamma0_is_epsilon():
     c, ca = run_rule(layer, x, R, Epsilon(1e-6))
     torch.testing.assert_close(a, c, rtol=1e-10, atol=1e-12)
     torch.testing.assert_close(aa, ca, rtol=1e-10, atol=1e-12)
+
+
+# -- the sign-aware Gamma ------------------------------------------------------------------------
+
+GAMMA_LAYERS = ["linear", "conv1d_stride_pad", "conv1d_depthwise", "conv2d_stride_pad", "conv2d_dil_groups"]
+
+
+@settings(max_examples=40, deadline=None, derandomize=True)
+@given(layer_name=st.sampled_from(GAMMA_LAYERS), seed=st.integers(0, 2**16), bias=st.booleans(),
+       sign=st.sampled_from(["nonneg", "mixed"]), shift=st.sampled_from([-2.0, -0.5, 0.0, 0.5, 2.0]),
+       gamma=st.sampled_from([0.1, 0.25, 1.0, 3.0]))
+def test_gamma_matches_formula_on_outputs_of_either_sign(layer_name, seed, bias, sign, shift, gamma):
+    """Gamma == its matrix formula where the plain outputs are mixed, mostly negative or mostly
+    positive (``shift`` moves the bias; without a bias it moves the weights' mean)."""
+    m, shape = make_layer(layer_name, bias, seed)
+    with torch.no_grad():
+        if bias:
+            m.bias.add_(shift)
+        else:
+            m.weight.add_(0.2 * shift)
+    rule = Gamma(gamma)
+    x = make_input(shape, sign, seed)
+    W, b, out_shape = dense(m, shape)
+    g = torch.Generator().manual_seed(300 + seed)
+    R = torch.randn((3,) + out_shape, generator=g, dtype=torch.float64)
+    R_ref, abs_ref = reference_batch(rule, x, R, W, b if bias else None)
+    R_in, absorbed = run_rule(affine_of(m, out_shape), x, R, rule)
+    what = f"{layer_name} {rule!r} {sign} shift={shift} seed={seed} bias={bias}"
+    close(R_in.numpy(), R_ref, what)
+    close(absorbed.numpy(), abs_ref, what + " (absorbed)")
+    np.testing.assert_allclose(R_in.reshape(3, -1).sum(1) + absorbed, R.reshape(3, -1).sum(1),
+                               rtol=1e-8, atol=1e-8 * float(R.abs().sum()))
+
+
+def test_gamma_covers_both_output_signs_in_the_formula_test():
+    """The cases above do reach layers whose plain outputs have both signs (else the masks go
+    untested)."""
+    m, shape = make_layer("conv2d_stride_pad", True, 0)
+    x = make_input(shape, "mixed", 0)
+    with torch.no_grad():
+        z = m(x)
+    assert (z < 0).any() and (z > 0).any()
+
+
+def test_gamma_negative_output_favours_negative_contributions():
+    """By hand: ``x = (1, 1)``, ``w = (1, -3)``, ``z = -2``. Gamma(2) uses ``x w + 2 (x w)^-``
+    = ``(1, -9)`` over ``d = -8``; the non-generalised rule (``x w + 2 (x w)^+`` = ``(3, -3)``)
+    would divide by ``z + 2 z^+ = 0`` and blow up."""
+    layer = AffineLayer("l", "Linear", torch.tensor([[1.0, -3.0]], dtype=torch.float64), None,
+                        lambda x_, w: F.linear(x_, w))
+    x = torch.tensor([[1.0, 1.0]], dtype=torch.float64)
+    R = torch.tensor([[4.0]], dtype=torch.float64)
+    R_in, absorbed = run_rule(layer, x, R, Gamma(2.0, stabilizer=1e-9))
+    np.testing.assert_allclose(R_in.numpy(), [[4.0 * 1 / -8, 4.0 * -9 / -8]], rtol=1e-7)
+    np.testing.assert_allclose(absorbed.numpy(), [4.0 * 1e-9 / 8], rtol=1e-6, atol=1e-15)
+    # a positive output (same layer, input flipped in sign) uses the positive contributions
+    R_in, _ = run_rule(layer, -x, R, Gamma(2.0, stabilizer=1e-9))  # x w = (-1, 3), z = 2
+    np.testing.assert_allclose(R_in.numpy(), [[4.0 * -1 / 8, 4.0 * 9 / 8]], rtol=1e-7)
+
+
+def test_gamma_with_zero_output_counts_it_as_positive():
+    """``z_j = 0`` belongs to the positive outputs (like sign0): its relevance goes through the
+    ``(x w)^+`` side, none is lost."""
+    layer = AffineLayer("l", "Linear", torch.tensor([[1.0, -1.0]], dtype=torch.float64), None,
+                        lambda x_, w: F.linear(x_, w))
+    x = torch.tensor([[2.0, 2.0]], dtype=torch.float64)  # x w = (2, -2), z = 0
+    R = torch.tensor([[1.0]], dtype=torch.float64)
+    R_in, absorbed = run_rule(layer, x, R, Gamma(1.0, stabilizer=1e-9))
+    np.testing.assert_allclose(R_in.numpy(), [[4.0 / 2.0, -2.0 / 2.0]], rtol=1e-7)  # (2 + 2, -2) / 2
+    np.testing.assert_allclose(float(R_in.sum() + absorbed.sum()), 1.0, rtol=1e-12)
+
+
+def test_term_output_selection_is_validated():
+    from sciexplain.rules import Term
+    with pytest.raises(RuleError, match="outputs='both'.*positive"):
+        Term(1.0, [], None, 0.0, outputs="both")
+
+
+@pytest.mark.parametrize("name", FLOAT_FAMILIES)
+def test_gamma_ledger_balances_on_the_test_models(name):
+    """Gamma on every weighted layer of every test model: the ledger balances per layer and in
+    total, and no layer carries relevance far beyond |f(x)| (the old one-sided rule did)."""
+    model, x = FAMILIES[name]()
+    for rule in (Gamma(0.25), Gamma(2.0)):
+        R, led = sx.Explainer(model, "lrp", rule).explain_with_ledger(x)
+        assert_balances(R)
+        R.relevance.check()
+        assert_ledger_balances(led)
+        entering = np.abs(led["entering"].values).max(axis=1)
+        assert (entering <= 50 * np.abs(R["prediction"].values) + 1e-6).all(), (name, rule, entering)
 
 
 def test_wsquare_ignores_input_and_flat_spreads_evenly():
