@@ -1,0 +1,199 @@
+"""Cost of LRP on LSTM text classifiers relative to one gradient pass of the original model.
+
+Text-classifier-sized models (batch 32, 100 time steps, 50-d inputs as from GloVe-50, hidden
+64, two classes, readout of the last step; the bidirectional one reads the forward direction's
+last and the backward direction's first step). Times, interleaved in one run:
+
+* ``gradient``               the original model with ``nn.LSTM`` (torch's fused kernel):
+                             ``model(x)[target].sum().backward()`` with parameters requiring grad
+* ``gradient (input only)``  the same with ``torch.autograd.grad`` w.r.t. x only
+* ``unrolled forward``       the unrolled module sciexplain swaps in, forward only (the floor that
+                             Python's per-step overhead sets)
+* ``unrolled forward, input projections precomputed``  the same cell with ``x_t W_ih`` for all
+                             steps in one matmul: what that would save. It is NOT used, because
+                             the joint epsilon rule over ``cat([x_t, h])`` would no longer be exact
+* ``lrp (Arras et al.)``     ``sx.explain`` with Epsilon(1e-3) on the linear maps and sums
+
+``--profile`` adds a cProfile breakdown of one LRP call (where the time goes).
+
+Usage: python benchmarks/bench_lstm.py [--repeats 7] [--write] [--profile]
+(--write updates the bench_lstm section of benchmarks/README.md)
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import io
+import json
+import platform
+import pstats
+import statistics
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+HERE = Path(__file__).resolve().parent
+BATCH, STEPS, DIM, HIDDEN, CLASSES = 32, 100, 50, 64, 2
+EPS = 1e-3
+
+
+class TextLSTM(nn.Module):
+    def __init__(self, bidirectional: bool):
+        super().__init__()
+        self.rnn = nn.LSTM(DIM, HIDDEN, batch_first=True, bidirectional=bidirectional)
+        self.fc = nn.Linear(HIDDEN * (2 if bidirectional else 1), CLASSES)
+        self.bidirectional = bidirectional
+
+    def forward(self, x):
+        out, _ = self.rnn(x)
+        if self.bidirectional:
+            feat = torch.cat([out[:, -1, :HIDDEN], out[:, 0, HIDDEN:]], -1)
+        else:
+            feat = out[:, -1]
+        return self.fc(feat)
+
+
+CASES = {
+    "LSTM (32x100x50, hidden 64)": False,
+    "BiLSTM (32x100x50, hidden 64)": True,
+}
+
+
+def precomputed_forward(rnn: nn.LSTM, x: torch.Tensor) -> torch.Tensor:
+    """The unrolled LSTM with the input projections of all steps in one matmul (not used)."""
+    outs = []
+    for d in range(2 if rnn.bidirectional else 1):
+        sfx = "_reverse" if d else ""
+        w_ih, w_hh = getattr(rnn, f"weight_ih_l0{sfx}"), getattr(rnn, f"weight_hh_l0{sfx}")
+        b = getattr(rnn, f"bias_ih_l0{sfx}") + getattr(rnn, f"bias_hh_l0{sfx}")
+        xp = F.linear(x, w_ih, b).unbind(1)
+        h = x.new_zeros(x.shape[0], HIDDEN)
+        c = torch.zeros_like(h)
+        hs = [None] * x.shape[1]
+        for t in (reversed(range(x.shape[1])) if d else range(x.shape[1])):
+            i, f, g, o = (xp[t] + F.linear(h, w_hh)).chunk(4, -1)
+            c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+            h = torch.sigmoid(o) * torch.tanh(c)
+            hs[t] = h
+        outs.append(torch.stack(hs, 1))
+    return torch.cat(outs, -1)
+
+
+def setup(case: str):
+    torch.manual_seed(0)
+    model = TextLSTM(CASES[case]).eval()
+    x = torch.randn(BATCH, STEPS, DIM) * 0.5
+    target = torch.arange(BATCH) % CLASSES
+    return model, x, target
+
+
+def methods(model, x, target):
+    import sciexplain as sx
+    from sciexplain.recurrent import unroll
+
+    def grad_full():
+        xx = x.clone().requires_grad_(True)
+        model(xx)[torch.arange(len(x)), target].sum().backward()
+        model.zero_grad(set_to_none=True)
+
+    def grad_input():
+        xx = x.clone().requires_grad_(True)
+        torch.autograd.grad(model(xx)[torch.arange(len(x)), target].sum(), xx)
+
+    unrolled = unroll(model.rnn)
+
+    def forward_unrolled():
+        with torch.no_grad():
+            unrolled(x)
+
+    def forward_precomputed():
+        with torch.no_grad():
+            precomputed_forward(model.rnn, x)
+
+    ex = sx.Explainer(model, preset={nn.Linear: sx.rules.Epsilon(EPS), "op:add": sx.rules.Epsilon(EPS)})
+    return {
+        "gradient": grad_full,
+        "gradient (input only)": grad_input,
+        "unrolled forward": forward_unrolled,
+        "unrolled forward, input projections precomputed": forward_precomputed,
+        "lrp (Arras et al.)": lambda: ex.explain(x, target),
+    }
+
+
+def time_case(case: str, repeats: int) -> dict[str, list[float]]:
+    model, x, target = setup(case)
+    fns = methods(model, x, target)
+    for fn in fns.values():  # warm-up
+        fn()
+    times: dict[str, list[float]] = {k: [] for k in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():  # interleaved, so load on the machine hits every method alike
+            t0 = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - t0)
+    return times
+
+
+def profile_case(case: str, top: int = 12) -> str:
+    """cProfile of one LRP call: the sciexplain functions with the largest cumulative time."""
+    model, x, target = setup(case)
+    fn = methods(model, x, target)["lrp (Arras et al.)"]
+    fn()
+    prof = cProfile.Profile()
+    prof.enable()
+    fn()
+    prof.disable()
+    buf = io.StringIO()
+    stats = pstats.Stats(prof, stream=buf).sort_stats("cumulative")
+    stats.print_stats(r"sciexplain|torch/autograd|torch/overrides", top)
+    return buf.getvalue()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--repeats", type=int, default=7)
+    ap.add_argument("--write", action="store_true", help="write the table into benchmarks/README.md")
+    ap.add_argument("--profile", action="store_true", help="print a cProfile breakdown of one LRP call")
+    args = ap.parse_args()
+    torch.set_num_threads(2)
+    rows = []
+    for case in CASES:
+        times = time_case(case, args.repeats)
+        med = {k: statistics.median(v) for k, v in times.items()}
+        for k in times:
+            rows.append({"case": case, "method": k, "median_s": med[k], "ratio": med[k] / med["gradient"],
+                         "ratio_input_grad": med[k] / med["gradient (input only)"]})
+    header = ("| case | method | median time (s) | x gradient | x input-gradient |\n"
+              "|---|---|---|---|---|")
+    lines = [header] + [f"| {r['case']} | {r['method']} | {r['median_s']:.4f} | {r['ratio']:.2f} | "
+                        f"{r['ratio_input_grad']:.2f} |" for r in rows]
+    table = "\n".join(lines)
+    env = (f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
+           f"{platform.processor() or platform.machine()}, {args.repeats} interleaved repeats, "
+           f"{time.strftime('%Y-%m-%d')}")
+    print(table)
+    print(env)
+    if args.profile:
+        print(profile_case("LSTM (32x100x50, hidden 64)"))
+    (HERE / "results").mkdir(exist_ok=True)
+    (HERE / "results" / "bench_lstm.json").write_text(json.dumps({"env": env, "rows": rows}, indent=2))
+    if args.write:
+        readme = HERE / "README.md"
+        text = readme.read_text() if readme.exists() else "# Benchmarks\n"
+        start, end = "<!-- bench_lstm:start -->", "<!-- bench_lstm:end -->"
+        block = f"{start}\n{table}\n\n{env}\n{end}"
+        if start in text:
+            text = text[: text.index(start)] + block + text[text.index(end) + len(end):]
+        else:
+            text += ("\n## LRP on LSTM text classifiers\n\n`python benchmarks/bench_lstm.py --write`. "
+                     "Design target: LRP at most 1.5x one gradient pass of the original `nn.LSTM` model.\n\n"
+                     + block + "\n")
+        readme.write_text(text)
+
+
+if __name__ == "__main__":
+    main()

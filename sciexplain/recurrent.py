@@ -1,0 +1,433 @@
+"""Recurrent layers for LRP: LSTM and GRU unrolled over time (Arras et al. 2017).
+
+``torch.nn.LSTM`` and ``torch.nn.GRU`` run their time loop inside one fused kernel, so the
+engine cannot see the gates. The :class:`RecurrentUnrolling` canonizer swaps each of them (and
+``nn.LSTMCell``/``nn.GRUCell``) for an unrolled module written with ordinary operations that
+**shares the very same** ``nn.Parameter`` **objects** (nothing is copied) and computes the same
+function. The engine then explains the unrolled operations with its ordinary rules, which give
+the LSTM rule of Arras, Montavon, Mueller & Samek (2017, WASSA):
+
+* every gate pre-activation is **one** affine map over ``cat([x_t, h_{t-1}])`` with weight
+  ``cat([W_ih, W_hh], 1)`` and bias ``b_ih + b_hh``, so the Epsilon rule on it is the paper's
+  joint epsilon rule over input and recurrent weights (the bias and stabilizer absorb their
+  share, which the ledger counts);
+* products with a sigmoid gate (``f * c``, ``i * g``, ``o * tanh(c)``) give all relevance to
+  the signal (signal-take-all), none to the gate;
+* the cell state ``c_t = f * c_{t-1} + i * g`` is a sum: relevance is split between the previous
+  cell and the new input in proportion to their contributions (the ``"op:add"`` rule).
+
+For the GRU (torch's equations ``r, z = sigmoid(...)``, ``n = tanh(W_in x + b_in + r * (W_hn h +
+b_hn))``, ``h' = (1 - z) * n + z * h``) the same principles hold: ``W_hn h + b_hn`` is an affine
+map of its own because ``r`` multiplies it, ``1 - z`` is a gate derived from a sigmoid, and
+the two sums are split in proportion.
+
+Relevance that reaches the initial states ``h0``/``c0`` is absorbed by an :class:`InitialState`
+leaf module, a ledger row of its own named after its path (e.g. ``lstm.initial.h_l0``), also when
+the states are zeros (then it absorbs exactly zero).
+
+What is not supported, with an error that says so: packed sequences
+(:class:`PackedSequenceError`). Relevance kept per sample needs the batch dim first in every
+tensor it passes through: ``batch_first=False`` layers and the stacked final states ``h_n``/
+``c_n`` (shape ``(layers * directions, batch, hidden)``) need an engine that tracks the batch dim.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.utils.rnn import PackedSequence
+
+from .errors import UnsupportedModelError
+
+__all__ = [
+    "InitialState",
+    "UnrolledLSTM",
+    "UnrolledGRU",
+    "UnrolledLSTMCell",
+    "UnrolledGRUCell",
+    "PackedSequenceError",
+    "RecurrentUnrolling",
+    "unroll",
+]
+
+
+class PackedSequenceError(UnsupportedModelError):
+    """A recurrent layer received a ``PackedSequence``.
+
+    A packed batch stores the time steps of all sequences in one flat tensor, so relevance
+    cannot be kept per sample.
+    """
+
+
+def _packed_error(layer: str) -> PackedSequenceError:
+    return PackedSequenceError(
+        f"the {layer} received a PackedSequence: a packed batch interleaves all sequences in one "
+        "flat tensor, so relevance cannot be kept per sample. What you can do: explain a padded "
+        "batch without packing (the padded steps then take part in the computation and get "
+        "relevance, which you can pool or drop), or explain each sequence on its own at its true "
+        "length (a batch of equal-length sequences needs no packing).")
+
+
+class InitialState(nn.Module):
+    """The initial hidden or cell state of an unrolled recurrent layer, as a leaf on the tape.
+
+    Its propagator absorbs all relevance that arrives: relevance ending on ``h0``/``c0`` is one
+    ledger row named after this module's path. It takes the layer's input as its first argument
+    only so that it sits on the recorded tape with the batch dim first; the input gets nothing.
+
+    Parameters
+    ----------
+    size : int
+        Size of the state (hidden size, or projection size for a projected LSTM's ``h``).
+    role : str
+        ``"h"`` or ``"c"``, for messages.
+    """
+
+    def __init__(self, size: int, role: str):
+        super().__init__()
+        self.size = int(size)
+        self.role = role
+
+    def forward(self, x: torch.Tensor, given: torch.Tensor | None = None) -> torch.Tensor:
+        """Return ``given`` (a fresh tensor with the same values) or zeros of shape (batch, size)."""
+        if given is None:
+            return x.new_zeros(x.shape[0], self.size)
+        if given.shape != (x.shape[0], self.size):
+            raise UnsupportedModelError(
+                f"initial {self.role} state of shape {tuple(given.shape)}; expected "
+                f"({x.shape[0]}, {self.size}) for this batch")
+        return given.clone()
+
+    def extra_repr(self) -> str:
+        return f"size={self.size}, role={self.role!r}"
+
+
+def _absorb_initial_state(call):
+    """Propagator of :class:`InitialState`: everything that arrives is absorbed."""
+    from .registry import LeafRelevance
+    absorbed = call.relevance.reshape(call.relevance.shape[0], -1).sum(dim=1)
+    return LeafRelevance(inputs=[None] * len(call.inputs), absorbed=absorbed)
+
+
+# -- shared parameters --------------------------------------------------------------------------
+
+class _Unrolled(nn.Module):
+    """Base of the unrolled modules: registers the source's own parameters (same objects)."""
+
+    def __init__(self, source: nn.Module):
+        super().__init__()
+        for name, p in source.named_parameters(recurse=False):
+            self.register_parameter(name, p)
+        self.source_type = type(source).__name__
+        self.training = source.training
+
+    def _param(self, name: str) -> torch.Tensor | None:
+        return self._parameters.get(name)
+
+
+def _sigmoid_gates_lstm(z: torch.Tensor):
+    i, f, g, o = z.chunk(4, -1)
+    return torch.sigmoid(i), torch.sigmoid(f), torch.tanh(g), torch.sigmoid(o)
+
+
+def _lstm_step(parts: list[torch.Tensor], h: torch.Tensor, c: torch.Tensor, w: torch.Tensor,
+               b: torch.Tensor | None, w_hr: torch.Tensor | None):
+    """One LSTM step; the gate pre-activations are one affine map over cat([x_t, h])."""
+    z = F.linear(torch.cat(parts + [h], -1), w, b)
+    i, f, g, o = _sigmoid_gates_lstm(z)
+    c = f * c + i * g
+    h = o * torch.tanh(c)
+    if w_hr is not None:
+        h = F.linear(h, w_hr)
+    return h, c
+
+
+def _gru_step(parts: list[torch.Tensor], h: torch.Tensor, w_rz: torch.Tensor, b_rz, w_in, b_in,
+              w_hn, b_hn):
+    """One GRU step in torch's equations; W_hn h + b_hn is its own affine map (r multiplies it)."""
+    x = parts[0] if len(parts) == 1 else torch.cat(parts, -1)
+    r, z = torch.sigmoid(F.linear(torch.cat(parts + [h], -1), w_rz, b_rz)).chunk(2, -1)
+    n = torch.tanh(F.linear(x, w_in, b_in) + r * F.linear(h, w_hn, b_hn))
+    return (1 - z) * n + z * h
+
+
+class _UnrolledRNNBase(_Unrolled):
+    """Common parts of the unrolled ``nn.LSTM`` and ``nn.GRU``."""
+
+    def __init__(self, source: nn.RNNBase):
+        super().__init__(source)
+        self.input_size = source.input_size
+        self.hidden_size = source.hidden_size
+        self.num_layers = source.num_layers
+        self.bias = source.bias
+        self.batch_first = source.batch_first
+        self.dropout = float(source.dropout)
+        self.bidirectional = source.bidirectional
+        self.proj_size = int(getattr(source, "proj_size", 0) or 0)
+        self.num_directions = 2 if source.bidirectional else 1
+        self.initial = nn.ModuleDict()
+        for layer in range(self.num_layers):
+            for d in range(self.num_directions):
+                for role in self._roles():
+                    size = self.proj_size if (role == "h" and self.proj_size) else self.hidden_size
+                    self.initial[self._state_key(role, layer, d)] = InitialState(size, role)
+
+    def _roles(self) -> tuple[str, ...]:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    @staticmethod
+    def _state_key(role: str, layer: int, d: int) -> str:
+        return f"{role}_l{layer}{'_reverse' if d else ''}"
+
+    def _names(self, layer: int, d: int) -> tuple[str, str, str, str]:
+        sfx = f"l{layer}{'_reverse' if d else ''}"
+        return f"weight_ih_{sfx}", f"weight_hh_{sfx}", f"bias_ih_{sfx}", f"bias_hh_{sfx}"
+
+    @property
+    def _time_dim(self) -> int:
+        return 1 if self.batch_first else 0
+
+    def _prepare(self, input, hx):
+        if isinstance(input, PackedSequence):
+            raise _packed_error(f"{self.source_type} (unrolled for relevance)")
+        if input.dim() not in (2, 3):
+            raise UnsupportedModelError(f"{self.source_type}: expected input of 2 or 3 dims, got "
+                                        f"shape {tuple(input.shape)}")
+        unbatched = input.dim() == 2
+        if unbatched:
+            input = input.unsqueeze(0 if self.batch_first else 1)
+            if hx is not None:
+                hx = tuple(s.unsqueeze(1) for s in hx)
+        return input, hx, unbatched
+
+    def _run(self, input, hx, step):
+        """Run all layers and directions; ``step(parts, state, layer, d) -> state``."""
+        roles = self._roles()
+        steps = list(input.unbind(self._time_dim))
+        T = len(steps)
+        layer_in = [[s] for s in steps]
+        finals: dict[str, list[torch.Tensor]] = {r: [] for r in roles}
+        output = None
+        for layer in range(self.num_layers):
+            per_dir = []
+            for d in range(self.num_directions):
+                k = layer * self.num_directions + d
+                state = tuple(
+                    self.initial[self._state_key(r, layer, d)](steps[0], None if hx is None else hx[j][k])
+                    for j, r in enumerate(roles))
+                outs: list[torch.Tensor | None] = [None] * T
+                for t in (reversed(range(T)) if d else range(T)):
+                    state = step(layer_in[t], state, layer, d)
+                    outs[t] = state[0]
+                for j, r in enumerate(roles):
+                    finals[r].append(state[j])
+                per_dir.append(outs)
+            last = layer == self.num_layers - 1
+            if last:
+                stacked = [torch.stack(o, self._time_dim) for o in per_dir]
+                output = stacked[0] if len(stacked) == 1 else torch.cat(stacked, -1)
+            else:
+                layer_in = [[per_dir[d][t] for d in range(self.num_directions)] for t in range(T)]
+                if self.dropout and self.training:
+                    layer_in = [[F.dropout(p, self.dropout, True) for p in parts] for parts in layer_in]
+        return output, tuple(torch.stack(finals[r], 0) for r in roles)
+
+
+class UnrolledLSTM(_UnrolledRNNBase):
+    """``nn.LSTM`` unrolled over time with the same parameters (see the module docstring).
+
+    ``forward(input, hx=None)`` takes and returns what ``nn.LSTM`` does (padded tensors only):
+    ``output, (h_n, c_n)``.
+    """
+
+    def __init__(self, source: nn.LSTM):
+        super().__init__(source)
+
+    def _roles(self):
+        return ("h", "c")
+
+    def _weights(self, layer: int, d: int):
+        wi, wh, bi, bh = self._names(layer, d)
+        w = torch.cat([self._param(wi), self._param(wh)], 1)
+        b = self._param(bi) + self._param(bh) if self.bias else None
+        sfx = f"l{layer}{'_reverse' if d else ''}"
+        w_hr = self._param(f"weight_hr_{sfx}") if self.proj_size else None
+        return w, b, w_hr
+
+    def forward(self, input: torch.Tensor, hx: tuple[torch.Tensor, torch.Tensor] | None = None):
+        input, hx, unbatched = self._prepare(input, hx)
+        weights = {(l, d): self._weights(l, d) for l in range(self.num_layers)
+                   for d in range(self.num_directions)}
+
+        def step(parts, state, layer, d):
+            w, b, w_hr = weights[(layer, d)]
+            return _lstm_step(parts, state[0], state[1], w, b, w_hr)
+        output, (h_n, c_n) = self._run(input, hx, step)
+        if unbatched:
+            output = output.squeeze(0 if self.batch_first else 1)
+            h_n, c_n = h_n.squeeze(1), c_n.squeeze(1)
+        return output, (h_n, c_n)
+
+
+class UnrolledGRU(_UnrolledRNNBase):
+    """``nn.GRU`` unrolled over time with the same parameters: ``forward(input, hx=None) ->
+    (output, h_n)``."""
+
+    def __init__(self, source: nn.GRU):
+        super().__init__(source)
+
+    def _roles(self):
+        return ("h",)
+
+    def _weights(self, layer: int, d: int):
+        wi, wh, bi, bh = self._names(layer, d)
+        return _gru_weights(self._param(wi), self._param(wh),
+                            self._param(bi) if self.bias else None, self._param(bh) if self.bias else None)
+
+    def forward(self, input: torch.Tensor, hx: torch.Tensor | None = None):
+        input, hx_t, unbatched = self._prepare(input, None if hx is None else (hx,))
+        weights = {(l, d): self._weights(l, d) for l in range(self.num_layers)
+                   for d in range(self.num_directions)}
+
+        def step(parts, state, layer, d):
+            return (_gru_step(parts, state[0], *weights[(layer, d)]),)
+        output, (h_n,) = self._run(input, hx_t, step)
+        if unbatched:
+            output = output.squeeze(0 if self.batch_first else 1)
+            h_n = h_n.squeeze(1)
+        return output, h_n
+
+
+def _gru_weights(w_ih, w_hh, b_ih, b_hh):
+    H = w_hh.shape[1]
+    w_rz = torch.cat([w_ih[: 2 * H], w_hh[: 2 * H]], 1)
+    if b_ih is None:
+        return w_rz, None, w_ih[2 * H:], None, w_hh[2 * H:], None
+    return (w_rz, b_ih[: 2 * H] + b_hh[: 2 * H], w_ih[2 * H:], b_ih[2 * H:], w_hh[2 * H:],
+            b_hh[2 * H:])
+
+
+# -- cells ----------------------------------------------------------------------------------------
+
+class _UnrolledCell(_Unrolled):
+    def __init__(self, source: nn.RNNCellBase, roles: tuple[str, ...]):
+        super().__init__(source)
+        self.input_size = source.input_size
+        self.hidden_size = source.hidden_size
+        self.bias = source.bias
+        self.initial = nn.ModuleDict({r: InitialState(source.hidden_size, r) for r in roles})
+
+    def _check(self, input):
+        if isinstance(input, PackedSequence):
+            raise _packed_error(self.source_type)
+        if input.dim() not in (1, 2):
+            raise UnsupportedModelError(f"{self.source_type}: expected input of 1 or 2 dims, got "
+                                        f"shape {tuple(input.shape)}")
+        return input.dim() == 1
+
+
+class UnrolledLSTMCell(_UnrolledCell):
+    """``nn.LSTMCell`` written with ordinary operations: ``forward(input, hx=None) -> (h', c')``.
+
+    When ``hx`` is None the zero state comes from :class:`InitialState` leaves (a ledger row);
+    a given ``hx`` is used as it is (typically the previous step's state in a loop).
+    """
+
+    def __init__(self, source: nn.LSTMCell):
+        super().__init__(source, ("h", "c"))
+
+    def forward(self, input: torch.Tensor, hx: tuple[torch.Tensor, torch.Tensor] | None = None):
+        unbatched = self._check(input)
+        if unbatched:
+            input = input.unsqueeze(0)
+            hx = None if hx is None else tuple(s.unsqueeze(0) for s in hx)
+        if hx is None:
+            h, c = self.initial["h"](input), self.initial["c"](input)
+        else:
+            h, c = hx
+        w = torch.cat([self.weight_ih, self.weight_hh], 1)
+        b = self.bias_ih + self.bias_hh if self.bias else None
+        h, c = _lstm_step([input], h, c, w, b, None)
+        if unbatched:
+            return h.squeeze(0), c.squeeze(0)
+        return h, c
+
+
+class UnrolledGRUCell(_UnrolledCell):
+    """``nn.GRUCell`` written with ordinary operations: ``forward(input, hx=None) -> h'``."""
+
+    def __init__(self, source: nn.GRUCell):
+        super().__init__(source, ("h",))
+
+    def forward(self, input: torch.Tensor, hx: torch.Tensor | None = None):
+        unbatched = self._check(input)
+        if unbatched:
+            input = input.unsqueeze(0)
+            hx = None if hx is None else hx.unsqueeze(0)
+        h = self.initial["h"](input) if hx is None else hx
+        weights = _gru_weights(self.weight_ih, self.weight_hh, self._param("bias_ih"),
+                               self._param("bias_hh"))
+        h = _gru_step([input], h, *weights)
+        return h.squeeze(0) if unbatched else h
+
+
+_UNROLLED: dict[type, type] = {
+    nn.LSTM: UnrolledLSTM,
+    nn.GRU: UnrolledGRU,
+    nn.LSTMCell: UnrolledLSTMCell,
+    nn.GRUCell: UnrolledGRUCell,
+}
+
+
+def unroll(module: nn.Module) -> nn.Module | None:
+    """The unrolled equivalent of ``module`` (sharing its parameters), or None if it has none.
+
+    Subclasses count only when they keep the base class's ``forward`` (a subclass with its own
+    ``forward`` computes something else, which the unrolled module would not reproduce).
+    """
+    for base, unrolled in _UNROLLED.items():
+        if isinstance(module, base) and type(module).forward is base.forward:
+            return unrolled(module)
+    return None
+
+
+try:
+    from .canonizers import ModelCanonizer as _CanonizerBase
+except ImportError:  # TEMPORARY until the lead's canonizers land
+    _CanonizerBase = object
+
+
+class RecurrentUnrolling(_CanonizerBase):
+    """Model canonizer: swap ``nn.LSTM``, ``nn.GRU``, ``nn.LSTMCell`` and ``nn.GRUCell`` for
+    unrolled modules that share their parameters (see the module docstring).
+
+    The engine applies it reversibly: the unrolled module stands in the parent's slot during
+    the explanation only, and the user's module is put back afterwards (also on errors).
+    """
+
+    name = "recurrent-unrolling"
+
+    def describe(self) -> str:
+        return ("LSTM/GRU/LSTMCell/GRUCell unrolled over time with shared parameters: joint epsilon "
+                "on each gate pre-activation over cat([x_t, h_t-1]), signal-take-all at the gates, "
+                "proportional cell-state split (Arras et al. 2017); initial states absorb their share")
+
+    def replacement(self, module: nn.Module, path: str) -> nn.Module | None:
+        """The unrolled module for a recurrent ``module``, None for every other module."""
+        return unroll(module)
+
+    def __repr__(self) -> str:
+        return "RecurrentUnrolling()"
+
+
+def _register() -> None:
+    from .registry import register
+    register(InitialState, _absorb_initial_state,
+             description="initial state of an unrolled recurrent layer: absorbs the relevance "
+                         "that reaches it")
+
+
+_register()
