@@ -11,16 +11,20 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import rules
+from . import canonizers, rules
 from ._version import __version__
 from .engine import METHODS, Explainer, explain, ledger
-from .errors import ExplainWarning, InputError, RuleError, SciexplainError, UnsupportedModelError
+from .errors import (ComputationError, DataNotFoundError, ExplainWarning, InputError, InputTypeError,
+                     LedgerError, MissingDependencyError, RuleError, SciexplainError, UnsupportedModelError)
 from .presets import PRESETS
+from .registry import LeafCall, LeafRelevance, register
 from . import accessor as _accessor  # noqa: F401  (registers the ``relevance`` accessor)
 
 __all__ = [
-    "__version__", "explain", "ledger", "Explainer", "METHODS", "PRESETS", "rules", "domains",
-    "SciexplainError", "InputError", "RuleError", "UnsupportedModelError", "ExplainWarning",
+    "__version__", "explain", "ledger", "Explainer", "METHODS", "PRESETS", "rules", "canonizers",
+    "register", "LeafCall", "LeafRelevance", "domains",
+    "SciexplainError", "InputError", "InputTypeError", "RuleError", "UnsupportedModelError",
+    "DataNotFoundError", "MissingDependencyError", "ComputationError", "LedgerError", "ExplainWarning",
 ]
 
 
@@ -31,7 +35,10 @@ def domains() -> dict[str, str]:
 
 
 def __getattr__(name: str) -> Any:
-    if name in ("evaluate", "plotting", "plugins", "prototypes", "tricks"):
+    if name in ("evaluate", "plotting", "plugins", "prototypes", "tricks", "pipeline", "dataset"):
         import importlib
         return importlib.import_module(f".{name}", __name__)
+    if name in ("explain_dataset", "perturbation_dataset"):  # Dask and Zarr are imported on first use
+        from . import dataset
+        return getattr(dataset, name)
     raise AttributeError(f"module 'sciexplain' has no attribute {name!r}")

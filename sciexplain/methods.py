@@ -24,13 +24,17 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from . import ops
 from .errors import InputError, UnsupportedModelError
 from .propagation import per_sample_sum
+from .registry import REGISTRY
 from .tape import Ref, replay_args
 
+from .forward import default_dims, explained_text, prediction, start_vector, targets
+from .walk import local_vjp, reverse_walk
+
 if TYPE_CHECKING:  # pragma: no cover
-    from .engine import Explainer, Forward
+    from .engine import Call as Explainer
+    from .forward import Forward
 
 _DECOMPOSES = {"gradient": "none", "sensitivity": "squared gradient norm", "gradient_x_input": "f(x)",
                "integrated_gradients": "f(x) - f(baseline)", "smoothgrad": "none", "deconvnet": "none",
@@ -45,16 +49,15 @@ def _select(logits: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
 
 def _grad(ex: Explainer, x: torch.Tensor, t: torch.Tensor | None, target: Any = None):
     """Gradient of the target logit w.r.t. the input (or the embedding outputs for token input)."""
-    from .engine import _targets
     fw = ex._forward(x, grad=True, leaf_names=set())
     if t is None:
-        t = _targets(target, fw.logits)
+        t = targets(target, fw.logits)
     sel = _select(fw.logits, t)
     if x.is_floating_point():
         (g,) = torch.autograd.grad(sel.sum(), fw.leaf, allow_unused=True)
         g = torch.zeros_like(fw.leaf) if g is None else g
         return fw, t, g, None
-    emb = [n for n in fw.tape.nodes if ops.classify(n).category == "embedding" and n.parents
+    emb = [n for n in fw.tape.nodes if REGISTRY.classify(n).category == "embedding" and n.parents
            and n.parents[0].node == 0]
     if not emb:
         raise UnsupportedModelError("integer input without an embedding lookup of it; gradient methods "
@@ -66,7 +69,6 @@ def _grad(ex: Explainer, x: torch.Tensor, t: torch.Tensor | None, target: Any = 
 
 def run(ex: Explainer, x: torch.Tensor, target: Any, dims, coords):
     """Run ``ex.method`` (not LRP) and build the result."""
-    from .engine import _default_dims, _prediction, _explained_text
     from .result import build_result
     method = ex.method
     opts = dict(ex.options)
@@ -88,17 +90,17 @@ def run(ex: Explainer, x: torch.Tensor, target: Any, dims, coords):
     else:
         fw, t, R = _modified_backward(ex, x, target, guided=method == "guided_backprop")
     R = R.detach()
-    prediction = _prediction(fw.logits, t)
+    pred = prediction(fw.logits, t)
     decomposes = _DECOMPOSES[method]
     if decomposes.startswith("f(x)"):
-        absorbed = prediction - per_sample_sum(R).double().numpy()
+        absorbed = pred - per_sample_sum(R).double().numpy()
         attrs["absorbed_note"] = ("absorbed = f(x) - sum(R): the Taylor remainder" if method == "gradient_x_input"
                                   else "absorbed = f(x) - sum(R): f(baseline) plus the integration error")
     else:
-        absorbed = np.full(len(prediction), np.nan)
+        absorbed = np.full(len(pred), np.nan)
         attrs["absorbed_note"] = "absorbed is defined for decompositions of f(x) only"
-    attrs["explained"] = _explained_text(fw, ex.max_pool)
-    return build_result(R, dims=dims or _default_dims(R.ndim), coords=coords, prediction=prediction,
+    attrs["explained"] = explained_text(fw, ex.max_pool)
+    return build_result(R, dims=dims or default_dims(R.ndim), coords=coords, prediction=pred,
                         target=t.numpy(), absorbed=absorbed, method=method, rules="none",
                         decomposes=decomposes, attrs=attrs)
 
@@ -170,15 +172,14 @@ def _smoothgrad(ex: Explainer, x: torch.Tensor, target: Any, opts: dict):
 
 def _modified_backward(ex: Explainer, x: torch.Tensor, target: Any, guided: bool):
     """Deconvnet / guided backprop: a backward walk over the tape with ReLUs modified."""
-    from .engine import _targets, local_vjp, reverse_walk, start_vector
     if not x.is_floating_point():
         raise InputError("deconvnet/guided_backprop need a float input")
     fw: Forward = ex._forward(x, grad=False, leaf_names=set())
-    t = _targets(target, fw.logits)
+    t = targets(target, fw.logits)
     G = {fw.logits_ref: start_vector(fw.logits, t, "one")}
     name = "guided_backprop" if guided else "deconvnet"
     for node, outs in reverse_walk(fw, G):
-        kind = ops.classify(node)
+        kind = REGISTRY.classify(node)
         if kind.category == "pass" and not kind.relu_like and kind.detail not in _IDENTITY_LIKE:
             raise UnsupportedModelError(f"{name} is defined for ReLU networks; {node.name} is "
                                         f"{kind.detail}. Use gradient, LRP or another method.")

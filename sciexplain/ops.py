@@ -1,24 +1,29 @@
-"""What each recorded operation is, for relevance purposes.
+"""The built-in operation kinds: how recorded torch modules and functions are recognised.
 
-Every node of a tape falls in one category, each with one way of passing relevance back:
+Each family of modules and functions has a small recogniser, registered by type or by name in
+:data:`sciexplain.registry.REGISTRY`; the recogniser returns a :class:`~sciexplain.registry.Kind`
+naming the entry that propagates it (see :mod:`sciexplain.propagators`):
 
 ``affine``     z = lin(x; W) + b: the node's LRP rule (Linear, Conv, BatchNorm, average
                pooling, mean/sum, multiplication by a constant, matmul with a constant...)
-``pass``       element-wise activations, dropout, identity: relevance passes unchanged
+``pass``       element-wise activations (ReLU, tanh, sigmoid inside the network), dropout,
+               identity: relevance passes unchanged
 ``layout``     operations that only move or copy entries (view, permute, cat, slicing,
                padding, max pooling as winner-take-all, nearest upsampling): relevance moves
                with the entries, through the operation's own vector-Jacobian product
 ``sum``        ``x + y``, ``x - y`` (residuals): proportional to each operand's contribution
+``product``    ``a * b`` of two input-dependent tensors (gates): a product rule
+               (signal-take-all by default)
 ``embedding``  an embedding lookup of integer inputs: relevance of the looked-up vectors is
                summed over the embedding dimension onto each index
-``squash``     a final softmax / log-softmax / sigmoid: stripped, the logits are explained
+``squash``     softmax / log-softmax: stripped when final (a final sigmoid too), an error elsewhere
 
-Anything else is ``unsupported`` and becomes an error naming the node.
+Anything else is ``unsupported`` and becomes an error naming the node. The second half of this
+module builds the :class:`~sciexplain.propagation.AffineLayer` of an affine node.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -27,6 +32,7 @@ from torch import nn
 from torch.func import functional_call
 
 from .propagation import AffineLayer
+from .registry import REGISTRY, Kind, _mro_keys
 from .tape import Node, Ref, _Placeholder
 
 _ACT_FUNCS = {
@@ -90,131 +96,191 @@ _MAX_FUNCS = {"max_pool1d", "max_pool2d", "max_pool3d", "max_pool1d_with_indices
               "adaptive_max_pool2d_with_indices", "adaptive_max_pool3d_with_indices", "amax", "max"}
 
 
-@dataclass
-class Kind:
-    """Classification of one node."""
-
-    category: str  # affine, pass, layout, sum, embedding, squash, unsupported
-    detail: str = ""  # a readable description (also the reason when unsupported)
-    rule_keys: tuple = ()  # keys for rule lookup, most specific first
-    weighted: bool = False
-    relu_like: bool = False
-    max_pool: bool = False
-
-
-def _is_const_tensor(o: Any) -> bool:
-    return isinstance(o, torch.Tensor)
-
-
 def _live_positions(node: Node) -> list[int]:
     return [i for i, a in enumerate(node.args) if isinstance(a, _Placeholder)]
 
 
-def _mro_keys(module: nn.Module) -> tuple:
-    return tuple(c for c in type(module).__mro__ if isinstance(c, type) and issubclass(c, nn.Module)
-                 and c is not nn.Module)
-
-
 def classify(node: Node) -> Kind:
-    """Put a recorded node in its relevance category."""
-    if node.kind == "input":
-        return Kind("input")
-    if node.kind == "module":
-        return _classify_module(node.target, node)
-    return _classify_function(node)
+    """Put a recorded node in its kind (see :mod:`sciexplain.registry`)."""
+    return REGISTRY.classify(node)
 
 
-def _classify_module(m: nn.Module, node: Node) -> Kind:
-    keys = _mro_keys(m)
-    if isinstance(m, (nn.Linear, *_CONV_MODULES)):
-        return Kind("affine", type(m).__name__, keys, weighted=True)
-    if isinstance(m, _BN_MODULES):
-        if m.running_mean is None or m.running_var is None:
-            return Kind("unsupported", f"{type(m).__name__} without running statistics normalises "
-                        "each batch by its own statistics, so it is not a fixed layer to explain")
-        return Kind("affine", type(m).__name__, keys)
-    if isinstance(m, _POOL_MODULES):
-        return Kind("affine", type(m).__name__, keys)
-    if isinstance(m, nn.Upsample):
-        if m.mode == "nearest":
-            return Kind("layout", "Upsample(nearest)", keys)
-        return Kind("affine", f"Upsample({m.mode})", keys)
-    if isinstance(m, _SQUASH_MODULES):
-        return Kind("squash", type(m).__name__, keys)
-    if isinstance(m, _ACT_MODULES):
-        return Kind("pass", type(m).__name__, keys, relu_like=isinstance(m, _RELU_LIKE_MODULES))
-    if isinstance(m, _LAYOUT_MODULES):
-        return Kind("layout", type(m).__name__, keys, max_pool=isinstance(m, _MAX_MODULES))
-    if isinstance(m, nn.Embedding):
-        return Kind("embedding", "Embedding", keys)
-    return Kind("unsupported", f"no relevance rule for module type {type(m).__name__}", keys)
+# -- recognisers of modules, one per family, registered by type ---------------------------------
+
+def _weighted_module(m: nn.Module, node: Node) -> Kind:
+    return Kind("affine", type(m).__name__, _mro_keys(m), weighted=True)
 
 
-def _classify_function(node: Node) -> Kind:
+def _batchnorm_module(m: nn.Module, node: Node) -> Kind:
+    if m.running_mean is None or m.running_var is None:
+        return Kind("unsupported", f"{type(m).__name__} without running statistics normalises "
+                    "each batch by its own statistics, so it is not a fixed layer to explain")
+    return Kind("affine", type(m).__name__, _mro_keys(m))
+
+
+def _pool_module(m: nn.Module, node: Node) -> Kind:
+    return Kind("affine", type(m).__name__, _mro_keys(m))
+
+
+def _upsample_module(m: nn.Module, node: Node) -> Kind:
+    if m.mode == "nearest":
+        return Kind("layout", "Upsample(nearest)", _mro_keys(m))
+    return Kind("affine", f"Upsample({m.mode})", _mro_keys(m))
+
+
+def _softmax_module(m: nn.Module, node: Node) -> Kind:
+    return Kind("squash", type(m).__name__, _mro_keys(m), final_squash=True)
+
+
+def _sigmoid_module(m: nn.Module, node: Node) -> Kind:
+    # inside the network a sigmoid passes relevance (and is a gate for products); as the last
+    # operation it is stripped and the logits are explained
+    return Kind("pass", type(m).__name__, _mro_keys(m), gate=True, final_squash=isinstance(m, nn.Sigmoid))
+
+
+def _activation_module(m: nn.Module, node: Node) -> Kind:
+    return Kind("pass", type(m).__name__, _mro_keys(m), relu_like=isinstance(m, _RELU_LIKE_MODULES))
+
+
+def _layout_module(m: nn.Module, node: Node) -> Kind:
+    return Kind("layout", type(m).__name__, _mro_keys(m), max_pool=isinstance(m, _MAX_MODULES))
+
+
+def _embedding_module(m: nn.Module, node: Node) -> Kind:
+    return Kind("embedding", "Embedding", _mro_keys(m))
+
+
+REGISTRY.recognise_modules((nn.Linear, *_CONV_MODULES), _weighted_module)
+REGISTRY.recognise_modules(_BN_MODULES, _batchnorm_module)
+REGISTRY.recognise_modules(_POOL_MODULES, _pool_module)
+REGISTRY.recognise_modules((nn.Upsample,), _upsample_module)
+REGISTRY.recognise_modules((nn.Softmax, nn.LogSoftmax), _softmax_module)
+REGISTRY.recognise_modules((nn.Sigmoid, nn.Hardsigmoid), _sigmoid_module)
+REGISTRY.recognise_modules(tuple(t for t in _ACT_MODULES if t not in (nn.Sigmoid, nn.Hardsigmoid)),
+                           _activation_module)
+REGISTRY.recognise_modules(_LAYOUT_MODULES, _layout_module)
+REGISTRY.recognise_modules((nn.Embedding,), _embedding_module)
+
+
+# -- recognisers of functions, registered by name ----------------------------------------------
+
+def _squash_function(node: Node) -> Kind:
+    if len(node.parents) != 1:
+        return Kind("unsupported", f"{node.op} with an input-dependent second argument")
+    if node.op in ("sigmoid", "sigmoid_", "hardsigmoid"):
+        return Kind("pass", node.op, ("op:" + node.op,), gate=True, final_squash=node.op != "hardsigmoid")
+    return Kind("squash", node.op, ("op:" + node.op,), final_squash=True)
+
+
+def _activation_function(node: Node) -> Kind:
+    name = node.op
+    if len(node.parents) != 1 or _live_positions(node) != [0]:
+        return Kind("unsupported", f"{name} with an input-dependent second argument")
+    return Kind("pass", name, ("op:" + name,), relu_like=name in _RELU_LIKE_FUNCS)
+
+
+def _layout_function(node: Node) -> Kind:
     name = node.op
     live = _live_positions(node)
     kw_live = [k for k, v in node.kwargs.items() if isinstance(v, _Placeholder)]
-    if name in _SQUASH_FUNCS and len(node.parents) == 1:
-        # sigmoid is also an activation; it is only stripped when it is the final operation
-        return Kind("squash", name, ("op:" + name,))
-    if name in _ACT_FUNCS:
-        if len(node.parents) != 1 or live != [0]:
-            return Kind("unsupported", f"{name} with an input-dependent second argument")
-        return Kind("pass", name, ("op:" + name,), relu_like=name in _RELU_LIKE_FUNCS)
-    if name in _LAYOUT_FUNCS:
-        if name == "where" and 0 in live:
-            return Kind("unsupported", "torch.where with an input-dependent condition")
-        if name in ("max", "amax") and not (len(node.args) > 1 or "dim" in node.kwargs):
-            return Kind("unsupported", f"{name} over all dims reduces the batch dim")
-        if name == "gather" or name == "index_select" or name == "take_along_dim":
-            if any(i != 0 for i in live) or kw_live:
-                return Kind("unsupported", f"{name} with input-dependent float indices")
-        return Kind("layout", name, ("op:" + name,), max_pool=name in _MAX_FUNCS)
-    if name in _SUM_FUNCS:
-        return Kind("sum", name, ("op:add",))
-    if name in _WEIGHT_FREE_FUNCS:
-        if live != [0] or kw_live:
-            return Kind("unsupported", f"{name} with input-dependent arguments")
-        key = {"avg_pool1d": nn.AvgPool1d, "avg_pool2d": nn.AvgPool2d, "avg_pool3d": nn.AvgPool3d,
-               "adaptive_avg_pool1d": nn.AdaptiveAvgPool1d, "adaptive_avg_pool2d": nn.AdaptiveAvgPool2d,
-               "adaptive_avg_pool3d": nn.AdaptiveAvgPool3d}.get(name)
-        return Kind("affine", name, ((key,) if key else ()) + ("op:" + name,))
-    if name == "interpolate":
-        mode = node.kwargs.get("mode", node.args[3] if len(node.args) > 3 else "nearest")
-        if live != [0]:
-            return Kind("unsupported", "interpolate with input-dependent arguments")
-        if mode in ("nearest", "nearest-exact"):
-            return Kind("layout", f"interpolate({mode})", ("op:interpolate",))
-        return Kind("affine", f"interpolate({mode})", ("op:interpolate",))
-    if name in _SCALE_FUNCS:
-        if name.startswith("neg"):
-            return Kind("affine", name, ("op:mul",))
-        if len(node.parents) != 1 or kw_live:
-            return Kind("unsupported", f"{name} of two input-dependent tensors (a product, e.g. "
-                        "gating or attention) has no conservative LRP rule here")
-        if "div" in name and live != [0]:
-            return Kind("unsupported", f"{name} by an input-dependent tensor")
+    if name == "where" and 0 in live:
+        return Kind("unsupported", "torch.where with an input-dependent condition")
+    if name in ("max", "amax") and not (len(node.args) > 1 or "dim" in node.kwargs):
+        return Kind("unsupported", f"{name} over all dims reduces the batch dim")
+    if name in ("gather", "index_select", "take_along_dim") and (any(i != 0 for i in live) or kw_live):
+        return Kind("unsupported", f"{name} with input-dependent float indices")
+    return Kind("layout", name, ("op:" + name,), max_pool=name in _MAX_FUNCS)
+
+
+def _sum_function(node: Node) -> Kind:
+    return Kind("sum", node.op, ("op:add",))
+
+
+_POOL_KEYS = {"avg_pool1d": nn.AvgPool1d, "avg_pool2d": nn.AvgPool2d, "avg_pool3d": nn.AvgPool3d,
+              "adaptive_avg_pool1d": nn.AdaptiveAvgPool1d, "adaptive_avg_pool2d": nn.AdaptiveAvgPool2d,
+              "adaptive_avg_pool3d": nn.AdaptiveAvgPool3d}
+
+
+def _weight_free_function(node: Node) -> Kind:
+    name = node.op
+    kw_live = [k for k, v in node.kwargs.items() if isinstance(v, _Placeholder)]
+    if _live_positions(node) != [0] or kw_live:
+        return Kind("unsupported", f"{name} with input-dependent arguments")
+    key = _POOL_KEYS.get(name)
+    return Kind("affine", name, ((key,) if key else ()) + ("op:" + name,))
+
+
+def _interpolate_function(node: Node) -> Kind:
+    mode = node.kwargs.get("mode", node.args[3] if len(node.args) > 3 else "nearest")
+    if _live_positions(node) != [0]:
+        return Kind("unsupported", "interpolate with input-dependent arguments")
+    if mode in ("nearest", "nearest-exact"):
+        return Kind("layout", f"interpolate({mode})", ("op:interpolate",))
+    return Kind("affine", f"interpolate({mode})", ("op:interpolate",))
+
+
+def _scale_function(node: Node) -> Kind:
+    name = node.op
+    live = _live_positions(node)
+    kw_live = [k for k, v in node.kwargs.items() if isinstance(v, _Placeholder)]
+    if name.startswith("neg"):
         return Kind("affine", name, ("op:mul",))
-    if name in _MATMUL_FUNCS:
-        if len(node.parents) != 1:
-            return Kind("unsupported", f"{name} of two input-dependent tensors (e.g. attention)")
-        return Kind("affine", name, (nn.Linear, "op:matmul"), weighted=True)
-    if name == "linear":
-        if live != [0] or kw_live:
-            return Kind("unsupported", "F.linear with an input-dependent weight or bias")
-        return Kind("affine", "linear", (nn.Linear, "op:linear"), weighted=True)
-    if name in _CONV_FUNCS:
-        if live != [0] or kw_live:
-            return Kind("unsupported", f"F.{name} with an input-dependent weight or bias")
-        return Kind("affine", name, (_CONV_FUNCS[name], "op:" + name), weighted=True)
-    if name == "batch_norm":
-        training = node.kwargs.get("training", node.args[5] if len(node.args) > 5 else False)
-        if live != [0] or training:
-            return Kind("unsupported", "F.batch_norm with batch statistics")
-        return Kind("affine", "batch_norm", (nn.BatchNorm1d, "op:batch_norm"))
-    if name in ("embedding",):
-        return Kind("embedding", "embedding", ("op:embedding",))
-    return Kind("unsupported", f"no relevance rule for the operation {name}")
+    if "div" in name and (live != [0] or kw_live):
+        return Kind("unsupported", f"{name} by an input-dependent tensor")
+    if kw_live:
+        return Kind("unsupported", f"{name} with an input-dependent keyword argument")
+    if len(node.parents) >= 2 and len(live) == 2:
+        # a product of two input-dependent tensors (gating): a product rule decides the split
+        return Kind("product", name, ("op:mul",))
+    if len(node.parents) != 1:
+        return Kind("unsupported", f"{name} of a tensor with itself has no product rule here")
+    return Kind("affine", name, ("op:mul",))
+
+
+def _matmul_function(node: Node) -> Kind:
+    if len(node.parents) != 1:
+        return Kind("unsupported", f"{node.op} of two input-dependent tensors (e.g. attention): only "
+                    "element-wise products have product rules")
+    return Kind("affine", node.op, (nn.Linear, "op:matmul"), weighted=True)
+
+
+def _linear_function(node: Node) -> Kind:
+    kw_live = [k for k, v in node.kwargs.items() if isinstance(v, _Placeholder)]
+    if _live_positions(node) != [0] or kw_live:
+        return Kind("unsupported", "F.linear with an input-dependent weight or bias")
+    return Kind("affine", "linear", (nn.Linear, "op:linear"), weighted=True)
+
+
+def _conv_function(node: Node) -> Kind:
+    kw_live = [k for k, v in node.kwargs.items() if isinstance(v, _Placeholder)]
+    if _live_positions(node) != [0] or kw_live:
+        return Kind("unsupported", f"F.{node.op} with an input-dependent weight or bias")
+    return Kind("affine", node.op, (_CONV_FUNCS[node.op], "op:" + node.op), weighted=True)
+
+
+def _batch_norm_function(node: Node) -> Kind:
+    training = node.kwargs.get("training", node.args[5] if len(node.args) > 5 else False)
+    if _live_positions(node) != [0] or training:
+        return Kind("unsupported", "F.batch_norm with batch statistics")
+    return Kind("affine", "batch_norm", (nn.BatchNorm1d, "op:batch_norm"))
+
+
+def _embedding_function(node: Node) -> Kind:
+    return Kind("embedding", "embedding", ("op:embedding",))
+
+
+REGISTRY.recognise_functions(sorted(_SQUASH_FUNCS | {"sigmoid_", "hardsigmoid"}), _squash_function)
+REGISTRY.recognise_functions(sorted(_ACT_FUNCS - _SQUASH_FUNCS - {"sigmoid_", "hardsigmoid"}), _activation_function)
+REGISTRY.recognise_functions(sorted(_LAYOUT_FUNCS), _layout_function)
+REGISTRY.recognise_functions(sorted(_SUM_FUNCS), _sum_function)
+REGISTRY.recognise_functions(sorted(_WEIGHT_FREE_FUNCS), _weight_free_function)
+REGISTRY.recognise_functions(["interpolate"], _interpolate_function)
+REGISTRY.recognise_functions(sorted(_SCALE_FUNCS), _scale_function)
+REGISTRY.recognise_functions(sorted(_MATMUL_FUNCS), _matmul_function)
+REGISTRY.recognise_functions(["linear"], _linear_function)
+REGISTRY.recognise_functions(sorted(_CONV_FUNCS), _conv_function)
+REGISTRY.recognise_functions(["batch_norm"], _batch_norm_function)
+REGISTRY.recognise_functions(["embedding"], _embedding_function)
 
 
 # -- affine layers from nodes ------------------------------------------------------------------

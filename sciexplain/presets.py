@@ -32,7 +32,7 @@ from torch import nn
 from .errors import RuleError
 from .rules import DEFAULT_STABILIZER, Epsilon, Rule, WSquare, ZBox, ZPlus, AlphaBeta
 
-__all__ = ["RuleMap", "PRESETS", "resolve_preset", "PROPORTIONAL"]
+__all__ = ["RuleMap", "PRESETS", "resolve_preset", "uses_bounds", "PROPORTIONAL"]
 
 #: the rule for weight-free linear operations and sums: proportional redistribution
 PROPORTIONAL = Epsilon(DEFAULT_STABILIZER)
@@ -59,6 +59,8 @@ class RuleMap:
     by_type: dict[Any, Rule] = field(default_factory=dict)
     first_layer: Rule | None = None
     description: str = ""
+    #: whether the preset applies ZBox with the caller's ``bounds=`` (else giving bounds is an error)
+    uses_bounds: bool = False
 
     def resolve(self, name: str, keys: tuple, *, weighted: bool, first: bool) -> Rule | None:
         """The rule for one layer, or None when a weighted layer is not covered."""
@@ -107,13 +109,19 @@ def _named(name: str, bounds: tuple | None) -> RuleMap:
             raise RuleError("preset 'epsilon-plus-box' applies ZBox(low, high) to the first layer and "
                             "needs the input bounds: pass bounds=(low, high), e.g. bounds=(0, 1) for "
                             "pixels in [0, 1]")
-        return RuleMap(by_type=types(Epsilon(1e-6), ZPlus()), first_layer=box, description=name)
+        return RuleMap(by_type=types(Epsilon(1e-6), ZPlus()), first_layer=box, description=name, uses_bounds=True)
     if name == "alpha2-beta1":
         return RuleMap(by_type=types(AlphaBeta(2, 1), AlphaBeta(2, 1)), description=name)
     if name == "deep-taylor":
-        return RuleMap(by_type=types(ZPlus(), ZPlus()), first_layer=box or WSquare(), description=name)
+        return RuleMap(by_type=types(ZPlus(), ZPlus()), first_layer=box or WSquare(), description=name,
+                       uses_bounds=box is not None)
     raise RuleError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}, a rule, or a mapping "
                     "from module names / layer types to rules")
+
+
+def uses_bounds(preset: str | Rule | Mapping) -> bool:
+    """Whether ``preset`` applies ZBox with the ``bounds=`` an explanation is given."""
+    return resolve_preset(preset, (0.0, 1.0)).uses_bounds
 
 
 def resolve_preset(preset: str | Rule | Mapping, bounds: tuple | None = None) -> RuleMap:

@@ -217,7 +217,7 @@ def activation_maximization(model: nn.Module, target: int | Sequence[int], *, sh
     """
     from tqdm.auto import tqdm
 
-    from .engine import _eval_mode
+    from .forward import eval_mode as _eval_mode
     if not isinstance(model, nn.Module):
         raise InputError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     shape = tuple(int(s) for s in shape)

@@ -163,8 +163,9 @@ def func_name(func: Any) -> str:
 
 
 class _Recorder(TorchFunctionMode):
-    def __init__(self, model: nn.Module, leaf_names: set[str]):
+    def __init__(self, model: nn.Module, leaf_names: set[str], leaf_types: tuple[type, ...] = LEAF_TYPES):
         super().__init__()
+        self.leaf_types = leaf_types
         self.model = model
         self.module_names = {id(m): n for n, m in model.named_modules(remove_duplicate=False)}
         # named_modules(remove_duplicate=False) lists a reused module under every path; keep the first
@@ -235,7 +236,7 @@ class _Recorder(TorchFunctionMode):
 
     # -- module hooks ----------------------------------------------------------------------
     def is_leaf(self, module: nn.Module, name: str) -> bool:
-        if name in self.leaf_names or isinstance(module, LEAF_TYPES):
+        if name in self.leaf_names or isinstance(module, self.leaf_types):
             return True
         if isinstance(module, _CONTAINERS):
             return False
@@ -308,13 +309,15 @@ def _hooks(recorder: _Recorder):
             h.remove()
 
 
-def record(model: nn.Module, x: torch.Tensor, leaf_names: set[str] | frozenset = frozenset()) -> Tape:
+def record(model: nn.Module, x: torch.Tensor, leaf_names: set[str] | frozenset = frozenset(),
+           leaf_types: tuple[type, ...] = LEAF_TYPES) -> Tape:
     """Run ``model(x)`` once and return the tape of operations that depend on ``x``.
 
-    ``x`` is used as given (the caller passes a private copy). Hooks and the function mode
-    are removed on return and on error.
+    ``x`` is used as given (the caller passes a private copy). Modules of ``leaf_types`` (the
+    registry's recognised module types) and those named in ``leaf_names`` are recorded as one
+    unit each. Hooks and the function mode are removed on return and on error.
     """
-    rec = _Recorder(model, set(leaf_names))
+    rec = _Recorder(model, set(leaf_names), tuple(leaf_types))
     rec.add_input(x)
     with _hooks(rec), rec:
         out = model(x)

@@ -214,7 +214,8 @@ def sliding_window(model: nn.Module, X: Any, window: int | Sequence[int], stride
     xarray.DataArray
         Relevance of X with the contract's coords; attrs ``window``, ``stride``, ``n_windows``.
     """
-    from .engine import _eval_mode, explain
+    from .engine import explain
+    from .forward import eval_mode as _eval_mode
     from .result import build_result
     Xt = _as_tensor(X)
     d = len(window) if isinstance(window, (tuple, list)) else 1

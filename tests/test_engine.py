@@ -337,20 +337,18 @@ def test_training_mode_other_methods(method):
     assert_state_equal(model, state)
 
 
-class MidwayLSTM(nn.Module):
-    """A dense layer, then an LSTM (no rule): discovered after the forward pass."""
+class MidwayLayerNorm(nn.Module):
+    """A dense layer, then a LayerNorm (no rule): discovered after the forward pass."""
 
     def __init__(self):
         super().__init__()
         self.fc = nn.Linear(6, 8)
         self.bn = nn.BatchNorm1d(8)
-        self.lstm = nn.LSTM(8, 4, batch_first=True)
-        self.out = nn.Linear(4, 2)
+        self.norm = nn.LayerNorm(8)
+        self.out = nn.Linear(8, 2)
 
     def forward(self, x):
-        h = self.bn(self.fc(x))[:, None, :]
-        o, _ = self.lstm(h)
-        return self.out(o[:, -1])
+        return self.out(self.norm(self.bn(self.fc(x))))
 
 
 class RaisesInForward(nn.Module):
@@ -367,8 +365,8 @@ class RaisesInForward(nn.Module):
 
 
 def _error_cases():
-    def lstm():
-        return set_bn_stats(MidwayLSTM()), torch.randn(3, 6), {}, UnsupportedModelError, "lstm"
+    def layernorm():
+        return set_bn_stats(MidwayLayerNorm()), torch.randn(3, 6), {}, UnsupportedModelError, "LayerNorm"
 
     def forward_raises():
         return set_bn_stats(RaisesInForward()), torch.randn(3, 6), {}, InputError, "failure in the middle"
@@ -387,7 +385,7 @@ def _error_cases():
         return set_bn_stats(model), torch.randn(3, 6), {"method": "guided_backprop"}, \
             UnsupportedModelError, "ReLU"
 
-    return {"lstm": lstm, "forward_raises": forward_raises, "target": target_out_of_range,
+    return {"layernorm": layernorm, "forward_raises": forward_raises, "target": target_out_of_range,
             "bounds": bounds_mismatch, "guided_tanh": guided_on_tanh}
 
 

@@ -228,16 +228,15 @@ class Encoder(nn.Module):
         return self.inner(self.proj(x))
 
 
-class Recurrent(nn.Module):
+class Transposed(nn.Module):
     def __init__(self):
         super().__init__()
         self.encoder = Encoder(nn.Identity())
-        self.lstm = nn.LSTM(4, 3, batch_first=True)
-        self.head = nn.Linear(3, 2)
+        self.up = nn.ConvTranspose1d(1, 2, 3)
+        self.head = nn.Linear(2 * 6, 2)
 
     def forward(self, x):
-        o, _ = self.lstm(self.encoder(x)[:, None, :])
-        return self.head(o[:, -1])
+        return self.head(self.up(self.encoder(x)[:, None, :]).flatten(1))
 
 
 class Normed(nn.Module):
@@ -287,14 +286,13 @@ class MiddleSoftmax(nn.Module):
 
 
 @pytest.mark.parametrize("model,match", [
-    (Recurrent(), r"- lstm: no relevance rule for module type LSTM"),
+    (Transposed(), r"- up: no relevance rule for module type ConvTranspose1d"),
     (Normed(), r"- encoder\.inner: no relevance rule for module type LayerNorm"),
-    (Gated(), r"mul.*two input-dependent tensors"),
     (WithExp(), r"exp.*inside module 'block'.*operation exp"),
     (MiddleSoftmax(), r"softmax.*only supported as the final operation"),
     (nn.Sequential(nn.Linear(6, 4), nn.BatchNorm1d(4, track_running_stats=False), nn.Linear(4, 2)),
      r"- 1: BatchNorm1d without running statistics"),
-], ids=["lstm", "layernorm", "product", "exp", "middle_softmax", "batchnorm_no_stats"])
+], ids=["conv_transpose", "layernorm", "exp", "middle_softmax", "batchnorm_no_stats"])
 def test_unsupported_layer_is_named(mlp, model, match):
     _, x = mlp
     with pytest.raises(UnsupportedModelError, match=match) as info:

@@ -117,7 +117,9 @@ def explain_image(model: Any, images: Any, target: Any = None, *, preprocess: Pr
     if names is not None and len(names) != n:
         raise InputError(f"{len(names)} names for {n} images")
     if "bounds" not in kwargs and method == "lrp":
-        kwargs["bounds"] = input_bounds(spec)
+        from sciexplain.presets import uses_bounds
+        if uses_bounds("epsilon-plus" if preset is None else preset):
+            kwargs["bounds"] = input_bounds(spec)
     coords: dict[str, Any] = {
         "image": list(names) if names is not None else np.arange(n),
         "color": list(spec.channels) if spec.channels != "L" else ["L"],

@@ -1,0 +1,230 @@
+"""The plan of an LRP explanation: a kind and a rule for every node between input and output.
+
+:func:`make_plan` classifies every recorded node the explained output depends on (through the
+registry), collects everything unsupported into one error, applies the plan canonizers
+(BatchNorm folding), finds the gates of products, and resolves each node's rule from the
+preset with the documented precedence.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from .canonizers import Canonizer, PlanCanonizer
+from .errors import RuleError, UnsupportedModelError
+from .forward import Forward
+from .presets import RuleMap
+from .registry import REGISTRY, Kind, Registry
+from .rules import Epsilon, Pass, ProductRule, Rule, SignalTakeAll
+from .tape import Node, Ref
+
+__all__ = ["Step", "make_plan"]
+
+#: pass-through operations that keep a gate a gate (they do not change its values)
+_IDENTITY_LIKE = {"Identity", "Dropout", "Dropout1d", "Dropout2d", "Dropout3d", "dropout", "clone",
+                  "contiguous", "detach", "float", "double", "half", "to", "type", "type_as"}
+
+
+@dataclass
+class Step:
+    """One node of the plan."""
+
+    node: Node
+    kind: Kind
+    rule: Rule | None = None
+    fuse_after: Node | None = None  # BatchNorm folded into this layer (follows it)
+    fuse_before: Node | None = None  # BatchNorm folded into this layer (precedes it)
+    folded_into: Node | None = None  # this BatchNorm is folded into that layer
+    first: bool = False  # a weighted layer fed by the input through transparent operations only
+    signal: int | None = None  # products: the operand that is not a gate
+
+
+def _ancestors(fw: Forward) -> set[int]:
+    seen, stack = set(), [fw.logits_ref.node]
+    while stack:
+        i = stack.pop()
+        if i in seen:
+            continue
+        seen.add(i)
+        stack.extend(r.node for r in fw.tape.nodes[i].parents)
+    return seen
+
+
+def make_plan(fw: Forward, rule_map: RuleMap | None, canonizers: Sequence[Canonizer] = (),
+              keep: set[str] | frozenset = frozenset(), registry: Registry = REGISTRY) -> list[str]:
+    """Fill ``fw.steps``; return ``"Name: nodes"`` for each plan canonizer that changed something.
+
+    With ``rule_map=None`` (gradient-type walks) no rules are assigned.
+    """
+    needed = _ancestors(fw)
+    problems: list[str] = []
+    steps: dict[int, Step] = {}
+    for node in fw.tape.nodes:
+        if node.index not in needed:
+            continue
+        kind = registry.classify(node)
+        if rule_map is not None and node.kind == "module":
+            mapped = rule_map.by_name.get(node.name.split("#")[0])
+            if isinstance(mapped, Pass):
+                kind = Kind("pass", f"{kind.detail or node.op} (Pass by name)", kind.rule_keys)
+        if kind.category == "squash":
+            problems.append(f"  - {node.name} ({kind.detail}): softmax/log-softmax is only supported as the "
+                            "final operation (it is stripped; logits are explained)")
+        elif kind.category == "unsupported":
+            where = f" inside module '{node.scope}'" if node.scope and node.kind == "function" else ""
+            problems.append(f"  - {node.name}{where}: {kind.detail}")
+        elif kind.category == "embedding" and node.parents[0].node != 0:
+            problems.append(f"  - {node.name}: an embedding lookup of computed indices")
+        steps[node.index] = Step(node, kind)
+    if problems:
+        raise UnsupportedModelError(
+            "cannot explain this model: no relevance rule for\n" + "\n".join(problems) +
+            "\nWhat you can do: replace the operation by a supported one (see sciexplain.ops), map "
+            "Pass() to a shape-preserving module by its path (preset={'base': 'epsilon-plus', "
+            "'path.to.module': Pass()}), give your own module type a rule with sciexplain.register, "
+            "or explain an intermediate output. Nothing falls back to the gradient silently.")
+    applied = []
+    for canon in canonizers:
+        if isinstance(canon, PlanCanonizer):
+            changed = canon.rewrite(fw, steps, keep)
+            if changed:
+                applied.append(f"{canon.describe()}: {len(changed)} ({', '.join(changed[:6])}"
+                               f"{', ...' if len(changed) > 6 else ''})")
+    if rule_map is not None:
+        _find_signals(fw, steps, rule_map)
+        _assign_rules(fw, steps, rule_map, registry)
+    fw.steps = steps
+    return applied
+
+
+def _gate_refs(fw: Forward, steps: dict[int, Step]) -> set[Ref]:
+    """Outputs that are gates: sigmoid-like outputs, and what layout ops, identities and
+    ``c - g`` (with a constant c) make of them."""
+    gates: set[Ref] = set()
+    for i in sorted(steps):
+        st = steps[i]
+        node, kind = st.node, st.kind
+        refs = [Ref(i, k) for k in range(len(node.outputs))]
+        live = list(dict.fromkeys(node.parents))
+        if kind.gate:
+            gates.update(refs)
+        elif kind.category == "layout" or (kind.category == "pass" and kind.detail in _IDENTITY_LIKE):
+            if live and all(r in gates for r in live):
+                gates.update(refs)
+        elif kind.category == "sum" and len(live) == 1 and live[0] in gates:
+            # 1 - g (rsub), or c - g: the operand with the negative sign is the gate
+            from .propagators import _sum_signs
+            from .tape import _Placeholder
+            operands = [node.args[0], node.args[1] if len(node.args) > 1 else node.kwargs.get("other")]
+            signs = _sum_signs(node)
+            if any(isinstance(o, _Placeholder) and s < 0 for o, s in zip(operands, signs)):
+                gates.update(refs)
+    return gates
+
+
+def _find_signals(fw: Forward, steps: dict[int, Step], rule_map: RuleMap) -> None:
+    products = [st for st in steps.values() if st.kind.category == "product"]
+    if not products:
+        return
+    gates = _gate_refs(fw, steps)
+    from .ops import parent_positions
+    for st in products:
+        refs = [ref for _, ref in parent_positions(st.node)]
+        non_gates = [k for k, r in enumerate(refs) if r not in gates]
+        if len(non_gates) == 1:
+            st.signal = non_gates[0]
+
+
+def _scopes(scope: str) -> list[str]:
+    """``"a.b.c"`` -> ``["a.b.c", "a.b", "a"]``."""
+    out = []
+    while scope:
+        out.append(scope)
+        scope = scope.rpartition(".")[0]
+    return out
+
+
+def _explicit(rule_map: RuleMap, name: str, keys: tuple) -> Rule | None:
+    """The rule the preset names for ``name`` or one of ``keys`` explicitly (no defaults)."""
+    base = name.split("#")[0]
+    for candidate in (name, base):
+        if candidate in rule_map.by_name:
+            return rule_map.by_name[candidate]
+    hits = [p for p in rule_map.patterns if fnmatch.fnmatchcase(base, p)]
+    if len(hits) > 1:
+        raise RuleError(f"layer {name!r} matches several patterns {hits}; make the patterns "
+                        "disjoint or name the layer exactly")
+    if hits:
+        return rule_map.patterns[hits[0]]
+    for key in keys:
+        if key in rule_map.by_type:
+            return rule_map.by_type[key]
+    return None
+
+
+def _product_rule(rule_map: RuleMap, st: Step) -> Rule:
+    for scope in _scopes(st.node.scope):
+        rule = _explicit(rule_map, scope, ())
+        if isinstance(rule, ProductRule):
+            return rule
+    rule = rule_map.by_type.get("op:mul")
+    if isinstance(rule, ProductRule):
+        return rule
+    return SignalTakeAll()
+
+
+def _assign_rules(fw: Forward, steps: dict[int, Step], rule_map: RuleMap, registry: Registry) -> None:
+    reaches_input: dict[int, bool] = {0: True}
+    for i in sorted(steps):
+        st = steps[i]
+        kind = registry.kinds.get(st.kind.category)
+        if kind is not None and kind.transparent:
+            reaches_input[i] = all(reaches_input.get(r.node, False) for r in st.node.parents)
+    missing = []
+    for st in steps.values():
+        cat = st.kind.category
+        kind = registry.kinds.get(cat)
+        takes = kind.takes_rule if kind is not None else None
+        if takes is None:
+            continue
+        name = st.node.name
+        if takes == "product":
+            st.rule = _product_rule(rule_map, st)
+            if isinstance(st.rule, SignalTakeAll) and st.signal is None:
+                raise RuleError(
+                    f"{name}: cannot tell the gate from the signal in this product of two input-dependent "
+                    "tensors (signal-take-all needs exactly one operand computed by a sigmoid, or derived "
+                    "from one). Map a product rule that needs no gate: preset={'base': ..., 'op:mul': "
+                    "sciexplain.rules.UniformProduct()} (or ProportionalProduct()), or name the enclosing "
+                    "module path instead of 'op:mul'.")
+            continue
+        if takes == "leaf":
+            entry = registry.leaf_entry(st.node.target)
+            rule = _explicit(rule_map, name, st.kind.rule_keys)
+            st.rule = rule if rule is not None else entry.default_rule
+            continue
+        parents = st.node.parents if st.fuse_before is None else st.fuse_before.parents
+        st.first = st.kind.weighted and all(reaches_input.get(r.node, False) for r in parents)
+        rule = rule_map.resolve(name, st.kind.rule_keys, weighted=st.kind.weighted, first=st.first)
+        if isinstance(rule, ProductRule):
+            if cat == "affine" and not st.kind.weighted and st.kind.rule_keys == ("op:mul",):
+                rule = rule_map.resolve(name, (), weighted=False, first=False)  # "op:mul" meant products
+            else:
+                raise RuleError(f"{name} ({st.kind.detail}): {rule!r} is a rule for products of two "
+                                "input-dependent tensors, not for a layer with weights or a sum")
+        if rule is None:
+            missing.append(f"  - {name} ({st.kind.detail})")
+            continue
+        if takes == "sum" and not isinstance(rule, Epsilon):
+            raise RuleError(f"{name}: a sum of tensors takes Epsilon(eps) (proportional "
+                            f"redistribution), not {rule!r}")
+        if isinstance(rule, Pass):
+            st.kind = Kind("pass", f"{st.kind.detail} (Pass)", st.kind.rule_keys)
+        st.rule = rule
+    if missing:
+        raise RuleError("no rule for these layers with weights:\n" + "\n".join(missing) +
+                        "\nAdd them to the preset mapping by path or type, or give a base preset, "
+                        "e.g. preset={'base': 'epsilon-plus', ...}.")
+
