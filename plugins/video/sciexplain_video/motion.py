@@ -252,7 +252,7 @@ def _open(path: str | os.PathLike):
         container = av.open(str(p))
     except (av.error.FFmpegError, OSError, ValueError) as err:
         raise CorruptVideoError(f"{str(p)!r} could not be opened as a video container ({type(err).__name__}: "
-                                f"{err}); the file is corrupt, truncated before its header or not a video. "
+                                f"{err}); the file is corrupt or truncated (or not a video). "
                                 "Re-encode or re-download it (e.g. ffmpeg -i in.mp4 -c:v libx264 out.mp4).") from err
     if not container.streams.video:
         kinds = sorted({s.type for s in container.streams}) or ["none"]
@@ -308,6 +308,9 @@ def read_motion_vectors(path: str | os.PathLike, block: int = 16, *, max_frames:
         width, height = int(stream.codec_context.width), int(stream.codec_context.height)
         rate = float(stream.average_rate) if stream.average_rate else 0.0
         total = stream.frames or None
+        expected = total
+        if expected is None and container.duration and rate:
+            expected = int(round(container.duration / 1e6 * rate))  # from the container's header
         if max_frames is not None and total:
             total = min(total, int(max_frames))
         bar = tqdm(total=total, desc="motion vectors", unit="frame", disable=not progress)
@@ -340,6 +343,11 @@ def read_motion_vectors(path: str | os.PathLike, block: int = 16, *, max_frames:
     if error is not None:
         raise CorruptVideoError(f"decoding {str(path)!r} failed after {len(fields)} frames ({type(error).__name__}: "
                                 f"{error}); the file is corrupt or truncated. Re-encode it, or pass "
+                                f"max_frames={len(fields)} to read only the intact start.")
+    short_read = max_frames is None or len(fields) < int(max_frames)
+    if expected and short_read and len(fields) < expected - 1:
+        raise CorruptVideoError(f"{str(path)!r} is truncated or corrupt: its header announces {expected} frames, "
+                                f"only {len(fields)} could be decoded. Re-encode or re-download it, or pass "
                                 f"max_frames={len(fields)} to read only the intact start.")
     if not any(flags):
         raise NoMotionVectorsError(f"{str(path)!r} has {len(fields)} frames, all without motion vectors (frame "
