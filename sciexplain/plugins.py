@@ -87,6 +87,27 @@ class Domain:
         """Run the domain's end-to-end example on bundled real data into ``out``; return a summary."""
         raise NotImplementedError
 
+    # -- pipelines (``sciexplain run FILE.toml``; see docs/plugins.md, "Pipelines") -------------
+    def pipeline_loaders(self) -> dict[str, Callable[..., Mapping[str, Any]]]:
+        """Data loaders by name: ``loader(**params) -> {"x" or "native", "dims", "coords", "y", ...}``."""
+        return {}
+
+    def pipeline_models(self) -> dict[str, Callable[..., Any]]:
+        """Named models: ``factory(*, seed, **params) -> torch.nn.Module`` (trained or with shipped weights)."""
+        return {}
+
+    def pipeline_architectures(self) -> dict[str, Callable[..., Any]]:
+        """Architectures a state dict is loaded into: ``build(**params) -> torch.nn.Module``."""
+        return {}
+
+    def pipeline_poolings(self) -> dict[str, Callable[..., Any]]:
+        """Domain poolings: ``pool(R, data, model, **params) -> DataArray or Dataset``."""
+        return {}
+
+    def pipeline_figures(self) -> dict[str, Callable[..., Any]]:
+        """Domain figures: ``figure(R, data, model, **params) -> matplotlib Figure``."""
+        return {}
+
 
 def load_domains() -> dict[str, Domain]:
     """Load every installed domain plugin (imports them; the core never does so by itself)."""

@@ -54,5 +54,99 @@ class EEGDomain(Domain):
         from .demo import run_demo
         return run_demo(out)
 
+    # -- pipelines (``sciexplain run FILE.toml``) ---------------------------------------------
+    def pipeline_loaders(self) -> dict:
+        """``finger_movements(split="test", montage="colin27_1020")``: the real BCI II set IV epochs."""
+        return {"finger_movements": _load_finger_movements}
+
+    def pipeline_models(self) -> dict:
+        """``LinearEEG`` (logistic regression, penalty by CV), ``CompactEEGNet`` and ``SturmDNN``
+        (trained with :func:`sciexplain_eeg.fit`, seeded), all trained on a FingerMovements split."""
+        return {"LinearEEG": _linear_eeg, "CompactEEGNet": _trained("CompactEEGNet"),
+                "SturmDNN": _trained("SturmDNN")}
+
+    def pipeline_architectures(self) -> dict:
+        """The plugin's model classes for state dicts: ``build(n_channels=28, n_times=28, **params)``."""
+        return {"LinearEEG": _architecture("LinearEEG"), "CompactEEGNet": _architecture("CompactEEGNet"),
+                "SturmDNN": _architecture("SturmDNN")}
+
+    def pipeline_poolings(self) -> dict:
+        """``rois(by="lobe")``: relevance summed over the montage's regions (:func:`pool_rois`)."""
+        return {"rois": _pool_rois}
+
+    def pipeline_figures(self) -> dict:
+        """Topomaps of single trials and classes, joint plot, ROI time courses, left vs right."""
+        return {"topomap": _figure("plot_topomap"), "class_topomaps": _figure("plot_class_topomaps"),
+                "joint": _figure("plot_joint"), "roi_timecourse": _figure("plot_roi_timecourse"),
+                "left_right": _figure("plot_left_right")}
+
+
+def _load_finger_movements(split: str = "test", montage: str | None = "colin27_1020") -> dict:
+    from .data import _splits, finger_movements_path, load_finger_movements
+    epochs = load_finger_movements(split, montage=montage)
+    return {"native": epochs, "files": [finger_movements_path(s) for s in _splits(split)],
+            "extras": {"epochs": epochs}}
+
+
+def _linear_eeg(*, seed: int, train_split: str = "train", C: Any = (1e-4, 1e-3, 1e-2, 1e-1), cv: int = 5,
+                demean: bool = True):
+    from .data import load_finger_movements
+    from .models import LinearEEG
+    train = load_finger_movements(train_split)
+    n_ch, n_t = train.get_data().shape[1:]
+    return LinearEEG(n_ch, n_t, demean=demean).fit_logistic(train, C=tuple(C) if isinstance(C, list) else C,
+                                                             cv=cv, seed=seed)
+
+
+def _trained(name: str):
+    def factory(*, seed: int, train_split: str = "train", model_params: dict | None = None, **fit_params: Any):
+        from . import models
+        from .data import load_finger_movements
+        from .training import fit
+        train = load_finger_movements(train_split)
+        n_ch, n_t = train.get_data().shape[1:]
+        model = getattr(models, name)(n_ch, n_t, **(model_params or {}))
+        return fit(model, train, seed=seed, **fit_params).model
+    factory.__name__ = f"train_{name}"
+    return factory
+
+
+def _architecture(name: str):
+    def build(n_channels: int = 28, n_times: int = 28, **params: Any):
+        from . import models
+        return getattr(models, name)(n_channels, n_times, **params)
+    build.__name__ = f"build_{name}"
+    return build
+
+
+def _pool_rois(R: Any, data: Any, model: Any, by: str = "lobe"):
+    from .rois import pool_rois
+    return pool_rois(R, by=by)
+
+
+def _figure(name: str):
+    def figure(R: Any, data: Any, model: Any, **params: Any):
+        from . import plots
+        if name == "plot_topomap" and isinstance(params.get("epoch"), str):
+            params["epoch"] = _first_epoch(R, params["epoch"])
+        return getattr(plots, name)(R, **params)
+    figure.__name__ = name
+    return figure
+
+
+def _first_epoch(R: Any, which: str) -> int:
+    """``"correct-left"`` / ``"correct-right"``: the first correctly predicted epoch of that condition."""
+    import numpy as np
+    kind, _, condition = which.partition("-")
+    ok = np.ones(R.sizes["epoch"], dtype=bool)
+    if kind == "correct" and "label" in R.coords:
+        ok &= R.target.values == R.label.values
+    if condition:
+        ok &= R.condition.values == condition
+    hits = np.flatnonzero(ok)
+    if not hits.size:
+        raise ValueError(f"no epoch matches {which!r}; give an epoch index instead")
+    return int(hits[0])
+
 
 DOMAIN = EEGDomain()

@@ -66,6 +66,102 @@ class ImageDomain(Domain):
         from .demo import run_demo
         return run_demo(out)
 
+    # -- pipelines (``sciexplain run FILE.toml``) ---------------------------------------------
+    def pipeline_loaders(self) -> dict:
+        """``photos(names=[...])``: bundled photos with object boxes; ``fashion_mnist(split, n)``."""
+        return {"photos": _load_photos, "fashion_mnist": _load_fashion}
+
+    def pipeline_models(self) -> dict:
+        """``efficientnet_lite0`` (ImageNet weights from the model package) and ``fashion_cnn``
+        (the plugin's shipped Fashion-MNIST weights)."""
+        from .fashion import load_fashion_cnn
+        from .models import load_efficientnet_lite0
+        return {"efficientnet_lite0": _ignore_seed(load_efficientnet_lite0),
+                "fashion_cnn": _ignore_seed(load_fashion_cnn)}
+
+    def pipeline_architectures(self) -> dict:
+        """``FashionCNN(n_classes=10)`` for state dicts."""
+        from .fashion import FashionCNN
+        return {"FashionCNN": FashionCNN}
+
+    def pipeline_poolings(self) -> dict:
+        """``box_shares``: object box vs context (photos only); ``patches(size)``: square patches."""
+        return {"box_shares": _box_shares, "patches": _patches}
+
+    def pipeline_figures(self) -> dict:
+        """``overlay(sample)``: relevance over the model's view of the image; ``box_shares``."""
+        return {"overlay": _overlay, "box_shares": _box_shares_figure}
+
+
+def _ignore_seed(load):
+    def factory(*, seed: int, **params: Any):  # shipped weights: nothing is random
+        return load(**params)
+    factory.__name__ = load.__name__
+    return factory
+
+
+def _load_photos(names: list | None = None) -> dict:
+    from .demo import DEMO_PHOTOS
+    from .photos import load_photo
+    names = list(names) if names is not None else list(DEMO_PHOTOS)
+    images = [load_photo(n) for n in names]
+
+    def explain_defaults(model: Any) -> dict:
+        from .explain import input_bounds
+        return {"preset": "epsilon-plus-box", "bounds": input_bounds(_spec_for(model, None))}
+    return {"native": images, "coords": {"image": names}, "extras": {"photos": names, "images": images},
+            "explain": explain_defaults}
+
+
+def _load_fashion(split: str = "test", n: int | None = None) -> dict:
+    from .fashion import _FILES, FASHION_DIR, fashion_to_tensor, load_fashion_mnist
+    X, y = load_fashion_mnist(split)
+    if n is not None:
+        X, y = X[:n], y[:n]
+    x = fashion_to_tensor(X).numpy()
+    return {"x": x, "dims": DIMS_COLOR, "y": y,
+            "coords": {"color": ["L"], "y": np.arange(28), "x": np.arange(28), "label": ("image", y)},
+            "explain": {"preset": "epsilon-plus-box", "bounds": (0.0, 1.0)},
+            "files": [FASHION_DIR / name for name in _FILES[split][:2]], "extras": {"images": X}}
+
+
+def _colorless(R):
+    return R.relevance.pool("color") if "color" in R.dims else R
+
+
+def _box_shares(R, data, model, **params: Any):
+    from .photos import photo_box
+    from .regions import box_shares
+    names = data.extras.get("photos")
+    if names is None:
+        raise ValueError("box_shares needs photos with known object boxes: use the 'photos' loader")
+    spec = _spec_for(model, None)
+    return box_shares(_colorless(R), [photo_box(n, spec) for n in names])
+
+
+def _patches(R, data, model, size: int = 16):
+    from .regions import pool_patches
+    return pool_patches(_colorless(R), size)
+
+
+def _seen(data, model, i: int):
+    images = data.extras.get("images")
+    if images is None:
+        return None
+    if data.extras.get("photos") is not None:
+        return _spec_for(model, None).prepare(images[i]).array
+    return np.asarray(images[i])
+
+
+def _overlay(R, data, model, sample: int = 0, alpha: float = 0.65):
+    from .plots import plot_overlay
+    return plot_overlay(_colorless(R), _seen(data, model, sample), sample, alpha=alpha)
+
+
+def _box_shares_figure(R, data, model):
+    from .plots import plot_box_shares
+    return plot_box_shares(_box_shares(R, data, model))
+
 
 DOMAIN = ImageDomain()
 

@@ -1,0 +1,23 @@
+"""Declarative, reproducible analysis pipelines: ``sciexplain run analysis.toml``.
+
+A pipeline file (TOML) names the data (a plugin loader or netCDF / Zarr / .npy files), the
+model (a plugin's named model, a TorchScript file, or a state dict loaded with
+``weights_only=True`` into a named architecture), the explanation methods, pooling steps,
+evaluations and figures. :func:`check` validates a file and reports every problem with its
+line; :func:`run` runs it chunk-wise on a Dask scheduler (:func:`sciexplain.explain_dataset`),
+resumably, and writes every output with its provenance. The format is described in
+``examples/README.md``.
+
+>>> import sciexplain as sx
+>>> result = sx.pipeline.run("examples/eeg_finger_movements.toml", scheduler="threads")
+>>> result.out / "provenance.json"
+"""
+
+from __future__ import annotations
+
+from .config import SCHEMA, ConfigError, Problem, key_lines, load_config, validate
+from .loading import DataLoadError, ModelLoadError, PipelineData
+from .runner import PipelineError, RunResult, check, plot_perturbation_curves, run
+
+__all__ = ["run", "check", "validate", "load_config", "key_lines", "ConfigError", "Problem", "PipelineError",
+           "ModelLoadError", "DataLoadError", "PipelineData", "RunResult", "SCHEMA", "plot_perturbation_curves"]

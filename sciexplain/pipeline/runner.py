@@ -1,0 +1,348 @@
+"""Running a pipeline: data -> model -> explanations (chunk-wise, resumable) -> pooling ->
+evaluation -> figures, every output carrying the run's provenance."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import xarray as xr
+
+from ..errors import SciexplainError
+from . import provenance as prov
+from .config import _named_plugins, load_config, load_named_domains, resolve
+from .loading import PipelineData, load_data, load_model, prepare_inputs
+
+__all__ = ["run", "check", "RunResult", "PipelineError"]
+
+
+class PipelineError(SciexplainError, RuntimeError):
+    """A pipeline run stopped; the message says at which step and why. Outputs written so far stay readable."""
+
+
+@dataclass
+class RunResult:
+    """What a run produced.
+
+    Attributes
+    ----------
+    out : Path
+        The output folder.
+    provenance : dict
+        The provenance record (also ``out / "provenance.json"``).
+    relevance : dict of str to xarray.DataArray
+        Per method, the relevance (backed by its store).
+    evaluation : list of dict
+        Rows of ``evaluation.csv``.
+    files : list of str
+        Files written, relative to ``out``.
+    chunks_computed : dict of str to int
+        Per method, chunks computed by this run (0 when everything was already in the store).
+    """
+
+    out: Path
+    provenance: dict
+    relevance: dict = field(default_factory=dict)
+    evaluation: list = field(default_factory=list)
+    files: list = field(default_factory=list)
+    chunks_computed: dict = field(default_factory=dict)
+
+
+def check(source: str | Path | Mapping) -> dict:
+    """Validate a pipeline file (or dict) without running anything; returns the parsed config.
+
+    Raises
+    ------
+    ConfigError
+        Every problem, each named with its line.
+    """
+    return load_config(source)[0]
+
+
+def _nc_attrs(provenance: Mapping) -> dict:
+    return {"provenance": prov.as_json(provenance), "config_sha256": provenance["config_sha256"]}
+
+
+def _to_netcdf(obj: xr.DataArray | xr.Dataset, path: Path, provenance: Mapping) -> None:
+    obj = obj.copy()
+    obj.attrs = {**{k: v for k, v in obj.attrs.items() if k not in ("store",)}, **_nc_attrs(provenance)}
+    if isinstance(obj, xr.Dataset):
+        for name in obj.variables:
+            obj[name].attrs.pop("store", None)
+    obj.load().to_netcdf(path)
+
+
+def _write_csv(rows: list[dict], path: Path, provenance: Mapping) -> None:
+    buf = io.StringIO()
+    buf.write(f"# provenance: {prov.as_json(provenance)}\n")
+    if rows:
+        writer = csv.DictWriter(buf, fieldnames=list(rows[0]), lineterminator="\n")
+        writer.writeheader()
+        for r in rows:
+            writer.writerow({k: (repr(v) if isinstance(v, float) else v) for k, v in r.items()})
+    path.write_text(buf.getvalue())
+
+
+def _save_figure(fig: Any, path: Path, provenance: Mapping) -> None:
+    import matplotlib.pyplot as plt
+    text = prov.as_json(provenance)
+    key = {"png": "provenance", "pdf": "Subject", "svg": "Description"}[path.suffix[1:]]
+    fig.savefig(path, dpi=110, bbox_inches="tight", metadata={key: text})
+    plt.close(fig)
+
+
+def _explain_kwargs(method: Mapping, data: PipelineData, model: Any) -> dict:
+    defaults = data.explain(model) if callable(data.explain) else dict(data.explain)
+    kwargs = {k: v for k, v in defaults.items() if k in ("preset", "bounds", "max_pool")}
+    kwargs["method"] = method["method"]
+    if "preset" in method:
+        kwargs["preset"] = method["preset"]
+    if "bounds" in method:
+        kwargs["bounds"] = tuple(method["bounds"])
+    if "max_pool" in method:
+        kwargs["max_pool"] = method["max_pool"]
+    if kwargs["method"] != "lrp":
+        for key in ("preset", "bounds", "max_pool"):
+            if key not in method:
+                kwargs.pop(key, None)
+    kwargs.update(method.get("options", {}))
+    return kwargs
+
+
+def _target(method: Mapping, data: PipelineData) -> Any:
+    t = method.get("target", "predicted")
+    if t == "predicted":
+        return None
+    if t == "true":
+        if data.y is None:
+            raise PipelineError(f"method {method['name']!r} explains target = 'true', but the data have no labels "
+                                "(give data.target_file, or use a loader that provides labels)")
+        return data.y
+    return int(t)
+
+
+def _pool(R: xr.DataArray, step: Mapping, data: PipelineData, model: Any) -> xr.DataArray | xr.Dataset:
+    kind = step["kind"]
+    if kind == "windows":
+        return R.relevance.windows(step["dim"], step["size"])
+    if kind == "group":
+        return R.relevance.group(step["dim"], {k: list(v) for k, v in step["groups"].items()})
+    if kind == "pool":
+        return R.relevance.pool(*step["dims"])
+    fn = data.domain.pipeline_poolings()[step["function"]]
+    return fn(R, data, model, **step.get("params", {}))
+
+
+def _figure(spec: Mapping, R: xr.DataArray | None, data: PipelineData, model: Any, curves: Mapping) -> Any:
+    kind = spec["kind"]
+    params = dict(spec.get("params", {}))
+    if kind == "plugin":
+        return data.domain.pipeline_figures()[spec["function"]](R, data, model, **params)
+    if kind == "heatmap":
+        from ..plotting import plot_heatmap
+        return plot_heatmap(R, params.pop("sample", 0), **params)
+    return plot_perturbation_curves(curves, **params)
+
+
+def plot_perturbation_curves(curves: Mapping[tuple[str, str], xr.DataArray], *, title: str | None = None):
+    """Mean perturbation curve (over samples) per method and order; returns a matplotlib Figure."""
+    from ..plotting import pyplot
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(5.5, 3.6))
+    styles = {"morf": "-", "lerf": "--", "random": ":"}
+    for (method, order), curve in curves.items():
+        mean = curve.mean(curve.dims[0]).values
+        ax.plot(np.arange(len(mean)), mean, styles.get(order, "-"), label=f"{method} {order}")
+    ax.set_xlabel("regions removed (steps)")
+    ax.set_ylabel("mean f(x) of the explained class")
+    ax.set_title(title or "region perturbation")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def run(source: str | Path | Mapping, *, scheduler: Any = None, out: str | Path | None = None,
+        small: bool | None = None, progress: bool | None = None) -> RunResult:
+    """Run a pipeline file (or dict): explanations, pooling, evaluation and figures into ``out``.
+
+    Parameters
+    ----------
+    source : path or mapping
+        The TOML file (relative paths inside it are taken from its folder) or a dict of the
+        same structure (relative paths from the working directory).
+    scheduler : str or dask.distributed.Client, optional
+        Overrides ``run.scheduler``: ``"serial"``, ``"threads"``, ``"processes"``, a Client
+        or a scheduler address. Changes no number (it is left out of the config hash).
+    out : path, optional
+        Overrides ``run.out``.
+    small : bool, optional
+        Overrides ``run.small`` (apply ``[run.small_settings]``).
+    progress : bool, optional
+        Overrides ``run.progress``.
+
+    Returns
+    -------
+    RunResult
+
+    Raises
+    ------
+    ConfigError
+        The file has problems (all listed with their lines); nothing was run.
+    PipelineError
+        A step failed; the message names it (and the sample, for a failed explanation).
+        Completed chunks stay in their stores, and rerunning resumes after them.
+    """
+    from ..dataset import SampleError, explain_dataset, perturbation_dataset, scheduler_name
+    from ..evaluate import abpc, aopc
+
+    started = prov.now()
+    config, _text, base, name = load_config(source)
+    domains, _ = load_named_domains(_named_plugins(config))
+    stem = Path(name).stem if not isinstance(source, Mapping) else "pipeline"
+    cfg = resolve(config, base, small=small,
+                  scheduler=scheduler if isinstance(scheduler, (str, type(None))) else None,
+                  out=None if out is None else str(out), name=stem)
+    runcfg = cfg["run"]
+    sched = scheduler if scheduler is not None and not isinstance(scheduler, str) else runcfg["scheduler"]
+    show = runcfg["progress"] if progress is None else bool(progress)
+    seed = int(runcfg["seed"])
+    outdir = Path(runcfg["out"])
+    outdir.mkdir(parents=True, exist_ok=True)
+    result = RunResult(out=outdir, provenance={})
+
+    def step(what: str, fn, *args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except (SampleError, PipelineError):
+            raise
+        except SciexplainError as err:
+            raise PipelineError(f"{what}: {err}") from err
+        except Exception as err:  # noqa: BLE001 -- any failure is named with its step
+            raise PipelineError(f"{what} failed: {type(err).__name__}: {err}") from err
+
+    data = step("loading the data", load_data, cfg["data"], domains)
+    model = step("loading the model", load_model, cfg["model"], domains, seed=seed)
+    data = step("preparing the inputs", prepare_inputs, data, model, cfg["data"].get("samples"))
+    inputs = [p for p in data.files]
+    for key in ("torchscript", "state_dict"):
+        if key in cfg["model"]:
+            inputs.append(Path(cfg["model"][key]))
+    record = prov.collect(cfg, config_file=None if isinstance(source, Mapping) else str(Path(source).resolve()),
+                          inputs=inputs, seeds={"run": seed, "torch": seed, "numpy": seed, "perturbation": seed},
+                          scheduler=scheduler_name(sched), started=started)
+    result.provenance = record
+    dims = data.dims or None
+    fmt = runcfg["format"]
+    work = outdir if fmt == "zarr" else outdir / "_chunks"
+    work.mkdir(exist_ok=True)
+    chunk = int(runcfg["chunk"])
+    workers = runcfg.get("workers")
+
+    # explanations
+    for method in cfg["methods"]:
+        label = method["name"]
+        store = work / f"relevance_{label}.zarr"
+        try:
+            R = explain_dataset(model, data.x, chunk=chunk, scheduler=sched, store=store, target=_target(method, data),
+                                dims=dims, coords=data.coords, attrs={**data.attrs, "pipeline_method": label},
+                                provenance=record, n_workers=workers, progress=show,
+                                **_explain_kwargs(method, data, model))
+        except SampleError as err:
+            raise PipelineError(f"method {label!r}: {err} (rerun the same command to resume; "
+                                f"finished chunks are in {store})") from err
+        except SciexplainError as err:
+            raise PipelineError(f"method {label!r}: {err}") from err
+        if method.get("target", "predicted") == "predicted" and dims:
+            R = R.assign_coords(predicted=(R.dims[0], R.target.values))
+        result.relevance[label] = R
+        result.chunks_computed[label] = int(R.attrs.get("chunks_computed", 0))
+        if fmt == "netcdf":
+            _to_netcdf(R, outdir / f"relevance_{label}.nc", record)
+            result.files.append(f"relevance_{label}.nc")
+        else:
+            result.files.append(store.name)
+
+    # pooling
+    for p in cfg.get("pooling", []):
+        for label in p.get("methods", list(result.relevance)):
+            pooled = step(f"pooling {p['name']!r} of {label!r}", _pool, result.relevance[label], p, data, model)
+            fname = f"pooled_{p['name']}_{label}.nc"
+            _to_netcdf(pooled, outdir / fname, record)
+            result.files.append(fname)
+
+    # evaluation
+    curves: dict[tuple[str, str], xr.DataArray] = {}
+    pert = cfg.get("evaluation", {}).get("perturbation")
+    if pert is not None:
+        removal: Any = pert["removal"]
+        if removal == "plugin":
+            removal = data.domain.removal(**pert.get("removal_params", {}))
+        kwargs = {"steps": pert.get("steps"), "removal": removal, "patch": tuple(pert["patch"]) if "patch" in pert else None,
+                  "regions_per_step": pert["regions_per_step"], "batch_size": pert["batch_size"], "seed": seed,
+                  "chunk": chunk, "scheduler": sched, "n_workers": workers, "progress": show}
+        x_eval = data.x
+        rows = []
+        for label in pert.get("methods", list(result.relevance)):
+            R = result.relevance[label]
+            if pert.get("pool"):
+                R = R.relevance.pool(*pert["pool"])
+            aopcs = {}
+            for order in pert["orders"]:
+                c = step(f"perturbation {order} of {label!r}", perturbation_dataset, model, x_eval, R, order=order, **kwargs)
+                curves[(label, order)] = c
+                _to_netcdf(c.rename("f_x"), outdir / f"perturbation_{label}_{order}.nc", record)
+                result.files.append(f"perturbation_{label}_{order}.nc")
+                aopcs[order] = aopc(c)
+                rows.append({"method": label, "order": order, "aopc": float(aopcs[order].mean()),
+                             "n_samples": int(c.shape[0]), "steps": int(c.shape[1] - 1)})
+            if "morf" in aopcs and "lerf" in aopcs:
+                rows.append({"method": label, "order": "abpc (lerf - morf area)",
+                             "aopc": float(abpc(curves[(label, "morf")], curves[(label, "lerf")]).mean()),
+                             "n_samples": int(c.shape[0]), "steps": int(c.shape[1] - 1)})
+        if pert["random"]:
+            first = next(iter(result.relevance.values()))
+            if pert.get("pool"):
+                first = first.relevance.pool(*pert["pool"])
+            c = step("perturbation in random order", perturbation_dataset, model, x_eval, first, order="random", **kwargs)
+            curves[("random", "random")] = c
+            _to_netcdf(c.rename("f_x"), outdir / "perturbation_random.nc", record)
+            result.files.append("perturbation_random.nc")
+            rows.append({"method": "random", "order": "random", "aopc": float(aopc(c).mean()),
+                         "n_samples": int(c.shape[0]), "steps": int(c.shape[1] - 1)})
+        _write_csv(rows, outdir / "evaluation.csv", record)
+        result.files.append("evaluation.csv")
+        table = ["| method | order | AOPC | samples | steps |", "|---|---|---|---|---|"]
+        table += [f"| {r['method']} | {r['order']} | {r['aopc']:.4f} | {r['n_samples']} | {r['steps']} |" for r in rows]
+        table.append(f"\n<!-- provenance: config_sha256 {record['config_sha256']}, see provenance.json -->")
+        (outdir / "evaluation.md").write_text("\n".join(table) + "\n")
+        result.files.append("evaluation.md")
+        result.evaluation = rows
+
+    # figures
+    if cfg.get("figures"):
+        (outdir / "figures").mkdir(exist_ok=True)
+    for f in cfg.get("figures", []):
+        label = f.get("method", next(iter(result.relevance)))
+        R = result.relevance[label]
+        fig = step(f"figure {f['name']!r}", _figure, f, R.load() if f["kind"] != "perturbation" else None,
+                   data, model, curves)
+        if fig is None or not hasattr(fig, "savefig"):
+            raise PipelineError(f"figure {f['name']!r}: the figure function returned {type(fig).__name__}, not a "
+                                "matplotlib Figure")
+        fname = Path("figures") / f"{f['name']}.{f.get('format', 'png')}"
+        _save_figure(fig, outdir / fname, record)
+        result.files.append(str(fname))
+
+    record["finished"] = prov.now()
+    record["outputs"] = sorted(result.files)
+    record["chunks_computed"] = dict(result.chunks_computed)
+    (outdir / "provenance.json").write_text(prov.as_json(record, indent=2) + "\n")
+    result.files.append("provenance.json")
+    return result
