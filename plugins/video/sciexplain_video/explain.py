@@ -244,7 +244,7 @@ def _explain_fisher(model: Any, fields: Any, target: Any, *, method: str, preset
     else:  # gradient methods: absorbed is NaN or meaningless; keep what the core said
         absorbed = absorbed_model
     coords = _coords(fields)
-    keep = {k: v for k, v in Rd.attrs.items() if k not in ("method", "rules", "decomposes")}
+    keep = {k: v for k, v in Rd.attrs.items() if k not in ("method", "rules", "decomposes", "sciexplain_version")}
     f0 = fields[0]
     attrs = {**keep, "domain": "video", "block": f0.block, "width": f0.width, "height": f0.height, "fps": f0.fps,
              "descriptors": (f"HOF/MBHx/MBHy histograms ({model.spec.bins} bins each) over cells of "
