@@ -329,10 +329,11 @@ class RelevanceAccessor:
     def group(
         self,
         dim: str,
-        groups: Mapping[Hashable, Sequence[Any]],
+        groups: Mapping[Hashable, Sequence[Any]] | None = None,
         *,
+        by: str | None = None,
         coord: str | None = None,
-        remainder: str | None = "other",
+        remainder: Any = "other",
         name: str | None = None,
     ) -> xr.DataArray:
         """Sum the entries of ``dim`` by groups of coordinate values.
@@ -344,6 +345,13 @@ class RelevanceAccessor:
         groups : mapping of label -> sequence of coordinate values
             Each group sums the entries of ``dim`` whose ``coord`` value is in its list.
             Groups must not overlap (an entry would be counted twice).
+        by : str, optional
+            Instead of ``groups``: the name of a coord of integer group indices, either along
+            ``dim`` or 2-d along (batch dim, ``dim``) so that every sample has its own grouping
+            (subword tokens -> words per document). Entry ``k`` of the result sums the entries
+            whose index is ``k``; entries with a negative index (e.g. padding) belong to no
+            group and are collected under the label ``-1`` (``remainder=None`` drops them:
+            a partial sum).
         coord : str, optional
             A 1-d coord along ``dim`` to match against, e.g. a condition label or a brain
             region per channel. Default: the index coordinate of ``dim`` (positions
@@ -371,6 +379,10 @@ class RelevanceAccessor:
             On unknown coordinate values, overlapping or empty groups, a remainder label
             that is also a group label, or group labels of mixed types.
         """
+        if by is not None:
+            if groups is not None or coord is not None:
+                raise InputError("give either groups= (with coord=) or by=, not both")
+            return self._group_by(dim, by, remainder, name)
         coord_name, values = self._coord_values(dim, coord)
         if not isinstance(groups, Mapping) or not groups:
             raise InputError(
@@ -448,6 +460,64 @@ class RelevanceAccessor:
             detail += f", {note}"
         target_dim = "" if new_dim == dim else f" into {new_dim}"
         return self._finish(result, f"groups on {dim}{by}{target_dim} ({detail})")
+
+    def _group_by(self, dim: str, by: str, remainder: Any, name: str | None) -> xr.DataArray:
+        """``group(dim, by=coord)``: integer group indices per entry, per sample if 2-d."""
+        R = self._R
+        self._require_dims([dim])
+        batch = self.batch_dim
+        if dim == batch:
+            raise InputError(f"by= groups entries of a non-batch dim; {dim!r} is the batch dim: use groups=")
+        if by not in R.coords:
+            raise InputError(f"unknown coord {by!r}; coords are {sorted(map(str, R.coords))}")
+        index = R.coords[by]
+        if index.dims == (dim,):
+            idx = np.broadcast_to(np.asarray(index.values), (R.sizes[batch] if batch else 1, R.sizes[dim]))
+        elif batch is not None and set(index.dims) == {batch, dim} and index.ndim == 2:
+            idx = np.asarray(index.transpose(batch, dim).values)
+        else:
+            raise InputError(f"coord {by!r} has dims {index.dims}; by= needs integer group indices along "
+                             f"{dim!r} or along ({batch!r}, {dim!r})")
+        if idx.dtype.kind not in "iu":
+            raise InputError(f"coord {by!r} must hold integer group indices (negative: no group), got dtype "
+                             f"{idx.dtype}")
+        new_dim = by if name is None else name
+        if new_dim != dim and new_dim in R.dims:
+            raise InputError(f"name {new_dim!r} is already a dim of this result ({list(R.dims)})")
+        n_groups = int(idx.max()) + 1 if idx.size and idx.max() >= 0 else 0
+        outside = bool((idx < 0).any())
+        keep_rest = outside and remainder is not None
+        width = n_groups + (1 if keep_rest else 0)
+        if width == 0:
+            raise InputError(f"coord {by!r} assigns no entry to a group (all indices negative)")
+        target = np.where(idx < 0, n_groups if keep_rest else -1, idx)
+        batch_axis = R.get_axis_num(batch) if batch is not None else None
+        data = np.asarray(R.values, dtype=np.float64)
+        if batch_axis is None:
+            data = data[None]
+            moved = np.moveaxis(data, R.get_axis_num(dim) + 1, -1)
+        else:
+            moved = np.moveaxis(data, [batch_axis, R.get_axis_num(dim)], [0, -1])
+        flat = moved.reshape(moved.shape[0], -1, moved.shape[-1])
+        out = np.zeros((flat.shape[0], flat.shape[1], width))
+        for b in range(flat.shape[0]):
+            sel = target[b] >= 0
+            np.add.at(out[b], (slice(None), target[b][sel]), flat[b][:, sel])
+        out = out.reshape(moved.shape[:-1] + (width,))
+        other_dims = [d for d in R.dims if d not in (batch, dim)]
+        dims = ([batch] if batch is not None else []) + other_dims + [new_dim]
+        if batch_axis is None:
+            out = out[0]
+        result = xr.DataArray(out.astype(R.dtype, copy=False), dims=dims)
+        result = result.transpose(*[new_dim if d == dim else d for d in R.dims])
+        kept = {c: v.variable for c, v in R.coords.items() if dim not in v.dims}
+        labels = np.arange(n_groups).tolist() + ([-1] if keep_rest else [])
+        result = result.assign_coords(kept).assign_coords({new_dim: np.asarray(labels)})
+        detail = f"{n_groups} groups by {by}" + (" + entries in no group (-1)" if keep_rest else "")
+        if outside and not keep_rest:
+            detail += ", partial: entries in no group dropped"
+        self._warn_if_not_decomposition("group()")
+        return self._finish(result, f"groups on {dim} {detail}")
 
     def windows(
         self,

@@ -39,7 +39,7 @@ from .ledger import ledger_dataset, rules_summary
 from .plan import make_plan
 from .presets import RuleMap, resolve_preset
 from .registry import REGISTRY
-from .rules import Rule
+from .rules import ProductRule, Rule
 from .tape import Ref, _Placeholder
 from .walk import Walk, lrp_walk, rule_text
 
@@ -164,7 +164,7 @@ class Explainer:
                 as (model, applied):
             rule_map = self._check(model)
             call = self._call(model, applied)
-            fw = call._forward(xt, grad=False, leaf_names=rule_map.names() if rule_map else set())
+            fw = call._forward(xt, grad=False, leaf_names=_unit_names(rule_map) if rule_map else set())
             call.plan(fw, rule_map)
         return [(st.node.name, st.kind.detail or st.node.op, rule_text(st))
                 for _, st in sorted(fw.steps.items())]
@@ -239,7 +239,7 @@ class Explainer:
 
     def _explain_lrp(self, call: Call, xt, target, rule_map, dims, coords, at, through, full_ledger=True):
         # recorded with autograd so that epsilon layers reuse the forward graph (no second pass)
-        fw = call._forward(xt, grad=xt.is_floating_point(), leaf_names=rule_map.names())
+        fw = call._forward(xt, grad=xt.is_floating_point(), leaf_names=_unit_names(rule_map))
         keep = ({at} if at else set()) | set(through or {})
         call.plan(fw, rule_map, keep=keep)
         t = targets(target, fw.logits)
@@ -267,6 +267,13 @@ class Explainer:
         if through:
             R = R.assign_coords(filtered_out=(R.dims[0], filtered_out.numpy()))
         return R, (ledger_dataset(rows, R.dims[0], pred, Rx) if full_ledger else None)
+
+
+def _unit_names(rule_map: RuleMap) -> set[str]:
+    """Module paths the preset names: recorded as one unit each (so that e.g. ``Pass()`` acts on the
+    module, not on the operations inside it), except where a product rule names the products
+    inside a module."""
+    return {name for name, rule in rule_map.by_name.items() if not isinstance(rule, ProductRule)}
 
 
 def explain(model: nn.Module, data: Any, target: Any = None, *, method: str = "lrp",

@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
-from .errors import InputError, InputTypeError, RuleError
+from .errors import InputError, InputTypeError, RuleError, UnsupportedModelError
 from .tape import Node
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -197,7 +197,7 @@ class Registry:
         for cls in type(module).__mro__:
             if cls in self.leaves:
                 return self.leaves[cls]
-        raise KeyError(type(module).__name__)  # pragma: no cover
+        raise UnsupportedModelError(f"{type(module).__name__} is not a registered module type")  # pragma: no cover
 
     def classify(self, node: Node) -> Kind:
         """Put a recorded node in its kind."""

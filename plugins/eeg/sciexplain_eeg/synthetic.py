@@ -111,7 +111,7 @@ class GroundTruth:
 
     def _check_label(self, label: str) -> None:
         if label not in self.weights:
-            raise KeyError(f"Unknown class {label!r}; classes are {list(self.classes)}.")
+            raise InputError(f"Unknown class {label!r}; classes are {list(self.classes)}.")
 
 
 def make_synthetic_epochs(

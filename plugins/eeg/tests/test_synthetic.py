@@ -121,7 +121,7 @@ def test_mask():
     assert mask[names.index("C3")].sum() == (truth.waveform > 0).sum()
     assert not mask[names.index("C4")].any()
     assert not mask[:, truth.times < 0.3 - 1e-9].any()
-    with pytest.raises(KeyError, match="Unknown class"):
+    with pytest.raises(ValueError, match="Unknown class"):
         truth.mask("up")
     with pytest.raises(ValueError, match="threshold"):
         truth.mask("left", threshold=0.0)

@@ -1,0 +1,320 @@
+"""The operation registry, user-registered leaf modules, canonizers and the walk's warnings."""
+
+from __future__ import annotations
+
+import ast
+import copy
+import pathlib
+import pickle
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import sciexplain as sx
+from sciexplain import canonizers as canon
+from sciexplain.errors import ExplainWarning, InputError, InputTypeError, RuleError, SciexplainError
+from sciexplain.registry import REGISTRY, Kind, LeafCall, LeafRelevance, Registry
+
+from conftest import make_mlp, assert_balances, assert_ledger_balances, assert_state_equal, hook_counts, state_copy
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+# -- a user's own module type ------------------------------------------------------------------
+
+class SoftScale(nn.Module):
+    """y = x * exp(s): uses torch.exp inside, which has no rule; registered as a unit it needs none."""
+
+    def __init__(self, n: int):
+        super().__init__()
+        self.s = nn.Parameter(torch.linspace(-0.5, 0.5, n))
+
+    def forward(self, x):
+        return x * torch.exp(self.s)
+
+
+def propagate_soft_scale(call: LeafCall) -> LeafRelevance:
+    # y_i depends on x_i alone and y_i = c_i x_i: relevance passes through unchanged
+    return LeafRelevance([call.relevance])
+
+
+class HalfAbsorbing(nn.Module):
+    def forward(self, x):
+        return 2 * x
+
+
+def propagate_half(call: LeafCall) -> LeafRelevance:
+    eps = call.rule.epsilon if call.rule is not None else 0.0
+    return LeafRelevance([call.relevance * 0.5], absorbed=None if eps == 0 else
+                         (call.relevance * 0.5).reshape(len(call.relevance), -1).sum(1))
+
+
+sx.register(SoftScale, propagate_soft_scale, description="element-wise scale: relevance passes through")
+sx.register(HalfAbsorbing, propagate_half, description="half the relevance absorbed",
+            default_rule=sx.rules.Epsilon(0.0))
+
+
+def _scaled_mlp(seed=0):
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Linear(5, 6), nn.ReLU(), SoftScale(6), nn.Linear(6, 3)).eval()
+
+
+def test_registered_module_is_one_unit_with_its_own_rule():
+    model = _scaled_mlp()
+    x = torch.randn(4, 5)
+    R, led = sx.Explainer(model).explain_with_ledger(x)
+    assert_balances(R)
+    assert_ledger_balances(led)
+    assert "2" in list(led.layer.values)
+    assert not any("exp" in str(n) for n in led.layer.values), "the module's inner ops were recorded"
+    assert "element-wise scale" in R.attrs["rules"]
+    # pass-through at the scale: the relevance equals explaining the model with the scale folded
+    folded = copy.deepcopy(model)
+    with torch.no_grad():
+        folded[3].weight.mul_(torch.exp(model[2].s))
+    ref = sx.explain(nn.Sequential(folded[0], folded[1], folded[3]).eval(), x)
+    np.testing.assert_allclose(R.values, ref.values, rtol=1e-4, atol=1e-6)
+
+
+def test_registered_module_absorbed_defaults_to_the_difference():
+    model = nn.Sequential(nn.Linear(4, 3), HalfAbsorbing(), nn.Linear(3, 2)).eval()
+    x = torch.randn(3, 4)
+    R, led = sx.Explainer(model).explain_with_ledger(x)
+    assert_balances(R)
+    row = led.sel(layer="1")
+    np.testing.assert_allclose(row.absorbed, row.entering / 2, rtol=1e-5, atol=1e-7)
+    # a rule given by type in the preset reaches the propagator (here it makes it report absorbed)
+    R2, led2 = sx.Explainer(model, preset={"base": "epsilon", HalfAbsorbing: sx.rules.Epsilon(1.0)}) \
+        .explain_with_ledger(x)
+    assert_balances(R2)
+    assert "Epsilon(epsilon=1.0)" in str(led2.sel(layer="1").rule.values)
+
+
+def test_gradient_methods_differentiate_a_registered_module():
+    model = _scaled_mlp(1)
+    x = torch.randn(3, 5, requires_grad=True)
+    g = sx.explain(model, x.detach(), method="gradient")
+    out = model(x)
+    out[torch.arange(3), out.argmax(1)].sum().backward()
+    np.testing.assert_allclose(g.values, x.grad.numpy(), rtol=1e-5, atol=1e-7)
+
+
+class BadShape(nn.Module):
+    def forward(self, x):
+        return x + 0
+
+
+def propagate_bad_shape(call):
+    return LeafRelevance([call.relevance[:, :1]])
+
+
+def propagate_not_relevance(call):
+    return [call.relevance]
+
+
+class NotRelevance(nn.Module):
+    def forward(self, x):
+        return x * 1
+
+
+sx.register(BadShape, propagate_bad_shape, description="returns a wrong shape")
+sx.register(NotRelevance, propagate_not_relevance, description="returns a list")
+
+
+@pytest.mark.parametrize("layer,match", [(BadShape(), "shape"), (NotRelevance(), "LeafRelevance")])
+def test_bad_propagators_are_named(layer, match):
+    model = nn.Sequential(nn.Linear(4, 3), layer, nn.Linear(3, 2)).eval()
+    state = state_copy(model)
+    with pytest.raises(InputError, match=match):
+        sx.explain(model, torch.randn(2, 4))
+    assert_state_equal(model, state)
+
+
+def test_register_refuses_what_it_cannot_use():
+    with pytest.raises(InputTypeError):
+        sx.register(int, propagate_soft_scale, description="x")
+    with pytest.raises(InputError, match="built in"):
+        sx.register(nn.Linear, propagate_soft_scale, description="x")
+    with pytest.raises(InputError, match="description"):
+        sx.register(SoftScale, propagate_soft_scale, description="")
+    with pytest.raises(InputTypeError):
+        sx.register(SoftScale, "not callable", description="x")
+
+
+def test_a_private_registry_leaves_the_engine_alone():
+    reg = Registry()
+
+    class Local(nn.Module):
+        def forward(self, x):
+            return x
+
+    sx.register(Local, propagate_soft_scale, description="local", registry=reg)
+    assert Local in reg.leaves and Local not in REGISTRY.leaves
+
+
+# -- the registry's structure ------------------------------------------------------------------
+
+def test_every_recognised_kind_has_an_entry():
+    from sciexplain.tape import Node
+    known = set(REGISTRY.kinds)
+    assert {"affine", "pass", "layout", "sum", "product", "embedding", "folded", "leaf"} <= known
+    x = torch.randn(2, 3)
+    modules = [nn.Linear(3, 3), nn.Conv1d(3, 3, 1), nn.BatchNorm1d(3), nn.AvgPool1d(1), nn.ReLU(), nn.Tanh(),
+               nn.Sigmoid(), nn.Dropout(), nn.Identity(), nn.Flatten(), nn.MaxPool1d(1), nn.Embedding(3, 2),
+               nn.Softmax(1), nn.Upsample(scale_factor=2), SoftScale(3)]
+    for m in modules:
+        node = Node(0, "module", type(m).__name__, "m", "", m, (), {}, [], [x], 0, [0])
+        kind = REGISTRY.classify(node)
+        assert kind.category in known | {"squash"}, (m, kind)
+    node = Node(0, "module", "LayerNorm", "m", "", nn.LayerNorm(3), (), {}, [], [x], 0, [0])
+    assert REGISTRY.classify(node).category == "unsupported"
+
+
+def test_the_walk_names_no_kind():
+    """Nothing in the LRP walk (or the plan's rule assignment) dispatches on a kind name."""
+    kinds = set(REGISTRY.kinds) | {"squash"}
+    tree = ast.parse((ROOT / "sciexplain" / "walk.py").read_text())
+    named = {n.value for n in ast.walk(tree) if isinstance(n, ast.Constant) and isinstance(n.value, str)}
+    assert not (named & kinds), named & kinds
+
+
+def test_explainer_with_a_registered_module_pickles():
+    ex = sx.Explainer(_scaled_mlp(), preset={"base": "epsilon-plus", "2": sx.rules.Epsilon(0.1)})
+    clone = pickle.loads(pickle.dumps(ex))
+    x = torch.randn(2, 5)
+    np.testing.assert_allclose(clone.explain(x).values, ex.explain(x).values, rtol=1e-6)
+
+
+# -- canonizers --------------------------------------------------------------------------------
+
+class ReluToSoftScale(canon.ModelCanonizer):
+    """Swaps every ReLU for an identity-like registered module (a toy rewrite to test the mechanism)."""
+
+    name = "ReluSwap"
+
+    def replacement(self, module, path):
+        return nn.Identity() if isinstance(module, nn.ReLU) else None
+
+
+def test_model_canonizer_rewrites_a_copy_of_the_path_only():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Sequential(nn.Linear(4, 5), nn.ReLU()), nn.Linear(5, 2)).eval()
+    inner, relu = model[0], model[0][1]
+    state, hooks = state_copy(model), hook_counts(model)
+    x = torch.randn(3, 4)
+    R = sx.explain(model, x, canonizers=[ReluToSoftScale()], preset="epsilon")
+    assert_balances(R)
+    assert "ReluSwap: 0.1" in R.attrs["canonizers"]
+    assert model[0] is inner and model[0][1] is relu, "the user's modules were replaced"
+    assert_state_equal(model, state)
+    assert hook_counts(model) == hooks
+    # the explanation is the one of the rewritten (linear) model
+    lin = nn.Sequential(model[0][0], model[1]).eval()
+    np.testing.assert_allclose(R.values, sx.explain(lin, x, preset="epsilon").values, rtol=1e-5, atol=1e-7)
+
+
+def test_batchnorm_folding_is_listed_and_can_be_switched_off():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 5), nn.BatchNorm1d(5), nn.ReLU(), nn.Linear(5, 2))
+    model[1].running_mean.uniform_(-1, 1)
+    model[1].running_var.uniform_(0.5, 2)
+    model.eval()
+    x = torch.randn(3, 4)
+    R = sx.explain(model, x)
+    assert R.attrs["canonizers"].startswith("BatchNormFolding: 1")
+    plain = sx.explain(model, x, canonizers=[])
+    assert "canonizers" not in plain.attrs
+    assert_balances(plain)
+    led = sx.Explainer(model, canonizers=[]).explain_with_ledger(x)[1]
+    assert "BatchNorm1d" in list(led.op.values)
+    with pytest.raises(InputTypeError):
+        sx.explain(model, x, canonizers=["BatchNormFolding"])
+
+
+def test_canonizer_objects_describe_themselves():
+    assert canon.BatchNormFolding().describe() == "BatchNormFolding"
+    assert any(isinstance(c, canon.BatchNormFolding) for c in canon.default())
+
+
+# -- bounds, the ledger rows, the growth warning -----------------------------------------------
+
+def test_bounds_given_where_unused_is_an_error():
+    model, x = make_mlp()
+    with pytest.raises(InputError, match="not used by the preset"):
+        sx.explain(model, x, preset="epsilon-plus", bounds=(0, 1))
+    with pytest.raises(InputError, match="does not use it"):
+        sx.explain(model, x, method="gradient", bounds=(0, 1))
+    assert_balances(sx.explain(model, x, preset="epsilon-plus-box", bounds=(-3, 3)))
+    assert_balances(sx.explain(model, x, preset="deep-taylor", bounds=(-3, 3)))
+    assert_balances(sx.explain(model, x, preset={"base": "epsilon-plus-box"}, bounds=(-3, 3)))
+
+
+def test_ledger_rows_are_named_fields():
+    from sciexplain.forward import as_input, record_forward, targets
+    from sciexplain.ledger import LedgerRow
+    from sciexplain.plan import make_plan
+    from sciexplain.presets import resolve_preset
+    from sciexplain.walk import Walk, lrp_walk
+    model, x = make_mlp()
+    model.eval()
+    fw = record_forward(model, as_input(x), grad=True)
+    make_plan(fw, resolve_preset("epsilon"), canon.default())
+    with torch.no_grad():
+        _, rows, _ = lrp_walk(Walk(fw), targets(None, fw.logits.detach()))
+    assert rows and all(isinstance(r, LedgerRow) for r in rows)
+    for r in rows:
+        torch.testing.assert_close(r.entering, r.leaving + r.absorbed, rtol=1e-4, atol=1e-5)
+
+
+def test_relevance_that_explodes_gets_a_warning_naming_the_layer():
+    lin = nn.Linear(2, 1, bias=False)
+    with torch.no_grad():
+        lin.weight.copy_(torch.tensor([[1.0, 1.0]]))
+    model = nn.Sequential(lin).eval()
+    x = torch.tensor([[1.0, -1.0 + 1e-6]], dtype=torch.float64)
+    model = model.double()
+    with pytest.warns(ExplainWarning, match=r"grows without bound at 0"):
+        R = sx.explain(model, x, preset=sx.rules.Epsilon(0.0))
+    assert_balances(R, rtol=1e-3, atol=1e-9)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ExplainWarning)
+        sx.explain(model, torch.tensor([[1.0, 0.5]], dtype=torch.float64), preset=sx.rules.Epsilon(0.0))
+
+
+# -- one error hierarchy -----------------------------------------------------------------------
+
+_BUILTIN = {"ValueError", "TypeError", "RuntimeError", "FileNotFoundError", "ImportError",
+            "ModuleNotFoundError", "KeyError", "IndexError", "OSError"}
+
+
+def _sources():
+    yield from (ROOT / "sciexplain").rglob("*.py")
+    for plugin in (ROOT / "plugins").glob("*/sciexplain_*"):
+        yield from plugin.rglob("*.py")
+
+
+def test_no_builtin_exception_is_raised_bare():
+    """Every error the library raises derives from SciexplainError (keeping the builtin base)."""
+    bare = []
+    for path in _sources():
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Raise) and isinstance(node.exc, ast.Call):
+                func = node.exc.func
+                if isinstance(func, ast.Name) and func.id in _BUILTIN:
+                    bare.append(f"{path.relative_to(ROOT)}:{node.lineno} {func.id}")
+    assert not bare, "\n".join(bare)
+
+
+def test_every_error_class_is_a_sciexplain_error():
+    import sciexplain.errors as errors
+    for name in dir(errors):
+        obj = getattr(errors, name)
+        if isinstance(obj, type) and issubclass(obj, Exception) and not issubclass(obj, Warning):
+            assert issubclass(obj, SciexplainError), name
+    assert issubclass(sx.InputError, ValueError) and issubclass(sx.InputTypeError, TypeError)
+    assert issubclass(sx.LedgerError, AssertionError)
+    assert issubclass(RuleError, ValueError)
