@@ -312,6 +312,20 @@ def _gru_weights(w_ih, w_hh, b_ih, b_hh):
 
 # -- cells ----------------------------------------------------------------------------------------
 
+def _recorded(t: torch.Tensor) -> bool:
+    """Whether ``t`` depends on the explained input in the forward pass being recorded.
+
+    True when no recording is under way (then the answer changes nothing). A cell's given state
+    that does not depend on the input is an initial state (a learned or constant ``h0``/``c0``):
+    it goes through :class:`InitialState`, so that a gate times a constant cell state is still a
+    product of two recorded tensors (signal-take-all) and its relevance is a ledger row."""
+    from .tape import _Recorder
+    for mode in torch.overrides._get_current_function_mode_stack():
+        if isinstance(mode, _Recorder):
+            return mode.ref_of(t) is not None
+    return True
+
+
 class _UnrolledCell(_Unrolled):
     def __init__(self, source: nn.RNNCellBase, roles: tuple[str, ...]):
         super().__init__(source)
@@ -332,8 +346,9 @@ class _UnrolledCell(_Unrolled):
 class UnrolledLSTMCell(_UnrolledCell):
     """``nn.LSTMCell`` written with ordinary operations: ``forward(input, hx=None) -> (h', c')``.
 
-    When ``hx`` is None the zero state comes from :class:`InitialState` leaves (a ledger row);
-    a given ``hx`` is used as it is (typically the previous step's state in a loop).
+    When ``hx`` is None, or a given state does not depend on the input (a constant or learned
+    initial state), the state comes from an :class:`InitialState` leaf (a ledger row); a state
+    computed from the input (the previous step's, in a loop) is used as it is.
     """
 
     def __init__(self, source: nn.LSTMCell):
@@ -348,6 +363,8 @@ class UnrolledLSTMCell(_UnrolledCell):
             h, c = self.initial["h"](input), self.initial["c"](input)
         else:
             h, c = hx
+            h = h if _recorded(h) else self.initial["h"](input, h)
+            c = c if _recorded(c) else self.initial["c"](input, c)
         w = torch.cat([self.weight_ih, self.weight_hh], 1)
         b = self.bias_ih + self.bias_hh if self.bias else None
         h, c = _lstm_step([input], h, c, w, b, None)
@@ -367,7 +384,10 @@ class UnrolledGRUCell(_UnrolledCell):
         if unbatched:
             input = input.unsqueeze(0)
             hx = None if hx is None else hx.unsqueeze(0)
-        h = self.initial["h"](input) if hx is None else hx
+        if hx is None:
+            h = self.initial["h"](input)
+        else:
+            h = hx if _recorded(hx) else self.initial["h"](input, hx)
         weights = _gru_weights(self.weight_ih, self.weight_hh, self._param("bias_ih"),
                                self._param("bias_hh"))
         h = _gru_step([input], h, *weights)
@@ -394,13 +414,10 @@ def unroll(module: nn.Module) -> nn.Module | None:
     return None
 
 
-try:
-    from .canonizers import ModelCanonizer as _CanonizerBase
-except ImportError:  # TEMPORARY until the lead's canonizers land
-    _CanonizerBase = object
+from .canonizers import ModelCanonizer  # noqa: E402  (after the modules it swaps in)
 
 
-class RecurrentUnrolling(_CanonizerBase):
+class RecurrentUnrolling(ModelCanonizer):
     """Model canonizer: swap ``nn.LSTM``, ``nn.GRU``, ``nn.LSTMCell`` and ``nn.GRUCell`` for
     unrolled modules that share their parameters (see the module docstring).
 
@@ -408,12 +425,10 @@ class RecurrentUnrolling(_CanonizerBase):
     the explanation only, and the user's module is put back afterwards (also on errors).
     """
 
-    name = "recurrent-unrolling"
+    name = "RecurrentUnrolling"
 
     def describe(self) -> str:
-        return ("LSTM/GRU/LSTMCell/GRUCell unrolled over time with shared parameters: joint epsilon "
-                "on each gate pre-activation over cat([x_t, h_t-1]), signal-take-all at the gates, "
-                "proportional cell-state split (Arras et al. 2017); initial states absorb their share")
+        return "RecurrentUnrolling (LSTM/GRU unrolled over time, shared parameters; Arras et al. 2017)"
 
     def replacement(self, module: nn.Module, path: str) -> nn.Module | None:
         """The unrolled module for a recurrent ``module``, None for every other module."""
