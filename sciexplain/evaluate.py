@@ -11,6 +11,13 @@
 ``input_invariance``    explanations of a model and of its twin that sees shifted inputs and
                         absorbs the shift in its first bias (Kindermans et al. 2017)
 ``randomization``       model-parameter randomization test (Adebayo et al. 2018)
+``bootstrap_ci``        percentile bootstrap confidence interval of a mean over samples
+``compare``             several explanations of one batch side by side: MoRF/LeRF curves over
+                        several noise seeds, AOPC and ABPC with bootstrap confidence intervals,
+                        as one tidy Dataset (methods x metrics)
+
+The perturbation functions accept any callable model (an ``nn.Module`` or e.g. a Fisher-vector
+pipeline ``f(x_batch) -> scores``): it is called on tensors and may return a tensor or an array.
 
 Everything works on batches and returns labelled xarray objects; the sample dim is the batch
 dim of the explanation evaluated (``"sample"`` for plain arrays).
@@ -18,11 +25,12 @@ dim of the explanation evaluated (``"sample"`` for plain arrays).
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import itertools
 import math
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -33,7 +41,8 @@ from torch import nn
 from ._version import __version__
 from .errors import ExplainWarning, InputError
 
-__all__ = ["perturbation_curve", "aopc", "abpc", "continuity", "input_invariance", "randomization"]
+__all__ = ["perturbation_curve", "aopc", "abpc", "bootstrap_ci", "compare", "continuity", "input_invariance",
+           "randomization"]
 
 _REMOVALS = ("uniform", "zero", "mean")
 _ORDERS = ("morf", "lerf", "random")
@@ -213,9 +222,11 @@ def _replacement(x: torch.Tensor, removal: Any, value_range, gen: torch.Generato
 
 
 def _select_output(out: Any, t: torch.Tensor, check: bool = True) -> torch.Tensor:
+    if isinstance(out, np.ndarray) and out.dtype != object:
+        out = torch.from_numpy(np.asarray(out, dtype=np.float64))
     if check and not isinstance(out, torch.Tensor):
         raise InputError(f"the model returned {type(out).__name__}; perturbation curves need one output "
-                         "tensor of shape (batch, n_outputs)")
+                         "tensor or numeric array of shape (batch, n_outputs) or (batch,)")
     if out.ndim == 2:
         if check and bool(((t < 0) | (t >= out.shape[1])).any()):
             raise InputError(f"target {int(t.max())} out of range for a model with {out.shape[1]} outputs")
@@ -225,17 +236,31 @@ def _select_output(out: Any, t: torch.Tensor, check: bool = True) -> torch.Tenso
     raise InputError(f"the model output has shape {tuple(out.shape)}; expected (batch, n_outputs) or (batch,)")
 
 
-def _model_mode(model: nn.Module):
-    from .engine import _eval_mode
-    return _eval_mode(model)
+def _model_mode(model: nn.Module | Callable):
+    """Eval mode for modules (flags restored afterwards); any other callable is used as it is."""
+    if isinstance(model, nn.Module):
+        from .engine import _eval_mode
+        return _eval_mode(model)
+    if not callable(model):
+        raise InputError(f"model must be a torch.nn.Module or a callable f(x_batch) -> scores, got "
+                         f"{type(model).__name__}")
+    return contextlib.nullcontext()
+
+
+def _as_output(out: Any) -> Any:
+    """A model's output as a tensor (numeric arrays from non-torch pipelines are converted)."""
+    if isinstance(out, np.ndarray) and out.dtype != object:
+        return torch.from_numpy(np.asarray(out, dtype=np.float64))
+    return out
 
 
 # -- perturbation curves ----------------------------------------------------------------------
 
-def perturbation_curve(model: nn.Module, x: Any, R: Any = None, *, steps: int | None = None,
+def perturbation_curve(model: nn.Module | Callable, x: Any, R: Any = None, *, steps: int | None = None,
                        order: str = "morf", removal: str | torch.Tensor | np.ndarray | Callable = "uniform",
                        patch: Sequence[int] | None = None, target: Any = None, batch_size: int = 256,
-                       seed: int = 0, regions_per_step: int = 1, value_range: tuple[float, float] | None = None,
+                       seed: int | Sequence[int] = 0, regions_per_step: int = 1,
+                       value_range: tuple[float, float] | None = None,
                        x_dims: Sequence[str] | None = None, ties: str = "stable",
                        progress: bool = False) -> xr.DataArray:
     """Region perturbation: the explained output as the most (or least) relevant regions are removed.
@@ -247,8 +272,11 @@ def perturbation_curve(model: nn.Module, x: Any, R: Any = None, *, steps: int | 
 
     Parameters
     ----------
-    model : torch.nn.Module
-        Evaluated in eval mode (its training flags are restored); left unchanged.
+    model : torch.nn.Module or callable
+        A module is evaluated in eval mode (its training flags are restored) and left
+        unchanged. Any other callable ``model(x_batch) -> scores`` (a tensor or numeric array
+        of shape (batch, n_outputs) or (batch,)) is called as it is, e.g. a Fisher-vector
+        pipeline.
     x : tensor or array, shape (batch, ...)
         The inputs that ``R`` explains.
     R : xarray.DataArray or array, optional
@@ -281,8 +309,9 @@ def perturbation_curve(model: nn.Module, x: Any, R: Any = None, *, steps: int | 
     batch_size : int
         Perturbed copies evaluated per forward pass (copies of successive steps share a batch
         when the batch of samples is smaller).
-    seed : int
-        Seeds the uniform noise and the random order.
+    seed : int or sequence of int
+        Seeds the uniform noise, the random order and random ties. A sequence runs one curve
+        per seed (e.g. several noise draws) and stacks them along a leading ``seed`` dim.
     regions_per_step : int
         Regions removed per step.
     value_range : (low, high), optional
@@ -306,7 +335,8 @@ def perturbation_curve(model: nn.Module, x: Any, R: Any = None, *, steps: int | 
     Returns
     -------
     xarray.DataArray
-        ``(sample, step)``, with step 0 unperturbed; coords ``removed`` (regions removed),
+        ``(sample, step)`` (``(seed, sample, step)`` for a sequence of seeds), with step 0
+        unperturbed; coords ``removed`` (regions removed),
         ``removed_fraction``, ``target`` per sample; attrs ``order``, ``removal``, ``patch``,
         ``n_regions``, ``regions_per_step``.
 
@@ -315,6 +345,23 @@ def perturbation_curve(model: nn.Module, x: Any, R: Any = None, *, steps: int | 
     InputError
         Mismatched shapes of x and R, too many steps, an unknown order or removal, NaN in R.
     """
+    if not isinstance(seed, (int, np.integer)):
+        try:
+            seeds = [int(v) for v in seed]
+        except TypeError:
+            raise InputError(f"seed must be an int or a sequence of ints, got {type(seed).__name__}") from None
+        if not seeds:
+            raise InputError("seed is an empty sequence; give at least one seed")
+        if len(set(seeds)) != len(seeds):
+            raise InputError(f"seed lists a seed twice: {seeds}")
+        curves = [perturbation_curve(model, x, R, steps=steps, order=order, removal=removal, patch=patch,
+                                     target=target, batch_size=batch_size, seed=sd,
+                                     regions_per_step=regions_per_step, value_range=value_range, x_dims=x_dims,
+                                     ties=ties, progress=progress) for sd in seeds]
+        out = xr.concat(curves, dim="seed", coords="minimal", compat="override", combine_attrs="override")
+        out = out.assign_coords(seed=np.asarray(seeds, dtype=np.int64))
+        out.attrs["seed"] = np.asarray(seeds, dtype=np.int64)
+        return out
     xt = _as_tensor(x)
     if order not in _ORDERS:
         raise InputError(f"unknown order {order!r}; choose one of {_ORDERS}")
@@ -385,7 +432,7 @@ def perturbation_curve(model: nn.Module, x: Any, R: Any = None, *, steps: int | 
             target = info["target"]
         outs0 = []
         for s in range(0, B, int(batch_size)):
-            outs0.append(model(xt[s:s + int(batch_size)]))
+            outs0.append(_as_output(model(xt[s:s + int(batch_size)])))
         if target is None:
             first = outs0[0]
             if not isinstance(first, torch.Tensor):
@@ -400,6 +447,8 @@ def perturbation_curve(model: nn.Module, x: Any, R: Any = None, *, steps: int | 
                 raise InputError(f"target has {t.numel()} entries for a batch of {B}")
         pos = 0
         for o in outs0:
+            if not isinstance(o, torch.Tensor):
+                _select_output(o, t)  # raises: the model must return a tensor or numeric array
             n = o.shape[0]
             curve[0, pos:pos + n] = _select_output(o, t[pos:pos + n]).double().numpy()
             pos += n
@@ -454,7 +503,7 @@ def perturbation_curve(model: nn.Module, x: Any, R: Any = None, *, steps: int | 
             else:
                 xb = torch.cat([p[3] for p in pending])
                 tb = torch.cat([t[s:e] for _, s, e, _ in pending])
-            out = _select_output(model(xb), tb, check=False).double().numpy()
+            out = _select_output(_as_output(model(xb)), tb).double().numpy()
             pos = 0
             for k, s, e, _ in pending:
                 curve[k, s:e] = out[pos:pos + e - s]
@@ -497,13 +546,21 @@ def perturbation_curve(model: nn.Module, x: Any, R: Any = None, *, steps: int | 
 
 
 def _check_curve(curve: Any, what: str) -> xr.DataArray:
-    if not isinstance(curve, xr.DataArray) or curve.ndim != 2 or "step" not in curve.dims:
-        raise InputError(f"{what} must be a DataArray (sample, step) from perturbation_curve")
-    if curve.dims[1] != "step":
+    if not isinstance(curve, xr.DataArray) or curve.ndim < 2 or "step" not in curve.dims:
+        raise InputError(f"{what} must be a DataArray (sample, step) or (seed, sample, step) from "
+                         "perturbation_curve")
+    if curve.dims[-1] != "step":
         curve = curve.transpose(..., "step")
     if curve.sizes["step"] < 2:
         raise InputError(f"{what} has a single step; it needs step 0 and at least one perturbation")
     return curve
+
+
+def _area_result(per: np.ndarray, curve: xr.DataArray, name: str, attrs: dict) -> xr.DataArray:
+    dims = curve.dims[:-1]
+    coords = {n: c for n, c in curve.coords.items() if set(c.dims) <= set(dims)}
+    return xr.DataArray(per, dims=dims, coords=coords, name=name,
+                        attrs={"mean": float(per.mean()), **attrs, "sciexplain_version": __version__})
 
 
 def aopc(curve: xr.DataArray) -> xr.DataArray:
@@ -516,41 +573,243 @@ def aopc(curve: xr.DataArray) -> xr.DataArray:
     Returns
     -------
     xarray.DataArray
-        Per sample (the curve's sample dim); ``attrs["mean"]`` is the average over samples,
-        the number the papers report (also ``.mean()``).
+        Per sample (and per seed for a curve with a ``seed`` dim); ``attrs["mean"]`` is the
+        average over all of them, the number the papers report (also ``.mean()``).
     """
     curve = _check_curve(curve, "curve")
     v = curve.values
-    per = (v[:, :1] - v).mean(axis=1)
-    bdim = curve.dims[0]
-    coords = {n: c for n, c in curve.coords.items() if c.dims == (bdim,)}
-    return xr.DataArray(per, dims=(bdim,), coords=coords, name="aopc",
-                        attrs={"mean": float(per.mean()), "order": curve.attrs.get("order", "unknown"),
-                               "steps": int(v.shape[1] - 1),
-                               "description": "area over the perturbation curve: mean over steps 0..L of "
-                                              "f(x^(0)) - f(x^(k))", "sciexplain_version": __version__})
+    per = (v[..., :1] - v).mean(axis=-1)
+    return _area_result(per, curve, "aopc",
+                        {"order": curve.attrs.get("order", "unknown"), "steps": int(v.shape[-1] - 1),
+                         "description": "area over the perturbation curve: mean over steps 0..L of "
+                                        "f(x^(0)) - f(x^(k))"})
 
 
 def abpc(morf: xr.DataArray, lerf: xr.DataArray) -> xr.DataArray:
     """Area between the LeRF and MoRF curves: mean over steps of ``f_LeRF(k) - f_MoRF(k)`` per sample.
 
     Larger is better: removing the least relevant regions should keep the output, the most
-    relevant ones should destroy it.
+    relevant ones should destroy it. Both curves must have the same dims (e.g. the same seeds).
     """
     morf = _check_curve(morf, "morf")
     lerf = _check_curve(lerf, "lerf")
     for c, want in ((morf, "morf"), (lerf, "lerf")):
         if c.attrs.get("order", want) != want:
             raise InputError(f"the {want} argument is a curve of order {c.attrs['order']!r}")
-    if morf.shape != lerf.shape:
-        raise InputError(f"morf {morf.shape} and lerf {lerf.shape} curves differ in samples or steps")
-    per = (lerf.values - morf.values).mean(axis=1)
-    bdim = morf.dims[0]
-    coords = {n: c for n, c in morf.coords.items() if c.dims == (bdim,)}
-    return xr.DataArray(per, dims=(bdim,), coords=coords, name="abpc",
-                        attrs={"mean": float(per.mean()), "steps": int(morf.shape[1] - 1),
-                               "description": "area between the LeRF and MoRF perturbation curves",
-                               "sciexplain_version": __version__})
+    if morf.dims != lerf.dims or morf.shape != lerf.shape:
+        raise InputError(f"morf {dict(morf.sizes)} and lerf {dict(lerf.sizes)} curves differ in samples, "
+                         "seeds or steps")
+    per = (lerf.values - morf.values).mean(axis=-1)
+    return _area_result(per, morf, "abpc", {"steps": int(morf.shape[-1] - 1),
+                                            "description": "area between the LeRF and MoRF perturbation curves"})
+
+
+# -- confidence intervals and comparison tables -------------------------------------------------
+
+def _bootstrap(values: np.ndarray, n_boot: int, level: float, seed: int) -> tuple[float, float, float]:
+    """Mean of ``values`` (1-D, one per sample) and its percentile bootstrap interval."""
+    n = values.shape[0]
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, n, size=(n_boot, n))
+    means = values[idx].mean(axis=1)
+    alpha = (1.0 - level) / 2.0
+    return float(values.mean()), float(np.quantile(means, alpha)), float(np.quantile(means, 1.0 - alpha))
+
+
+def bootstrap_ci(scores: Any, *, sample_dim: str | None = None, n_boot: int = 2000, level: float = 0.95,
+                 seed: int = 0) -> tuple[float, float, float]:
+    """Mean over samples and its percentile bootstrap confidence interval.
+
+    Samples are drawn with replacement ``n_boot`` times (``numpy.random.default_rng(seed)``,
+    indices ``rng.integers(0, n, (n_boot, n))``), and the interval is the ``(1 - level) / 2``
+    and ``(1 + level) / 2`` quantiles of the resampled means. Other dims than the sample dim
+    (e.g. the noise ``seed`` of :func:`aopc` on several seeds) are averaged per sample first,
+    so the interval is over samples (the photos, epochs...), not over noise draws.
+
+    Parameters
+    ----------
+    scores : xarray.DataArray or array
+        Per-sample scores, e.g. ``aopc(curve)``. For an array the first axis is the sample.
+    sample_dim : str, optional
+        The sample dim of a DataArray; default the dim carrying ``target``, else the last dim
+        that is not ``seed``.
+    n_boot : int
+        Number of bootstrap resamples (>= 1).
+    level : float
+        Confidence level in (0, 1).
+    seed : int
+        Seeds the resampling, so the interval is reproducible.
+
+    Returns
+    -------
+    (estimate, low, high) : tuple of float
+    """
+    if not 0.0 < float(level) < 1.0:
+        raise InputError(f"level must be in (0, 1), got {level!r}")
+    if int(n_boot) < 1:
+        raise InputError(f"n_boot must be >= 1, got {n_boot!r}")
+    if isinstance(scores, xr.DataArray):
+        if sample_dim is None:
+            if "target" in scores.coords and scores.coords["target"].ndim == 1:
+                sample_dim = scores.coords["target"].dims[0]
+            else:
+                others = [d for d in scores.dims if d != "seed"]
+                if not others:
+                    raise InputError("scores have no sample dim; pass sample_dim=")
+                sample_dim = others[-1]
+        if sample_dim not in scores.dims:
+            raise InputError(f"sample_dim {sample_dim!r} is not a dim of the scores {scores.dims}")
+        rest = [d for d in scores.dims if d != sample_dim]
+        values = np.asarray(scores.mean(rest).values if rest else scores.values, dtype=np.float64)
+    else:
+        values = np.asarray(scores, dtype=np.float64)
+        if values.ndim < 1:
+            raise InputError("scores must have a sample axis")
+        values = values.reshape(values.shape[0], -1).mean(axis=1)
+    if values.shape[0] == 0:
+        raise InputError("no scores: the sample dim is empty")
+    if not np.isfinite(values).all():
+        raise InputError(f"{int((~np.isfinite(values)).sum())} score(s) are NaN/Inf")
+    return _bootstrap(values, int(n_boot), float(level), int(seed))
+
+
+#: the metrics :func:`compare` computes, and whether larger is better
+COMPARE_METRICS = {"aopc_morf": "higher is better", "aopc_lerf": "lower is better", "abpc": "higher is better"}
+
+
+def compare(model: nn.Module | Callable, x: Any, explanations: Mapping[str, Any], *, steps: int | None = None,
+            regions_per_step: int = 1, patch: Sequence[int] | None = None,
+            removal: str | torch.Tensor | np.ndarray | Callable = "uniform",
+            value_range: tuple[float, float] | None = None, seeds: Sequence[int] = (0,),
+            target: Any = None, n_boot: int = 2000, level: float = 0.95, bootstrap_seed: int = 0,
+            batch_size: int = 256, x_dims: Sequence[str] | None = None, ties: str = "stable",
+            progress: bool = False) -> xr.Dataset:
+    """Compare explanations of one batch by region perturbation: methods x metrics with CIs.
+
+    For every explanation the MoRF and LeRF curves are measured once per noise seed (the same
+    seeds, hence the same noise, for every method), and per sample AOPC (MoRF), AOPC (LeRF)
+    and ABPC = mean(LeRF - MoRF) are averaged over the seeds; the estimate is the mean over
+    samples with a percentile bootstrap interval over samples (:func:`bootstrap_ci`, the same
+    resampling for every method and metric, so the intervals are comparable).
+
+    Parameters
+    ----------
+    model : torch.nn.Module or callable
+        See :func:`perturbation_curve`.
+    x : tensor or array, shape (batch, ...)
+    explanations : mapping of str to explanation or None
+        Method label -> relevance of ``x`` (DataArray or array, as for
+        :func:`perturbation_curve`). ``None`` stands for a random order: its "MoRF" and "LeRF"
+        curves are two independent random orders (seeds ``s`` and ``s + 1000003``) of the same
+        regions as the first explanation's (e.g. whole pixel patches across colour), the
+        baseline that an explanation must beat.
+    steps, regions_per_step, patch, removal, value_range, batch_size, x_dims, ties
+        As for :func:`perturbation_curve`.
+    seeds : sequence of int
+        Noise seeds (uniform noise, random orders, random ties).
+    target : int or sequence, optional
+        Output to record for every method; default each explanation's own ``target`` (the
+        random order uses the first explanation's target). Explanations of different targets
+        are an error: their curves would not measure the same output.
+    n_boot, level, bootstrap_seed
+        Bootstrap resamples, confidence level and the seed of the resampling.
+
+    Returns
+    -------
+    xarray.Dataset
+        ``estimate``, ``ci_low``, ``ci_high`` with dims ``(method, metric)`` (metrics
+        ``aopc_morf``, ``aopc_lerf``, ``abpc``); ``score (method, metric, sample)`` averaged
+        over seeds; ``curve (method, order, seed, sample, step)``. A tidy table:
+        ``ds[["estimate", "ci_low", "ci_high"]].to_dataframe()``. Select a method with a dict,
+        ``ds.sel({"method": "lrp"})``: ``sel(method=...)`` is xarray's own keyword.
+    """
+    if not isinstance(explanations, Mapping) or not explanations:
+        raise InputError("explanations must be a non-empty mapping {method label: relevance or None}")
+    labels = list(explanations)
+    if any(not isinstance(k, str) or not k for k in labels):
+        raise InputError(f"method labels must be non-empty strings, got {labels!r}")
+    try:
+        seeds = [int(s) for s in seeds]
+    except TypeError:
+        raise InputError("seeds must be a sequence of ints") from None
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise InputError(f"seeds must be distinct and at least one, got {seeds!r}")
+    if not 0.0 < float(level) < 1.0:
+        raise InputError(f"level must be in (0, 1), got {level!r}")
+    if int(n_boot) < 1:
+        raise InputError(f"n_boot must be >= 1, got {n_boot!r}")
+    xt = _as_tensor(x)
+    if target is None:
+        targets = {}
+        for k, R in explanations.items():
+            if isinstance(R, xr.DataArray) and "target" in R.coords and R.coords["target"].ndim == 1:
+                targets[k] = np.asarray(R.coords["target"].values)
+        if targets:
+            first = next(iter(targets.values()))
+            differ = [k for k, t in targets.items() if t.shape != first.shape or (t != first).any()]
+            if differ:
+                raise InputError(f"the explanations {differ} explain other targets than "
+                                 f"{next(iter(targets))!r}; explain the same classes, or pass target=")
+            target = first
+    kw = dict(steps=steps, regions_per_step=regions_per_step, patch=patch, removal=removal, target=target,
+              value_range=value_range, batch_size=batch_size, x_dims=x_dims, ties=ties, progress=progress)
+    # the random order removes the same regions as the explanations do (e.g. whole pixel patches
+    # across colour channels), so it ranks a zero map shaped like the first explanation
+    template = next((R for R in explanations.values() if R is not None), None)
+    if isinstance(template, xr.DataArray):
+        template = xr.zeros_like(template)
+    elif template is not None:
+        template = np.zeros(np.shape(np.asarray(template)))
+    curves, bdim, sample_coords, n_regions = [], None, {}, None
+    for label in labels:
+        R = explanations[label]
+        if R is None:
+            morf = perturbation_curve(model, xt, template, order="random", seed=seeds, **kw)
+            lerf = perturbation_curve(model, xt, template, order="random", seed=[s + 1000003 for s in seeds],
+                                      **kw)
+            lerf = lerf.assign_coords(seed=morf.coords["seed"].values)
+        else:
+            morf = perturbation_curve(model, xt, R, order="morf", seed=seeds, **kw)
+            lerf = perturbation_curve(model, xt, R, order="lerf", seed=seeds, **kw)
+        if n_regions is None:
+            n_regions = int(morf.attrs["n_regions"])
+        if bdim is None:
+            bdim = morf.dims[1]
+            sample_coords = {n: c.values for n, c in morf.coords.items() if c.dims == (bdim,)}
+        elif morf.dims[1] != bdim:
+            morf = morf.rename({morf.dims[1]: bdim})
+            lerf = lerf.rename({lerf.dims[1]: bdim})
+        curves.append(np.stack([morf.transpose("seed", bdim, "step").values,
+                                lerf.transpose("seed", bdim, "step").values]))
+    curve = np.stack(curves)  # (method, order, seed, sample, step)
+    f0 = curve[..., :1]
+    a_morf = (f0[:, 0] - curve[:, 0]).mean(axis=-1).mean(axis=1)  # (method, sample)
+    a_lerf = (f0[:, 1] - curve[:, 1]).mean(axis=-1).mean(axis=1)
+    a_bpc = (curve[:, 1] - curve[:, 0]).mean(axis=-1).mean(axis=1)
+    score = np.stack([a_morf, a_lerf, a_bpc], axis=1)  # (method, metric, sample)
+    stats = np.array([[_bootstrap(score[i, j], int(n_boot), float(level), int(bootstrap_seed))
+                       for j in range(score.shape[1])] for i in range(score.shape[0])])
+    metrics = list(COMPARE_METRICS)
+    n_steps = curve.shape[-1]
+    coords: dict[str, Any] = {"method": labels, "metric": metrics, "order": ["morf", "lerf"], "seed": seeds,
+                              "step": np.arange(n_steps)}
+    for n, v in sample_coords.items():
+        coords[n] = (bdim, v)
+    ds = xr.Dataset({"estimate": (("method", "metric"), stats[..., 0]),
+                     "ci_low": (("method", "metric"), stats[..., 1]),
+                     "ci_high": (("method", "metric"), stats[..., 2]),
+                     "score": (("method", "metric", bdim), score),
+                     "curve": (("method", "order", "seed", bdim, "step"), curve)}, coords=coords)
+    ds.attrs = {"description": "region perturbation: AOPC of the MoRF and LeRF curves and ABPC per method, mean "
+                               "over samples of the seed-averaged scores, percentile bootstrap intervals over "
+                               "samples",
+                "level": float(level), "n_boot": int(n_boot), "bootstrap_seed": int(bootstrap_seed),
+                "removal": str(morf.attrs.get("removal")), "patch": list(patch) if patch else "none",
+                "regions_per_step": int(regions_per_step), "steps": int(n_steps - 1),
+                "n_regions": int(n_regions),
+                "better": "; ".join(f"{k}: {v}" for k, v in COMPARE_METRICS.items()),
+                "random_lerf_seed_offset": 1000003, "sciexplain_version": __version__}
+    return ds
 
 
 # -- continuity -------------------------------------------------------------------------------

@@ -422,3 +422,143 @@ def test_perturbation_curve_on_a_non_contiguous_input():
     b = sx.evaluate.perturbation_curve(m, x.contiguous(), R, steps=3, removal="zero")
     np.testing.assert_allclose(a.values, b.values)
     assert not np.allclose(a.values[:, 0], a.values[:, -1])
+
+
+# -- several seeds, bootstrap intervals, compare, callable models ---------------------------------
+
+def test_several_seeds_stack_the_single_seed_curves():
+    model, x = make_cnn(batch=3)
+    R = sx.explain(model, x)
+    kw = dict(steps=4, patch=(2, 2), removal="uniform")
+    both = perturbation_curve(model, x, R, seed=[3, 7], **kw)
+    assert both.dims == ("seed", "sample", "step") and list(both.seed.values) == [3, 7]
+    for s in (3, 7):
+        np.testing.assert_array_equal(both.sel(seed=s).values, perturbation_curve(model, x, R, seed=s, **kw).values)
+    assert not np.allclose(both.sel(seed=3).values, both.sel(seed=7).values)  # other noise, other curve
+    # aopc over (seed, sample, step) is the plain formula per seed and sample
+    a = aopc(both)
+    v = both.values
+    np.testing.assert_allclose(a.values, (v[..., :1] - v).mean(axis=-1))
+    assert a.dims == ("seed", "sample") and math.isclose(a.attrs["mean"], float((v[..., :1] - v).mean()))
+    lerf = perturbation_curve(model, x, R, seed=[3, 7], order="lerf", **kw)
+    np.testing.assert_allclose(abpc(both, lerf).values, (lerf.values - v).mean(axis=-1))
+    with pytest.raises(InputError, match="differ"):
+        abpc(both, perturbation_curve(model, x, R, seed=[3], order="lerf", **kw))
+    with pytest.raises(InputError, match="twice"):
+        perturbation_curve(model, x, R, seed=[1, 1], **kw)
+    with pytest.raises(InputError, match="empty"):
+        perturbation_curve(model, x, R, seed=[], **kw)
+
+
+def test_bootstrap_ci_is_the_plain_percentile_bootstrap():
+    from sciexplain.evaluate import bootstrap_ci
+    values = np.array([0.3, 1.2, -0.4, 2.0, 0.9, 0.1, 1.5])
+    est, lo, hi = bootstrap_ci(values, n_boot=500, level=0.9, seed=11)
+    rng = np.random.default_rng(11)  # the documented resampling, written out
+    means = values[rng.integers(0, len(values), size=(500, len(values)))].mean(axis=1)
+    assert est == pytest.approx(values.mean())
+    assert lo == pytest.approx(np.quantile(means, 0.05)) and hi == pytest.approx(np.quantile(means, 0.95))
+    assert lo < est < hi
+    assert bootstrap_ci(np.full(5, 2.5), n_boot=50) == pytest.approx((2.5, 2.5, 2.5))  # no spread, no width
+    # a DataArray with a seed dim: seeds averaged per sample first, the interval is over samples
+    da = xr.DataArray(np.stack([values, values + 1.0]), dims=("seed", "image"))
+    assert bootstrap_ci(da, n_boot=500, level=0.9, seed=11) == pytest.approx(
+        bootstrap_ci(values + 0.5, n_boot=500, level=0.9, seed=11))
+    # a wider level gives a wider interval; more samples of the same spread a narrower one
+    w90 = np.subtract(*bootstrap_ci(values, level=0.9, seed=1)[2:0:-1])
+    w99 = np.subtract(*bootstrap_ci(values, level=0.99, seed=1)[2:0:-1])
+    assert w99 > w90
+    big = np.random.default_rng(0).normal(size=400)
+    half = np.subtract(*bootstrap_ci(big, seed=2)[2:0:-1]) / 2
+    assert half == pytest.approx(1.96 * big.std() / math.sqrt(400), rel=0.15)  # normal theory
+    for bad in (dict(level=1.0), dict(level=0.0), dict(n_boot=0)):
+        with pytest.raises(InputError):
+            bootstrap_ci(values, **bad)
+    with pytest.raises(InputError, match="NaN"):
+        bootstrap_ci(np.array([1.0, np.nan]))
+    with pytest.raises(InputError, match="sample_dim"):
+        bootstrap_ci(da, sample_dim="photo")
+
+
+@settings(max_examples=20, deadline=None)
+@given(st.lists(st.floats(-100, 100, allow_nan=False), min_size=2, max_size=30), st.integers(0, 10_000))
+def test_bootstrap_interval_brackets_the_mean(values, seed):
+    from sciexplain.evaluate import bootstrap_ci
+    est, lo, hi = bootstrap_ci(np.asarray(values), n_boot=200, seed=seed)
+    tol = 1e-9 * (1 + abs(est))
+    assert min(values) - tol <= lo <= hi <= max(values) + tol
+    assert lo - tol <= est or math.isclose(lo, est, abs_tol=1e-6 * (1 + abs(est)))
+
+
+def test_compare_is_a_tidy_table_of_the_plain_metrics():
+    from sciexplain.evaluate import COMPARE_METRICS, bootstrap_ci, compare
+    model, x = make_cnn(batch=4)
+    R_lrp = sx.explain(model, x)
+    R_grad = sx.explain(model, x, method="gradient_x_input")
+    seeds = [0, 5]
+    kw = dict(steps=5, patch=(2, 2), removal="uniform")
+    ds = compare(model, x, {"lrp": R_lrp, "gxi": R_grad, "random": None}, seeds=seeds, n_boot=300, **kw)
+    assert list(ds.method.values) == ["lrp", "gxi", "random"]
+    assert list(ds.metric.values) == list(COMPARE_METRICS) == ["aopc_morf", "aopc_lerf", "abpc"]
+    assert ds["estimate"].dims == ("method", "metric")
+    assert ds["curve"].dims == ("method", "order", "seed", "sample", "step")
+    # each number is the plain formula on the curves of perturbation_curve itself
+    morf = perturbation_curve(model, x, R_lrp, order="morf", seed=seeds, **kw)
+    lerf = perturbation_curve(model, x, R_lrp, order="lerf", seed=seeds, **kw)
+    np.testing.assert_array_equal(ds["curve"].sel({"method": "lrp", "order": "morf"}).values, morf.values)
+    per_sample = {"aopc_morf": aopc(morf).mean("seed"), "aopc_lerf": aopc(lerf).mean("seed"),
+                  "abpc": abpc(morf, lerf).mean("seed")}
+    for metric, want in per_sample.items():
+        np.testing.assert_allclose(ds["score"].sel({"method": "lrp", "metric": metric}).values, want.values)
+        est, lo, hi = bootstrap_ci(want.values, n_boot=300, seed=0)
+        got = [float(ds[v].sel({"method": "lrp", "metric": metric})) for v in ("estimate", "ci_low", "ci_high")]
+        assert got == pytest.approx([est, lo, hi])
+    # the random order: two independent random orders of the same 2x2 patches (all colours at once)
+    rnd = ds["curve"].sel({"method": "random"})
+    want_morf = perturbation_curve(model, x, xr.zeros_like(R_lrp), order="random", seed=seeds, **kw)
+    np.testing.assert_array_equal(rnd.sel(order="morf").values, want_morf.values)
+    assert not np.array_equal(rnd.sel(order="morf").values, rnd.sel(order="lerf").values)
+    assert ds.attrs["n_regions"] == 3 * 16  # 2x2 patches of 8x8, per colour channel (R keeps colour)
+    frame = ds[["estimate", "ci_low", "ci_high"]].to_dataframe()
+    assert len(frame) == 9 and (frame["ci_low"] <= frame["ci_high"]).all()
+    assert ((frame["ci_low"] <= frame["estimate"] + 1e-12) & (frame["estimate"] <= frame["ci_high"] + 1e-12)).all()
+
+
+def test_compare_errors():
+    from sciexplain.evaluate import compare
+    model, x = make_cnn(batch=3)
+    R = sx.explain(model, x)
+    other = sx.explain(model, x, target=(R.target.values + 1) % 4)
+    with pytest.raises(InputError, match="other targets"):
+        compare(model, x, {"a": R, "b": other}, steps=2, patch=(2, 2))
+    with pytest.raises(InputError, match="non-empty mapping"):
+        compare(model, x, {}, steps=2)
+    with pytest.raises(InputError, match="distinct"):
+        compare(model, x, {"a": R}, steps=2, seeds=[1, 1])
+    with pytest.raises(InputError, match="level"):
+        compare(model, x, {"a": R}, steps=2, level=95)
+
+
+def test_any_callable_model_is_accepted():
+    """A non-module pipeline (numpy in the middle, as a Fisher-vector pipeline has) works like the module."""
+    model, x = linear_model()
+    R = sx.explain(model, x)
+    w = model.weight.detach().double().numpy()[0]
+    b = float(model.bias.detach())
+
+    def pipeline(xb):  # returns a numpy array of shape (batch,)
+        return np.asarray(xb, dtype=np.float64) @ w + b
+
+    ref = perturbation_curve(model, x, R, removal="zero")
+    got = perturbation_curve(pipeline, x, R, removal="zero")
+    np.testing.assert_allclose(got.values, ref.values, rtol=1e-6, atol=1e-6)
+    got_t = perturbation_curve(lambda xb: model(xb), x, R, removal="zero", steps=4)
+    np.testing.assert_allclose(got_t.values, ref.values[:, :5], rtol=1e-6)
+    from sciexplain.evaluate import compare
+    ds = compare(pipeline, x, {"lrp": R, "random": None}, steps=6, removal="zero", n_boot=50)
+    assert float(ds["estimate"].sel({"method": "lrp", "metric": "abpc"})) > float(
+        ds["estimate"].sel({"method": "random", "metric": "abpc"}))
+    with pytest.raises(InputError, match="callable"):
+        perturbation_curve(42, x, R, removal="zero")
+    with pytest.raises(InputError, match="returned"):
+        perturbation_curve(lambda xb: [1.0] * len(xb), x, R, removal="zero", steps=2)
