@@ -488,7 +488,7 @@ class RelevanceAccessor:
         outside = bool((idx < 0).any())
         keep_rest = outside and remainder is not None
         width = n_groups + (1 if keep_rest else 0)
-        if width == 0:
+        if n_groups == 0:
             raise InputError(f"coord {by!r} assigns no entry to a group (all indices negative)")
         target = np.where(idx < 0, n_groups if keep_rest else -1, idx)
         batch_axis = R.get_axis_num(batch) if batch is not None else None

@@ -579,3 +579,57 @@ def test_windows_exact_sample_counts_on_regular_grids(fs, t0, n, m):
     expected = list(np.diff(edge_index))
     expected[-1] += 1  # the last window is closed
     assert W.isel(epoch=0).values.tolist() == expected
+
+
+# -- group(dim, by=...) with a grouping per sample ------------------------------------------------
+
+from hypothesis import given as _given, settings as _settings, strategies as _st  # noqa: E402
+
+
+def _token_result(seed: int, n_docs: int = 3, n_tokens: int = 7):
+    import torch
+    import sciexplain as sx
+    torch.manual_seed(seed)
+    model = torch.nn.Sequential(torch.nn.Embedding(12, 4), torch.nn.Flatten(),
+                                torch.nn.Linear(4 * n_tokens, 2)).eval()
+    x = torch.randint(0, 12, (n_docs, n_tokens))
+    return sx.explain(model, x, dims=("document", "token"))
+
+
+@_settings(max_examples=25, deadline=None)
+@_given(seed=_st.integers(0, 1000), data=_st.data())
+def test_group_by_per_sample_conserves_each_document(seed, data):
+    R = _token_result(seed)
+    idx = np.array(data.draw(_st.lists(_st.lists(_st.integers(-1, 4), min_size=7, max_size=7),
+                                       min_size=3, max_size=3)))
+    if (idx < 0).all():
+        idx[0, 0] = 0
+    R = R.assign_coords(word_index=(("document", "token"), idx))
+    G = R.relevance.group("token", by="word_index", name="word")
+    G.relevance.check()
+    np.testing.assert_allclose(G.sum("word").values, R.sum("token").values, rtol=1e-5, atol=1e-6)
+    for d in range(3):  # entry k of document d is the sum of d's tokens with index k
+        for k in range(int(idx.max()) + 1):
+            expect = R.values[d][idx[d] == k].sum()
+            np.testing.assert_allclose(G.sel(word=k).values[d], expect, rtol=1e-5, atol=1e-6)
+    if (idx < 0).any():
+        np.testing.assert_allclose(G.sel(word=-1).values, [R.values[d][idx[d] < 0].sum() for d in range(3)],
+                                   rtol=1e-5, atol=1e-6)
+        partial = R.relevance.group("token", by="word_index", remainder=None)
+        assert "partial" in partial.attrs["pooling"]
+
+
+def test_group_by_errors_say_what_is_expected():
+    R = _token_result(0)
+    with pytest.raises(ValueError, match="unknown coord"):
+        R.relevance.group("token", by="nope")
+    R2 = R.assign_coords(w=(("document", "token"), np.zeros((3, 7))))
+    with pytest.raises(ValueError, match="integer group indices"):
+        R2.relevance.group("token", by="w")
+    R3 = R.assign_coords(w=(("document", "token"), -np.ones((3, 7), dtype=int)))
+    with pytest.raises(ValueError, match="no entry to a group"):
+        R3.relevance.group("token", by="w")
+    with pytest.raises(ValueError, match="not both"):
+        R3.relevance.group("token", {"a": [0]}, by="w")
+    with pytest.raises(ValueError, match="batch dim"):
+        R.assign_coords(w=("document", [0, 0, 1])).relevance.group("document", by="w")
