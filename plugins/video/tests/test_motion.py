@@ -182,3 +182,12 @@ def test_real_clip_bikes_partial_read(real_paths):
 def test_real_clip_path_unknown():
     with pytest.raises(ValueError, match="choose one of"):
         sv.real_clip_path("hmdb51")
+
+
+def test_skipping_pixel_reconstruction_keeps_the_vectors(fields, real_paths):
+    for path in (fields[2].path, real_paths["carphone"]):
+        fast = sv.read_motion_vectors(path, max_frames=40)
+        full = sv.read_motion_vectors(path, max_frames=40, skip_pixels=False)
+        np.testing.assert_array_equal(fast.field.values, full.field.values)
+        np.testing.assert_array_equal(fast.coverage.values, full.coverage.values)
+        assert fast.frame_type.tolist() == full.frame_type.tolist()
