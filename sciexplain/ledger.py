@@ -68,7 +68,8 @@ def rules_summary(fw: Forward) -> str:
                 kind = f"{type(st.fuse_before.target).__name__}+" + kind
             lines.append(f"{st.node.name} ({kind}): {st.rule!r}{flag}")
         elif cat == "leaf":
-            lines.append(f"{st.node.name} ({st.kind.detail}): {st.rule!r}")
+            rule = repr(st.rule) if st.rule is not None else "its registered propagator"
+            lines.append(f"{st.node.name} ({st.kind.detail}): {rule}")
         elif cat == "sum":
             other.setdefault(f"sums: {st.rule!r}", []).append(st.node.name)
         elif cat == "product":
