@@ -67,11 +67,15 @@ EEG = [
              "by_condition = P.relevance.pool('time').groupby('condition').mean()\n"
              "by_condition.to_pandas().round(3)"),
     ("code", "fig = se.plot_roi_timecourse(R1, window=0.03)"),
-    ("md", "## With MNE's own tools\n`to_evoked` averages the relevance over the trials of each condition into "
-           "an `mne.EvokedArray` with the epochs' channel positions, so MNE's plots work. The evoked holds "
-           "relevance (units of the explained logit), not volts: tell MNE with `scalings` and `units`."),
-    ("code", "evokeds = se.to_evoked(R1, test.info)\nprint(evokeds['right'].comment)\n"
-             "fig = evokeds['right'].plot_joint(times=[0.05, 0.17], ts_args=dict(scalings=dict(eeg=1), "
+    ("md", "## With MNE's own tools\n`to_evoked` averages the relevance over trials into an `mne.EvokedArray` "
+           "with the epochs' channel positions, so MNE's plots work. Like `epochs.average()` it gives one evoked "
+           "over all trials; like `epochs.average(by_event_type=True)`, `by_event_type=True` gives a list with "
+           "one evoked per condition, named by its `comment` (`as_dict=True` keys them by name instead). The "
+           "evoked holds relevance (units of the explained logit), not volts: tell MNE with `scalings` and "
+           "`units`."),
+    ("code", "evokeds = se.to_evoked(R1, test.info, by_event_type=True)\nprint([ev.comment for ev in evokeds])\n"
+             "right = evokeds[[ev.comment for ev in evokeds].index('right')]\nprint(right.info['description'])\n"
+             "fig = right.plot_joint(times=[0.05, 0.17], ts_args=dict(scalings=dict(eeg=1), "
              "units=dict(eeg='relevance')), topomap_args=dict(scalings=1), show=False)"),
     ("md", "## Is the explanation faithful? Perturbation\nRemove blocks of one channel x 40 ms, most relevant "
            "first (MoRF) or least relevant first (LeRF), replacing each by the trial's own mean of that "

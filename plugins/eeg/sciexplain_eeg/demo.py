@@ -100,8 +100,8 @@ def run_demo(out: str | Path, *, seed: int = 0, acceptance: bool = True) -> dict
     _save(plot_joint(R, windows=[(0.0, 0.09), (0.1, 0.19), (0.2, 0.27)]), out / "eeg_joint.png", written)
     _save(plot_roi_timecourse(R_right, window=0.03), out / "eeg_roi_timecourse.png", written)
     _save(plot_left_right(R_right), out / "eeg_left_right.png", written)
-    evokeds = to_evoked(R_right, test.info)
-    fig = evokeds["right"].plot_topomap(times=[0.05, 0.15, 0.25], average=0.09, scalings=1, units="relevance",
+    right = to_evoked(R_right, test.info, by_event_type=True, as_dict=True)["right"]
+    fig = right.plot_topomap(times=[0.05, 0.15, 0.25], average=0.09, scalings=1, units="relevance",
                                         show=False)
     _save(fig, out / "eeg_mne_topomap_right.png", written)
 

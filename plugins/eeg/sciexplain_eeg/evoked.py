@@ -79,8 +79,16 @@ def _groups(R: Any, by: str | None) -> list[tuple[str, np.ndarray]]:
     return out
 
 
-def to_evoked(R: Any, info: Any = None, *, by: str | None = "condition", epochs: Any = None):
-    """Average relevance over epochs into ``mne.EvokedArray`` objects MNE can plot.
+def to_evoked(R: Any, info: Any = None, *, by_event_type: bool = False, by: str | None = None,
+              epochs: Any = None, as_dict: bool = False):
+    """Average relevance over epochs into ``mne.EvokedArray``, following ``mne.Epochs.average``.
+
+    Like ``epochs.average()`` the default is **one** evoked over all epochs; like
+    ``epochs.average(by_event_type=True)``, ``by_event_type=True`` gives a **list** with one
+    evoked per condition (event type), whose ``comment`` is the condition's name, so that
+    ``mne.viz.plot_compare_evokeds`` and ``mne.combine_evoked`` take it as it is.
+    ``by="target"`` gives one per explained class instead. A dict keyed by group name comes
+    back only when asked for by ``as_dict=True``.
 
     Parameters
     ----------
@@ -90,29 +98,44 @@ def to_evoked(R: Any, info: Any = None, *, by: str | None = "condition", epochs:
     info : mne.Info, optional
         The explained epochs' info (channel positions, montage); default: built from R's
         coords (see :func:`relevance_info`).
+    by_event_type : bool
+        One evoked per condition (the ``condition`` coord), as in MNE; same as
+        ``by="condition"``.
     by : {"condition", "target"} or None
-        One evoked per condition (the event name), per explained class, or one over all
-        epochs.
+        Group by condition or by explained class; None (default) averages all epochs unless
+        ``by_event_type`` is set.
     epochs : sequence of int, optional
         Only these epochs (positions along ``epoch``).
+    as_dict : bool
+        Return ``{group name: evoked}`` instead of a list (needs a grouping).
 
     Returns
     -------
-    mne.EvokedArray or dict of str to mne.EvokedArray
-        One evoked (``by=None``) or one per group, in order of first appearance. ``nave`` is
-        the number of epochs averaged, ``comment`` names the group, the method and the mean of
-        the averaged epochs' ``prediction - absorbed``. See the module docstring for the unit.
+    mne.EvokedArray, list of mne.EvokedArray, or dict of str to mne.EvokedArray
+        One evoked without grouping; otherwise one per group in order of first appearance.
+        ``nave`` is the number of epochs averaged and ``comment`` the group's name (``"all
+        epochs"`` without grouping); ``info["description"]`` says what was averaged: the
+        method and the mean of the averaged epochs' ``prediction - absorbed``, which the
+        evoked's data sum to. See the module docstring for the unit.
     """
     import mne
 
-    if tuple(R.dims) != ("epoch", "channel", "time"):
-        raise InputError(f"to_evoked needs relevance with dims ('epoch', 'channel', 'time'), got {R.dims}; "
-                         "pool over epochs with to_evoked itself, not before")
+    if not isinstance(by_event_type, (bool, np.bool_)):
+        raise InputError(f"by_event_type must be True or False, got {by_event_type!r}")
+    if by_event_type:
+        if by not in (None, "condition"):
+            raise InputError(f"by_event_type=True groups by condition; it contradicts by={by!r} (pass one of them)")
+        by = "condition"
+    if as_dict and by is None:
+        raise InputError("as_dict=True needs a grouping: pass by_event_type=True or by='target'")
+    if tuple(getattr(R, "dims", ())) != ("epoch", "channel", "time"):
+        raise InputError(f"to_evoked needs relevance with dims ('epoch', 'channel', 'time'), got "
+                         f"{getattr(R, 'dims', type(R).__name__)}; pool over epochs with to_evoked itself, not before")
     if epochs is not None:
         R = R.isel(epoch=np.asarray(epochs))
     use_info = relevance_info(R, info)
     tmin = float(R["time"].values[0])
-    out = {}
+    out: dict[str, Any] = {}
     method = R.attrs.get("method", "relevance")
     for name, idx in _groups(R, by):
         sub = R.isel(epoch=idx)
@@ -121,9 +144,11 @@ def to_evoked(R: Any, info: Any = None, *, by: str | None = "condition", epochs:
         if "absorbed" in sub.coords:
             absorbed = np.nan_to_num(np.asarray(sub.coords["absorbed"].values, dtype=np.float64))
             explained = explained - absorbed
-        comment = (f"{name}: mean {method} relevance over {len(idx)} epochs (sum = mean prediction - absorbed "
-                   f"= {explained.mean():.4g}; units of the explained logit)")
-        out[name] = mne.EvokedArray(data, use_info, tmin=tmin, nave=len(idx), comment=comment, verbose=False)
+        group_info = use_info.copy()
+        group_info["description"] = (f"{name}: mean {method} relevance over {len(idx)} epochs (sum = mean "
+                                     f"prediction - absorbed = {explained.mean():.4g}; units of the explained "
+                                     "logit)")
+        out[name] = mne.EvokedArray(data, group_info, tmin=tmin, nave=len(idx), comment=str(name), verbose=False)
     if by is None:
         return out["all epochs"]
-    return out
+    return out if as_dict else list(out.values())

@@ -100,37 +100,73 @@ def test_any_partition_of_the_electrodes_keeps_the_total(assignment, R):
 
 
 # --------------------------------------------------------------------------- evoked
-def test_to_evoked_per_condition_is_the_mean(R, epochs):
-    evokeds = to_evoked(R)
-    assert set(evokeds) == {"left", "right"}
-    for name, ev in evokeds.items():
-        assert isinstance(ev, mne.EvokedArray)
-        idx = np.flatnonzero(R.condition.values == name)
+def test_to_evoked_default_is_one_evoked_over_all_epochs_like_mne(R, epochs):
+    ev = to_evoked(R)
+    assert isinstance(ev, mne.EvokedArray)  # as epochs.average(): one Evoked
+    np.testing.assert_allclose(ev.data, R.values.mean(axis=0), rtol=1e-6, atol=1e-9)
+    assert ev.nave == R.sizes["epoch"] and ev.comment == "all epochs"
+    want = (R.prediction.values - R.absorbed.values).mean()
+    assert f"{want:.4g}" in ev.info["description"]
+    np.testing.assert_allclose(ev.data.sum(), want, rtol=1e-4)  # the mean of the epochs' decompositions
+    # MNE's own average of the relevance as if it were epochs data gives the same evoked
+    as_epochs = mne.EpochsArray(R.values.astype(np.float64), ev.info, tmin=float(R.time.values[0]), verbose=False)
+    np.testing.assert_allclose(as_epochs.average().data, ev.data, rtol=1e-9, atol=1e-12)
+
+
+def test_to_evoked_by_event_type_is_a_list_per_condition(R, epochs):
+    evokeds = to_evoked(R, by_event_type=True)
+    assert isinstance(evokeds, list) and all(isinstance(ev, mne.EvokedArray) for ev in evokeds)
+    names = list(dict.fromkeys(R.condition.values.astype(str).tolist()))
+    assert [ev.comment for ev in evokeds] == names and set(names) == {"left", "right"}
+    for ev in evokeds:
+        idx = np.flatnonzero(R.condition.values == ev.comment)
         np.testing.assert_allclose(ev.data, R.values[idx].mean(axis=0), rtol=1e-6, atol=1e-9)
         assert ev.nave == len(idx) and ev.ch_names == list(DEFAULT_CH_NAMES)
         np.testing.assert_allclose(ev.times, epochs.times, atol=1e-9)
-        assert "mean" in ev.comment and name in ev.comment
+        assert "mean" in ev.info["description"] and ev.comment in ev.info["description"]
         pos = np.array([ch["loc"][:3] for ch in ev.info["chs"]])
         np.testing.assert_allclose(pos, np.stack([R.x.values, R.y.values, R.z.values], 1), atol=1e-9)
+    # the same grouping as MNE's epochs.average(by_event_type=True) on the explained epochs
+    mne_names = [ev.comment for ev in epochs.average(by_event_type=True)]
+    assert sorted(mne_names) == sorted(names)
+    same = to_evoked(R, by="condition")
+    assert [ev.comment for ev in same] == names
+    # MNE tools accept the list as it is
+    combined = mne.combine_evoked(evokeds, weights="nave")
+    np.testing.assert_allclose(combined.data, R.values.mean(axis=0), rtol=1e-6, atol=1e-9)
+    # the dict only when asked for by name
+    named = to_evoked(R, by_event_type=True, as_dict=True)
+    assert list(named) == names
+    np.testing.assert_array_equal(named["left"].data, evokeds[names.index("left")].data)
 
 
-def test_to_evoked_by_target_all_and_with_info(R, epochs):
+def test_to_evoked_by_target_epochs_info_and_errors(R, epochs):
     by_target = to_evoked(R, by="target")
-    assert set(by_target) == {f"target {t}" for t in np.unique(R.target.values)}
-    every = to_evoked(R, by=None, epochs=[0, 1, 2])
+    assert [ev.comment for ev in by_target] == [f"target {t}" for t in dict.fromkeys(R.target.values.tolist())]
+    assert sum(ev.nave for ev in by_target) == R.sizes["epoch"]
+    every = to_evoked(R, epochs=[0, 1, 2])
     assert isinstance(every, mne.EvokedArray) and every.nave == 3
     np.testing.assert_allclose(every.data, R.values[:3].mean(0), rtol=1e-6, atol=1e-9)
     shuffled = epochs.copy().reorder_channels(list(reversed(epochs.ch_names)))
-    ev = to_evoked(R, shuffled.info, by=None)
+    ev = to_evoked(R, shuffled.info)
     assert ev.ch_names == list(DEFAULT_CH_NAMES)  # R's order, the info's positions
     with pytest.raises(ValueError, match="by must be"):
         to_evoked(R, by="label_name")
     with pytest.raises(ValueError, match="dims"):
         to_evoked(R.relevance.pool("time"))
+    with pytest.raises(ValueError, match="as_dict"):
+        to_evoked(R, as_dict=True)
+    with pytest.raises(ValueError, match="contradicts"):
+        to_evoked(R, by_event_type=True, by="target")
+    with pytest.raises(ValueError, match="True or False"):
+        to_evoked(R, by_event_type="yes")
+    from sciexplain.errors import SciexplainError
+    with pytest.raises(SciexplainError):
+        to_evoked(R, by="label_name")
 
 
 def test_mne_plots_the_evoked_relevance(R):
-    ev = to_evoked(R, by=None)
+    ev = to_evoked(R)
     fig = ev.plot_topomap(times=[0.1, 0.3], scalings=1, units="relevance", show=False)
     assert isinstance(fig, plt.Figure)
     plt.close(fig)
@@ -147,4 +183,4 @@ def test_relevance_info_without_positions(dnn, epochs):
     info = relevance_info(Rb)
     assert info["ch_names"] == list(DEFAULT_CH_NAMES) and info.get_montage() is None
     assert info["sfreq"] == 50.0
-    assert isinstance(to_evoked(Rb, by=None), mne.EvokedArray)
+    assert isinstance(to_evoked(Rb), mne.EvokedArray)
