@@ -94,8 +94,9 @@ def _fitted_array(obj: Any, attr: str, what: str) -> np.ndarray:
     return arr
 
 
-def _dtype(dtype: torch.dtype | None) -> torch.dtype:
-    dtype = torch.get_default_dtype() if dtype is None else dtype
+def _dtype(dtype: torch.dtype | None, default: torch.dtype | None = None) -> torch.dtype:
+    if dtype is None:
+        dtype = torch.get_default_dtype() if default is None else default
     if not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
         raise InputError(f"dtype must be a floating torch.dtype, got {dtype!r}")
     return dtype
@@ -123,8 +124,11 @@ class FisherVector(nn.Module):
     alpha : float
         Exponent of the power normalisation, ``0 < alpha <= 1``.
     dtype : torch.dtype, optional
-        Dtype of the buffers and of the computation (default: torch's default dtype). Inputs of
-        another dtype are cast to it.
+        Dtype of the buffers and of the computation, default ``torch.float64``: the log densities
+        of a mixture in tens of dims are large numbers whose differences decide the posteriors,
+        and in float32 those lose about three digits. The output has the input's floating dtype
+        (float32 descriptors give a float32 Fisher vector, ready for a float32 linear layer);
+        ``module.float()`` switches the computation to float32 as well.
 
     Notes
     -----
@@ -136,7 +140,7 @@ class FisherVector(nn.Module):
     def __init__(self, weights: Any, means: Any, variances: Any, *, improved: bool = True,
                  alpha: float = 0.5, dtype: torch.dtype | None = None) -> None:
         super().__init__()
-        dtype = _dtype(dtype)
+        dtype = _dtype(dtype, torch.float64)
         w = np.asarray(weights, dtype=np.float64)
         mu = np.asarray(means, dtype=np.float64)
         var = np.asarray(variances, dtype=np.float64)
@@ -167,9 +171,10 @@ class FisherVector(nn.Module):
             raise InputError(f"alpha must be in (0, 1] (power normalisation sign(z)|z|^alpha), got {alpha!r}")
         self.improved = bool(improved)
         self.alpha = alpha
-        self.register_buffer("weights", torch.as_tensor(w, dtype=dtype))
-        self.register_buffer("means", torch.as_tensor(mu, dtype=dtype))
-        self.register_buffer("variances", torch.as_tensor(var, dtype=dtype))
+        # copies (torch.as_tensor would share memory with the fitted estimator's arrays)
+        self.register_buffer("weights", torch.tensor(w, dtype=dtype))
+        self.register_buffer("means", torch.tensor(mu, dtype=dtype))
+        self.register_buffer("variances", torch.tensor(var, dtype=dtype))
         self.train(False)  # a fixed encoder: nothing in it depends on the training flag
 
     @classmethod
@@ -246,7 +251,6 @@ class FisherVector(nn.Module):
                              "descriptor per set")
         if x.dtype == torch.bool or x.is_complex():
             raise InputError(f"descriptors must be real numbers, got dtype {x.dtype}")
-        x = x.to(self.means.dtype)
         if not bool(torch.isfinite(x).all()):
             raise InputError(f"descriptors contain {int((~torch.isfinite(x)).sum())} NaN/Inf value(s); "
                              "remove or impute them before encoding")
@@ -258,7 +262,7 @@ class FisherVector(nn.Module):
         Computed like scikit-learn's ``predict_proba`` (log densities from the precision form).
         """
         x = self._check_input(x)
-        return self._posteriors(x)
+        return self._posteriors(x.to(self.means.dtype)).to(_out_dtype(x))
 
     def _posteriors(self, x: torch.Tensor) -> torch.Tensor:
         prec = 1.0 / self.variances  # (K, D)
@@ -298,12 +302,17 @@ class FisherVector(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Fisher vectors of the descriptor sets ``x`` (batch, n_descriptors, dim)."""
         x = self._check_input(x)
-        u, _ = self._unnormalized(x)
-        return self._normalize(u) if self.improved else u
+        u, _ = self._unnormalized(x.to(self.means.dtype))
+        return (self._normalize(u) if self.improved else u).to(_out_dtype(x))
 
     def unnormalized(self, x: torch.Tensor) -> torch.Tensor:
         """The Fisher vector before power and L2 normalisation, ``(1/N) sum_n phi(x_n)``."""
-        return self._unnormalized(self._check_input(x))[0]
+        x = self._check_input(x)
+        return self._unnormalized(x.to(self.means.dtype))[0].to(_out_dtype(x))
+
+
+def _out_dtype(x: torch.Tensor) -> torch.dtype:
+    return x.dtype if x.is_floating_point() else torch.get_default_dtype()
 
 
 # -- LRP through the encoder -------------------------------------------------------------------
@@ -331,8 +340,9 @@ def fisher_lrp(fv: FisherVector, x: torch.Tensor, relevance: torch.Tensor, epsil
         (with ``epsilon == 0``: the relevance of dimensions with ``u_j == 0``). Normalisations
         absorb nothing. ``R_x.sum() + absorbed == relevance.sum()`` per sample.
     """
-    in_dtype = x.dtype if x.is_floating_point() else fv.means.dtype
     x = fv._check_input(x.detach())
+    in_dtype = _out_dtype(x)
+    x = x.to(fv.means.dtype)
     B, N, D = x.shape
     K = fv.n_components
     if relevance.shape != (B, fv.out_features):

@@ -132,16 +132,34 @@ def fitted():
 # -- the encoder against scikit-image ----------------------------------------------------------
 
 @pytest.mark.parametrize("improved,alpha", [(False, 0.5), (True, 0.5), (True, 0.3), (True, 1.0)])
-@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
-def test_encoder_matches_skimage_entry_by_entry(fitted, improved, alpha, dtype):
+@pytest.mark.parametrize("dtype,x_dtype", [(torch.float64, torch.float64), (torch.float32, torch.float32),
+                                           (None, torch.float32)], ids=["f64", "f32", "f64-compute-f32-io"])
+def test_encoder_matches_skimage_entry_by_entry(fitted, improved, alpha, dtype, x_dtype):
     gmm, _, sets = fitted
     fv = FisherVector.from_gmm(gmm, improved=improved, alpha=alpha, dtype=dtype)
-    out = fv(torch.tensor(sets, dtype=dtype)).double().numpy()
+    y = fv(torch.tensor(sets, dtype=x_dtype))
+    assert y.dtype == x_dtype
+    out = y.double().numpy()
     ref = np.stack([skimage_feature.fisher_vector(s, gmm, improved=improved, alpha=alpha) for s in sets])
     assert out.shape == ref.shape == (len(sets), 3 + 2 * 3 * 4)
     np.testing.assert_allclose(out, ref, rtol=1e-5, atol=1e-5)
     if dtype == torch.float64:
         np.testing.assert_allclose(out, ref, rtol=1e-10, atol=1e-12)
+
+
+def test_float32_descriptors_on_real_digits_match_skimage():
+    """18-dim digit-patch descriptors under a GMM with small variances: log densities in the
+    thousands, whose float32 differences would shift posteriors by ~1e-4. With the default
+    float64 computation, float32 descriptors still give scikit-image's values to 1e-5."""
+    from sklearn.datasets import load_digits
+    X = _digit_descriptors(load_digits().images[:200])
+    gmm = mixture.GaussianMixture(8, covariance_type="diag", reg_covar=1e-3, random_state=0, max_iter=20, tol=1e-2)
+    gmm.fit(X.reshape(-1, X.shape[2]))
+    fv = FisherVector.from_gmm(gmm)
+    out = fv(torch.tensor(X[:50], dtype=torch.float32)).double().numpy()
+    ref = np.stack([skimage_feature.fisher_vector(s.astype(np.float32).astype(np.float64), gmm, improved=True)
+                    for s in X[:50]])
+    np.testing.assert_allclose(out, ref, rtol=1e-5, atol=1e-5)
 
 
 def test_encoder_posteriors_and_layout(fitted):
@@ -167,7 +185,8 @@ def test_from_gmm_copies_and_leaves_the_gmm_alone(fitted):
         fv.means.add_(1.0)
     for a, b in zip(before, (gmm.weights_, gmm.means_, gmm.covariances_)):
         np.testing.assert_array_equal(a, b)
-    assert fv.means.dtype == torch.get_default_dtype()
+    assert fv.means.dtype == torch.float64  # computation in float64 unless asked otherwise
+    assert fv(torch.zeros(1, 2, 4, dtype=torch.float32)).dtype == torch.float32
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
