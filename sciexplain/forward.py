@@ -7,6 +7,7 @@ flags restored.
 
 from __future__ import annotations
 
+import threading
 import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -38,21 +39,43 @@ def _caller_stacklevel() -> int:
     return level
 
 
+# explanations of one model may run concurrently (Dask's threaded scheduler shares the model
+# object): the first to enter switches it to eval mode, the last to leave restores the flags
+_EVAL_LOCK = threading.Lock()
+_EVAL_USERS: dict[int, list] = {}  # id(model) -> [number of explanations inside, saved flags]
+
+
 @contextmanager
 def eval_mode(model: nn.Module):
-    """Explain in eval mode; restore every module's own training flag afterwards."""
-    flags = [(m, m.training) for m in model.modules()]
+    """Explain in eval mode; restore every module's own training flag afterwards.
+
+    Safe for concurrent explanations of the same model in several threads: the flags are saved
+    by the first explanation that enters and restored when the last one leaves.
+    """
+    key = id(model)
+    with _EVAL_LOCK:
+        entry = _EVAL_USERS.get(key)
+        if entry is None:
+            flags = [(m, m.training) for m in model.modules()]
+            entry = _EVAL_USERS[key] = [0, flags]
+            for m, _ in flags:
+                m.training = False
+        else:
+            flags = entry[1]
+        entry[0] += 1
     if any(f for _, f in flags):
         warnings.warn("the model is in training mode; it is explained in eval mode (dropout off, "
                       "BatchNorm running statistics) and its training flag is restored afterwards",
                       ExplainWarning, stacklevel=_caller_stacklevel())
     try:
-        for m, _ in flags:
-            m.training = False
         yield
     finally:
-        for m, f in flags:
-            m.training = f
+        with _EVAL_LOCK:
+            entry[0] -= 1
+            if entry[0] == 0:
+                del _EVAL_USERS[key]
+                for m, f in entry[1]:
+                    m.training = f
 
 
 def as_input(x: Any) -> torch.Tensor:

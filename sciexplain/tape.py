@@ -18,6 +18,7 @@ value, so later rules see the values the layer actually consumed.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -166,6 +167,9 @@ class _Recorder(TorchFunctionMode):
     def __init__(self, model: nn.Module, leaf_names: set[str], leaf_types: tuple[type, ...] = LEAF_TYPES):
         super().__init__()
         self.leaf_types = leaf_types
+        # module hooks are process-global: only calls from the recording thread are ours (the
+        # function mode itself is thread-local), so explanations may run in several threads
+        self.thread = threading.get_ident()
         self.model = model
         self.module_names = {id(m): n for n, m in model.named_modules(remove_duplicate=False)}
         # named_modules(remove_duplicate=False) lists a reused module under every path; keep the first
@@ -245,6 +249,8 @@ class _Recorder(TorchFunctionMode):
         return type(module).__module__.startswith("torch.nn")
 
     def pre_hook(self, module: nn.Module, args: tuple) -> None:
+        if threading.get_ident() != self.thread:
+            return
         name = self.module_names.get(id(module), f"<{type(module).__name__} not registered in the model>")
         self.scope.append(name)
         if self.leaf_depth:
@@ -258,6 +264,8 @@ class _Recorder(TorchFunctionMode):
             self.leaf_stack.append((module, args))
 
     def post_hook(self, module: nn.Module, args: tuple, output: Any) -> None:
+        if threading.get_ident() != self.thread:
+            return
         name = self.scope.pop() if self.scope else "?"
         if not self.leaf_depth:
             return

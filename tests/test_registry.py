@@ -318,3 +318,19 @@ def test_every_error_class_is_a_sciexplain_error():
     assert issubclass(sx.InputError, ValueError) and issubclass(sx.InputTypeError, TypeError)
     assert issubclass(sx.LedgerError, AssertionError)
     assert issubclass(RuleError, ValueError)
+
+
+def test_concurrent_explanations_keep_eval_mode_and_restore_flags():
+    """Threads explaining one model in training mode: each runs in eval mode, flags come back."""
+    from concurrent.futures import ThreadPoolExecutor
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(6, 32), nn.Dropout(0.5), nn.ReLU(), nn.Linear(32, 2)).train()
+    x = torch.randn(8, 6)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ExplainWarning)
+        ref = sx.explain(model, x).values
+        with ThreadPoolExecutor(4) as pool:
+            results = list(pool.map(lambda _: sx.explain(model, x).values, range(8)))
+    for r in results:  # dropout off in every one of them
+        np.testing.assert_allclose(r, ref, rtol=1e-6, atol=1e-7)
+    assert all(m.training for m in model.modules())
