@@ -38,11 +38,16 @@ def frame_relevance(R: xr.DataArray) -> xr.DataArray:
     return R.relevance.pool(*dims)
 
 
+def _plain(text: str) -> str:
+    """Text for matplotlib titles: ``$`` would start mathtext (TeX), so it is escaped."""
+    return str(text).replace("$", r"\$")
+
+
 def _title(R: xr.DataArray, clip: int) -> str:
     sub = _clip(R, clip)
     name = str(sub.coords["target_name"].values) if "target_name" in sub.coords else str(int(sub.target))
     path = os.path.basename(str(sub.coords["path"].values)) if "path" in sub.coords else ""
-    return f"{path}  class {name}, f(x) = {float(sub.prediction):.3g} ({R.attrs.get('method', '')})"
+    return _plain(f"{path}  class {name}, f(x) = {float(sub.prediction):.3g} ({R.attrs.get('method', '')})")
 
 
 def plot_frame_curve(R: xr.DataArray, clip: int = 0, *, truth: Any = None, ax=None):

@@ -30,3 +30,15 @@ def test_perturbation_figure(cnn, fields):
     assert curves["LRP"].sizes["step"] == 9
     assert isinstance(sv.plot_perturbation(curves), matplotlib.figure.Figure)
     matplotlib.pyplot.close("all")
+
+
+def test_titles_escape_mathtext(cnn, clips, tmp_path):
+    import shutil
+
+    odd = tmp_path / "price_$5_$6.mp4"
+    shutil.copy(clips[0][0], odd)
+    R = sv.explain_motion(cnn, sv.read_motion_vectors(odd))
+    fig = sv.plot_frame_curve(R)
+    fig.canvas.draw()  # unescaped "$5_$" would be parsed as TeX
+    assert r"price_\$5_\$6.mp4" in fig.axes[0].get_title()
+    matplotlib.pyplot.close("all")
