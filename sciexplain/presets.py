@@ -30,9 +30,9 @@ from typing import Any
 from torch import nn
 
 from .errors import RuleError
-from .rules import DEFAULT_STABILIZER, Epsilon, Rule, WSquare, ZBox, ZPlus, AlphaBeta
+from .rules import DEFAULT_STABILIZER, AlphaBeta, Epsilon, Gamma, Pass, Rule, WSquare, ZBox, ZPlus
 
-__all__ = ["RuleMap", "PRESETS", "resolve_preset", "uses_bounds", "PROPORTIONAL"]
+__all__ = ["RuleMap", "PRESETS", "resolve_preset", "PROPORTIONAL", "ByConvKind", "ScaledEpsilon", "NoBias", "conv_kind"]
 
 #: the rule for weight-free linear operations and sums: proportional redistribution
 PROPORTIONAL = Epsilon(DEFAULT_STABILIZER)
@@ -158,3 +158,113 @@ def resolve_preset(preset: str | Rule | Mapping, bounds: tuple | None = None) ->
         rm.description = f"custom mapping (base={base!r})" if base else "custom mapping"
         return rm
     raise RuleError(f"preset must be a name, a rule or a mapping, got {type(preset).__name__}")
+
+
+# -- rules that depend on the layer: depthwise vs pointwise convolutions, scaled stabilisers --------
+#
+# Depthwise and pointwise convolutions are both ``nn.Conv2d``, so neither a type nor (in
+# general) a module path tells them apart. These small rules look at the layer itself when
+# relevance passes through it; they are ordinary rules, so they go wherever a rule goes (a
+# type key, a pattern, a preset name that uses them).
+
+def conv_kind(layer: Any, x: Any) -> str:
+    """``"depthwise"``, ``"pointwise"``, ``"dense"`` or ``"conv"`` for an affine layer and its input.
+
+    Depthwise: a convolution with one input channel per group (``groups == in_channels``,
+    weight shape ``(C_out, 1, k...)``) on an input of more than one channel. Pointwise: every
+    kernel size 1 (a 1x1 convolution mixes channels only). Dense: a 2-D weight (Linear).
+    """
+    w = getattr(layer, "weight", None)
+    if w is None or w.ndim < 2:
+        return "conv" if w is not None and w.ndim > 2 else "dense"
+    if w.ndim == 2:
+        return "dense"
+    if w.shape[1] == 1 and x.ndim >= 2 and x.shape[1] > 1:
+        return "depthwise"
+    if all(int(k) == 1 for k in w.shape[2:]):
+        return "pointwise"
+    return "conv"
+
+
+@dataclass(frozen=True)
+class ByConvKind(Rule):
+    """One rule for depthwise convolutions, one for pointwise (1x1) ones, one for the rest.
+
+    ``ByConvKind(depthwise=Gamma(0.25), pointwise=ScaledEpsilon(0.25), other=Epsilon(1e-6))``
+    as the rule of ``nn.Conv2d`` applies the first to every depthwise convolution of a
+    MobileNet/EfficientNet-style network, the second to its expansion and projection 1x1
+    convolutions, and ``other`` to full convolutions and dense layers (see :func:`conv_kind`).
+    """
+
+    depthwise: Rule
+    pointwise: Rule
+    other: Rule
+
+    def __post_init__(self) -> None:
+        for field_name in ("depthwise", "pointwise", "other"):
+            value = getattr(self, field_name)
+            if not isinstance(value, Rule) or isinstance(value, (Pass, ByConvKind)):
+                raise RuleError(f"ByConvKind({field_name}={value!r}): give a rule such as Epsilon(1e-6) "
+                                "(not Pass() and not another ByConvKind)")
+
+    def pick(self, layer: Any, x: Any) -> Rule:
+        kind = conv_kind(layer, x)
+        return self.depthwise if kind == "depthwise" else self.pointwise if kind == "pointwise" else self.other
+
+    def terms(self, layer, x):
+        return self.pick(layer, x).terms(layer, x)
+
+
+@dataclass(frozen=True)
+class ScaledEpsilon(Rule):
+    """LRP-epsilon with a stabiliser relative to the layer's output scale, per sample.
+
+    ``eps_b = factor * std(z_b)`` over all outputs ``z_b`` of the layer for sample ``b`` (bias
+    included), then ``R_i = sum_j x_i w_ij / (z_j + eps_b sign(z_j)) R_j``. The same ``factor``
+    then absorbs a comparable share of weak contributions on layers whose activations differ
+    by orders of magnitude (a network with folded BatchNorm), which a fixed epsilon does not.
+    ``include_bias=False`` leaves the bias out of the denominator (the bias then absorbs
+    nothing, as in the deep Taylor rules). Costs one extra forward pass of the layer.
+    """
+
+    factor: float = 0.25
+    include_bias: bool = True
+
+    def __post_init__(self) -> None:
+        if not (self.factor >= 0) or self.factor == float("inf"):
+            raise RuleError(f"ScaledEpsilon(factor={self.factor!r}): factor must be a finite number >= 0")
+
+    def terms(self, layer, x):
+        import torch
+        from .rules import Term
+        with torch.no_grad():
+            z = layer.forward(x.detach())
+            scale = z.reshape(z.shape[0], -1).std(dim=1) if z.ndim >= 2 and z[0].numel() > 1 else z.abs()
+            scale = scale.reshape((-1,) + (1,) * (z.ndim - 1))
+            if not self.include_bias and layer.bias is not None:
+                z = z - layer.bias
+            stab = torch.where(z >= 0, 1.0, -1.0).to(z.dtype) * (self.factor * scale + DEFAULT_STABILIZER)
+        bias = stab if (layer.bias is None or not self.include_bias) else stab + layer.bias
+        # the stabiliser rides in the bias (a full-size tensor): the ledger counts it as absorbed
+        return [Term(1.0, [(x, layer.weight)], bias, 0.0, plain=False)]
+
+
+@dataclass(frozen=True)
+class NoBias(Rule):
+    """Apply ``rule`` as if the layer had no bias: the bias (e.g. a folded BatchNorm shift) absorbs nothing.
+
+    The relevance a layer receives is then divided among its inputs only (up to the rule's own
+    stabiliser), instead of the bias taking its share.
+    """
+
+    rule: Rule
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.rule, Rule) or isinstance(self.rule, (Pass, ByConvKind)):
+            raise RuleError(f"NoBias({self.rule!r}): give a rule such as Epsilon(1e-6)")
+
+    def terms(self, layer, x):
+        import dataclasses
+        bare = dataclasses.replace(layer, bias=None)
+        # a plain term would reuse the recorded output, which includes the bias
+        return [dataclasses.replace(t, plain=False) for t in self.rule.terms(bare, x)]
