@@ -61,8 +61,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from .errors import InputError, RuleError, UnsupportedModelError
-from .rules import Epsilon, Rule
+from .errors import InputError, InputTypeError, RuleError, UnsupportedModelError
+from .rules import Epsilon
 
 __all__ = ["FisherVector", "linear_from_sklearn", "fisher_lrp", "DEFAULT_RULE"]
 
@@ -98,7 +98,7 @@ def _dtype(dtype: torch.dtype | None, default: torch.dtype | None = None) -> tor
     if dtype is None:
         dtype = torch.get_default_dtype() if default is None else default
     if not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
-        raise InputError(f"dtype must be a floating torch.dtype, got {dtype!r}")
+        raise InputTypeError(f"dtype must be a floating torch.dtype, got {dtype!r}")
     return dtype
 
 
@@ -238,7 +238,7 @@ class FisherVector(nn.Module):
     # -- computation -------------------------------------------------------------------------
     def _check_input(self, x: Any) -> torch.Tensor:
         if not isinstance(x, torch.Tensor):
-            raise InputError(f"FisherVector expects a tensor of descriptor sets (batch, n_descriptors, dim), "
+            raise InputTypeError(f"FisherVector expects a tensor of descriptor sets (batch, n_descriptors, dim), "
                              f"got {type(x).__name__}")
         if x.ndim != 3:
             raise InputError(f"FisherVector expects descriptor sets of shape (batch, n_descriptors, dim), got "

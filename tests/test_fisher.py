@@ -15,7 +15,7 @@ from torch import nn
 
 import sciexplain as sx
 from sciexplain import fisher
-from sciexplain.errors import InputError, RuleError, SciexplainError, UnsupportedModelError
+from sciexplain.errors import InputError, InputTypeError, RuleError, SciexplainError, UnsupportedModelError
 from sciexplain.fisher import FisherVector, fisher_lrp, linear_from_sklearn
 
 skimage_feature = pytest.importorskip("skimage.feature")
@@ -351,8 +351,10 @@ def test_encoder_refuses_bad_descriptors(fitted):
         sx.explain(model, bad)
     with pytest.raises(InputError):
         sx.explain(model, x[:, :0])
-    with pytest.raises(SciexplainError, match="tensor"):
+    with pytest.raises(InputTypeError, match="tensor"):
         fv(sets[:2])
+    with pytest.raises(InputTypeError, match="dtype"):
+        FisherVector.from_gmm(gmm, dtype=torch.int64)
     assert torch.equal(x, before)
 
 
@@ -629,3 +631,13 @@ def test_relevance_at_the_fisher_vector_and_through_its_parts(fitted):
     # d_pi relevance is spread evenly over a descriptor's dims
     pi_part = parts[0].values
     np.testing.assert_allclose(pi_part, np.repeat(pi_part[..., :1], D, axis=-1), rtol=1e-12, atol=1e-15)
+
+
+def test_core_reads_fitted_attributes_without_importing_sklearn():
+    import subprocess
+    import sys
+    code = ("import sys, sciexplain.fisher, sciexplain as sx; "
+            "print(sorted(m for m in ('sklearn', 'skimage') if m in sys.modules)); "
+            "print(sciexplain.fisher.FisherVector in sx.registry.REGISTRY.leaves)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert out == ["[]", "True"]
