@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .rules import Rule, Term
+from .rules import Rule, SignedTerm, Term
 
 __all__ = ["AffineLayer", "lrp_affine", "sign0", "per_sample_sum"]
 
@@ -65,20 +65,210 @@ def per_sample_dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return torch.linalg.vecdot(a.reshape(a.shape[0], -1), b.reshape(a.shape[0], -1))
 
 
+def _dot_bias(s: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """``per_sample_sum(s * t)`` for ``t`` broadcastable to ``s``; a per-channel ``t`` (a bias)
+    is applied after summing ``s`` over the dims it is constant along (no full-size product)."""
+    if t.ndim <= s.ndim:
+        t = t.reshape((1,) * (s.ndim - t.ndim) + tuple(t.shape))
+        if t.shape[0] == 1:
+            dims = [d for d in range(1, s.ndim) if t.shape[d] == 1 and s.shape[d] != 1]
+            if dims:
+                s = s.sum(dim=dims, keepdim=True)
+    return per_sample_dot(s, t)
+
+
+def _leaf(t: torch.Tensor) -> torch.Tensor:
+    """A fresh autograd leaf with the values of ``t`` (``t`` itself stays untouched)."""
+    return (t if t.is_contiguous() else t.contiguous()).detach().requires_grad_(True)
+
+
+def _may_cancel(p: float, q: float, corr: torch.Tensor | None, sign: float | None) -> bool:
+    """Whether ``p z + q zq + corr`` (``zq >= 0``; ``z`` of sign ``sign`` where the term acts,
+    or unknown) can add up parts of opposite signs."""
+    signs = set()
+    if p != 0:
+        if sign is None:
+            return q != 0 or corr is not None
+        signs.add(p * sign > 0)
+    if q != 0:
+        signs.add(q > 0)
+    if corr is not None:
+        if bool((corr > 0).any()):
+            signs.add(True)
+        if bool((corr < 0).any()):
+            signs.add(False)
+    return len(signs) > 1
+
+
+def _signed_relevance(layer: AffineLayer, sterms: tuple[SignedTerm, ...], x: torch.Tensor, R: torch.Tensor,
+                      cached: tuple[torch.Tensor, torch.Tensor] | None):
+    """All terms of a sign-split rule at once (``Rule.signed_terms``), or None when a
+    denominator is too close to zero for the shared form to be accurate (the caller then
+    evaluates the rule's own terms one by one).
+
+    Every term's contributions are ``a x w + b |x||w|``. So its modified forward pass is
+    ``a z0 + b zq + bias_t`` with ``z0 = lin(x; W)`` (the recorded forward pass minus its bias)
+    and one pass ``zq = lin(|x|; |W|)`` shared by all terms, and the relevance of all terms
+    together is ``x * W^T u + |x| * |W|^T v`` with ``u = sum_t c_t a_t s_t`` and
+    ``v = sum_t c_t b_t s_t``: one modified forward and at most two backward passes, for any
+    number of terms. On inputs ``x >= 0`` the second basis is ``zq = lin(x; W^+)`` instead
+    (``|x||w| = 2 x w^+ - x w``), so that z+ needs one backward pass and no ``W^T`` at all.
+
+    A denominator obtained by cancellation (both coefficients non-zero, e.g. the ``x w^-`` of
+    alpha-beta as ``z0 - lin(x; W^+)``) loses the digits of the parts it cancels. Where it is
+    smaller than ``sqrt(machine eps)`` times those parts for any selected neuron, this returns
+    None, so the result always agrees with the rule's terms to floating-point tolerance.
+    """
+    W = layer.weight.detach()
+    bias = None if layer.bias is None else layer.bias.detach()
+    xd = x.detach()
+    nonneg = bool(xd.min() >= 0) if xd.numel() else True
+    # each term's coefficients (p, q) on the basis actually used, (z0, zq)
+    coefs = [(t.a - t.b, 2.0 * t.b) if nonneg else (t.a, t.b) for t in sterms]
+    masked = any(t.outputs != "all" for t in sterms)
+    need0 = masked or any(p != 0 for p, _ in coefs)
+    needq = any(q != 0 for _, q in coefs)
+
+    z = graph0 = leaf0 = None
+    if need0:
+        if cached is not None:
+            leaf0, graph0 = cached  # the recorded forward pass: z = lin(x; W) + bias
+            z = graph0.detach()
+        else:
+            leaf0 = _leaf(xd)
+            with torch.enable_grad():
+                graph0 = layer.apply(leaf0, W)
+            z = graph0.detach() if bias is None else graph0.detach() + bias
+    zq = graphq = leafq = xq = None
+    if needq:
+        xq = xd if nonneg else xd.abs()
+        leafq = _leaf(xq)
+        with torch.enable_grad():
+            graphq = layer.apply(leafq, W.clamp(min=0) if nonneg else W.abs())
+        zq = graphq.detach()
+    bias_abs = None if bias is None else bias.abs()
+    tol = float(torch.finfo(R.dtype).eps) ** 0.5
+
+    absorbed = torch.zeros(R.shape[0], dtype=R.dtype, device=R.device)
+    scaled = []  # (s_t, c_t p, c_t q)
+    for t, (p, q) in zip(sterms, coefs):
+        b_t = None
+        if t.bias and bias is not None:
+            b_t = bias if (t.a == 1 and t.b == 0) else t.a * bias + t.b * bias_abs
+        # den = p z0 + q zq + b_t, written as p z + q zq + corr with the plain output z and a
+        # bias-sized corr = b_t - p bias, so that z0 = z - bias is never formed
+        corr = None
+        if bias is not None and p != 0:
+            corr = -p * bias if b_t is None else (None if (b_t is bias and p == 1) else b_t - p * bias)
+        elif b_t is not None:
+            corr = b_t
+        if p != 0 and q != 0:
+            den = torch.add(z if p == 1 else z * p, zq, alpha=q)
+        elif p != 0:
+            den = z.clone() if p == 1 else z * p
+        elif q != 0:
+            den = None if (q == 1 and corr is None) else zq * q
+        else:  # a == b == 0: the term passes nothing on
+            den = torch.zeros_like(R)
+        if corr is not None:
+            den.add_(corr)
+        keep = None  # the neurons this term redistributes
+        if t.outputs != "all":
+            keep = z >= 0 if t.outputs == "positive" else z < 0
+        # The sign of den where the term acts, when it follows from the rule: contributions
+        # a t + b |t| are all >= 0 if b >= |a| (z+), all <= 0 if b <= -|a| (z-), and a
+        # sign-selected term (gamma) has the sign of its outputs.
+        sign = None
+        if t.b >= abs(t.a) or t.outputs == "positive":
+            sign = 1.0
+        elif t.b <= -abs(t.a) or t.outputs == "negative":
+            sign = -1.0
+        if _may_cancel(p, q, corr, sign if keep is not None else None):
+            # |den| against the size of what was added up: too small means rounding noise
+            scale = z.abs().mul_(abs(p)) if p != 0 else torch.zeros_like(R)
+            if q != 0:
+                scale.add_(zq, alpha=abs(q))
+            if corr is not None:
+                scale.add_(corr.abs())
+            if p != 0 and bias is not None:
+                scale.add_(bias_abs, alpha=abs(p))
+            bad = (den if den is not None else zq).abs() < scale.mul_(tol)
+            if keep is not None:
+                bad &= keep
+            if bool(bad.any()):
+                return None
+        if t.eps > 0:
+            if sign is not None:
+                den = torch.add(zq, t.eps * sign) if den is None else den.add_(t.eps * sign)
+                s_t = torch.div(R, den, out=den)
+                if keep is not None:
+                    s_t.masked_fill_(~keep, 0)
+                a_t = per_sample_sum(s_t).mul_(t.eps * sign)
+            else:
+                if den is None:
+                    den = zq.clone()
+                stab = torch.copysign(torch.tensor(t.eps, dtype=den.dtype), den)
+                den.add_(stab)
+                s_t = torch.div(R, den, out=den)
+                if keep is not None:
+                    s_t.masked_fill_(~keep, 0)
+                a_t = per_sample_dot(s_t, stab)
+        else:
+            if den is None:
+                den = zq
+            dead = den == 0  # with eps == 0 that relevance cannot be passed on: it is absorbed
+            if keep is not None:
+                dead &= keep
+            R_t = R if keep is None else R.masked_fill(~keep, 0)
+            s_t = torch.where(dead, torch.zeros_like(R_t), R_t / torch.where(den == 0, torch.ones_like(den), den))
+            if keep is not None:
+                s_t.masked_fill_(~keep, 0)
+            a_t = per_sample_sum(torch.where(dead, R_t, torch.zeros_like(R_t)))
+        if b_t is not None:
+            a_t = a_t + _dot_bias(s_t, b_t)
+        absorbed = absorbed + t.coef * a_t
+        scaled.append((s_t, t.coef * p, t.coef * q))
+    # u = sum c p s (for W^T), v = sum c q s (for the second basis); each s_t is ours to overwrite
+    v = None
+    for i, (s_t, cp, cq) in enumerate(scaled):
+        if cq != 0:
+            if v is None:
+                v = (s_t if cq == 1 else s_t.mul_(cq)) if cp == 0 else s_t * cq
+            else:
+                v.add_(s_t, alpha=cq)
+    u = None
+    for s_t, cp, cq in scaled:
+        if cp != 0:
+            if u is None:
+                u = s_t if cp == 1 else s_t.mul_(cp)
+            else:
+                u.add_(s_t, alpha=cp)
+
+    outs, leaves, grads, values = [], [], [], []
+    if u is not None:
+        outs.append(graph0), leaves.append(leaf0), grads.append(u), values.append(xd)
+    if v is not None:
+        outs.append(graphq), leaves.append(leafq), grads.append(v), values.append(xq)
+    R_in = None
+    if outs:
+        got = torch.autograd.grad(outs, leaves, grad_outputs=grads, allow_unused=True)
+        for value, g in zip(values, got):
+            if g is not None:
+                R_in = value * g if R_in is None else R_in.addcmul_(value, g)
+    if R_in is None:
+        R_in = torch.zeros_like(xd)
+    return R_in, absorbed
+
+
 def _term_relevance(layer: AffineLayer, term: Term, R: torch.Tensor,
-                    cached: tuple[torch.Tensor, torch.Tensor] | None,
-                    plain_z: torch.Tensor | None = None):
+                    cached: tuple[torch.Tensor, torch.Tensor] | None):
     """One term. ``cached = (x, z)``: the layer's recorded input and full output (bias included),
-    still connected by autograd, so a plain term needs no second forward pass. ``plain_z``: the
-    layer's plain output (detached), needed by terms that select outputs by its sign.
+    still connected by autograd, so a plain term needs no second forward pass. ``R`` is already
+    masked to the neurons the term selects (``Term.outputs``).
 
     Written with few full-size passes: on large activations each element-wise pass costs about
     as much as a tenth of a convolution.
     """
-    if term.outputs != "all":
-        # a term for one sign of the plain output: the other neurons pass nothing through it
-        other = plain_z < 0 if term.outputs == "positive" else plain_z >= 0
-        R = R.masked_fill(other, 0)
     bias = None if term.bias is None else term.bias.detach()
     if term.plain and cached is not None:
         # the recorded output already is z = lin(x) + bias: the denominator, read-only
@@ -135,6 +325,12 @@ def lrp_affine(layer: AffineLayer, x: torch.Tensor, R: torch.Tensor, rule: Rule,
         Per sample, relevance taken up by the bias and stabilizer terms of the rule; by
         construction ``R_in.sum() + absorbed.sum() == R.sum()`` up to rounding.
     """
+    sterms = rule.signed_terms() if layer.weighted else None
+    if sterms is not None and not (len(sterms) == 1 and sterms[0].b == 0 and sterms[0].outputs == "all"):
+        # (a single x w term, i.e. epsilon, already is one backward pass of the recorded graph)
+        out = _signed_relevance(layer, sterms, x, R, cached)
+        if out is not None:
+            return out
     R_in, absorbed = None, None
     terms = rule.terms(layer, x)
     plain_z = None
@@ -145,7 +341,11 @@ def lrp_affine(layer: AffineLayer, x: torch.Tensor, R: torch.Tensor, rule: Rule,
             with torch.no_grad():
                 plain_z = layer.forward(x.detach())
     for term in terms:
-        r, a = _term_relevance(layer, term, R, cached, plain_z)
+        R_t = R
+        if term.outputs != "all":
+            # a term for one sign of the plain output: the other neurons pass nothing through it
+            R_t = R.masked_fill(plain_z < 0 if term.outputs == "positive" else plain_z >= 0, 0)
+        r, a = _term_relevance(layer, term, R_t, cached)
         R_in = r if R_in is None else R_in.add_(r)
         absorbed = a if absorbed is None else absorbed + a
     return R_in, absorbed
