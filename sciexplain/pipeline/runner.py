@@ -76,6 +76,8 @@ def _to_netcdf(obj: xr.DataArray | xr.Dataset, path: Path, provenance: Mapping) 
     if isinstance(obj, xr.Dataset):
         for name in obj.variables:
             obj[name].attrs.pop("store", None)
+    else:  # the provenance also as a global attribute, where netCDF tools look first
+        obj = obj.to_dataset(name=obj.name or "values", promote_attrs=True)
     obj.load().to_netcdf(path)
 
 
@@ -140,6 +142,18 @@ def _pool(R: xr.DataArray, step: Mapping, data: PipelineData, model: Any) -> xr.
     return fn(R, data, model, **step.get("params", {}))
 
 
+def _summed(R: xr.DataArray, dims: list[str]) -> xr.DataArray:
+    """R summed over ``dims``. For results that decompose nothing (gradients) the sum is the usual
+    ranking/display convention, not a decomposition: the attrs keep saying so, the warning is dropped."""
+    import warnings
+
+    from ..result import DecompositionWarning
+    with warnings.catch_warnings():
+        if R.attrs.get("decomposes") == "none":
+            warnings.simplefilter("ignore", DecompositionWarning)
+        return R.relevance.pool(*dims)
+
+
 def _figure(spec: Mapping, R: xr.DataArray | None, data: PipelineData, model: Any, curves: Mapping) -> Any:
     kind = spec["kind"]
     params = dict(spec.get("params", {}))
@@ -147,7 +161,8 @@ def _figure(spec: Mapping, R: xr.DataArray | None, data: PipelineData, model: An
         return data.domain.pipeline_figures()[spec["function"]](R, data, model, **params)
     if kind == "heatmap":
         from ..plotting import plot_heatmap
-        return plot_heatmap(R, params.pop("sample", 0), **params)
+        pool = params.pop("pool", None)
+        return plot_heatmap(_summed(R, pool) if pool else R, params.pop("sample", 0), **params)
     return plot_perturbation_curves(curves, **params)
 
 
@@ -258,7 +273,11 @@ def run(source: str | Path | Mapping, *, scheduler: Any = None, out: str | Path 
             raise PipelineError(f"method {label!r}: {err} (rerun the same command to resume; "
                                 f"finished chunks are in {store})") from err
         except SciexplainError as err:
-            raise PipelineError(f"method {label!r}: {err}") from err
+            hint = ""
+            if type(model).__name__ in ("RecursiveScriptModule", "ScriptModule", "TopLevelTracedModule"):
+                hint = (" (a TorchScript model runs as a compiled graph that the engine cannot record, so it "
+                        "cannot be explained; load its weights as a state_dict into an architecture instead)")
+            raise PipelineError(f"method {label!r}: {err}{hint}") from err
         if method.get("target", "predicted") == "predicted" and dims:
             R = R.assign_coords(predicted=(R.dims[0], R.target.values))
         result.relevance[label] = R
@@ -292,7 +311,7 @@ def run(source: str | Path | Mapping, *, scheduler: Any = None, out: str | Path 
         for label in pert.get("methods", list(result.relevance)):
             R = result.relevance[label]
             if pert.get("pool"):
-                R = R.relevance.pool(*pert["pool"])
+                R = _summed(R, pert["pool"])
             aopcs = {}
             for order in pert["orders"]:
                 c = step(f"perturbation {order} of {label!r}", perturbation_dataset, model, x_eval, R, order=order, **kwargs)
@@ -309,7 +328,7 @@ def run(source: str | Path | Mapping, *, scheduler: Any = None, out: str | Path 
         if pert["random"]:
             first = next(iter(result.relevance.values()))
             if pert.get("pool"):
-                first = first.relevance.pool(*pert["pool"])
+                first = _summed(first, pert["pool"])
             c = step("perturbation in random order", perturbation_dataset, model, x_eval, first, order="random", **kwargs)
             curves[("random", "random")] = c
             _to_netcdf(c.rename("f_x"), outdir / "perturbation_random.nc", record)

@@ -132,9 +132,9 @@ def _colorless(R):
 def _box_shares(R, data, model, **params: Any):
     from .photos import photo_box
     from .regions import box_shares
-    names = data.extras.get("photos")
-    if names is None:
+    if data.extras.get("photos") is None:
         raise ValueError("box_shares needs photos with known object boxes: use the 'photos' loader")
+    names = [str(n) for n in R[R.dims[0]].values]  # the photos explained (a run may use the first few)
     spec = _spec_for(model, None)
     return box_shares(_colorless(R), [photo_box(n, spec) for n in names])
 
