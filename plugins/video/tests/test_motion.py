@@ -191,3 +191,22 @@ def test_skipping_pixel_reconstruction_keeps_the_vectors(fields, real_paths):
         np.testing.assert_array_equal(fast.field.values, full.field.values)
         np.testing.assert_array_equal(fast.coverage.values, full.coverage.values)
         assert fast.frame_type.tolist() == full.frame_type.tolist()
+
+
+def test_multiple_reference_frames_give_vectors_spanning_several_frames(tmp_path):
+    """DATA.md: with refs=3 some vectors span 2-3 frames; FFmpeg does not say which (documented caveat)."""
+    rng = np.random.default_rng(5)
+    bg = (rng.random((64, 64)) * 160 + 40).astype(np.uint8)
+    tex = (rng.random((16, 16)) * 255).astype(np.uint8)
+    frames = []
+    for t in range(10):
+        img = bg.copy()
+        img[16:32, 8 + 4 * t:24 + 4 * t] = tex
+        frames.append(img)
+    found = {}
+    for refs in ("1", "3"):
+        p = sv.encode_clip(np.stack(frames), tmp_path / f"refs{refs}.mp4", options={"bf": "0", "g": "12", "refs": refs})
+        dx = sv.read_motion_vectors(p, block=4).field.values[1:, 4:8, :, 0]
+        found[refs] = set(np.round(dx[~np.isnan(dx)], 2).tolist())
+    assert max(found["1"]) < 5  # one frame back: the true 4 px (and sub-pixel fits at the edges)
+    assert {8.0, 12.0} & found["3"]  # two or three frames back: 8 or 12 px for the same motion
