@@ -55,30 +55,27 @@ def ground_truth_scores(R: xr.DataArray, truths: Sequence[Any]) -> xr.Dataset:
 
 
 class FieldScorer:
-    """The Fisher-vector model as a function of the motion-field tensor (for perturbation curves).
+    """The Fisher-vector model as a function of one clip's motion-field tensor (for perturbation curves).
 
-    ``scorer(x)`` takes ``(clip, 2, frame, block_y, block_x)`` tensors (copies of the clips'
-    ``to_array``) and returns the class scores, recomputing the descriptors. ``valid`` (from the
-    original fields) says which blocks carry vectors; a zeroed block stays a block with vectors
+    ``scorer(x)`` takes perturbed copies ``(copy, 2, frame, block_y, block_x)`` of the clip's
+    ``to_array()`` and returns the class scores, recomputing the descriptors of each copy. Which
+    blocks carry vectors comes from the original field: a zeroed block stays a block with vectors
     (zero motion), I-frames stay without.
     """
 
-    def __init__(self, model: Any, fields: Sequence[Any]) -> None:
+    def __init__(self, model: Any, field: Any) -> None:
         self.model = model
-        self.valid = np.stack([~np.isnan(f.field.values).any(-1) for f in fields])
+        self.valid = ~np.isnan(field.field.values).any(-1)
 
     def __call__(self, x: Any):
         import torch
         from .descriptors import compute_descriptors
 
         a = np.asarray(x.detach().cpu().numpy() if hasattr(x, "detach") else x, dtype=np.float64)
-        n = a.shape[0]
-        reps = n // self.valid.shape[0] if n % self.valid.shape[0] == 0 else None
         out = []
-        for i in range(n):
-            valid = self.valid[i % self.valid.shape[0]] if reps else self.valid[0]
-            field = np.moveaxis(a[i], 0, -1).copy()
-            field[~valid] = np.nan
+        for copy in a:
+            field = np.moveaxis(copy, 0, -1).copy()
+            field[~self.valid] = np.nan
             out.append(compute_descriptors(field, self.model.spec).values)
         with torch.no_grad():
             return self.model(torch.as_tensor(np.stack(out)))
@@ -108,12 +105,12 @@ def block_perturbation(model: Any, fields: Sequence[Any], R: xr.DataArray, *, or
     x, _ = fields_to_tensor(list(fields), None)
     if isinstance(model, MotionFisherModel):
         if len(fields) > 1:
-            # FieldScorer needs to know which clip each perturbed copy comes from: run clip by clip
+            # the scorer needs to know which clip each perturbed copy comes from: run clip by clip
             curves = [block_perturbation(model, [f], R.isel(clip=[i]), order=order, steps=steps,
                                          regions_per_step=regions_per_step, seed=seed + i)
                       for i, f in enumerate(fields)]
             return xr.concat(curves, dim="clip")
-        scorer: Any = FieldScorer(model, fields)
+        scorer: Any = FieldScorer(model, fields[0])
     else:
         scorer = model
     rel = R if "component" not in R.dims else R.relevance.pool("component")

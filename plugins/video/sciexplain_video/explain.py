@@ -186,7 +186,9 @@ def explain_motion(model: Any, fields: Any, target: Any = None, *, method: str =
     preset : optional
         LRP preset; default :data:`DEFAULT_PRESET`.
     pool_components : bool
-        Sum relevance over ``dx``/``dy`` (default) or keep the ``component`` dim.
+        Sum relevance over ``dx``/``dy`` (default) or keep the ``component`` dim. The
+        Fisher-vector model's relevance is per block (its descriptors mix both components), so
+        it always has the pooled dims.
     fill : float
         Model input for I-frames and blocks without vectors.
     bounds, max_pool, **options

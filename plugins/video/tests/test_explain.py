@@ -146,3 +146,12 @@ def test_fisher_gradient_methods(fisher_model, fields, method):
     assert R.dims == ("clip", "frame", "block_y", "block_x")
     assert (R.isel(frame=[0, 12]).values == 0).all()
     assert np.isfinite(R.values).all() and np.abs(R.values).sum() > 0
+
+
+def test_fisher_block_perturbation_recomputes_descriptors(fisher_model, fields):
+    R = sv.explain_motion(fisher_model, fields[:2])
+    curve = sv.block_perturbation(fisher_model, fields[:2], R, steps=6, regions_per_step=8)
+    assert curve.sizes == {"clip": 2, "step": 7}
+    np.testing.assert_allclose(curve.isel(step=0).values, R.prediction.values, rtol=1e-4, atol=1e-5)
+    # zeroing the 48 most relevant block-frames lowers the explained score
+    assert (curve.isel(step=-1).values < R.prediction.values).all()
