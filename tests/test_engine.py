@@ -775,9 +775,18 @@ def test_epsilon_layers_reuse_the_recorded_forward(monkeypatch):
     dense = [c for c in calls if c[0] in ("0", "2", "4")]
     assert len(dense) == 3
     assert all(plain and cached for _, plain, cached in dense), dense
+    # sign-split rules (z+, alpha-beta, gamma) are evaluated together, once per layer
+    signed = []
+    original_signed = propagation._signed_relevance
+
+    def spy_signed(layer, *args, **kwargs):
+        signed.append(layer.name)
+        return original_signed(layer, *args, **kwargs)
+
+    monkeypatch.setattr(propagation, "_signed_relevance", spy_signed)
     calls.clear()
-    sx.explain(model, x, preset=ZPlus())
-    assert [c[0] for c in calls if c[0] in ("0", "2", "4")] == ["4", "2", "0"]  # one term per layer
+    assert_balances(sx.explain(model, x, preset=ZPlus()))
+    assert [n for n in signed if n in ("0", "2", "4")] == ["4", "2", "0"]  # one evaluation per layer
 
 
 # -- layout operations with constants ----------------------------------------------------------
