@@ -2,7 +2,7 @@
 
 ``torch.nn.LSTM`` and ``torch.nn.GRU`` run their time loop inside one fused kernel, so the
 engine cannot see the gates. The :class:`RecurrentUnrolling` canonizer swaps each of them (and
-``nn.LSTMCell``/``nn.GRUCell``) for an unrolled module written with ordinary operations that
+``nn.LSTMCell``/``nn.GRUCell``, and the Elman ``nn.RNN``/``nn.RNNCell``) for an unrolled module written with ordinary operations that
 **shares the very same** ``nn.Parameter`` **objects** (nothing is copied) and computes the same
 function. The engine then explains the unrolled operations with its ordinary rules, which give
 the LSTM rule of Arras, Montavon, Mueller & Samek (2017, WASSA):
@@ -48,6 +48,8 @@ __all__ = [
     "UnrolledGRU",
     "UnrolledLSTMCell",
     "UnrolledGRUCell",
+    "UnrolledRNN",
+    "UnrolledRNNCell",
     "PackedSequenceError",
     "RecurrentUnrolling",
     "unroll",
@@ -171,6 +173,12 @@ def _gru_step(x_rz: torch.Tensor, x_n: torch.Tensor, h: torch.Tensor, w_hh_rz, w
     r, z = torch.sigmoid(x_rz + F.linear(h, w_hh_rz)).chunk(2, -1)
     n = torch.tanh(x_n + r * F.linear(h, w_hn, b_hn))
     return (1 - z) * n + z * h
+
+
+def _rnn_step(x: torch.Tensor, h: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None, relu: bool):
+    """One Elman step: ``act(W [x_t, h_{t-1}] + b)``, one affine map over cat([x_t, h_{t-1}])."""
+    z = F.linear(torch.cat([x, h], -1), w, b)
+    return torch.relu(z) if relu else torch.tanh(z)
 
 
 class _UnrolledRNNBase(_Unrolled):
@@ -324,6 +332,37 @@ class UnrolledGRU(_UnrolledRNNBase):
         return output, h_n
 
 
+class UnrolledRNN(_UnrolledRNNBase):
+    """``nn.RNN`` (Elman, tanh or ReLU) unrolled over time with the same parameters:
+    ``forward(input, hx=None) -> (output, h_n)``; the epsilon rule runs jointly over
+    cat([x_t, h_{t-1}]) and the activation passes relevance."""
+
+    def __init__(self, source: nn.RNN):
+        super().__init__(source)
+        self.nonlinearity = source.nonlinearity
+
+    def _roles(self):
+        return ("h",)
+
+    def forward(self, input: torch.Tensor, hx: torch.Tensor | None = None):
+        input, hx_t, unbatched = self._prepare(input, None if hx is None else (hx,))
+        relu = self.nonlinearity == "relu"
+
+        def direction(layer, d, X, steps):
+            wi, wh, bi, bh = self._names(layer, d)
+            w = torch.cat([self._param(wi), self._param(wh)], 1)
+            b = self._param(bi) + self._param(bh) if self.bias else None
+
+            def step(t, state):
+                return (_rnn_step(steps[t], state[0], w, b, relu),)
+            return step
+        output, (h_n,) = self._run(input, hx_t, direction)
+        if unbatched:
+            output = output.squeeze(0 if self.batch_first else 1)
+            h_n = h_n.squeeze(1)
+        return output, h_n
+
+
 # -- cells ----------------------------------------------------------------------------------------
 
 def _recorded(t: torch.Tensor) -> bool:
@@ -407,11 +446,35 @@ class UnrolledGRUCell(_UnrolledCell):
         return h.squeeze(0) if unbatched else h
 
 
+class UnrolledRNNCell(_UnrolledCell):
+    """``nn.RNNCell`` written with ordinary operations: ``forward(input, hx=None) -> h'``."""
+
+    def __init__(self, source: nn.RNNCell):
+        super().__init__(source, ("h",))
+        self.nonlinearity = source.nonlinearity
+
+    def forward(self, input: torch.Tensor, hx: torch.Tensor | None = None):
+        unbatched = self._check(input)
+        if unbatched:
+            input = input.unsqueeze(0)
+            hx = None if hx is None else hx.unsqueeze(0)
+        if hx is None:
+            h = self.initial["h"](input)
+        else:
+            h = hx if _recorded(hx) else self.initial["h"](input, hx)
+        w = torch.cat([self.weight_ih, self.weight_hh], 1)
+        b = self.bias_ih + self.bias_hh if self.bias else None
+        h = _rnn_step(input, h, w, b, self.nonlinearity == "relu")
+        return h.squeeze(0) if unbatched else h
+
+
 _UNROLLED: dict[type, type] = {
     nn.LSTM: UnrolledLSTM,
     nn.GRU: UnrolledGRU,
     nn.LSTMCell: UnrolledLSTMCell,
     nn.GRUCell: UnrolledGRUCell,
+    nn.RNN: UnrolledRNN,
+    nn.RNNCell: UnrolledRNNCell,
 }
 
 
@@ -431,11 +494,11 @@ from .canonizers import ModelCanonizer  # noqa: E402  (after the modules it swap
 
 
 class RecurrentUnrolling(ModelCanonizer):
-    """Model canonizer: swap ``nn.LSTM``, ``nn.GRU``, ``nn.LSTMCell`` and ``nn.GRUCell`` for
-    unrolled modules that share their parameters (see the module docstring).
+    """Model canonizer: swap ``nn.LSTM``, ``nn.GRU``, ``nn.RNN`` and their cells for unrolled
+    modules that share their parameters (see the module docstring).
 
-    The engine applies it reversibly: the unrolled module stands in the parent's slot during
-    the explanation only, and the user's module is put back afterwards (also on errors).
+    The engine applies model canonizers on a shallow copy of the path from the root to each
+    replaced module, so the user's model object is never modified, not even temporarily.
     """
 
     name = "RecurrentUnrolling"

@@ -22,7 +22,7 @@ from torch.nn.utils.rnn import pack_padded_sequence
 import sciexplain as sx
 from sciexplain.errors import SciexplainError
 from sciexplain.recurrent import (InitialState, PackedSequenceError, RecurrentUnrolling, UnrolledGRU,
-                                  UnrolledLSTM, unroll)
+                                  UnrolledLSTM, UnrolledRNN, unroll)
 from sciexplain.rules import Epsilon
 
 from conftest import (assert_ledger_balances, assert_no_hooks, assert_state_equal, hook_counts,
@@ -137,6 +137,38 @@ def _gru_direction(x, W_ih, W_hh, b_ih, b_hh, h0, reverse, eps, R_out):
     return out, R_x, R_h
 
 
+def _rnn_direction(x, W_ih, W_hh, b_ih, b_hh, h0, reverse, eps, R_out, relu):
+    """Forward and LRP of one Elman direction: h = act(W [x; h] + b), the activation passes."""
+    B, T, F = x.shape
+    W, b = np.concatenate([W_ih, W_hh], 1), b_ih + b_hh
+    order = list(range(T))[::-1] if reverse else list(range(T))
+    h, store, out = h0, {}, np.zeros((B, T, W_hh.shape[1]))
+    for t in order:
+        a = np.concatenate([x[:, t], h], 1)
+        z = a @ W.T + b
+        h = np.maximum(z, 0) if relu else np.tanh(z)
+        store[t] = (a, z)
+        out[:, t] = h
+    R_x, R_h = np.zeros_like(x), np.zeros_like(h0)
+    for t in order[::-1]:
+        a, z = store[t]
+        R_a = _eps_rule(a, W, z, R_out[:, t] + R_h, eps)
+        R_x[:, t], R_h = R_a[:, :F], R_a[:, F:]
+    return out, R_x, R_h
+
+
+def _direction(rnn, seq, p, h0, c0, reverse, eps, R_out):
+    """(outputs, R_x, {state: R}) of one direction of any of the three layer types."""
+    if isinstance(rnn, nn.LSTM):
+        o, R_x, R_h, R_c = _lstm_direction(seq, *p, h0, c0, reverse, eps, R_out)
+        return o, R_x, {"h": R_h, "c": R_c}
+    if isinstance(rnn, nn.GRU):
+        o, R_x, R_h = _gru_direction(seq, *p, h0, reverse, eps, R_out)
+    else:
+        o, R_x, R_h = _rnn_direction(seq, *p, h0, reverse, eps, R_out, rnn.nonlinearity == "relu")
+    return o, R_x, {"h": R_h}
+
+
 def reference(model: "SeqModel", x: np.ndarray, target: np.ndarray, eps: float = EPS,
               keep: np.ndarray | None = None):
     """LRP of ``model`` on ``x`` (B, T, F) with numpy. ``keep`` masks the relevance entering the
@@ -144,7 +176,6 @@ def reference(model: "SeqModel", x: np.ndarray, target: np.ndarray, eps: float =
     initial (state name -> (B,) absorbed) and feat."""
     rnn = model.rnn
     L, D, H = rnn.num_layers, 2 if rnn.bidirectional else 1, rnn.hidden_size
-    is_lstm = isinstance(rnn, nn.LSTM)
     B, T, _ = x.shape
     h0 = _np(model.h0) if model.h0 is not None else np.zeros((L * D, 1, H))
     c0 = _np(model.c0) if getattr(model, "c0", None) is not None else np.zeros((L * D, 1, H))
@@ -158,10 +189,7 @@ def reference(model: "SeqModel", x: np.ndarray, target: np.ndarray, eps: float =
             p = _direction_params(rnn, layer, d)
             zero = np.zeros((B, T, H))
             k = layer * D + d
-            if is_lstm:
-                o, *_ = _lstm_direction(seq, *p, h0[k], c0[k], d == 1, eps, zero)
-            else:
-                o, *_ = _gru_direction(seq, *p, h0[k], d == 1, eps, zero)
+            o, _, _ = _direction(rnn, seq, p, h0[k], c0[k], d == 1, eps, zero)
             outs.append(o)
         seq = np.concatenate(outs, -1)
     feat = seq[:, -1] if D == 1 else np.concatenate([seq[:, -1, :H], seq[:, 0, H:]], 1)
@@ -187,12 +215,9 @@ def reference(model: "SeqModel", x: np.ndarray, target: np.ndarray, eps: float =
             k = layer * D + d
             R_out = R_seq[:, :, d * H:(d + 1) * H]
             sfx = f"l{layer}{'_reverse' if d else ''}"
-            if is_lstm:
-                _, R_x, R_h0, R_c0 = _lstm_direction(inputs[layer], *p, h0[k], c0[k], d == 1, eps, R_out)
-                initial[f"c_{sfx}"] = R_c0.sum(1)
-            else:
-                _, R_x, R_h0 = _gru_direction(inputs[layer], *p, h0[k], d == 1, eps, R_out)
-            initial[f"h_{sfx}"] = R_h0.sum(1)
+            _, R_x, R_states = _direction(rnn, inputs[layer], p, h0[k], c0[k], d == 1, eps, R_out)
+            for role, R_state in R_states.items():
+                initial[f"{role}_{sfx}"] = R_state.sum(1)
             R_in += R_x
         R_seq = R_in
     return {"logits": logits, "R": R_seq, "initial": initial, "feat": feat}
@@ -209,9 +234,10 @@ class SeqModel(nn.Module):
                  classes: int = 2, initial: bool = False, seed: int = 0):
         super().__init__()
         torch.manual_seed(seed)
-        cls = {"lstm": nn.LSTM, "gru": nn.GRU}[kind]
+        cls, extra = {"lstm": (nn.LSTM, {}), "gru": (nn.GRU, {}), "rnn": (nn.RNN, {}),
+                      "rnn-relu": (nn.RNN, {"nonlinearity": "relu"})}[kind]
         self.rnn = cls(n_in, hidden, layers, bias=bias, batch_first=batch_first,
-                       bidirectional=bidirectional)
+                       bidirectional=bidirectional, **extra)
         D = 2 if bidirectional else 1
         with torch.no_grad():  # weights large enough that gates are not all ~0.5
             for p in self.rnn.parameters():
@@ -262,17 +288,19 @@ def check_against_reference(model, x, keep=None, rtol=1e-7, atol=1e-9, **explain
 
 
 STRUCTURES = list(itertools.product(["lstm", "gru"], [1, 2], [False, True], [True, False], [True, False]))
+ELMAN = [("rnn", 2, True, True, True), ("rnn-relu", 1, True, True, False), ("rnn", 1, False, True, False)]
 
 
 # -- forward equivalence and parameter sharing ------------------------------------------------------
 
-@pytest.mark.parametrize("kind,layers,bidirectional,batch_first,bias", STRUCTURES)
+@pytest.mark.parametrize("kind,layers,bidirectional,batch_first,bias", STRUCTURES + [
+    ("rnn", 2, True, b, bias) for b in (True, False) for bias in (True, False)])
 def test_unrolled_module_computes_the_same_function(kind, layers, bidirectional, batch_first, bias):
     torch.manual_seed(layers + 2 * bidirectional)
-    cls = {"lstm": nn.LSTM, "gru": nn.GRU}[kind]
+    cls = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}[kind]
     rnn = cls(4, 3, layers, bias=bias, batch_first=batch_first, bidirectional=bidirectional).double()
     u = unroll(rnn)
-    assert isinstance(u, {"lstm": UnrolledLSTM, "gru": UnrolledGRU}[kind])
+    assert isinstance(u, {"lstm": UnrolledLSTM, "gru": UnrolledGRU, "rnn": UnrolledRNN}[kind])
     # the very same parameter objects, under the same names
     assert [n for n, _ in u.named_parameters()] == [n for n, _ in rnn.named_parameters()]
     for (_, p), (_, q) in zip(u.named_parameters(), rnn.named_parameters()):
@@ -292,7 +320,7 @@ def test_unrolled_module_computes_the_same_function(kind, layers, bidirectional,
             torch.testing.assert_close(b, a, rtol=1e-12, atol=1e-12)
 
 
-@pytest.mark.parametrize("cls", [nn.LSTMCell, nn.GRUCell])
+@pytest.mark.parametrize("cls", [nn.LSTMCell, nn.GRUCell, nn.RNNCell])
 def test_unrolled_cells_compute_the_same_function(cls):
     torch.manual_seed(3)
     cell = cls(4, 5).double()
@@ -342,7 +370,7 @@ def test_reference_forward_matches_torch():
 
 # -- LRP against the reference ------------------------------------------------------------------------
 
-@pytest.mark.parametrize("kind,layers,bidirectional,batch_first,bias", [s for s in STRUCTURES if s[3]])
+@pytest.mark.parametrize("kind,layers,bidirectional,batch_first,bias", [s for s in STRUCTURES if s[3]] + ELMAN)
 def test_lrp_matches_the_numpy_reference(kind, layers, bidirectional, batch_first, bias):
     seed = 11 * layers + 3 * bidirectional + 5 * batch_first + bias
     model, x = make_seq(seed=seed, kind=kind, layers=layers, bidirectional=bidirectional,
@@ -694,6 +722,7 @@ def _families():
     yield "gru-cell-loop", make_cell_loop("gru")
     yield "hand-written-cell", make_hand_written()
     yield "tokens", make_token_model()
+    yield "elman-relu-bidirectional", make_seq(seed=4, kind="rnn-relu", bidirectional=True, initial=True)
 
 
 @pytest.mark.parametrize("name,case", list(_families()), ids=[n for n, _ in _families()])
