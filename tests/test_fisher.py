@@ -125,7 +125,7 @@ def fitted():
     sets[labels == 1, :, 1] += 1.0
     fv = FisherVector.from_gmm(gmm, dtype=F64)
     F = fv(torch.tensor(sets)).numpy()
-    svm = LinearSVC(C=1.0).fit(F, labels)
+    svm = LinearSVC(C=1.0, random_state=0).fit(F, labels)
     return gmm, svm, sets
 
 
@@ -394,7 +394,7 @@ def test_explain_float32_default_preset_balances(fitted):
     assert np.isfinite(R.values).all()
     np.testing.assert_allclose(R.prediction.values, svm.decision_function(
         FisherVector.from_gmm(gmm, dtype=F64)(torch.tensor(sets)).numpy()), rtol=1e-4, atol=1e-4)
-    assert "FisherVector" in R.attrs["rules"] or "Fisher" in R.attrs["rules"]
+    assert "0 (FisherVector: Fisher vector (Lapuschkin et al. 2016)" in R.attrs["rules"]
 
 
 def test_multiclass_target_and_rule_override_by_path_and_type(fitted):
@@ -557,7 +557,7 @@ def test_digits_fisher_vector_svm_explanation_is_faithful(classes):
     gmm = mixture.GaussianMixture(8, covariance_type="diag", reg_covar=1e-3, random_state=0, max_iter=30)
     gmm.fit(X[train].reshape(-1, X.shape[2]))
     fv = FisherVector.from_gmm(gmm, dtype=F64)
-    svm = LinearSVC(C=1.0, max_iter=5000).fit(fv(torch.tensor(X[train])).numpy(), y[train])
+    svm = LinearSVC(C=1.0, max_iter=5000, random_state=0).fit(fv(torch.tensor(X[train])).numpy(), y[train])
     model = fv_model(fv, linear_from_sklearn(svm, dtype=F64))
     accuracy = svm.score(fv(torch.tensor(X[test])).numpy(), y[test])
     assert accuracy > 0.9
