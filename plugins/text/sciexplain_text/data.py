@@ -65,7 +65,6 @@ def _bunch_reconstructor(cls: Any, base: Any, state: Any) -> dict:
 
 
 def _allowed() -> dict[tuple[str, str], Any]:
-    from numpy.core import multiarray  # noqa: F401  (numpy 2 keeps this alias for old pickles)
     reconstruct = np.ndarray.__reduce__(np.zeros(1))[0]  # numpy's own array reconstruction
     return {
         ("copy_reg", "_reconstructor"): _bunch_reconstructor,
