@@ -35,7 +35,8 @@ def domains() -> dict[str, str]:
 
 
 def __getattr__(name: str) -> Any:
-    if name in ("evaluate", "plotting", "plugins", "prototypes", "tricks", "pipeline", "dataset"):
+    if name in ("evaluate", "plotting", "plugins", "prototypes", "tricks", "pipeline", "dataset", "fisher",
+                "recurrent"):
         import importlib
         return importlib.import_module(f".{name}", __name__)
     if name in ("explain_dataset", "perturbation_dataset"):  # Dask and Zarr are imported on first use
