@@ -33,13 +33,12 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import io
 import json
 import math
 import os
 import pickle
 import threading
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -354,7 +353,8 @@ def _run_distributed(client, fn, model, jobs, done, results):
     n_workers = max(1, len(client.scheduler_info().get("workers", {})))
     limit = 2 * n_workers  # chunks in flight: bounds the memory of in-memory inputs sent to workers
     pending = iter(enumerate(jobs))
-    index_of = {}
+    index_of: dict[str, int] = {}
+    inflight: dict[str, Any] = {}
     ac = as_completed()
 
     def submit_next() -> bool:
@@ -363,7 +363,7 @@ def _run_distributed(client, fn, model, jobs, done, results):
         except StopIteration:
             return False
         fut = client.submit(_run_in_process, fn, model_future, job, pure=False)
-        index_of[fut.key] = i
+        index_of[fut.key], inflight[fut.key] = i, fut
         ac.add(fut)
         return True
 
@@ -371,10 +371,10 @@ def _run_distributed(client, fn, model, jobs, done, results):
         if not submit_next():
             break
     for fut in ac:
+        inflight.pop(fut.key, None)
         if fut.status == "error":
-            for other in ac.futures if hasattr(ac, "futures") else []:
-                other.cancel()
-            fut.result()  # raises the worker's exception here
+            client.cancel(list(inflight.values()))  # stop cleanly: nothing new starts
+            fut.result()  # raises the worker's exception (a SampleError naming the sample)
         done(index_of[fut.key], fut.result())
         submit_next()
     return results

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -104,6 +102,8 @@ def _explain_kwargs(method: Mapping, data: PipelineData, model: Any) -> dict:
     defaults = data.explain(model) if callable(data.explain) else dict(data.explain)
     kwargs = {k: v for k, v in defaults.items() if k in ("preset", "bounds", "max_pool")}
     kwargs["method"] = method["method"]
+    if "preset" not in kwargs and data.domain is not None:  # as sx.explain does for the domain's data
+        kwargs["preset"] = data.domain.default_preset
     if "preset" in method:
         kwargs["preset"] = method["preset"]
     if "bounds" in method:
