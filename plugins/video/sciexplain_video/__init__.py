@@ -17,7 +17,8 @@ Models
     :func:`fit_fisher`, :func:`accuracy`.
 Explaining
     :func:`explain_motion` (also ``sciexplain.explain(model, field)``), :func:`fields_to_tensor`,
-    the domain object ``DOMAIN``; :func:`ground_truth_scores`, :func:`block_perturbation`.
+    the domain object ``DOMAIN``; :func:`pool_regions` (regions of the frame);
+    :func:`ground_truth_scores`, :func:`block_perturbation`.
 Figures (each returns a matplotlib Figure)
     :func:`plot_frame_curve`, :func:`plot_frames`, :func:`plot_perturbation`.
 """
@@ -43,6 +44,7 @@ _EXPORTS = {
     "explain_motion": "explain", "fields_to_tensor": "explain", "DIMS": "explain",
     "DOMAIN": "domain", "VideoDomain": "domain",
     "ground_truth_scores": "evaluation", "block_perturbation": "evaluation", "block_removal": "evaluation",
+    "pool_regions": "regions", "block_regions": "regions",
     "plot_frame_curve": "plots", "plot_frames": "plots", "plot_perturbation": "plots",
     "frame_relevance": "plots",
     "run_demo": "demo",
@@ -65,6 +67,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .motion import COMPONENTS, MotionField, decode_frames, is_motion_field, rasterize_vectors, read_motion_vectors
     from .plots import frame_relevance, plot_frame_curve, plot_frames, plot_perturbation
     from .real import REAL_CLIPS, real_clip_path
+    from .regions import block_regions, pool_regions
     from .synthetic import (ACTIONS, X264_OPTIONS, ClipTruth, encode_clip, make_action_clip, make_dataset,
                             render_clip)
     from .training import accuracy, descriptor_batch, fit_fisher, predict, stack_fields, train_cnn

@@ -155,3 +155,18 @@ def test_fisher_block_perturbation_recomputes_descriptors(fisher_model, fields):
     np.testing.assert_allclose(curve.isel(step=0).values, R.prediction.values, rtol=1e-4, atol=1e-5)
     # zeroing the 48 most relevant block-frames lowers the explained score
     assert (curve.isel(step=-1).values < R.prediction.values).all()
+
+
+def test_regions_of_the_frame(cnn, fields):
+    R = sv.explain_motion(cnn, fields)
+    P = sv.pool_regions(R, {"top-left": (0, 0, 32, 32), "bottom": (0, 32, 64, 64)})
+    assert P.dims == ("clip", "frame", "region")
+    assert P.region.values.tolist() == ["top-left", "bottom", "other"]
+    P.relevance.check()
+    np.testing.assert_allclose(P.sel(region="top-left").values, R.isel(block_y=[0, 1], block_x=[0, 1]).sum(
+        ("block_y", "block_x")).values, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(P.sum("region").values, R.sum(("block_y", "block_x")).values, rtol=1e-5, atol=1e-7)
+    with pytest.raises(ValueError, match="overlaps"):
+        sv.pool_regions(R, {"a": (0, 0, 40, 40), "b": (16, 16, 64, 64)})
+    with pytest.raises(ValueError, match="pixel box"):
+        sv.pool_regions(R, {"a": (10, 0, 5, 40)})
