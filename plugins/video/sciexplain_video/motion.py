@@ -49,7 +49,7 @@ import xarray as xr
 from .errors import (BlockSizeError, CorruptVideoError, NoMotionVectorsError, NoVideoStreamError,
                      VideoNotFoundError)
 
-__all__ = ["MotionField", "read_motion_vectors", "rasterize_vectors", "decode_frames", "COMPONENTS",
+__all__ = ["MotionField", "read_motion_vectors", "rasterize_vectors", "rasterize_frames", "decode_frames", "COMPONENTS",
            "FRAME_TYPES", "is_motion_field"]
 
 #: names of the motion components, in the order of the model's channel axis
@@ -93,12 +93,28 @@ def rasterize_vectors(vectors: np.ndarray, width: int, height: int, block: int) 
     coverage : numpy.ndarray, shape (n_block_y, n_block_x), float32
         Share of the cell's in-frame pixels covered by at least one vector.
     """
+    field, coverage = rasterize_frames([vectors], width, height, block)
+    return field[0], coverage[0]
+
+
+def rasterize_frames(frames: Sequence[np.ndarray], width: int, height: int,
+                     block: int) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`rasterize_vectors` for several frames at once (one pass of array operations).
+
+    Returns ``field`` of shape (n_frames, n_block_y, n_block_x, 2) and ``coverage`` of shape
+    (n_frames, n_block_y, n_block_x).
+    """
     block = _check_block(block)
+    n = len(frames)
     ny, nx = -(-height // block), -(-width // block)
     sy, sx = -(-height // _SUB), -(-width // _SUB)
-    total = np.zeros((2, sy * sx), np.float64)
-    count = np.zeros(sy * sx, np.float64)
-    if len(vectors):
+    cells_per_frame = sy * sx
+    count = np.zeros(n * cells_per_frame, np.float64)
+    total = np.zeros((2, n * cells_per_frame), np.float64)
+    sizes = [len(v) for v in frames]
+    if sum(sizes):
+        vectors = np.concatenate([v for v in frames if len(v)])
+        frame_of = np.repeat(np.arange(n), sizes)
         scale = np.where(vectors["motion_scale"] == 0, 1, vectors["motion_scale"]).astype(np.float64)
         sign = np.where(vectors["source"] > 0, 1.0, -1.0)
         dx = sign * vectors["motion_x"] / scale
@@ -115,12 +131,14 @@ def rasterize_vectors(vectors: np.ndarray, width: int, height: int, block: int) 
         px = x0[owner] + (k % nw[owner]) * _SUB
         py = y0[owner] + (k // nw[owner]) * _SUB
         ok = (px >= 0) & (py >= 0) & (px < width) & (py < height)
-        index = (py[ok] // _SUB) * sx + px[ok] // _SUB
-        count = np.bincount(index, minlength=sy * sx).astype(np.float64)
-        total = np.stack([np.bincount(index, weights=dx[owner][ok], minlength=sy * sx),
-                          np.bincount(index, weights=dy[owner][ok], minlength=sy * sx)])
-    count = count.reshape(sy, sx)
-    total = np.moveaxis(total.reshape(2, sy, sx), 0, -1)
+        owner = owner[ok]
+        index = frame_of[owner] * cells_per_frame + (py[ok] // _SUB) * sx + px[ok] // _SUB
+        size = n * cells_per_frame
+        count = np.bincount(index, minlength=size).astype(np.float64)
+        total = np.stack([np.bincount(index, weights=dx[owner], minlength=size),
+                          np.bincount(index, weights=dy[owner], minlength=size)])
+    count = count.reshape(n, sy, sx)
+    total = np.moveaxis(total.reshape(2, n, sy, sx), 0, -1)
     # pixel area of each 4x4 sub-block inside the frame (the last row/column can be partial)
     area_y = np.minimum(_SUB, height - np.arange(sy) * _SUB).astype(np.float64)
     area_x = np.minimum(_SUB, width - np.arange(sx) * _SUB).astype(np.float64)
@@ -128,15 +146,15 @@ def rasterize_vectors(vectors: np.ndarray, width: int, height: int, block: int) 
     per = block // _SUB
     pad_y, pad_x = ny * per - sy, nx * per - sx
 
-    def cells(a: np.ndarray) -> np.ndarray:
+    def cells(a: np.ndarray) -> np.ndarray:  # (n, sy, sx, ...) -> (n, ny, nx, ...) sums
         if pad_y or pad_x:
-            a = np.pad(a, [(0, pad_y), (0, pad_x)] + [(0, 0)] * (a.ndim - 2))
-        return a.reshape(ny, per, nx, per, *a.shape[2:]).sum(axis=(1, 3))
+            a = np.pad(a, [(0, 0), (0, pad_y), (0, pad_x)] + [(0, 0)] * (a.ndim - 3))
+        return a.reshape(a.shape[0], ny, per, nx, per, *a.shape[3:]).sum(axis=(2, 4))
 
     weight = cells(area * count)                       # pixel-area x vectors per cell
-    weighted = cells(area[..., None] * total)
+    weighted = cells(area[None, ..., None] * total)
     covered = cells(area * (count > 0))
-    cell_area = cells(area)
+    cell_area = cells(area[None])
     with np.errstate(invalid="ignore", divide="ignore"):
         field = np.where(weight[..., None] > 0, weighted / weight[..., None], np.nan)
     coverage = covered / cell_area
@@ -329,10 +347,13 @@ def read_motion_vectors(path: str | os.PathLike, block: int = 16, *, max_frames:
             for frame in container.decode(stream):
                 side = frame.side_data.get("MOTION_VECTORS")
                 vectors = side.to_ndarray() if side is not None else np.zeros(0)
-                width, height = int(frame.width), int(frame.height)
-                f, c = rasterize_vectors(vectors, width, height, block)
-                fields.append(f)
-                coverages.append(c)
+                if not fields:
+                    width, height = int(frame.width), int(frame.height)
+                elif (int(frame.width), int(frame.height)) != (width, height):
+                    raise CorruptVideoError(f"{str(path)!r} changes its frame size mid-stream "
+                                            f"({width}x{height} -> {frame.width}x{frame.height}); split the "
+                                            "clip where the size changes and read the parts separately")
+                fields.append(vectors)
                 t = frame.time
                 times.append(float(t) if t is not None else (len(times) / rate if rate else np.nan))
                 types.append(FRAME_TYPES.get(int(frame.pict_type), "?"))
@@ -364,7 +385,11 @@ def read_motion_vectors(path: str | os.PathLike, block: int = 16, *, max_frames:
                                    f"types {''.join(sorted(set(types)))}): an intra-only clip carries no motion. "
                                    "Re-encode it with inter frames, e.g. ffmpeg -i in.mp4 -c:v libx264 -g 12 out.mp4")
     n = len(fields)
-    ny, nx = fields[0].shape[:2]
+    chunk = 64  # frames rasterised per pass (bounded memory for large frames)
+    parts = [rasterize_frames(fields[i:i + chunk], width, height, block) for i in range(0, n, chunk)]
+    fields = [p[0] for p in parts]
+    coverages = [p[1] for p in parts]
+    ny, nx = fields[0].shape[1:3]
     t = np.asarray(times, np.float64)
     if np.isnan(t).any():
         t = np.arange(n) / (rate or 1.0)
@@ -372,11 +397,11 @@ def read_motion_vectors(path: str | os.PathLike, block: int = 16, *, max_frames:
               "has_vectors": ("frame", np.asarray(flags, dtype=bool)),
               "block_y": np.arange(ny), "block_x": np.arange(nx),
               "y_origin": ("block_y", np.arange(ny) * block), "x_origin": ("block_x", np.arange(nx) * block)}
-    field = xr.DataArray(np.stack(fields), dims=("frame", "block_y", "block_x", "component"),
+    field = xr.DataArray(np.concatenate(fields), dims=("frame", "block_y", "block_x", "component"),
                          coords={**coords, "component": list(COMPONENTS)}, name="motion",
                          attrs={"units": "pixels per reference step (forward displacement of the content)",
                                 "sign": "dx > 0: content moves right; dy > 0: content moves down"})
-    coverage = xr.DataArray(np.stack(coverages), dims=("frame", "block_y", "block_x"), coords=coords,
+    coverage = xr.DataArray(np.concatenate(coverages), dims=("frame", "block_y", "block_x"), coords=coords,
                             name="coverage")
     attrs = {"reference_note": REFERENCE_NOTE, "source": "H.264 motion vectors exported by FFmpeg (PyAV)"}
     return MotionField(field, coverage, block, width, height, rate, str(path), attrs)
