@@ -51,7 +51,7 @@ TEXT = [
            "word type in the held-out posts, per explained class, gives a corpus-level view that still adds up "
            "(the sums over a class equal its summed f(x) minus absorbed and padding)."),
     ("code", "S = st.word_type_relevance(R, by='target')\n"
-             "{c: [w for w, _, _ in st.top_words(S, c, 8, min_count=2)] for c in S.coords['class'].values}"),
+             "{str(c): [w for w, _, _ in st.top_words(S, str(c), 8, min_count=2)] for c in S.coords['class'].values}"),
     ("code", "fig = st.plot_top_words(S, k=10)"),
     ("md", "## The bidirectional LSTM\nThe core unrolls `nn.LSTM` into its gates (sharing the model's own "
            "parameters) and explains it with the LSTM rule of Arras et al. (2017): gate products pass all "

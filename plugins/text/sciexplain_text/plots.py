@@ -126,7 +126,7 @@ def plot_deletion(curves: xr.DataArray | Mapping[str, xr.DataArray], title: str 
     fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.4), layout="constrained", squeeze=False)
     for ax, (name, C) in zip(axes[0], panels.items()):
         for m in C.coords["method"].values:
-            ax.plot(C.coords["k"].values, C.sel(method=m).values, marker="o", ms=3, label=str(m))
+            ax.plot(C.coords["k"].values, C.sel({"method": m}).values, marker="o", ms=3, label=str(m))
         ax.set_xlabel("words deleted (k)")
         ax.set_ylabel("accuracy")
         ax.set_title(f"{title}: {name}", fontsize=9)

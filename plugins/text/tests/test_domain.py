@@ -1,0 +1,63 @@
+"""The text domain: entry point, dispatch, removal, demo; BBC model."""
+
+from __future__ import annotations
+
+import json
+from importlib.metadata import entry_points
+
+import numpy as np
+import pytest
+
+import sciexplain as sx
+import sciexplain_text as st
+from sciexplain.plugins import Domain, load_domains
+
+
+def test_entry_point_and_domain_object(tok, texts):
+    eps = [ep for ep in entry_points(group="sciexplain.domains") if ep.name == "text"]
+    assert len(eps) == 1 and eps[0].value == "sciexplain_text.domain:DOMAIN"
+    dom = load_domains()["text"]
+    assert isinstance(dom, Domain) and dom.dims == ("document", "token") and dom.distribution == "sciexplain-text"
+    docs = st.Documents(texts, tok)
+    assert dom.claims(docs) and not dom.claims(texts) and not dom.claims("a text")
+    x, labels = dom.to_tensor(docs)
+    assert x.dtype.is_floating_point is False and labels["dims"] == ("document", "token")
+    mask = np.zeros(x.shape, dtype=bool)
+    mask[:, 0] = True
+    assert (dom.removal()(x, mask)[:, 0] == 0).all()
+    assert "sciexplain-text" in sx.domains()["text"]
+
+
+def test_list_of_strings_is_not_claimed(cnn, texts):
+    with pytest.raises(sx.InputError):
+        sx.explain(cnn, texts)
+
+
+def test_bbc_model_held_out():
+    model, tok = st.load_model("bbc_cnn")
+    rec = model.training_record
+    assert model.class_names == ["business", "entertainment", "politics", "sports", "tech"]
+    b = st.load_bbc_news()
+    test = np.asarray(rec["test_indices"])[:120]
+    docs = st.Documents([b.texts[i] for i in test], tok, labels=b.labels[test])
+    R = sx.explain(model, docs)
+    R.relevance.check()
+    acc = float((R.predicted.values == docs.labels).mean())
+    assert acc >= 0.85  # 5 classes: chance is about 0.23
+    assert rec["n_test"] == 448 and rec["test_accuracy"] >= 0.9
+
+
+@pytest.mark.slow
+def test_demo_writes_figures_netcdf_html(tmp_path):
+    summary = st.DOMAIN.demo(tmp_path)
+    assert set(summary["models"]) == {"newsgroups_cnn", "newsgroups_lstm"}
+    for name, info in summary["models"].items():
+        for key in ("netcdf", "html", "latex"):
+            assert (tmp_path / info["files"][key]).is_file()
+        for fig in info["files"]["figures"]:
+            assert (tmp_path / fig).stat().st_size > 1000
+        assert info["ledger_max_residual"] < 1e-3
+        assert info["held_out_accuracy"] == pytest.approx(info["recorded_test_accuracy"], abs=1e-4)
+    assert json.loads((tmp_path / "summary.json").read_text())["models"]
+    page = (tmp_path / "newsgroups_cnn.html").read_text()
+    assert "<script" not in page and "rgba(" in page
