@@ -127,10 +127,12 @@ def _filter_through(node: Node, out: torch.Tensor, channels: Sequence[int]) -> t
 
 
 def rule_text(step: Step, registry: Registry = REGISTRY) -> str:
-    """The ledger's "rule" column for one step."""
+    """The ledger's "rule" column for one step (the input node, which has no kind entry, is
+    described by its category)."""
     if step.rule is not None:
         return repr(step.rule)
-    return registry.kind(step.kind.category).description
+    kind = registry.kinds.get(step.kind.category)
+    return step.kind.category if kind is None else kind.description
 
 
 def lrp_walk(walk: Walk, target: torch.Tensor, *, stop_at: str | None = None,

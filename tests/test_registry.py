@@ -334,3 +334,16 @@ def test_concurrent_explanations_keep_eval_mode_and_restore_flags():
     for r in results:  # dropout off in every one of them
         np.testing.assert_allclose(r, ref, rtol=1e-6, atol=1e-7)
     assert all(m.training for m in model.modules())
+
+
+def test_layers_lists_every_node_from_the_input_with_its_rule():
+    """Explainer.layers() (which the at=/through= errors point to) names every node and its rule."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 5), nn.BatchNorm1d(5), nn.ReLU(), nn.Linear(5, 2)).eval()
+    rows = sx.Explainer(model).layers(torch.randn(3, 4))
+    assert rows[0] == ("input", "input", "input")
+    by_name = {name: (op, rule) for name, op, rule in rows}
+    assert set(by_name) == {"input", "0", "1", "2", "3"}
+    assert by_name["0"][1].startswith("Epsilon") or by_name["0"][1].startswith("ZPlus")
+    assert by_name["1"] == ("BatchNorm1d folded into 0", "folded into its neighbour")
+    assert by_name["2"][1] == "pass-through"
