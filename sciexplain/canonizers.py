@@ -95,8 +95,7 @@ class BatchNormFolding(PlanCanonizer):
             if (prev is not None and prev.kind.category == "affine" and prev.kind.weighted
                     and prev.fuse_after is None and prev.fuse_before is None
                     and consumers.get(pref, []) == [node.index] and tape.node_of(pref).pristine(pref.k)
-                    and pref != fw.logits_ref and fw.value(pref).ndim >= 2
-                    and not (isinstance(prev.node.target, nn.Linear) and fw.value(pref).ndim != 2)):
+                    and pref != fw.logits_ref and _weight_rows_are_channels(prev.node, fw.value(pref).ndim)):
                 prev.fuse_after = node
                 step.folded_into = prev.node
             else:
@@ -114,6 +113,25 @@ class BatchNormFolding(PlanCanonizer):
                              step.kind.rule_keys)
             folded.append(node.name)
         return folded
+
+
+def _weight_rows_are_channels(layer, out_ndim: int) -> bool:
+    """Whether a BatchNorm on ``layer``'s output scales the rows of its weight.
+
+    That needs a weight laid out ``(out_channels, ...)`` (Linear, convolutions, ``F.linear``,
+    ``F.conv*``; not a matmul with a constant weight, which is ``(in, out)``), and for a linear
+    map an output ``(batch, features)``, so that the BatchNorm's channel dim (dim 1) is the
+    layer's output dim.
+    """
+    if out_ndim < 2:
+        return False
+    if layer.kind == "module":
+        linear = isinstance(layer.target, nn.Linear)
+    elif layer.op in ("linear", "conv1d", "conv2d", "conv3d"):
+        linear = layer.op == "linear"
+    else:
+        return False
+    return out_ndim == 2 or not linear
 
 
 def default() -> tuple[Canonizer, ...]:

@@ -347,3 +347,37 @@ def test_layers_lists_every_node_from_the_input_with_its_rule():
     assert by_name["0"][1].startswith("Epsilon") or by_name["0"][1].startswith("ZPlus")
     assert by_name["1"] == ("BatchNorm1d folded into 0", "folded into its neighbour")
     assert by_name["2"][1] == "pass-through"
+
+
+class _MatmulBatchNorm(nn.Module):
+    """x @ W (W laid out (in, out)) or F.linear on (batch, length, features), then BatchNorm1d."""
+
+    def __init__(self, how: str):
+        super().__init__()
+        torch.manual_seed(0)
+        self.how = how
+        self.W = nn.Parameter(torch.randn(4, 4))
+        self.bn = nn.BatchNorm1d(4 if how == "matmul" else 3)
+        self.bn.running_mean.uniform_(-1, 1)
+        self.bn.running_var.uniform_(0.5, 2)
+        with torch.no_grad():
+            self.bn.weight.uniform_(0.5, 2)
+        self.head = nn.Linear(4 if how == "matmul" else 12, 2)
+
+    def forward(self, x):
+        h = x @ self.W if self.how == "matmul" else nn.functional.linear(x, self.W)
+        return self.head(torch.relu(self.bn(h)).flatten(1))
+
+
+@pytest.mark.parametrize("how,shape", [("matmul", (3, 4)), ("linear3d", (3, 3, 4))])
+def test_batchnorm_is_folded_only_where_it_scales_weight_rows(how, shape):
+    """A BatchNorm after x @ W or after F.linear on 3-d input does not scale W's rows: it stays a
+    layer of its own, and the explanation equals the one without folding."""
+    model = _MatmulBatchNorm(how).eval()
+    x = torch.randn(*shape)
+    assert sx.Explainer(model).check_canonization(x) == {}
+    R = sx.explain(model, x, preset="epsilon")
+    assert_balances(R)
+    assert "canonizers" not in R.attrs
+    np.testing.assert_allclose(R.values, sx.explain(model, x, preset="epsilon", canonizers=[]).values,
+                               rtol=1e-5, atol=1e-7)
