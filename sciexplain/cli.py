@@ -21,7 +21,8 @@ from pathlib import Path
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="sciexplain", description=__doc__)
+    parser = argparse.ArgumentParser(prog="sciexplain", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     d = sub.add_parser("demo", help="run the end-to-end explanations on bundled real data")
     d.add_argument("--out", default="results", help="output folder (default: results)")

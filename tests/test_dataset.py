@@ -256,3 +256,11 @@ def test_bad_arguments_get_clear_errors(tmp_path):
 def test_exported_lazily_from_the_package():
     assert sx.explain_dataset is explain_dataset
     assert sx.pipeline.run is not None
+
+
+def test_the_core_and_the_pipeline_import_without_dask():
+    import subprocess
+    import sys
+    code = ("import sys, sciexplain; sciexplain.pipeline.check; "
+            "assert not {'dask', 'zarr', 'distributed'} & set(sys.modules), sorted(sys.modules)")
+    subprocess.run([sys.executable, "-c", code], check=True)
