@@ -37,7 +37,7 @@ import torch
 from torch import nn
 
 from .errors import InputError, InputTypeError, RuleError, UnsupportedModelError
-from .tape import Node
+from .tape import Node, _Placeholder
 
 if TYPE_CHECKING:  # pragma: no cover
     from .plan import Step
@@ -205,6 +205,12 @@ class Registry:
             return Kind("input")
         if node.kind == "module":
             m = node.target
+            live_kw = [k for k, v in node.kwargs.items() if isinstance(v, _Placeholder)]
+            if live_kw:
+                # propagators follow a module's positional arguments
+                return Kind("unsupported", f"{type(m).__name__} called with the input-dependent keyword "
+                            f"argument(s) {live_kw}; pass them positionally (e.g. layer(x), not "
+                            "layer(input=x))", _mro_keys(m))
             for cls in type(m).__mro__:
                 recogniser = self.modules.get(cls)
                 if recogniser is not None:

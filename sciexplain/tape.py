@@ -263,7 +263,7 @@ class _Recorder(TorchFunctionMode):
             self.leaf_depth = 1
             self.leaf_stack.append((module, args))
 
-    def post_hook(self, module: nn.Module, args: tuple, output: Any) -> None:
+    def post_hook(self, module: nn.Module, args: tuple, kwargs: dict, output: Any) -> None:
         if threading.get_ident() != self.thread:
             return
         name = self.scope.pop() if self.scope else "?"
@@ -274,11 +274,14 @@ class _Recorder(TorchFunctionMode):
             return
         _, leaf_args = self.leaf_stack.pop()
         rec_args, parents = self.placeholders(leaf_args)
+        # keyword tensors too: otherwise an input-dependent one would become a constant
+        rec_kwargs, kparents = self.placeholders(dict(kwargs or {}))
+        parents = parents + kparents
         if not parents:
             return  # a module applied to constants only
         scope = self.scope[-1] if self.scope else ""
         self.add_node("module", type(module).__name__, self.unique(name or "<model>"), scope, module,
-                      rec_args, {}, parents, output)
+                      rec_args, rec_kwargs, parents, output)
 
     # -- functions -------------------------------------------------------------------------
     def __torch_function__(self, func, types, args=(), kwargs=None):
@@ -308,7 +311,7 @@ class _Recorder(TorchFunctionMode):
 def _hooks(recorder: _Recorder):
     handles: list[RemovableHandle] = [
         nn.modules.module.register_module_forward_pre_hook(recorder.pre_hook),
-        nn.modules.module.register_module_forward_hook(recorder.post_hook),
+        nn.modules.module.register_module_forward_hook(recorder.post_hook, with_kwargs=True),
     ]
     try:
         yield

@@ -381,3 +381,31 @@ def test_batchnorm_is_folded_only_where_it_scales_weight_rows(how, shape):
     assert "canonizers" not in R.attrs
     np.testing.assert_allclose(R.values, sx.explain(model, x, preset="epsilon", canonizers=[]).values,
                                rtol=1e-5, atol=1e-7)
+
+
+class _KeywordCall(nn.Module):
+    """A residual whose branch module is called with its input as a keyword argument."""
+
+    def __init__(self, keyword: bool):
+        super().__init__()
+        torch.manual_seed(0)
+        self.keyword = keyword
+        self.a, self.head = nn.Linear(4, 4), nn.Linear(4, 2)
+
+    def forward(self, x):
+        return self.head(x + (self.a(input=x) if self.keyword else self.a(x)))
+
+
+def test_a_unit_called_with_an_input_dependent_keyword_is_an_error_not_a_constant():
+    """Before: the keyword tensor was not followed, so the branch became a constant that absorbed
+    its relevance silently (the ledger still balanced)."""
+    model = _KeywordCall(keyword=True).eval()
+    state, hooks = state_copy(model), hook_counts(model)
+    x = torch.randn(3, 4)
+    with pytest.raises(sx.UnsupportedModelError, match=r"a: Linear called with the input-dependent keyword.*\['input'\]"):
+        sx.explain(model, x)
+    assert_state_equal(model, state)
+    assert hook_counts(model) == hooks
+    positional = _KeywordCall(keyword=False).eval()
+    np.testing.assert_allclose(sx.explain(model, x, method="gradient").values,
+                               sx.explain(positional, x, method="gradient").values, rtol=1e-6)
