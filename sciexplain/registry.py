@@ -215,8 +215,13 @@ class Registry:
                 recogniser = self.modules.get(cls)
                 if recogniser is not None:
                     return recogniser(m, node)
-            return Kind("unsupported", f"no relevance rule for module type {type(m).__name__} "
-                        "(give it one with sciexplain.register)", _mro_keys(m))
+            if type(m).__module__.startswith("torch."):  # register() refuses torch's own types
+                how = ("wrap it in a module type of your own and give that a rule with sciexplain.register, "
+                       "or map Pass() to its path if it is shape-preserving")
+            else:
+                how = "give it one with sciexplain.register"
+            return Kind("unsupported", f"no relevance rule for module type {type(m).__name__} ({how})",
+                        _mro_keys(m))
         recogniser = self.functions.get(node.op)
         if recogniser is None:
             return Kind("unsupported", f"no relevance rule for the operation {node.op}")
@@ -258,9 +263,9 @@ def register(module_type: type, propagate: Callable[[LeafCall], LeafRelevance], 
     if not (isinstance(module_type, type) and issubclass(module_type, nn.Module)):
         raise InputTypeError(f"register() takes a torch.nn.Module subclass, got {module_type!r}")
     if module_type.__module__.startswith("torch."):
-        raise InputError(f"{module_type.__name__} is a torch.nn type whose rule is built in; to change how "
-                         "it is explained, map a rule to it in the preset, or wrap it in your own module "
-                         "type and register that")
+        raise InputError(f"{module_type.__name__} is a torch type and cannot be registered itself: wrap it "
+                         "in a module type of your own and register that (to change the rule of a supported "
+                         "torch layer such as Linear, map a rule to it in the preset instead)")
     if not callable(propagate):
         raise InputTypeError(f"propagate must be callable, got {propagate!r}")
     if not isinstance(description, str) or not description:

@@ -136,7 +136,7 @@ def test_bad_propagators_are_named(layer, match):
 def test_register_refuses_what_it_cannot_use():
     with pytest.raises(InputTypeError):
         sx.register(int, propagate_soft_scale, description="x")
-    with pytest.raises(InputError, match="built in"):
+    with pytest.raises(InputError, match="cannot be registered itself: wrap it"):
         sx.register(nn.Linear, propagate_soft_scale, description="x")
     with pytest.raises(InputError, match="description"):
         sx.register(SoftScale, propagate_soft_scale, description="")
@@ -409,3 +409,17 @@ def test_a_unit_called_with_an_input_dependent_keyword_is_an_error_not_a_constan
     positional = _KeywordCall(keyword=False).eval()
     np.testing.assert_allclose(sx.explain(model, x, method="gradient").values,
                                sx.explain(positional, x, method="gradient").values, rtol=1e-6)
+
+
+def test_an_unsupported_torch_module_gets_advice_that_works():
+    """register() refuses torch types, so the error for one must not send the user there."""
+    model = nn.Sequential(nn.Linear(4, 4), nn.LayerNorm(4), nn.Linear(4, 2)).eval()
+    with pytest.raises(sx.UnsupportedModelError, match=r"LayerNorm \(wrap it in a module type of your own"):
+        sx.explain(model, torch.randn(2, 4))
+
+    class Custom(nn.Module):
+        def forward(self, x):
+            return torch.exp(x)
+
+    with pytest.raises(sx.UnsupportedModelError, match="exp"):
+        sx.explain(nn.Sequential(nn.Linear(4, 2), Custom()).eval(), torch.randn(2, 4))
