@@ -150,7 +150,7 @@ def _signed_relevance(layer: AffineLayer, sterms: tuple[SignedTerm, ...], x: tor
     tol = float(torch.finfo(R.dtype).eps) ** 0.5
 
     absorbed = torch.zeros(R.shape[0], dtype=R.dtype, device=R.device)
-    scaled = []  # (s_t, c_t p, c_t q)
+    done = []  # per term: (s_t, c_t p, c_t q, c_t * stabilizer share or None)
     for t, (p, q) in zip(sterms, coefs):
         b_t = None
         if t.bias and bias is not None:
@@ -162,60 +162,58 @@ def _signed_relevance(layer: AffineLayer, sterms: tuple[SignedTerm, ...], x: tor
             corr = -p * bias if b_t is None else (None if (b_t is bias and p == 1) else b_t - p * bias)
         elif b_t is not None:
             corr = b_t
-        if p != 0 and q != 0:
-            den = torch.add(z if p == 1 else z * p, zq, alpha=q)
-        elif p != 0:
-            den = z.clone() if p == 1 else z * p
-        elif q != 0:
-            den = None if (q == 1 and corr is None) else zq * q
-        else:  # a == b == 0: the term passes nothing on
-            den = torch.zeros_like(R)
-        if corr is not None:
-            den.add_(corr)
         keep = None  # the neurons this term redistributes
         if t.outputs != "all":
             keep = z >= 0 if t.outputs == "positive" else z < 0
         # The sign of den where the term acts, when it follows from the rule: contributions
         # a t + b |t| are all >= 0 if b >= |a| (z+), all <= 0 if b <= -|a| (z-), and a
-        # sign-selected term (gamma) has the sign of its outputs.
+        # sign-selected term (gamma) has the sign of its outputs. Then the stabilizer is a
+        # constant and goes in with the bias.
         sign = None
         if t.b >= abs(t.a) or t.outputs == "positive":
             sign = 1.0
         elif t.b <= -abs(t.a) or t.outputs == "negative":
             sign = -1.0
+        stab = t.eps * sign if (sign is not None and t.eps > 0) else 0.0
+        shift = corr if stab == 0 else (stab if corr is None else corr + stab)
+        if p != 0 and q != 0:
+            den = torch.add(z if p == 1 else z * p, zq, alpha=q)
+        elif p != 0:
+            den = z.clone() if p == 1 else z * p
+        elif q != 0:
+            den = zq * q if shift is None else torch.add(zq if q == 1 else zq * q, shift)
+            shift = None
+        else:  # a == b == 0: the term passes nothing on
+            den = torch.zeros_like(R)
+        if shift is not None:
+            den.add_(shift)
         if _may_cancel(p, q, corr, sign if keep is not None else None):
-            # |den| against the size of what was added up: too small means rounding noise
-            scale = z.abs().mul_(abs(p)) if p != 0 else torch.zeros_like(R)
-            if q != 0:
-                scale.add_(zq, alpha=abs(q))
-            if corr is not None:
-                scale.add_(corr.abs())
-            if p != 0 and bias is not None:
-                scale.add_(bias_abs, alpha=abs(p))
-            bad = (den if den is not None else zq).abs() < scale.mul_(tol)
+            # the parts added up have opposite signs: |den| must stand clear of their rounding
+            small = tol * (0.0 if corr is None else corr.abs()) + (0.0 if p == 0 or bias is None
+                                                                   else tol * abs(p) * bias_abs)
+            if sign is not None:  # sign * (den - stab) < tol * (|q| zq + small)
+                lhs = torch.add(den, zq, alpha=-sign * tol * abs(q)) if q != 0 else den.clone()
+                bad = lhs < small + t.eps if sign > 0 else lhs > -(small + t.eps)
+            else:
+                bad = den.abs() < torch.add(small + 0.0 * den, zq, alpha=tol * abs(q))
             if keep is not None:
                 bad &= keep
             if bool(bad.any()):
                 return None
-        if t.eps > 0:
-            if sign is not None:
-                den = torch.add(zq, t.eps * sign) if den is None else den.add_(t.eps * sign)
-                s_t = torch.div(R, den, out=den)
-                if keep is not None:
-                    s_t.masked_fill_(~keep, 0)
-                a_t = per_sample_sum(s_t).mul_(t.eps * sign)
-            else:
-                if den is None:
-                    den = zq.clone()
-                stab = torch.copysign(torch.tensor(t.eps, dtype=den.dtype), den)
-                den.add_(stab)
-                s_t = torch.div(R, den, out=den)
-                if keep is not None:
-                    s_t.masked_fill_(~keep, 0)
-                a_t = per_sample_dot(s_t, stab)
+        if t.eps > 0 and sign is None:
+            st = torch.copysign(torch.tensor(t.eps, dtype=den.dtype), den)
+            den.add_(st)
+            s_t = torch.div(R, den, out=den)
+            if keep is not None:
+                s_t.masked_fill_(~keep, 0)
+            absorbed = absorbed + t.coef * per_sample_dot(s_t, st)
+            share = None
+        elif t.eps > 0:
+            s_t = torch.div(R, den, out=den)
+            if keep is not None:
+                s_t.masked_fill_(~keep, 0)
+            share = t.coef * stab
         else:
-            if den is None:
-                den = zq
             dead = den == 0  # with eps == 0 that relevance cannot be passed on: it is absorbed
             if keep is not None:
                 dead &= keep
@@ -223,40 +221,71 @@ def _signed_relevance(layer: AffineLayer, sterms: tuple[SignedTerm, ...], x: tor
             s_t = torch.where(dead, torch.zeros_like(R_t), R_t / torch.where(den == 0, torch.ones_like(den), den))
             if keep is not None:
                 s_t.masked_fill_(~keep, 0)
-            a_t = per_sample_sum(torch.where(dead, R_t, torch.zeros_like(R_t)))
+            absorbed = absorbed + t.coef * per_sample_sum(torch.where(dead, R_t, torch.zeros_like(R_t)))
+            share = None
         if b_t is not None:
-            a_t = a_t + _dot_bias(s_t, b_t)
-        absorbed = absorbed + t.coef * a_t
-        scaled.append((s_t, t.coef * p, t.coef * q))
-    # u = sum c p s (for W^T), v = sum c q s (for the second basis); each s_t is ours to overwrite
-    v = None
-    for i, (s_t, cp, cq) in enumerate(scaled):
-        if cq != 0:
-            if v is None:
-                v = (s_t if cq == 1 else s_t.mul_(cq)) if cp == 0 else s_t * cq
-            else:
-                v.add_(s_t, alpha=cq)
-    u = None
-    for s_t, cp, cq in scaled:
-        if cp != 0:
-            if u is None:
-                u = s_t if cp == 1 else s_t.mul_(cp)
-            else:
-                u.add_(s_t, alpha=cp)
+            absorbed = absorbed + t.coef * _dot_bias(s_t, b_t)
+        done.append((s_t, t.coef * p, t.coef * q, share))
 
-    outs, leaves, grads, values = [], [], [], []
+    # u = sum c p s (sent back through W), v = sum c q s (through the second basis), each kept
+    # as (tensor, factor); the s_t are ours to overwrite unless both sums need them
+    in_u = [cp != 0 for _, cp, _, _ in done]
+    in_v = [cq != 0 for _, _, cq, _ in done]
+
+    def combine(which: int, others: list[bool]):
+        members = [(d[0], d[which], other) for d, other in zip(done, others) if d[which] != 0]
+        if not members:
+            return None, 0.0
+        members.sort(key=lambda m: m[2])  # a tensor the other sum does not need first
+        base, f, shared = members[0]
+        if len(members) == 1:
+            return base, f
+        acc = torch.add(base, members[1][0], alpha=members[1][1] / f) if shared else \
+            base.add_(members[1][0], alpha=members[1][1] / f)
+        for s_m, c_m, _ in members[2:]:
+            acc.add_(s_m, alpha=c_m / f)
+        return acc, f
+
+    # stabilizer shares: one reduction of a sum when they are proportional to its coefficients
+    # (sum_t share_t s_t = r sum_t c_t s_t when share_t = r c_t), else one per term, first
+    with_share = [d for d in done if d[3] is not None]
+    fold = None
+    for which in (2, 1):
+        members = [d for d in done if d[which] != 0]
+        if with_share and members and all(d[3] is not None for d in members) \
+                and all(d[which] != 0 for d in with_share) and len({d[3] / d[which] for d in members}) == 1:
+            fold = (which, members[0][3] / members[0][which])
+            break
+    if fold is None:
+        for d in with_share:
+            absorbed = absorbed + per_sample_sum(d[0]) * d[3]
+    v, f_v = combine(2, in_u)
+    u, f_u = combine(1, [d[0] is v for d in done])
+    if fold is not None:
+        acc, f = (v, f_v) if fold[0] == 2 else (u, f_u)
+        absorbed = absorbed + per_sample_sum(acc) * (fold[1] * f)
+
+    outs, leaves, grads = [], [], []
     if u is not None:
-        outs.append(graph0), leaves.append(leaf0), grads.append(u), values.append(xd)
+        outs.append(graph0), leaves.append(leaf0), grads.append(u)
     if v is not None:
-        outs.append(graphq), leaves.append(leafq), grads.append(v), values.append(xq)
+        outs.append(graphq), leaves.append(leafq), grads.append(v)
+    if not outs:
+        return torch.zeros_like(xd), absorbed
+    got = torch.autograd.grad(outs, leaves, grad_outputs=grads, allow_unused=True)
+    g0 = got[0] if u is not None else None
+    gq = got[-1] if v is not None else None
+    if nonneg and g0 is not None and gq is not None:  # x (f_u W^T u + f_v W+^T v)
+        h = gq if f_v == 1 else gq.mul_(f_v)
+        return h.add_(g0, alpha=f_u).mul_(xd), absorbed
     R_in = None
-    if outs:
-        got = torch.autograd.grad(outs, leaves, grad_outputs=grads, allow_unused=True)
-        for value, g in zip(values, got):
-            if g is not None:
-                R_in = value * g if R_in is None else R_in.addcmul_(value, g)
-    if R_in is None:
-        R_in = torch.zeros_like(xd)
+    for g, value, f in ((g0, xd, f_u), (gq, xq, f_v)):
+        if g is None:
+            continue
+        if R_in is None:
+            R_in = g.mul_(value) if f == 1 else g.mul_(value).mul_(f)
+        else:
+            R_in.addcmul_(value, g, value=f)
     return R_in, absorbed
 
 
