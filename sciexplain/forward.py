@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .errors import ExplainWarning, InputError, RuleError, UnsupportedModelError
+from .errors import ExplainWarning, InputError, SciexplainError, UnsupportedModelError
 from .registry import REGISTRY, Registry
 from .tape import Ref, Tape, record
 
@@ -165,7 +165,7 @@ def record_forward(model: nn.Module, x: torch.Tensor, grad: bool, leaf_names: se
     try:
         with torch.inference_mode(False), torch.set_grad_enabled(grad):
             tape = record(model, inp, leaf_names, registry.leaf_types())
-    except (InputError, UnsupportedModelError, RuleError):
+    except SciexplainError:  # the library's own errors (from plugins' modules too) say what to do
         raise
     except Exception as err:
         raise InputError(f"the model's forward pass failed on x of shape {tuple(x.shape)} and dtype "

@@ -423,3 +423,22 @@ def test_an_unsupported_torch_module_gets_advice_that_works():
 
     with pytest.raises(sx.UnsupportedModelError, match="exp"):
         sx.explain(nn.Sequential(nn.Linear(4, 2), Custom()).eval(), torch.randn(2, 4))
+
+
+class _Raises(nn.Module):
+    def __init__(self, error: Exception):
+        super().__init__()
+        self.error = error
+
+    def forward(self, x):
+        raise self.error
+
+
+@pytest.mark.parametrize("error", [sx.errors.InputTypeError("descriptors must be float"),
+                                   sx.errors.ComputationError("solver failed")])
+def test_library_errors_from_inside_the_forward_pass_keep_their_type(error):
+    """A sciexplain error raised by a (plugin's) module is not rewrapped as 'the forward pass failed'."""
+    model = nn.Sequential(nn.Linear(4, 4), _Raises(error)).eval()
+    with pytest.raises(type(error), match=str(error)) as info:
+        sx.explain(model, torch.randn(2, 4))
+    assert type(info.value) is type(error)
