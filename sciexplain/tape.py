@@ -59,6 +59,10 @@ _INPLACE_DUNDER = {"__iadd__", "__isub__", "__imul__", "__itruediv__", "__idiv__
 _IGNORED = {"__get__", "size", "dim", "numel", "__len__", "__bool__", "item", "tolist",
             "__format__", "__repr__", "__hash__", "data_ptr", "stride", "is_contiguous",
             "storage_offset", "element_size", "is_floating_point", "is_complex", "__iter__"}
+#: tensor factories whose output takes only the shape, dtype and device of their argument: a
+#: constant (e.g. a hand-written cell's initial state ``x.new_zeros(...)``, or ``ones_like(g) - g``)
+_CONSTANT_FACTORIES = {"zeros_like", "ones_like", "full_like", "empty_like", "rand_like", "randn_like",
+                       "randint_like", "new_zeros", "new_ones", "new_full", "new_empty", "new_tensor"}
 
 
 @dataclass(frozen=True)
@@ -289,7 +293,7 @@ class _Recorder(TorchFunctionMode):
         if self.leaf_depth or self.busy:
             return func(*args, **kwargs)
         name = func_name(func)
-        if name in _IGNORED:
+        if name in _IGNORED or name in _CONSTANT_FACTORIES:
             return func(*args, **kwargs)
         rec_args, parents = self.placeholders(args)
         rec_kwargs, kparents = self.placeholders(kwargs)

@@ -216,3 +216,34 @@ def test_only_a_final_sigmoid_is_stripped():
     logits = Squashes(final=False).eval().double()(x)
     np.testing.assert_allclose(R.prediction.values, logits.max(1).values.detach().numpy(), rtol=1e-12)
     assert_balances(R)
+
+
+class FactoryCell(nn.Module):
+    """A hand-written gated cell that builds constants from its tensors (``ones_like``, ``new_zeros``)."""
+
+    def __init__(self, factories: bool):
+        super().__init__()
+        torch.manual_seed(0)
+        self.factories = factories
+        self.a, self.b, self.head = nn.Linear(5, 4), nn.Linear(5, 4), nn.Linear(4, 3)
+
+    def forward(self, x):
+        z, n = torch.sigmoid(self.a(x)), torch.tanh(self.b(x))
+        if self.factories:
+            h0 = x.new_zeros(x.shape[0], 4) + torch.zeros_like(n)
+            return self.head((torch.ones_like(z) - z) * n + z * h0)
+        return self.head((1 - z) * n)
+
+
+def test_tensor_factories_are_constants():
+    """``ones_like(z) - z`` is the gate ``1 - z`` and ``new_zeros``/``zeros_like`` states are zeros:
+    the explanation equals the one of the model written with plain constants."""
+    x = torch.randn(4, 5, dtype=torch.float64)
+    with_factories = FactoryCell(True).eval().double()
+    plain = FactoryCell(False).eval().double()
+    plain.load_state_dict(with_factories.state_dict())
+    R, led = sx.Explainer(with_factories, preset="epsilon").explain_with_ledger(x)
+    assert_balances(R)
+    assert_ledger_balances(led)
+    # (the extra sums with zeros take their stabiliser share: agreement to ~1e-7)
+    np.testing.assert_allclose(R.values, sx.explain(plain, x, preset="epsilon").values, rtol=1e-5, atol=1e-9)
