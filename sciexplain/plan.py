@@ -8,7 +8,6 @@ preset with the documented precedence.
 
 from __future__ import annotations
 
-import fnmatch
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -147,21 +146,10 @@ def _scopes(scope: str) -> list[str]:
 
 
 def _explicit(rule_map: RuleMap, name: str, keys: tuple) -> Rule | None:
-    """The rule the preset names for ``name`` or one of ``keys`` explicitly (no defaults)."""
-    base = name.split("#")[0]
-    for candidate in (name, base):
-        if candidate in rule_map.by_name:
-            return rule_map.by_name[candidate]
-    hits = [p for p in rule_map.patterns if fnmatch.fnmatchcase(base, p)]
-    if len(hits) > 1:
-        raise RuleError(f"layer {name!r} matches several patterns {hits}; make the patterns "
-                        "disjoint or name the layer exactly")
-    if hits:
-        return rule_map.patterns[hits[0]]
-    for key in keys:
-        if key in rule_map.by_type:
-            return rule_map.by_type[key]
-    return None
+    """The rule the preset names for ``name`` or one of ``keys`` explicitly (no defaults): by
+    name, then pattern, then type, as :meth:`RuleMap.resolve` for a layer with weights that is
+    not the first (so neither the first-layer rule nor the weight-free default applies)."""
+    return rule_map.resolve(name, keys, weighted=True, first=False)
 
 
 def _product_rule(rule_map: RuleMap, st: Step) -> Rule:
