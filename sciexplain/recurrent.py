@@ -1,16 +1,18 @@
-"""Recurrent layers for LRP: LSTM and GRU unrolled over time (Arras et al. 2017).
+"""Recurrent layers for LRP: LSTM, GRU and Elman RNN unrolled over time (Arras et al. 2017).
 
 ``torch.nn.LSTM`` and ``torch.nn.GRU`` run their time loop inside one fused kernel, so the
 engine cannot see the gates. The :class:`RecurrentUnrolling` canonizer swaps each of them (and
-``nn.LSTMCell``/``nn.GRUCell``, and the Elman ``nn.RNN``/``nn.RNNCell``) for an unrolled module written with ordinary operations that
-**shares the very same** ``nn.Parameter`` **objects** (nothing is copied) and computes the same
-function. The engine then explains the unrolled operations with its ordinary rules, which give
-the LSTM rule of Arras, Montavon, Mueller & Samek (2017, WASSA):
+``nn.LSTMCell``/``nn.GRUCell``, and the Elman ``nn.RNN``/``nn.RNNCell``) for an unrolled module
+written with ordinary operations that **shares the very same** ``nn.Parameter`` **objects**
+(nothing is copied) and computes the same function. The engine then explains the unrolled
+operations with its ordinary rules, which give the LSTM rule of Arras, Montavon, Mueller &
+Samek (2017, WASSA):
 
-* every gate pre-activation is **one** affine map over ``cat([x_t, h_{t-1}])`` with weight
-  ``cat([W_ih, W_hh], 1)`` and bias ``b_ih + b_hh``, so the Epsilon rule on it is the paper's
+* the candidate's pre-activation is **one** affine map over ``cat([x_t, h_{t-1}])`` with weight
+  ``cat([W_ig, W_hg], 1)`` and bias ``b_ig + b_hg``, so the Epsilon rule on it is the paper's
   joint epsilon rule over input and recurrent weights (the bias and stabilizer absorb their
-  share, which the ledger counts);
+  share, which the ledger counts). The gates i, f, o are one affine map over the same input;
+  they receive no relevance;
 * products with a sigmoid gate (``f * c``, ``i * g``, ``o * tanh(c)``) give all relevance to
   the signal (signal-take-all), none to the gate;
 * the cell state ``c_t = f * c_{t-1} + i * g`` is a sum: relevance is split between the previous
@@ -19,21 +21,24 @@ the LSTM rule of Arras, Montavon, Mueller & Samek (2017, WASSA):
 For the GRU (torch's equations ``r, z = sigmoid(...)``, ``n = tanh(W_in x + b_in + r * (W_hn h +
 b_hn))``, ``h' = (1 - z) * n + z * h``) the same principles hold: ``W_hn h + b_hn`` is an affine
 map of its own because ``r`` multiplies it, ``1 - z`` is a gate derived from a sigmoid, and
-the two sums are split in proportion.
+the two sums are split in proportion. ``W_in x + b_in`` is an affine map of ``x_t`` alone, so it
+is computed for all time steps in one matmul (the rule on it stays exact). For the LSTM that is
+not possible: the joint epsilon denominator includes ``W_hg h_{t-1}``. The Elman RNN is
+``act(W [x_t; h_{t-1}] + b)`` with the joint epsilon rule; the activation passes relevance.
 
 Relevance that reaches the initial states ``h0``/``c0`` is absorbed by an :class:`InitialState`
 leaf module, a ledger row of its own named after its path (e.g. ``lstm.initial.h_l0``), also when
 the states are zeros (then it absorbs exactly zero).
 
-What is not supported, with an error that says so: packed sequences
-(:class:`PackedSequenceError`). Relevance kept per sample needs the batch dim first in every
-tensor it passes through: ``batch_first=False`` layers and the stacked final states ``h_n``/
-``c_n`` (shape ``(layers * directions, batch, hidden)``) need an engine that tracks the batch dim.
+Not supported: packed sequences (refused with :class:`PackedSequenceError`, which says what to
+do). The engine keeps relevance per sample with the batch dim first in every tensor it passes
+through, so LRP through a ``batch_first=False`` layer (between the model's transposes) or
+through the stacked final states ``h_n``/``c_n`` (shape ``(layers * directions, batch,
+hidden)``) needs an engine that tracks where the batch dim is; gradient methods work on both.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -282,7 +287,10 @@ class UnrolledLSTM(_UnrolledRNNBase):
         sfx = f"l{layer}{'_reverse' if d else ''}"
         return weights + (self._param(f"weight_hr_{sfx}") if self.proj_size else None,)
 
-    def forward(self, input: torch.Tensor, hx: tuple[torch.Tensor, torch.Tensor] | None = None):
+    def forward(self, input: torch.Tensor, hx: tuple[torch.Tensor, torch.Tensor] | None = None
+                ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+        """Run the layer: ``input`` (batch, time, features) or (time, batch, features) as
+        ``batch_first`` says, ``hx = (h0, c0)`` of shape (layers * directions, batch, hidden)."""
         input, hx, unbatched = self._prepare(input, hx)
 
         def direction(layer, d, X, steps):
@@ -313,7 +321,9 @@ class UnrolledGRU(_UnrolledRNNBase):
         return _gru_weights(self._param(wi), self._param(wh),
                             self._param(bi) if self.bias else None, self._param(bh) if self.bias else None)
 
-    def forward(self, input: torch.Tensor, hx: torch.Tensor | None = None):
+    def forward(self, input: torch.Tensor, hx: torch.Tensor | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Run the layer; arguments and results as for ``nn.GRU``."""
         input, hx_t, unbatched = self._prepare(input, None if hx is None else (hx,))
         tdim = self._time_dim
 
@@ -344,7 +354,9 @@ class UnrolledRNN(_UnrolledRNNBase):
     def _roles(self):
         return ("h",)
 
-    def forward(self, input: torch.Tensor, hx: torch.Tensor | None = None):
+    def forward(self, input: torch.Tensor, hx: torch.Tensor | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Run the layer; arguments and results as for ``nn.RNN``."""
         input, hx_t, unbatched = self._prepare(input, None if hx is None else (hx,))
         relu = self.nonlinearity == "relu"
 
@@ -407,7 +419,9 @@ class UnrolledLSTMCell(_UnrolledCell):
     def __init__(self, source: nn.LSTMCell):
         super().__init__(source, ("h", "c"))
 
-    def forward(self, input: torch.Tensor, hx: tuple[torch.Tensor, torch.Tensor] | None = None):
+    def forward(self, input: torch.Tensor, hx: tuple[torch.Tensor, torch.Tensor] | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+        """One step: ``input`` (batch, features), ``hx = (h, c)`` (batch, hidden) or None."""
         unbatched = self._check(input)
         if unbatched:
             input = input.unsqueeze(0)
@@ -431,7 +445,8 @@ class UnrolledGRUCell(_UnrolledCell):
     def __init__(self, source: nn.GRUCell):
         super().__init__(source, ("h",))
 
-    def forward(self, input: torch.Tensor, hx: torch.Tensor | None = None):
+    def forward(self, input: torch.Tensor, hx: torch.Tensor | None = None) -> torch.Tensor:
+        """One step: ``input`` (batch, features), ``hx`` (batch, hidden) or None."""
         unbatched = self._check(input)
         if unbatched:
             input = input.unsqueeze(0)
@@ -453,7 +468,8 @@ class UnrolledRNNCell(_UnrolledCell):
         super().__init__(source, ("h",))
         self.nonlinearity = source.nonlinearity
 
-    def forward(self, input: torch.Tensor, hx: torch.Tensor | None = None):
+    def forward(self, input: torch.Tensor, hx: torch.Tensor | None = None) -> torch.Tensor:
+        """One step: ``input`` (batch, features), ``hx`` (batch, hidden) or None."""
         unbatched = self._check(input)
         if unbatched:
             input = input.unsqueeze(0)
@@ -479,10 +495,27 @@ _UNROLLED: dict[type, type] = {
 
 
 def unroll(module: nn.Module) -> nn.Module | None:
-    """The unrolled equivalent of ``module`` (sharing its parameters), or None if it has none.
+    """The unrolled equivalent of a recurrent module, sharing its parameters.
 
-    Subclasses count only when they keep the base class's ``forward`` (a subclass with its own
-    ``forward`` computes something else, which the unrolled module would not reproduce).
+    Parameters
+    ----------
+    module : torch.nn.Module
+        Any module. ``nn.LSTM``, ``nn.GRU``, ``nn.RNN``, ``nn.LSTMCell``, ``nn.GRUCell`` and
+        ``nn.RNNCell`` (and subclasses that keep the base class's ``forward``; a subclass with
+        its own ``forward`` computes something else) have an unrolled equivalent.
+
+    Returns
+    -------
+    torch.nn.Module or None
+        A new module computing the same function from the very same ``nn.Parameter`` objects
+        (registered under the same names), or None when ``module`` is not recurrent.
+
+    Examples
+    --------
+    >>> lstm = nn.LSTM(50, 64, batch_first=True)
+    >>> u = unroll(lstm)
+    >>> u.weight_ih_l0 is lstm.weight_ih_l0
+    True
     """
     for base, unrolled in _UNROLLED.items():
         if isinstance(module, base) and type(module).forward is base.forward:
