@@ -26,6 +26,7 @@ from tqdm.auto import tqdm
 
 from .errors import InputError, UnsupportedModelError
 from .propagation import per_sample_sum
+from .ops import IDENTITY_LIKE
 from .registry import REGISTRY
 from .tape import Ref, replay_args
 
@@ -180,7 +181,7 @@ def _modified_backward(ex: Explainer, x: torch.Tensor, target: Any, guided: bool
     name = "guided_backprop" if guided else "deconvnet"
     for node, outs in reverse_walk(fw, G):
         kind = REGISTRY.classify(node)
-        if kind.category == "pass" and not kind.relu_like and kind.detail not in _IDENTITY_LIKE:
+        if kind.category == "pass" and not kind.relu_like and kind.detail not in IDENTITY_LIKE:
             raise UnsupportedModelError(f"{name} is defined for ReLU networks; {node.name} is "
                                         f"{kind.detail}. Use gradient, LRP or another method.")
         grads = local_vjp(fw, node, outs)
@@ -196,10 +197,6 @@ def _modified_backward(ex: Explainer, x: torch.Tensor, target: Any, guided: bool
             G[ref] = g if ref not in G else G[ref] + g
     R = G.get(Ref(0, 0), torch.zeros_like(x))
     return fw, t, R
-
-
-_IDENTITY_LIKE = {"Identity", "Dropout", "Dropout1d", "Dropout2d", "Dropout3d", "dropout", "clone",
-                  "contiguous", "detach", "float", "double", "to", "type", "type_as"}
 
 
 def _derivative(fw: Forward, node) -> torch.Tensor:

@@ -44,6 +44,10 @@ _ACT_FUNCS = {
     "dropout", "dropout1d", "dropout2d", "dropout3d", "alpha_dropout", "feature_alpha_dropout",
     "clone", "contiguous", "detach", "float", "double", "half", "to", "type", "type_as",
 }
+#: pass-through operations that do not change values (a gate stays a gate through them;
+#: deconvnet and guided backprop pass through them)
+IDENTITY_LIKE = frozenset({"Identity", "Dropout", "Dropout1d", "Dropout2d", "Dropout3d", "dropout", "clone",
+                           "contiguous", "detach", "float", "double", "half", "to", "type", "type_as"})
 _RELU_LIKE_FUNCS = {"relu", "relu_", "relu6", "hardtanh", "hardtanh_", "leaky_relu", "leaky_relu_"}
 _LAYOUT_FUNCS = {
     "flatten", "view", "reshape", "view_as", "reshape_as", "permute", "transpose", "transpose_", "t",

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from .canonizers import Canonizer, PlanCanonizer
 from .errors import RuleError, UnsupportedModelError
 from .forward import Forward
+from .ops import IDENTITY_LIKE, parent_positions
 from .presets import RuleMap
 from .registry import REGISTRY, Kind, Registry
 from .rules import Epsilon, Pass, ProductRule, Rule, SignalTakeAll
@@ -21,9 +22,6 @@ from .tape import Node, Ref
 
 __all__ = ["Step", "make_plan"]
 
-#: pass-through operations that keep a gate a gate (they do not change its values)
-_IDENTITY_LIKE = {"Identity", "Dropout", "Dropout1d", "Dropout2d", "Dropout3d", "dropout", "clone",
-                  "contiguous", "detach", "float", "double", "half", "to", "type", "type_as"}
 
 
 @dataclass
@@ -109,7 +107,7 @@ def _gate_refs(fw: Forward, steps: dict[int, Step]) -> set[Ref]:
         live = list(dict.fromkeys(node.parents))
         if kind.gate:
             gates.update(refs)
-        elif kind.category == "layout" or (kind.category == "pass" and kind.detail in _IDENTITY_LIKE):
+        elif kind.category == "layout" or (kind.category == "pass" and kind.detail in IDENTITY_LIKE):
             if live and all(r in gates for r in live):
                 gates.update(refs)
         elif kind.category == "sum" and len(live) == 1 and live[0] in gates:
@@ -128,7 +126,6 @@ def _find_signals(fw: Forward, steps: dict[int, Step], rule_map: RuleMap) -> Non
     if not products:
         return
     gates = _gate_refs(fw, steps)
-    from .ops import parent_positions
     for st in products:
         refs = [ref for _, ref in parent_positions(st.node)]
         non_gates = [k for k, r in enumerate(refs) if r not in gates]
