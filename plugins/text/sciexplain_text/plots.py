@@ -43,7 +43,7 @@ def _draw_words(ax, R: xr.DataArray, d: int, limit: float, width: int, max_token
     return row + 1
 
 
-def plot_document(R: xr.DataArray, document: int = 0, *, max_tokens: int = 160, width: int = 90,
+def plot_document(R: xr.DataArray, document: int = 0, *, max_tokens: int = 160, width: int = 125,
                   ax=None, title: str | None = None):
     """One document as a heatmap of its words (red: for the class, blue: against).
 
@@ -78,7 +78,7 @@ def plot_document(R: xr.DataArray, document: int = 0, *, max_tokens: int = 160, 
     return fig
 
 
-def plot_methods(results: Mapping[str, xr.DataArray], document: int = 0, *, max_tokens: int = 120, width: int = 90):
+def plot_methods(results: Mapping[str, xr.DataArray], document: int = 0, *, max_tokens: int = 120, width: int = 125):
     """The same document explained by several methods, one row each with its own colour scale.
 
     Sensitivity analysis (squared gradients) is never negative, so it cannot show evidence
