@@ -185,7 +185,7 @@ def canonized(model: nn.Module, canonizers: Sequence[Canonizer]) -> Iterator[tup
         swaps: list[tuple[str, nn.Module]] = []
         done: dict[int, nn.Module] = {}
         for path, module in root.named_modules(remove_duplicate=False):
-            if not path or any(path.startswith(p + ".") for p, _ in swaps):
+            if any(p == "" or path.startswith(p + ".") for p, _ in swaps):
                 continue
             new = done.get(id(module))
             if new is None:
@@ -195,6 +195,10 @@ def canonized(model: nn.Module, canonizers: Sequence[Canonizer]) -> Iterator[tup
                 done[id(module)] = new
             swaps.append((path, new))
         if not swaps:
+            continue
+        if swaps[0][0] == "":  # the model itself is replaced (e.g. an nn.GRUCell explained on its own)
+            root = swaps[0][1]
+            applied.append(f"{canon.describe()}: <model>")
             continue
         if root is model:
             root = _shallow(model)

@@ -442,3 +442,19 @@ def test_library_errors_from_inside_the_forward_pass_keep_their_type(error):
     with pytest.raises(type(error), match=str(error)) as info:
         sx.explain(model, torch.randn(2, 4))
     assert type(info.value) is type(error)
+
+
+def test_a_model_canonizer_may_replace_the_model_itself():
+    """The root module is canonized too (before, only modules below it were): an nn.GRUCell
+    explained on its own is unrolled, a root ReLU is swapped by the toy canonizer."""
+    torch.manual_seed(0)
+    cell = nn.GRUCell(4, 3).eval()
+    state = state_copy(cell)
+    x = torch.randn(5, 4)
+    R = sx.explain(cell, x, preset="epsilon")
+    assert_balances(R)
+    assert R.attrs["canonizers"].startswith("RecurrentUnrolling") and R.attrs["canonizers"].endswith(": <model>")
+    assert_state_equal(cell, state)
+    negative = -torch.rand(5, 4) - 0.1  # ReLU's gradient is 0 here, the identity's 1
+    swapped = sx.explain(nn.ReLU().eval(), negative, 0, canonizers=[ReluToSoftScale()], method="gradient")
+    np.testing.assert_allclose(swapped.values, np.eye(4)[[0] * 5])
