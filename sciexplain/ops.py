@@ -104,11 +104,6 @@ def _live_positions(node: Node) -> list[int]:
     return [i for i, a in enumerate(node.args) if isinstance(a, _Placeholder)]
 
 
-def classify(node: Node) -> Kind:
-    """Put a recorded node in its kind (see :mod:`sciexplain.registry`)."""
-    return REGISTRY.classify(node)
-
-
 # -- recognisers of modules, one per family, registered by type ---------------------------------
 
 def _weighted_module(m: nn.Module, node: Node) -> Kind:

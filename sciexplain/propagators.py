@@ -160,13 +160,12 @@ def propagate_sum(walk: Walk, step: Step, outs):
     den = total + stab
     dead = den == 0  # only with eps == 0: that relevance reaches no operand and is absorbed
     s = torch.where(dead, torch.zeros_like(R), R / torch.where(dead, torch.ones_like(den), den))
-    B = R.shape[0]
     absorbed = per_sample_sum(s * stab) + per_sample_sum(torch.where(dead, R, torch.zeros_like(R)))
     result = []
     for ref, c in contribs:
-        share = torch.broadcast_to(c, shape) * s
+        share = torch.broadcast_to(c, shape) * s  # shaped like R: batch first
         if ref is None:
-            absorbed = absorbed + per_sample_sum(share) if share.ndim and share.shape[0] == B else absorbed
+            absorbed = absorbed + per_sample_sum(share)
             continue
         result.append((ref, unbroadcast(share, walk.value(ref).shape)))
     return result, absorbed
