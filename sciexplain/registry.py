@@ -270,6 +270,10 @@ def register(module_type: type, propagate: Callable[[LeafCall], LeafRelevance], 
         raise InputTypeError(f"propagate must be callable, got {propagate!r}")
     if not isinstance(description, str) or not description:
         raise InputError("register() needs a description (shown in the result's rules attribute)")
+    from .rules import Rule
+    if default_rule is not None and not isinstance(default_rule, Rule):
+        raise InputTypeError(f"default_rule must be a rule object such as sciexplain.rules.Epsilon(0.01) "
+                             f"or None, got {default_rule!r}")
     entry = LeafEntry(module_type, propagate, description, default_rule)
     reg.leaves[module_type] = entry
     reg.recognise_modules([module_type], _LeafRecogniser(description))

@@ -142,6 +142,9 @@ def test_register_refuses_what_it_cannot_use():
         sx.register(SoftScale, propagate_soft_scale, description="")
     with pytest.raises(InputTypeError):
         sx.register(SoftScale, "not callable", description="x")
+    with pytest.raises(InputTypeError, match="default_rule must be a rule object"):
+        sx.register(SoftScale, propagate_soft_scale, description="x", default_rule="epsilon")
+    assert REGISTRY.leaves[SoftScale].default_rule is None, "a refused registration replaced the entry"
 
 
 def test_a_private_registry_leaves_the_engine_alone():
