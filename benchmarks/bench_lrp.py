@@ -5,13 +5,20 @@ Times, interleaved in one run (so that load on the machine affects every method 
 * ``gradient``        x.requires_grad_(); model(x)[target].sum().backward()  (parameters
                       require grad, as in a user's model: the usual "gradient pass")
 * ``gradient (input only)``  the same with torch.autograd.grad w.r.t. x only
-* ``lrp epsilon-plus`` and ``lrp alpha2-beta1``: sciexplain.explain(...)
+* ``lrp epsilon``, ``lrp epsilon-plus`` and ``lrp alpha2-beta1``: sciexplain.explain(...)
+* ``captum lrp epsilon`` and ``captum lrp epsilon-plus``: captum.attr.LRP on a copy of the
+  same model, when captum is installed, with the rules set as described in
+  :func:`captum_rules` (captum's LRP has no alpha2-beta1 rule)
 
 on a VGG-like CNN (6 conv layers, batch 32, 64x64 RGB) and an EEG-style Conv1d network
 (batch 64, 32 channels x 500 samples). Peak memory is measured per method in a fresh
 subprocess (the kernel's high-water mark of resident memory above the size just before the call).
+Besides wall-clock time the process CPU time of each call is recorded (``time.process_time``,
+both threads together): on a machine shared with other jobs it is the steadier of the two.
 
-Usage: python benchmarks/bench_lrp.py [--repeats 15] [--write]   (--write updates README.md)
+Usage: python benchmarks/bench_lrp.py [--repeats 15] [--rounds 1] [--write]
+(--rounds N repeats the whole interleaved measurement N times and reports the medians of the
+per-round ratios; --write updates README.md)
 """
 
 from __future__ import annotations
@@ -54,6 +61,46 @@ class EEGConvNet(nn.Module):
         return self.out(h.flatten(1))
 
 
+class _FunctionalFlatten(nn.Module):
+    """``seq`` with its nn.Flatten done functionally: captum's LRP needs a rule on every leaf
+    module and breaks on a Flatten module ("hook has changed the size of value")."""
+
+    def __init__(self, seq: nn.Sequential):
+        super().__init__()
+        cut = next(i for i, m in enumerate(seq) if isinstance(m, nn.Flatten))
+        self.features, self.head = seq[:cut], seq[cut + 1:]
+
+    def forward(self, x):
+        return self.head(self.features(x).flatten(1))
+
+
+def captum_twin(model: nn.Module) -> nn.Module:
+    """A copy of ``model`` captum's LRP can run on (same weights, same function)."""
+    import copy
+    twin = copy.deepcopy(model)
+    if isinstance(twin, nn.Sequential) and any(isinstance(m, nn.Flatten) for m in twin):
+        twin = _FunctionalFlatten(twin)
+    return twin.eval()
+
+
+def captum_rules(model: nn.Module, plus: bool) -> list[str]:
+    """Set captum LRP rules on ``model`` (a :func:`captum_twin`): what captum does by default
+    (EpsilonRule on its supported layers), plus EpsilonRule on Conv1d/AvgPool1d, which it has no
+    default for. ``plus``: Alpha1_Beta0_Rule (z+ with ``w^+`` on the raw input) on the
+    convolutions, as epsilon-plus. Returns one line per rule set, for the report."""
+    from captum.attr._utils.lrp_rules import Alpha1_Beta0_Rule, EpsilonRule
+    done = []
+    for name, m in model.named_modules():
+        if isinstance(m, (nn.Conv1d, nn.Conv2d)):
+            m.rule = Alpha1_Beta0_Rule() if plus else EpsilonRule()
+        elif isinstance(m, (nn.Linear, nn.AvgPool1d, nn.AvgPool2d)):
+            m.rule = EpsilonRule()
+        else:
+            continue
+        done.append(f"{name}: {type(m).__name__} -> {type(m.rule).__name__}")
+    return done
+
+
 CASES = {
     "vgg-like CNN (32x3x64x64)": (vgg_like, (32, 3, 64, 64)),
     "EEG Conv1d (64x32x500)": (lambda: EEGConvNet().eval(), (64, 32, 500)),
@@ -72,14 +119,26 @@ def methods(model, x, target):
         xx = x.clone().requires_grad_(True)
         torch.autograd.grad(model(xx)[torch.arange(len(x)), target].sum(), xx)
 
+    ex_eps = sx.Explainer(model, preset="epsilon")
     ex_plus = sx.Explainer(model, preset="epsilon-plus")
     ex_ab = sx.Explainer(model, preset="alpha2-beta1")
-    return {
+    out = {
         "gradient": grad_full,
         "gradient (input only)": grad_input,
+        "lrp epsilon": lambda: ex_eps.explain(x, target),
         "lrp epsilon-plus": lambda: ex_plus.explain(x, target),
         "lrp alpha2-beta1": lambda: ex_ab.explain(x, target),
     }
+    try:
+        from captum.attr import LRP
+    except ImportError:  # captum is optional (the "bench" extra)
+        return out
+    for label, plus in (("captum lrp epsilon", False), ("captum lrp epsilon-plus", True)):
+        twin = captum_twin(model)
+        captum_rules(twin, plus)
+        lrp = LRP(twin)
+        out[label] = (lambda lrp=lrp: lrp.attribute(x.clone().requires_grad_(True), target=target))
+    return out
 
 
 def setup(case: str):
@@ -92,18 +151,21 @@ def setup(case: str):
     return model, x, target
 
 
-def time_case(case: str, repeats: int) -> dict[str, list[float]]:
+def time_case(case: str, repeats: int) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
+    """Wall-clock and CPU seconds per call, ``repeats`` interleaved calls of each method."""
     model, x, target = setup(case)
     fns = methods(model, x, target)
     for fn in fns.values():  # warm-up
         fn()
-    times: dict[str, list[float]] = {k: [] for k in fns}
+    wall: dict[str, list[float]] = {k: [] for k in fns}
+    cpu: dict[str, list[float]] = {k: [] for k in fns}
     for _ in range(repeats):
         for name, fn in fns.items():  # interleaved
-            t0 = time.perf_counter()
+            c0, t0 = time.process_time(), time.perf_counter()
             fn()
-            times[name].append(time.perf_counter() - t0)
-    return times
+            wall[name].append(time.perf_counter() - t0)
+            cpu[name].append(time.process_time() - c0)
+    return wall, cpu
 
 
 def _status_kb(field: str) -> int:
@@ -138,32 +200,71 @@ def peak_memory(case: str, method: str) -> float:
     return float(out.stdout.strip().splitlines()[-1])
 
 
+#: captum method -> the sciexplain method with the same rules
+CAPTUM_PAIRS = {"captum lrp epsilon": "lrp epsilon", "captum lrp epsilon-plus": "lrp epsilon-plus"}
+
+
 def main() -> None:
+    import os
+
     ap = argparse.ArgumentParser()
     ap.add_argument("--repeats", type=int, default=15)
+    ap.add_argument("--rounds", type=int, default=1, help="independent interleaved rounds (medians reported)")
     ap.add_argument("--write", action="store_true", help="write the table into benchmarks/README.md")
     args = ap.parse_args()
     torch.set_num_threads(2)
-    rows = []
+    load_before = os.getloadavg()[0]
+    rows, captum_lines = [], []
     for case in CASES:
-        times = time_case(case, args.repeats)
-        med = {k: statistics.median(v) for k, v in times.items()}
-        mem = {k: peak_memory(case, k) for k in times}
-        for k in times:
-            rows.append({"case": case, "method": k, "median_s": med[k], "ratio": med[k] / med["gradient"],
-                         "ratio_input_grad": med[k] / med["gradient (input only)"],
+        per_round = []
+        for _ in range(args.rounds):
+            wall, cpu = time_case(case, args.repeats)
+            per_round.append(({k: statistics.median(v) for k, v in wall.items()},
+                              {k: statistics.median(v) for k, v in cpu.items()}))
+        names = list(per_round[0][0])
+        mem = {k: peak_memory(case, k) for k in names}
+
+        def med(which: int, k: str, base: str | None = None) -> float:
+            vals = [r[which][k] / (r[which][base] if base else 1.0) for r in per_round]
+            return statistics.median(vals)
+
+        for k in names:
+            rows.append({"case": case, "method": k, "median_s": med(0, k), "ratio": med(0, k, "gradient"),
+                         "ratio_input_grad": med(0, k, "gradient (input only)"),
+                         "cpu_ratio": med(1, k, "gradient"),
                          "peak_mb": mem[k], "mem_ratio": mem[k] / max(mem["gradient"], 1e-9)})
-    header = ("| case | method | median time (s) | x gradient | x input-gradient | peak extra memory (MB) "
-              "| x gradient memory |\n|---|---|---|---|---|---|---|")
+        for cap, ours in CAPTUM_PAIRS.items():
+            if cap in names:
+                captum_lines.append(f"{case}: {cap} / {ours} = {med(0, cap, ours):.2f} (wall), "
+                                    f"{med(1, cap, ours):.2f} (CPU)")
+    header = ("| case | method | median time (s) | x gradient | x input-gradient | x gradient (CPU time) "
+              "| peak extra memory (MB) | x gradient memory |\n|---|---|---|---|---|---|---|---|")
     lines = [header] + [f"| {r['case']} | {r['method']} | {r['median_s']:.4f} | {r['ratio']:.2f} | "
-                        f"{r['ratio_input_grad']:.2f} | {r['peak_mb']:.0f} | {r['mem_ratio']:.2f} |" for r in rows]
+                        f"{r['ratio_input_grad']:.2f} | {r['cpu_ratio']:.2f} | {r['peak_mb']:.0f} | "
+                        f"{r['mem_ratio']:.2f} |" for r in rows]
     table = "\n".join(lines)
+    if captum_lines:
+        rules_vgg = captum_rules(captum_twin(setup(list(CASES)[0])[0]), plus=True)
+        rules_eeg = captum_rules(captum_twin(setup(list(CASES)[1])[0]), plus=True)
+        table += ("\n\ncaptum's LRP beside sciexplain's with the same rules (time ratio, > 1: captum slower):\n\n"
+                  + "\n".join(f"- {line}" for line in captum_lines)
+                  + "\n\nWhat ran in captum: EpsilonRule on Linear, AvgPool and (for `epsilon`) the convolutions, "
+                    "Alpha1_Beta0_Rule on the convolutions for `epsilon-plus` (captum clamps the weights and "
+                    "applies them to the raw, mixed-sign first-layer input, where sciexplain's z+ uses "
+                    "x^+ w^+ + x^- w^-); the vgg-like network's Flatten module is done functionally in "
+                    "captum's copy (captum fails on a Flatten module); ReLU passes the gradient; the EEG network's "
+                    "functional `torch.relu` is not a module and is differentiated as it is. "
+                    f"Rules set (epsilon-plus): vgg-like {'; '.join(rules_vgg)}. EEG {'; '.join(rules_eeg)}.")
+    load_after = os.getloadavg()[0]
     env = (f"torch {torch.__version__}, {torch.get_num_threads()} threads, {platform.processor() or platform.machine()}, "
-           f"{args.repeats} interleaved repeats, {time.strftime('%Y-%m-%d')}")
+           f"{args.rounds} round(s) x {args.repeats} interleaved repeats (medians of per-round ratios), "
+           f"1-min load average {load_before:.1f} before / {load_after:.1f} after on {os.cpu_count()} cores "
+           f"(a load above the core count means the machine was shared with other jobs), {time.strftime('%Y-%m-%d')}")
     print(table)
     print(env)
     (HERE / "results").mkdir(exist_ok=True)
-    (HERE / "results" / "bench_lrp.json").write_text(json.dumps({"env": env, "rows": rows}, indent=2))
+    (HERE / "results" / "bench_lrp.json").write_text(json.dumps({"env": env, "rows": rows,
+                                                                 "captum": captum_lines}, indent=2))
     if args.write:
         readme = HERE / "README.md"
         text = readme.read_text() if readme.exists() else "# Benchmarks\n"

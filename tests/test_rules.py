@@ -509,6 +509,80 @@ def test_gamma_ledger_balances_on_the_test_models(name):
         assert (entering <= 50 * np.abs(R["prediction"].values) + 1e-6).all(), (name, rule, entering)
 
 
+# -- the shared evaluation of sign-split rules -------------------------------------------------
+
+SIGNED_RULES = [ZPlus(), AlphaBeta(2, 1), AlphaBeta(1, 0), AlphaBeta(3, 2, include_bias=True), Gamma(0.25),
+                Gamma(2.0, stabilizer=1e-3), Gamma(0.0)]
+
+
+@pytest.mark.parametrize("rule", SIGNED_RULES, ids=repr)
+def test_signed_terms_say_what_terms_say(rule):
+    """``signed_terms`` (the fast path) and ``terms`` (the definition) give the same relevance,
+    and the fast path is the one ``lrp_affine`` takes for these rules."""
+    from sciexplain import propagation
+    ran = []
+    for layer_name in ("linear", "conv1d_stride_pad", "conv2d_dil_groups"):
+        for sign in ("nonneg", "mixed"):
+            m, shape = make_layer(layer_name, True, 1)
+            x = make_input(shape, sign, 1)
+            _, _, out_shape = dense(m, shape)
+            R = torch.randn((3,) + out_shape, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
+            layer = affine_of(m, out_shape)
+            fast = propagation._signed_relevance(layer, rule.signed_terms(), x, R, None)
+            ran.append(fast is not None)
+            if fast is None:
+                # a neuron whose z+ (or z-) is 0 or nearly so (e.g. all of a border neuron's few
+                # contributions negative): left to the exact path, see the next test
+                continue
+            slow_R, slow_a = None, None
+            for term in rule.terms(layer, x):
+                R_t = R
+                if term.outputs != "all":
+                    z = layer.forward(x)
+                    R_t = R.masked_fill(z < 0 if term.outputs == "positive" else z >= 0, 0)
+                r, a = propagation._term_relevance(layer, term, R_t, None)
+                slow_R = r if slow_R is None else slow_R + r
+                slow_a = a if slow_a is None else slow_a + a
+            what = f"{rule!r} {layer_name} {sign}"
+            close(fast[0].detach().numpy(), slow_R.detach().numpy(), what)
+            close(fast[1].detach().numpy(), slow_a.detach().numpy(), what + " (absorbed)")
+    assert ran[0], ran  # the shared path did run (the dense layer: no near-zero z+ or z-)
+
+
+def test_cancelling_denominator_falls_back_to_the_separate_terms():
+    """alpha-beta on x >= 0 forms ``sum x w^-`` as ``z - sum x w^+``; a neuron whose active inputs
+    all have positive weights has ``sum x w^- = 0`` exactly, which the difference gives only up to
+    rounding. The shared evaluation must notice and leave it to the exact per-term path: the beta
+    share of that neuron is then absorbed by the stabilizer, exactly as the formula says."""
+    from sciexplain import propagation
+    w = torch.tensor([[0.5, 1.5, -2.0], [1.0, -1.0, 0.25]], dtype=torch.float64)
+    b = torch.tensor([0.3, -0.2], dtype=torch.float64)
+    layer = AffineLayer("l", "Linear", w, b, lambda x_, w_: F.linear(x_, w_))
+    x = torch.tensor([[0.7, 1.3, 0.0]], dtype=torch.float64)  # neuron 0: only positive weights active
+    R = torch.tensor([[1.0, -0.5]], dtype=torch.float64)
+    assert propagation._signed_relevance(layer, AlphaBeta(2, 1).signed_terms(), x, R, None) is None
+    R_in, absorbed = run_rule(layer, x, R, AlphaBeta(2, 1))
+    R_ref, abs_ref = reference_batch(AlphaBeta(2, 1), x, R, w.numpy(), b.numpy())
+    close(R_in.numpy(), R_ref, "relevance")
+    close(absorbed.numpy(), abs_ref, "absorbed")
+    np.testing.assert_allclose(float(R_in.sum() + absorbed.sum()), float(R.sum()), rtol=1e-12)
+
+
+def test_shared_evaluation_leaves_inputs_and_weights_untouched():
+    from sciexplain import propagation
+    m, shape = make_layer("conv2d_stride_pad", True, 2)
+    x = make_input(shape, "mixed", 2)
+    _, _, out_shape = dense(m, shape)
+    layer = affine_of(m, out_shape)
+    R = torch.randn((3,) + out_shape, dtype=torch.float64)
+    before = (x.clone(), layer.weight.clone(), layer.bias.clone(), R.clone())
+    for rule in SIGNED_RULES:
+        R_in, absorbed = propagation._signed_relevance(layer, rule.signed_terms(), x, R, None)
+        assert not R_in.requires_grad and not x.requires_grad
+    for a, c in zip((x, layer.weight, layer.bias, R), before):
+        assert torch.equal(a, c)
+
+
 def test_wsquare_ignores_input_and_flat_spreads_evenly():
     lin = nn.Linear(4, 1, bias=True).double()
     with torch.no_grad():
