@@ -11,6 +11,7 @@ import xarray as xr
 
 from ._version import __version__
 from .propagation import per_sample_sum
+from .registry import REGISTRY, Registry
 
 if TYPE_CHECKING:  # pragma: no cover
     from .forward import Forward
@@ -53,8 +54,9 @@ def ledger_dataset(rows: list[LedgerRow], batch_dim: str, prediction: np.ndarray
                "sciexplain_version": __version__})
 
 
-def rules_summary(fw: Forward) -> str:
-    """Which rule ran on which layer, one line per layer with weights, then the other kinds."""
+def rules_summary(fw: Forward, registry: Registry = REGISTRY) -> str:
+    """Which rule ran on which layer: one line per affine layer (with weights, or pooling) and per
+    registered leaf module, then one line per other kind with the number of its nodes."""
     lines = []
     other: dict[str, list[str]] = {}
     for _, st in sorted(fw.steps.items()):
@@ -79,6 +81,10 @@ def rules_summary(fw: Forward) -> str:
                               "layout": "reshapes/slicing/max pooling: relevance moves with entries",
                               "embedding": "embeddings: summed over the embedding dim"}[cat],
                              []).append(st.node.name)
+        elif cat in registry.kinds and cat != "folded":  # folded BatchNorms are named on their layer
+            # a kind registered beyond the built-in ones is listed by its own description
+            rule = repr(st.rule) if st.rule is not None else registry.kinds[cat].description
+            other.setdefault(f"{cat}: {rule}", []).append(st.node.name)
     for desc, names in other.items():
         lines.append(f"{desc} ({len(names)} ops)")
     return "\n".join(lines)

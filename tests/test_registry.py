@@ -461,3 +461,32 @@ def test_a_model_canonizer_may_replace_the_model_itself():
     negative = -torch.rand(5, 4) - 0.1  # ReLU's gradient is 0 here, the identity's 1
     swapped = sx.explain(nn.ReLU().eval(), negative, 0, canonizers=[ReluToSoftScale()], method="gradient")
     np.testing.assert_allclose(swapped.values, np.eye(4)[[0] * 5])
+
+
+class _Halve(nn.Module):
+    def forward(self, x):
+        return x / 2
+
+
+def _recognise_halve(module, node):
+    return Kind("halve", "Halve", ())
+
+
+def _propagate_halve(walk, step, outs):
+    return [(step.node.parents[0], outs[0])], walk.zero()
+
+
+def test_a_kind_registered_beyond_the_built_in_ones_is_walked_and_summarised():
+    """A new kind is one registry entry: the walk propagates it, attrs['rules'] lists it."""
+    from sciexplain.registry import OpKind
+    REGISTRY.add_kind(OpKind("halve", _propagate_halve, "relevance passes unchanged"))
+    REGISTRY.recognise_modules([_Halve], _recognise_halve)
+    try:
+        torch.manual_seed(0)
+        model = nn.Sequential(nn.Linear(4, 3), _Halve(), nn.Linear(3, 2)).eval()
+        R, led = sx.Explainer(model, preset="epsilon").explain_with_ledger(torch.randn(2, 4))
+        assert_balances(R)
+        assert_ledger_balances(led)
+        assert "halve: relevance passes unchanged (1 ops)" in R.attrs["rules"]
+    finally:
+        del REGISTRY.kinds["halve"], REGISTRY.modules[_Halve]
