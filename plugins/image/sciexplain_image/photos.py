@@ -16,7 +16,14 @@ from typing import Callable, NamedTuple
 import numpy as np
 
 from .preprocess import Box, Preprocess, as_rgb_uint8, map_box
-from sciexplain.errors import ComputationError, DataNotFoundError, InputError, MissingDependencyError
+
+
+def _error(kind: str, message: str) -> Exception:
+    """The sciexplain error ``kind`` with ``message``; the core is imported only when an error is
+    raised, so that importing this module stays light (no torch, no sciexplain core)."""
+    from sciexplain import errors
+    return getattr(errors, kind)(message)
+
 
 __all__ = ["PHOTO_BOXES", "list_photos", "load_photo", "photo_box", "photo_info"]
 
@@ -103,14 +110,14 @@ def load_photo(name: str) -> np.ndarray:
         try:
             import skimage.data
         except ImportError as err:
-            raise MissingDependencyError(f"photo {name!r} ships with scikit-image: pip install scikit-image") from err
+            raise _error("MissingDependencyError", f"photo {name!r} ships with scikit-image: pip install scikit-image") from err
         loader: Callable[[], object] = getattr(skimage.data, photo.loader)
         image = loader()
         if name == "motorcycle":
             image = image[0]  # (left, right, disparity) -> left view
     rgb = as_rgb_uint8(np.asarray(image))
     if rgb.shape[:2] != photo.shape:
-        raise ComputationError(
+        raise _error("ComputationError",
             f"photo {name!r} has shape {rgb.shape[:2]}, expected {photo.shape}; the "
             f"installed {photo.source} ships a different file, so its box would be wrong."
         )
@@ -122,10 +129,10 @@ def _read_sklearn_sample(name: str, filename: str) -> np.ndarray:
     # directly: importing sklearn.datasets costs seconds.
     spec = importlib.util.find_spec("sklearn")
     if spec is None or not spec.submodule_search_locations:
-        raise MissingDependencyError(f"photo {name!r} ships with scikit-learn: pip install scikit-learn")
+        raise _error("MissingDependencyError", f"photo {name!r} ships with scikit-learn: pip install scikit-learn")
     path = Path(next(iter(spec.submodule_search_locations))) / "datasets" / "images" / filename
     if not path.is_file():
-        raise DataNotFoundError(
+        raise _error("DataNotFoundError",
             f"photo {name!r}: {path} is missing from the installed scikit-learn; reinstall scikit-learn."
         )
     from PIL import Image
@@ -152,7 +159,7 @@ def photo_box(name: str, spec: Preprocess | None = None) -> Box:
         ``spec`` is given.
     """
     if name not in PHOTO_BOXES:
-        raise InputError(
+        raise _error("InputError",
             f"no object box for photo {name!r}; photos with boxes: {', '.join(sorted(PHOTO_BOXES))}."
         )
     box = PHOTO_BOXES[name]

@@ -31,7 +31,14 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, NamedTuple, Sequence
 
 import numpy as np
-from sciexplain.errors import InputError, InputTypeError
+
+
+def _error(kind: str, message: str) -> Exception:
+    """The sciexplain error ``kind`` with ``message``; the core is imported only when an error is
+    raised, so that importing this module stays light (no torch, no sciexplain core)."""
+    from sciexplain import errors
+    return getattr(errors, kind)(message)
+
 
 __all__ = [
     "Box",
@@ -75,7 +82,7 @@ def _describe(image: Any) -> str:
 def _pil_to_rgb(image: Any) -> np.ndarray:
     mode = image.mode
     if mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
-        raise InputError(
+        raise _error("InputError",
             f"PIL image mode {mode!r} holds values of unknown range; convert it to an "
             "8-bit mode first (e.g. scale to 0..255 and use image.convert('L'))."
         )
@@ -96,15 +103,15 @@ def _values_to_uint8(values: np.ndarray, what: str) -> np.ndarray:
     if values.dtype == np.uint8:
         return values
     if values.dtype == np.bool_:
-        raise InputError(
+        raise _error("InputError",
             f"{what} is boolean; convert it to uint8 (0..255) or float (0..1) first."
         )
     if np.issubdtype(values.dtype, np.floating):
         if not np.all(np.isfinite(values)):
-            raise InputError(f"{what} contains NaN or infinite values.")
+            raise _error("InputError", f"{what} contains NaN or infinite values.")
         low, high = float(values.min()), float(values.max())
         if low < 0.0 or high > 1.0:
-            raise InputError(
+            raise _error("InputError",
                 f"{what} is floating point with values in [{low:g}, {high:g}]; float "
                 "images must lie in [0, 1] (divide 0..255 data by 255, or pass uint8)."
             )
@@ -112,25 +119,25 @@ def _values_to_uint8(values: np.ndarray, what: str) -> np.ndarray:
     if np.issubdtype(values.dtype, np.integer):
         low, high = int(values.min()), int(values.max())
         if low < 0 or high > 255:
-            raise InputError(
+            raise _error("InputError",
                 f"{what} is integer with values in [{low}, {high}]; integer images must "
                 "lie in [0, 255] (rescale 16-bit data to 8 bits first)."
             )
         return values.astype(np.uint8)
-    raise InputTypeError(f"{what} has dtype {values.dtype}, which is not an image dtype.")
+    raise _error("InputTypeError", f"{what} has dtype {values.dtype}, which is not an image dtype.")
 
 
 def _array_to_rgb(array: np.ndarray, what: str = "image array") -> np.ndarray:
     if array.ndim not in (2, 3):
-        raise InputError(
+        raise _error("InputError",
             f"{what} must have shape (H, W) or (H, W, C) (channel-last); got shape "
             f"{array.shape}. For a batch use prepare_batch(); for channel-first data "
             "pass a torch tensor (C, H, W) or transpose the array."
         )
     if array.size == 0 or array.shape[0] == 0 or array.shape[1] == 0:
-        raise InputError(f"{what} is empty (shape {array.shape}).")
+        raise _error("InputError", f"{what} is empty (shape {array.shape}).")
     if array.ndim == 3 and array.shape[2] not in (1, 3, 4):
-        raise InputError(
+        raise _error("InputError",
             f"{what} has {array.shape[2]} channels in its last axis (shape "
             f"{array.shape}); expected 1 (grey), 3 (RGB) or 4 (RGBA). NumPy arrays "
             "are read channel-last; pass channel-first data as a torch tensor."
@@ -177,13 +184,13 @@ def as_rgb_uint8(image: Any) -> np.ndarray:
     pil_image = sys.modules.get("PIL.Image")
     if pil_image is not None and isinstance(image, pil_image.Image):
         if image.width == 0 or image.height == 0:
-            raise InputError(f"PIL image is empty (size {image.size}).")
+            raise _error("InputError", f"PIL image is empty (size {image.size}).")
         return _pil_to_rgb(image)
     torch = sys.modules.get("torch")
     if torch is not None and isinstance(image, torch.Tensor):
         if image.ndim == 3:
             if image.shape[0] not in (1, 3, 4):
-                raise InputError(
+                raise _error("InputError",
                     f"torch tensor images are channel-first (C, H, W) with C in 1, 3, 4; "
                     f"got shape {tuple(image.shape)}. For a batch use prepare_batch()."
                 )
@@ -191,14 +198,14 @@ def as_rgb_uint8(image: Any) -> np.ndarray:
         elif image.ndim == 2:
             array = image.detach().cpu().numpy()
         else:
-            raise InputError(
+            raise _error("InputError",
                 f"torch tensor images must have shape (C, H, W) or (H, W); got "
                 f"{tuple(image.shape)}. For a batch (N, C, H, W) use prepare_batch()."
             )
         return _array_to_rgb(np.asarray(array), what="image tensor")
     if isinstance(image, np.ndarray):
         return _array_to_rgb(image)
-    raise InputTypeError(
+    raise _error("InputTypeError",
         f"cannot read an image from {_describe(image)}; pass a PIL image, a NumPy array "
         "(H, W[, C]) or a torch tensor (C, H, W)."
     )
@@ -214,12 +221,12 @@ def _pair(value: Any, name: str, allow_none: bool = True) -> tuple[int, int] | i
     if value is None:
         if allow_none:
             return None
-        raise InputError(f"{name} must not be None.")
+        raise _error("InputError", f"{name} must not be None.")
     if isinstance(value, (bool, np.bool_)):
-        raise InputTypeError(f"{name} must be a positive int or a pair (height, width); got {value!r}.")
+        raise _error("InputTypeError", f"{name} must be a positive int or a pair (height, width); got {value!r}.")
     if isinstance(value, (int, np.integer)):
         if value <= 0:
-            raise InputError(f"{name} must be positive; got {value}.")
+            raise _error("InputError", f"{name} must be positive; got {value}.")
         return int(value)
     if isinstance(value, (tuple, list, np.ndarray)):
         items = list(np.asarray(value).ravel()) if isinstance(value, np.ndarray) else list(value)
@@ -228,27 +235,27 @@ def _pair(value: Any, name: str, allow_none: bool = True) -> tuple[int, int] | i
             for v in items
         ):
             return (int(items[0]), int(items[1]))
-    raise InputError(f"{name} must be a positive int or a pair (height, width) of positive ints; got {value!r}.")
+    raise _error("InputError", f"{name} must be a positive int or a pair (height, width) of positive ints; got {value!r}.")
 
 
 def _per_channel(value: Any, name: str, n_channels: int, nonzero: bool) -> float | tuple[float, ...]:
     if isinstance(value, (bool, np.bool_)):
-        raise InputTypeError(f"{name} must be a number or one number per channel; got {value!r}.")
+        raise _error("InputTypeError", f"{name} must be a number or one number per channel; got {value!r}.")
     if isinstance(value, (int, float, np.integer, np.floating)):
         values: tuple[float, ...] = (float(value),)
     elif isinstance(value, (tuple, list, np.ndarray)):
         values = tuple(float(v) for v in np.asarray(value, dtype=np.float64).ravel())
         if len(values) != n_channels:
-            raise InputError(
+            raise _error("InputError",
                 f"{name} has {len(values)} values but the model input has {n_channels} "
                 "channel(s); give one number or one per channel (in model channel order)."
             )
     else:
-        raise InputTypeError(f"{name} must be a number or a tuple of numbers; got {value!r}.")
+        raise _error("InputTypeError", f"{name} must be a number or a tuple of numbers; got {value!r}.")
     if not all(math.isfinite(v) for v in values):
-        raise InputError(f"{name} must be finite; got {value!r}.")
+        raise _error("InputError", f"{name} must be finite; got {value!r}.")
     if nonzero and any(v == 0.0 for v in values):
-        raise InputError(f"{name} must be non-zero; got {value!r}.")
+        raise _error("InputError", f"{name} must be non-zero; got {value!r}.")
     return values[0] if len(values) == 1 and not isinstance(value, (tuple, list, np.ndarray)) else values
 
 
@@ -283,7 +290,7 @@ def _from_none_or_list(value: Any) -> Any:
     if isinstance(value, str):
         if value == "none":
             return None
-        raise InputError(f"unexpected string {value!r} in a preprocessing dictionary.")
+        raise _error("InputError", f"unexpected string {value!r} in a preprocessing dictionary.")
     if isinstance(value, np.ndarray):
         value = value.tolist()
     if isinstance(value, np.generic):
@@ -342,9 +349,9 @@ class Preprocess:
 
     def __post_init__(self) -> None:
         if self.channels not in _CHANNELS:
-            raise InputError(f"channels must be one of {_CHANNELS}; got {self.channels!r}.")
+            raise _error("InputError", f"channels must be one of {_CHANNELS}; got {self.channels!r}.")
         if self.resample not in _RESAMPLE_NAMES:
-            raise InputError(f"resample must be one of {_RESAMPLE_NAMES}; got {self.resample!r}.")
+            raise _error("InputError", f"resample must be one of {_RESAMPLE_NAMES}; got {self.resample!r}.")
         n_channels = self.n_channels
         object.__setattr__(self, "size", _pair(self.size, "size"))
         object.__setattr__(self, "crop", _pair(self.crop, "crop"))
@@ -366,7 +373,7 @@ class Preprocess:
         else:
             crop = self.crop if isinstance(self.crop, tuple) else (self.crop, self.crop)
             if crop[0] > resized[0] or crop[1] > resized[1]:
-                raise InputError(
+                raise _error("InputError",
                     f"crop {crop[0]}x{crop[1]} does not fit the resized image "
                     f"{resized[0]}x{resized[1]} (original {shape[0]}x{shape[1]}, size="
                     f"{self.size!r}); increase size or reduce crop."
@@ -376,7 +383,7 @@ class Preprocess:
         if self.input_size is not None:
             need = self.input_size if isinstance(self.input_size, tuple) else (self.input_size,) * 2
             if tuple(out) != need:
-                raise InputError(
+                raise _error("InputError",
                     f"the model needs a {need[0]}x{need[1]} input but this preprocessing "
                     f"turns a {shape[0]}x{shape[1]} image into {out[0]}x{out[1]} (size="
                     f"{self.size!r}, crop={self.crop!r}); set size and/or crop so the "
@@ -438,7 +445,7 @@ class Preprocess:
 
         array = np.asarray(array)
         if array.ndim != 3 or array.shape[2] != 3:
-            raise InputError(f"normalize() needs an (H, W, 3) RGB array; got shape {array.shape}.")
+            raise _error("InputError", f"normalize() needs an (H, W, 3) RGB array; got shape {array.shape}.")
         values = array.astype(np.float32)
         if self.channels == "L":
             if np.array_equal(array[:, :, 0], array[:, :, 1]) and np.array_equal(array[:, :, 1], array[:, :, 2]):
@@ -461,7 +468,7 @@ class Preprocess:
         if values.ndim == 3:
             values = values[None]
         if values.ndim != 4 or values.shape[1] != self.n_channels:
-            raise InputError(
+            raise _error("InputError",
                 f"denormalize() needs (N, {self.n_channels}, H, W) or ({self.n_channels}, H, W); "
                 f"got shape {values.shape}."
             )
@@ -502,7 +509,7 @@ class Preprocess:
         known = {"size", "crop", "mean", "scale", "channels", "resample", "input_size"}
         unknown = set(values) - known
         if unknown:
-            raise InputError(f"unknown preprocessing keys {sorted(unknown)}; expected {sorted(known)}.")
+            raise _error("InputError", f"unknown preprocessing keys {sorted(unknown)}; expected {sorted(known)}.")
         kwargs = {
             key: str(value) if key in ("channels", "resample") else _from_none_or_list(value)
             for key, value in values.items()
@@ -520,7 +527,7 @@ def _luma(rgb: np.ndarray) -> np.ndarray:
 def _check_shape(shape: Sequence[int]) -> tuple[int, int]:
     shape = tuple(int(s) for s in shape[:2])
     if len(shape) != 2 or shape[0] <= 0 or shape[1] <= 0:
-        raise InputError(f"image shape must start with positive (height, width); got {shape!r}.")
+        raise _error("InputError", f"image shape must start with positive (height, width); got {shape!r}.")
     return shape  # type: ignore[return-value]
 
 
@@ -575,11 +582,11 @@ class PreparedImage:
 
 def _map_box_geometry(box: Sequence[int], geometry: _Geometry) -> Box:
     if len(box) != 4:
-        raise InputError(f"a box is (y0, y1, x0, x1); got {box!r}.")
+        raise _error("InputError", f"a box is (y0, y1, x0, x1); got {box!r}.")
     y0, y1, x0, x1 = (float(v) for v in box)
     height, width = geometry.original_shape
     if not (0 <= y0 < y1 <= height and 0 <= x0 < x1 <= width):
-        raise InputError(
+        raise _error("InputError",
             f"box {tuple(box)} is not inside the {height}x{width} image: need "
             "0 <= y0 < y1 <= height and 0 <= x0 < x1 <= width."
         )
@@ -596,7 +603,7 @@ def _map_box_geometry(box: Sequence[int], geometry: _Geometry) -> Box:
         edge(x0, sx, left, out_w), edge(x1, sx, left, out_w),
     )
     if mapped.y1 <= mapped.y0 or mapped.x1 <= mapped.x0:
-        raise InputError(
+        raise _error("InputError",
             f"box {tuple(box)} falls outside the centre crop (model input {out_h}x{out_w}); "
             "the object is cropped away by this preprocessing."
         )
@@ -657,15 +664,15 @@ def prepare_batch(images: Iterable[Any], spec: Preprocess) -> tuple[Any, list[Pr
     import torch
 
     if not isinstance(spec, Preprocess):
-        raise InputTypeError(f"spec must be a Preprocess; got {type(spec).__name__}.")
+        raise _error("InputTypeError", f"spec must be a Preprocess; got {type(spec).__name__}.")
     if isinstance(images, (str, bytes)):
-        raise InputTypeError("images must be an iterable of images, not a string.")
+        raise _error("InputTypeError", "images must be an iterable of images, not a string.")
     prepared = [spec.prepare(image) for image in images]
     if not prepared:
-        raise InputError("prepare_batch() got no images.")
+        raise _error("InputError", "prepare_batch() got no images.")
     shapes = sorted({p.shape for p in prepared})
     if len(shapes) > 1:
-        raise InputError(
+        raise _error("InputError",
             f"the images come out in different sizes {shapes}; set size and crop (or "
             "size=(h, w)) so that every image maps to the same shape."
         )
