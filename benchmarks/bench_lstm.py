@@ -13,6 +13,9 @@ last and the backward direction's first step). Times, interleaved in one run:
                              steps in one matmul: what that would save. It is NOT used, because
                              the joint epsilon rule over ``cat([x_t, h])`` would no longer be exact
 * ``lrp (Arras et al.)``     ``sx.explain`` with Epsilon(1e-3) on the linear maps and sums
+* ``fused loop of the same rule, no engine (prototype)``: the rule written as one plain torch
+                             loop (not part of the library): what a fused leaf propagator for
+                             whole LSTM layers would cost; checked to give the engine's relevance
 
 A cProfile run of one LRP call splits its time into recording, plan and relevance walk;
 ``--profile`` also prints the listing.
@@ -85,6 +88,56 @@ def precomputed_forward(rnn: nn.LSTM, x: torch.Tensor) -> torch.Tensor:
     return torch.cat(outs, -1)
 
 
+@torch.no_grad()
+def fused_arras_lrp(model: TextLSTM, x: torch.Tensor, target: torch.Tensor, eps: float = EPS) -> torch.Tensor:
+    """The same rule (Arras et al. 2017) as one plain torch loop per direction, without the
+    engine: a prototype of what a fused leaf propagator for whole LSTM layers would cost. The
+    benchmark checks that it gives the engine's relevance."""
+    rnn, B, T = model.rnn, x.shape[0], x.shape[1]
+    H = HIDDEN
+    D = 2 if rnn.bidirectional else 1
+    stab = lambda z: z + eps * torch.where(z >= 0, 1.0, -1.0)  # noqa: E731
+    saved, outs = [], []
+    for d in range(D):
+        sfx = "_reverse" if d else ""
+        w_ih, w_hh = getattr(rnn, f"weight_ih_l0{sfx}"), getattr(rnn, f"weight_hh_l0{sfx}")
+        b = getattr(rnn, f"bias_ih_l0{sfx}") + getattr(rnn, f"bias_hh_l0{sfx}")
+        xp = F.linear(x, w_ih, b)
+        h, c = x.new_zeros(B, H), x.new_zeros(B, H)
+        hs, cs, gates = [None] * T, [None] * T, [None] * T
+        for t in (reversed(range(T)) if d else range(T)):
+            z = xp[:, t] + F.linear(h, w_hh)
+            i, f, o = torch.sigmoid(torch.cat([z[:, :2 * H], z[:, 3 * H:]], 1)).chunk(3, 1)
+            g = torch.tanh(z[:, 2 * H:3 * H])
+            gates[t] = (i, f, g, z[:, 2 * H:3 * H], h, c)
+            c = f * c + i * g
+            h = o * torch.tanh(c)
+            hs[t], cs[t] = h, c
+        saved.append((w_ih, w_hh, gates, cs))
+        outs.append(hs)
+    feat = outs[0][-1] if D == 1 else torch.cat([outs[0][-1], outs[1][0]], 1)
+    logits = model.fc(feat)
+    R_logit = torch.zeros_like(logits)
+    rows = torch.arange(B)
+    R_logit[rows, target] = logits[rows, target]
+    R_feat = feat * ((R_logit / stab(logits)) @ model.fc.weight)
+    R_x = torch.zeros_like(x)
+    for d in range(D):
+        w_ih, w_hh, gates, cs = saved[d]
+        w_g = torch.cat([w_ih[2 * H:3 * H], w_hh[2 * H:3 * H]], 1)
+        order = list(reversed(range(T))) if d else list(range(T))
+        R_h = R_feat[:, d * H:(d + 1) * H]
+        R_c = torch.zeros_like(R_h)
+        for t in reversed(order):
+            i, f, g, zg, h_prev, c_prev = gates[t]
+            s = (R_h + R_c) / stab(cs[t])
+            R_c, R_g = f * c_prev * s, i * g * s
+            R_a = torch.cat([x[:, t], h_prev], 1) * ((R_g / stab(zg)) @ w_g)
+            R_x[:, t] += R_a[:, :DIM]
+            R_h = R_a[:, DIM:]
+    return R_x
+
+
 def setup(case: str):
     torch.manual_seed(0)
     model = TextLSTM(CASES[case]).eval()
@@ -123,6 +176,7 @@ def methods(model, x, target):
         "unrolled forward": forward_unrolled,
         "unrolled forward, input projections precomputed": forward_precomputed,
         "lrp (Arras et al.)": lambda: ex.explain(x, target),
+        "fused loop of the same rule, no engine (prototype)": lambda: fused_arras_lrp(model, x, target),
     }
 
 
@@ -184,7 +238,12 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     rows = []
+    checks = []
     for case in CASES:
+        model, x, target = setup(case)
+        R = methods(model, x, target)["lrp (Arras et al.)"]()
+        gap = float((fused_arras_lrp(model, x, target) - torch.as_tensor(R.values)).abs().max())
+        checks.append(f"{case}: max |fused - engine| = {gap:.1e} (max |R| {float(abs(R).max()):.1e})")
         times = time_case(case, args.repeats)
         med = {k: statistics.median(v) for k, v in times.items()}
         low = {k: min(v) for k, v in times.items()}
@@ -207,6 +266,8 @@ def main() -> None:
     phases, listing = profile_case(profile_case_name)
     breakdown = phase_text(profile_case_name, phases)
     print(breakdown)
+    check_text = "The fused prototype gives the engine's relevance: " + "; ".join(checks) + "."
+    print(check_text)
     if args.profile:
         print(listing)
     (HERE / "results").mkdir(exist_ok=True)
@@ -216,7 +277,7 @@ def main() -> None:
         readme = HERE / "README.md"
         text = readme.read_text() if readme.exists() else "# Benchmarks\n"
         start, end = "<!-- bench_lstm:start -->", "<!-- bench_lstm:end -->"
-        block = f"{start}\n{table}\n\n{env}\n\n{breakdown}\n{end}"
+        block = f"{start}\n{table}\n\n{env}\n\n{breakdown}\n\n{check_text}\n{end}"
         if start in text:
             text = text[: text.index(start)] + block + text[text.index(end) + len(end):]
         else:
