@@ -194,7 +194,7 @@ def _assign_rules(fw: Forward, steps: dict[int, Step], rule_map: RuleMap, regist
         st.first = st.kind.weighted and all(reaches_input.get(r.node, False) for r in parents)
         rule = rule_map.resolve(name, st.kind.rule_keys, weighted=st.kind.weighted, first=st.first)
         if isinstance(rule, ProductRule):
-            if cat == "affine" and not st.kind.weighted and st.kind.rule_keys == ("op:mul",):
+            if takes == "affine" and not st.kind.weighted and st.kind.rule_keys == ("op:mul",):
                 rule = rule_map.resolve(name, (), weighted=False, first=False)  # "op:mul" meant products
             else:
                 raise RuleError(f"{name} ({st.kind.detail}): {rule!r} is a rule for products of two "

@@ -177,7 +177,8 @@ def test_every_recognised_kind_has_an_entry():
 
 
 def test_the_walk_names_no_kind():
-    """Nothing in the LRP walk (or the plan's rule assignment) dispatches on a kind name."""
+    """Nothing in the LRP walk dispatches on a kind name (the plan's rule assignment goes by the
+    entries' ``takes_rule`` and ``transparent``)."""
     kinds = set(REGISTRY.kinds) | {"squash"}
     tree = ast.parse((ROOT / "sciexplain" / "walk.py").read_text())
     named = {n.value for n in ast.walk(tree) if isinstance(n, ast.Constant) and isinstance(n.value, str)}
