@@ -47,6 +47,11 @@ PRESETS: dict[str, str] = {
     "alpha2-beta1": "AlphaBeta(2, 1) on every layer with weights",
     "deep-taylor": "ZPlus on every layer with weights; ZBox on the first layer when bounds are "
                    "given, WSquare otherwise",
+    "mobilenet": "for MobileNet/EfficientNet-style networks (depthwise and pointwise convolutions, folded "
+                 "BatchNorm): Gamma(0.25) on depthwise convolutions, ScaledEpsilon(0.25) on pointwise (1x1) "
+                 "and full convolutions and dense layers, ZBox on the first layer when bounds are given "
+                 "(Flat otherwise); the image plugin's default, chosen by "
+                 "benchmarks/bench_image_faithfulness.py",
 }
 
 
@@ -115,6 +120,8 @@ def _named(name: str, bounds: tuple | None) -> RuleMap:
     if name == "deep-taylor":
         return RuleMap(by_type=types(ZPlus(), ZPlus()), first_layer=box or WSquare(), description=name,
                        uses_bounds=box is not None)
+    if name == "mobilenet":
+        return _mobilenet(box)
     raise RuleError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}, a rule, or a mapping "
                     "from module names / layer types to rules")
 
@@ -268,3 +275,20 @@ class NoBias(Rule):
         bare = dataclasses.replace(layer, bias=None)
         # a plain term would reuse the recorded output, which includes the bias
         return [dataclasses.replace(t, plain=False) for t in self.rule.terms(bare, x)]
+
+
+def _mobilenet(box: ZBox | None) -> RuleMap:
+    """The ``"mobilenet"`` preset (see :data:`PRESETS`).
+
+    Measured on EfficientNet-Lite0 over the twelve bundled photos
+    (``benchmarks/bench_image_faithfulness.py``): the composite with the largest area between
+    the LeRF and MoRF perturbation curves among those measured; the table is in
+    ``benchmarks/README.md``.
+    """
+    scaled = ScaledEpsilon(0.25)
+    conv = ByConvKind(depthwise=Gamma(0.25), pointwise=scaled, other=scaled)
+    types: dict[Any, Rule] = {t: scaled for t in _DENSE}
+    types.update({t: conv for t in _CONV})
+    from .rules import Flat
+    return RuleMap(by_type=types, first_layer=box if box is not None else Flat(), description="mobilenet",
+                   uses_bounds=box is not None)

@@ -136,3 +136,22 @@ def test_layer_dependent_rules_reject_bad_arguments():
         ByConvKind(depthwise="gamma", pointwise=Epsilon(), other=Epsilon())
     with pytest.raises(RuleError, match="NoBias"):
         NoBias(Pass())
+
+
+def test_named_mobilenet_preset_is_its_documented_mapping():
+    from sciexplain.presets import PRESETS, uses_bounds
+    from sciexplain.rules import Flat, ZBox
+    assert "mobilenet" in PRESETS and uses_bounds("mobilenet")
+    model, x = block(1)
+    x = x.clamp(-1, 1)
+    se = ScaledEpsilon(0.25)
+    by_kind = ByConvKind(depthwise=Gamma(0.25), pointwise=se, other=se)
+    named = sx.explain(model, x, preset="mobilenet", bounds=(-1.0, 1.0))
+    mapping = sx.explain(model, x, preset={"stem": ZBox(-1.0, 1.0), nn.Conv2d: by_kind, nn.Linear: se})
+    np.testing.assert_allclose(named.values, mapping.values, rtol=1e-5, atol=1e-7)
+    named.relevance.check()
+    assert "ZBox" in named.attrs["rules"] and "[first layer]" in named.attrs["rules"]
+    # without bounds the first layer takes the flat rule
+    flat = sx.explain(model, x, preset="mobilenet")
+    want = sx.explain(model, x, preset={"stem": Flat(), nn.Conv2d: by_kind, nn.Linear: se})
+    np.testing.assert_allclose(flat.values, want.values, rtol=1e-5, atol=1e-7)
