@@ -176,6 +176,7 @@ class Explainer:
         max(1, max |original(x)|) on the batch ``x``, where "original" is the recorded output of
         the layer pair. Values of order 1e-7 mean the folding reproduces the model to float32
         precision; the model itself is never modified."""
+        self._check()
         xt = as_input(x)
         with eval_mode(self.model), _canonizers.canonized(self.model, _canonizers.validate(self.canonizers)) \
                 as (model, applied):

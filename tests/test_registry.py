@@ -491,3 +491,9 @@ def test_a_kind_registered_beyond_the_built_in_ones_is_walked_and_summarised():
         assert "halve: relevance passes unchanged (1 ops)" in R.attrs["rules"]
     finally:
         del REGISTRY.kinds["halve"], REGISTRY.modules[_Halve]
+
+
+@pytest.mark.parametrize("call", ["check_canonization", "layers", "explain"])
+def test_every_explainer_entry_point_validates_the_model(call):
+    with pytest.raises(InputError, match="model must be a torch.nn.Module"):
+        getattr(sx.Explainer("not a model"), call)(torch.randn(2, 4))
