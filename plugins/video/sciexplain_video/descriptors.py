@@ -29,6 +29,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
+from sciexplain.errors import InputError
 
 __all__ = ["DescriptorSpec", "Descriptors", "compute_descriptors"]
 
@@ -45,7 +46,7 @@ class DescriptorSpec:
         for name in ("cell_frames", "cell_blocks", "bins"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+                raise InputError(f"{name} must be a positive integer, got {value!r}")
 
     @property
     def dim(self) -> int:
@@ -116,7 +117,7 @@ class Descriptors:
         """
         r = np.asarray(relevance, dtype=np.float64).reshape(-1)
         if r.size != self.values.size:
-            raise ValueError(f"relevance has {r.size} values, the descriptors {self.values.size} "
+            raise InputError(f"relevance has {r.size} values, the descriptors {self.values.size} "
                              f"({self.values.shape})")
         out = np.zeros(int(np.prod(self.shape)), np.float64)
         np.add.at(out, self.cols, r[self.rows] * self.weights)
@@ -148,7 +149,7 @@ def compute_descriptors(field: np.ndarray, spec: DescriptorSpec | None = None) -
     spec = spec or DescriptorSpec()
     f = np.asarray(field, dtype=np.float64)
     if f.ndim != 4 or f.shape[-1] != 2:
-        raise ValueError(f"field must have shape (frame, block_y, block_x, 2), got {f.shape}")
+        raise InputError(f"field must have shape (frame, block_y, block_x, 2), got {f.shape}")
     T, Y, X, _ = f.shape
     valid = ~np.isnan(f).any(axis=-1)
     z = np.where(valid[..., None], f, 0.0)

@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 import xarray as xr
+from sciexplain.errors import InputError
 
 __all__ = ["ground_truth_scores", "block_perturbation", "block_removal", "FieldScorer", "X_DIMS"]
 
@@ -33,14 +34,14 @@ def ground_truth_scores(R: xr.DataArray, truths: Sequence[Any]) -> xr.Dataset:
         frame with the figure's true motion per frame; NaN when either is constant).
     """
     if len(truths) != R.sizes["clip"]:
-        raise ValueError(f"{len(truths)} truths for {R.sizes['clip']} clips")
+        raise InputError(f"{len(truths)} truths for {R.sizes['clip']} clips")
     block = int(R.attrs["block"])
     values = R.transpose("clip", "frame", "block_y", "block_x").values.astype(np.float64)
     inside, area, corr = [], [], []
     for r, truth in zip(values, truths):
         mask = truth.block_mask(block)
         if mask.shape != r.shape:
-            raise ValueError(f"the truth's block grid {mask.shape} does not match the explanation's {r.shape}")
+            raise InputError(f"the truth's block grid {mask.shape} does not match the explanation's {r.shape}")
         pos = np.clip(r, 0, None)
         inside.append(pos[mask].sum() / pos.sum() if pos.sum() > 0 else np.nan)
         area.append(mask.mean())

@@ -40,6 +40,7 @@ import numpy as np
 
 from .errors import BlockSizeError, ClipTooShortError, FieldMismatchError
 from .motion import COMPONENTS, MotionField, is_motion_field
+from sciexplain.errors import InputError, InputTypeError
 
 __all__ = ["explain_motion", "fields_to_tensor", "DIMS", "DEFAULT_PRESET"]
 
@@ -52,7 +53,7 @@ def _as_list(fields: Any) -> list[MotionField]:
         return [fields]
     if is_motion_field(fields):
         return list(fields)
-    raise TypeError(f"expected a MotionField or a list of them (from sciexplain_video.read_motion_vectors), got "
+    raise InputTypeError(f"expected a MotionField or a list of them (from sciexplain_video.read_motion_vectors), got "
                     f"{type(fields).__name__}")
 
 
@@ -204,7 +205,7 @@ def explain_motion(model: Any, fields: Any, target: Any = None, *, method: str =
 
     for key in ("dims", "coords", "at", "through"):
         if options.get(key) is not None:
-            raise ValueError(f"video explanations set {key}= themselves or do not support it; explain "
+            raise InputError(f"video explanations set {key}= themselves or do not support it; explain "
                              "fields_to_tensor(...)[0] with sciexplain.explain for that")
         options.pop(key, None)
     if isinstance(model, MotionFisherModel):

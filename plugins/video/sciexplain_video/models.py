@@ -25,6 +25,7 @@ from torch import nn
 
 from .descriptors import DescriptorSpec
 from .synthetic import ACTIONS
+from sciexplain.errors import DataNotFoundError, InputError
 
 __all__ = ["MotionCNN", "MotionFisherModel", "save_model", "load_model", "load_pretrained", "WEIGHTS"]
 
@@ -149,7 +150,7 @@ def load_model(stem: str | Path) -> nn.Module:
                                               block=config["block"], improved=config["improved"],
                                               alpha=config["alpha"])
     else:
-        raise ValueError(f"{stem}.json describes an unknown model kind {config['kind']!r}")
+        raise InputError(f"{stem}.json describes an unknown model kind {config['kind']!r}")
     model.info = config.get("info", {})
     return model.eval()
 
@@ -160,10 +161,10 @@ def load_pretrained(kind: str = "cnn") -> nn.Module:
     ``model.info`` holds the training record (seed, clip counts, held-out accuracy).
     """
     if kind not in WEIGHTS:
-        raise ValueError(f"kind must be one of {sorted(WEIGHTS)}, got {kind!r}")
+        raise InputError(f"kind must be one of {sorted(WEIGHTS)}, got {kind!r}")
     base = resources.files("sciexplain_video") / "weights" / WEIGHTS[kind]
     path = Path(str(base))
     if not path.with_suffix(".npz").exists():
-        raise FileNotFoundError(f"the bundled weights {path}.npz are missing; run "
+        raise DataNotFoundError(f"the bundled weights {path}.npz are missing; run "
                                 "python plugins/video/scripts/train_models.py to make them")
     return load_model(path)

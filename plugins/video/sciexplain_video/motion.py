@@ -48,6 +48,7 @@ import xarray as xr
 
 from .errors import (BlockSizeError, CorruptVideoError, NoMotionVectorsError, NoVideoStreamError,
                      VideoNotFoundError)
+from sciexplain.errors import InputError
 
 __all__ = ["MotionField", "read_motion_vectors", "rasterize_vectors", "rasterize_frames", "decode_frames", "COMPONENTS",
            "FRAME_TYPES", "is_motion_field"]
@@ -324,7 +325,7 @@ def read_motion_vectors(path: str | os.PathLike, block: int = 16, *, max_frames:
 
     block = _check_block(block)
     if max_frames is not None and (isinstance(max_frames, bool) or int(max_frames) < 1):
-        raise ValueError(f"max_frames must be a positive integer or None, got {max_frames!r}")
+        raise InputError(f"max_frames must be a positive integer or None, got {max_frames!r}")
     container = _open(path)
     fields, coverages, times, types, flags = [], [], [], [], []
     try:

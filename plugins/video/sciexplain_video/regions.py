@@ -6,6 +6,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 import xarray as xr
+from sciexplain.errors import InputError
 
 __all__ = ["pool_regions", "block_regions"]
 
@@ -26,15 +27,15 @@ def block_regions(R: xr.DataArray, regions: Mapping[str, Sequence[float]], remai
     taken = np.zeros((cy.size, cx.size), dtype=object)
     for name, box in regions.items():
         if len(box) != 4 or not (box[0] < box[2] and box[1] < box[3]):
-            raise ValueError(f"region {name!r}: give a pixel box (x0, y0, x1, y1) with x0 < x1 and y0 < y1, got {box!r}")
+            raise InputError(f"region {name!r}: give a pixel box (x0, y0, x1, y1) with x0 < x1 and y0 < y1, got {box!r}")
         if name == remainder:
-            raise ValueError(f"region name {name!r} is the remainder label; rename it or pass remainder=")
+            raise InputError(f"region name {name!r} is the remainder label; rename it or pass remainder=")
         x0, y0, x1, y1 = (float(v) for v in box)
         inside = ((cy >= y0) & (cy < y1))[:, None] & ((cx >= x0) & (cx < x1))[None, :]
         clash = inside & (labels != remainder)
         if clash.any():
             other = sorted({str(v) for v in taken[clash]})
-            raise ValueError(f"region {name!r} overlaps {other} on {int(clash.sum())} block(s); regions must not "
+            raise InputError(f"region {name!r} overlaps {other} on {int(clash.sum())} block(s); regions must not "
                              "overlap (a block would be counted twice)")
         labels[inside] = name
         taken[inside] = name

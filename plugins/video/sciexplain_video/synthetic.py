@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+from sciexplain.errors import InputError
 
 __all__ = ["ACTIONS", "ClipTruth", "render_clip", "encode_clip", "make_action_clip", "make_dataset",
            "X264_OPTIONS"]
@@ -132,12 +133,12 @@ def render_clip(action: str, seed: int, *, size: int | tuple[int, int] = 64, n_f
     truth : ClipTruth
     """
     if action not in ACTIONS:
-        raise ValueError(f"unknown action {action!r}; choose one of {ACTIONS}")
+        raise InputError(f"unknown action {action!r}; choose one of {ACTIONS}")
     width, height = (size, size) if isinstance(size, (int, np.integer)) else (int(size[0]), int(size[1]))
     if width < 48 or height < 48:
-        raise ValueError(f"frames must be at least 48x48 pixels to hold the figure, got {width}x{height}")
+        raise InputError(f"frames must be at least 48x48 pixels to hold the figure, got {width}x{height}")
     if n_frames < 4:
-        raise ValueError(f"n_frames must be at least 4, got {n_frames}")
+        raise InputError(f"n_frames must be at least 4, got {n_frames}")
     rng = np.random.default_rng(seed)
     margin = 8
     bg = _texture(rng, height + 2 * margin, width + 2 * margin, 40, 200, 5)
@@ -213,7 +214,7 @@ def encode_clip(frames: np.ndarray, path: str | os.PathLike, *, fps: float = 12.
 
     frames = np.asarray(frames)
     if frames.dtype != np.uint8 or frames.ndim not in (3, 4):
-        raise ValueError(f"frames must be uint8 of shape (T, H, W) or (T, H, W, 3), got {frames.dtype} "
+        raise InputError(f"frames must be uint8 of shape (T, H, W) or (T, H, W, 3), got {frames.dtype} "
                          f"{frames.shape}")
     path = Path(path)
     out = av.open(str(path), "w")

@@ -12,6 +12,7 @@ from .descriptors import DescriptorSpec, compute_descriptors
 from .models import MotionCNN, MotionFisherModel
 from .motion import MotionField
 from .synthetic import ACTIONS
+from sciexplain.errors import InputError
 
 __all__ = ["stack_fields", "descriptor_batch", "train_cnn", "fit_fisher", "predict", "accuracy"]
 
@@ -26,7 +27,7 @@ def descriptor_batch(fields: Sequence[MotionField], spec: DescriptorSpec) -> tup
     records = [compute_descriptors(f.field.values, spec) for f in fields]
     sizes = {r.n for r in records}
     if len(sizes) > 1:
-        raise ValueError(f"the clips give different numbers of descriptors ({sorted(sizes)}); use clips of one "
+        raise InputError(f"the clips give different numbers of descriptors ({sorted(sizes)}); use clips of one "
                          "length and grid, or explain them one at a time")
     return torch.as_tensor(np.stack([r.values for r in records])), records
 
