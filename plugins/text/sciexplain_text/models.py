@@ -26,6 +26,7 @@ from torch import nn
 
 from .errors import VocabularyError
 from .tokenize import WordTokenizer
+from sciexplain.errors import ComputationError, DataNotFoundError
 
 __all__ = ["TextCNN", "BiLSTMClassifier", "glove_embedding", "load_model", "save_model", "WEIGHTS_DIR",
            "write_npz", "SHIPPED"]
@@ -181,12 +182,12 @@ def load_model(name: str = "newsgroups_cnn", folder: str | Path | None = None) -
     path, rec_path, vocab_path = folder / f"{name}.npz", folder / f"{name}.json", folder / f"{name}.vocab.json"
     for needed in (path, rec_path, vocab_path):
         if not needed.is_file():
-            raise FileNotFoundError(f"{needed} not found; shipped models are {sorted(SHIPPED)} (train them with "
+            raise DataNotFoundError(f"{needed} not found; shipped models are {sorted(SHIPPED)} (train them with "
                                     "plugins/text/scripts/train_models.py)")
     record = json.loads(rec_path.read_text(encoding="utf-8"))
     digest = _sha256(path)
     if digest != record.get("sha256"):
-        raise RuntimeError(f"{path} has sha256 {digest}, the record says {record.get('sha256')}: the weights "
+        raise ComputationError(f"{path} has sha256 {digest}, the record says {record.get('sha256')}: the weights "
                            "were changed or damaged; retrain with plugins/text/scripts/train_models.py")
     tokenizer = WordTokenizer.from_json(vocab_path)
     model = _CLASSES[record["model"]](**record["config"])
