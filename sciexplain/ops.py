@@ -377,15 +377,16 @@ def _function_affine(node: Node, kind: Kind, x: torch.Tensor) -> AffineLayer:
     if op in _SCALE_FUNCS:
         if op.startswith("neg"):
             return AffineLayer(name, op, -torch.ones((), dtype=x.dtype), None, lambda x_, w_: x_ * w_, True)
-        other = args[1] if isinstance(args[0], _Placeholder) else args[0]
+        other = _constant_operand(args, kwargs)
         other = torch.as_tensor(other, dtype=x.dtype).detach()
         if "div" in op:
             other = 1.0 / other
         return AffineLayer(name, op, other, None, lambda x_, w_: x_ * w_, True)
     if op in _MATMUL_FUNCS:
+        w = _constant_operand(args, kwargs).detach()
         if isinstance(args[0], _Placeholder):
-            return AffineLayer(name, op, args[1].detach(), None, lambda x_, w_: torch.matmul(x_, w_), True)
-        return AffineLayer(name, op, args[0].detach(), None, lambda x_, w_: torch.matmul(w_, x_), True)
+            return AffineLayer(name, op, w, None, lambda x_, w_: torch.matmul(x_, w_), True)
+        return AffineLayer(name, op, w, None, lambda x_, w_: torch.matmul(w_, x_), True)
     if op == "batch_norm":
         def arg(i, key):
             return args[i] if len(args) > i else kwargs.get(key)
@@ -395,6 +396,13 @@ def _function_affine(node: Node, kind: Kind, x: torch.Tensor) -> AffineLayer:
         return AffineLayer(name, "batch_norm", scale.reshape(shape), shift.reshape(shape),
                            lambda x_, w_: x_ * w_, True)
     raise AssertionError(f"not an affine op: {op}")  # pragma: no cover
+
+
+def _constant_operand(args: tuple, kwargs: dict):
+    """The constant operand of a binary op with one live operand: positional, or ``other=``."""
+    if "other" in kwargs:
+        return kwargs["other"]
+    return args[1] if isinstance(args[0], _Placeholder) else args[0]
 
 
 def _fuse_after(layer: AffineLayer, bn: Node, out_ndim: int) -> AffineLayer:

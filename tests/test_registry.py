@@ -497,3 +497,48 @@ def test_a_kind_registered_beyond_the_built_in_ones_is_walked_and_summarised():
 def test_every_explainer_entry_point_validates_the_model(call):
     with pytest.raises(InputError, match="model must be a torch.nn.Module"):
         getattr(sx.Explainer("not a model"), call)(torch.randn(2, 4))
+
+
+class _ConstantOperand(nn.Module):
+    """A scaling or matmul by a constant given positionally or as ``other=``."""
+
+    def __init__(self, op: str, keyword: bool):
+        super().__init__()
+        torch.manual_seed(0)
+        self.op, self.keyword = op, keyword
+        self.a, self.head = nn.Linear(4, 4), nn.Linear(4, 2)
+        self.register_buffer("c", torch.linspace(0.5, 2.0, 4) if op != "matmul" else torch.randn(4, 4))
+
+    def forward(self, x):
+        fn = {"mul": torch.mul, "div": torch.div, "matmul": torch.matmul}[self.op]
+        z = self.a(x)
+        return self.head(fn(z, other=self.c) if self.keyword else fn(z, self.c))
+
+
+@pytest.mark.parametrize("op", ["mul", "div", "matmul"])
+def test_a_constant_operand_given_as_other_is_the_same_layer(op):
+    """torch.mul(z, other=c) raised a bare IndexError while building the affine layer."""
+    x = torch.randn(3, 4)
+    R = sx.explain(_ConstantOperand(op, keyword=True).eval(), x, preset="epsilon")
+    assert_balances(R)
+    np.testing.assert_allclose(R.values, sx.explain(_ConstantOperand(op, keyword=False).eval(), x,
+                                                    preset="epsilon").values, rtol=1e-6, atol=1e-8)
+
+
+@pytest.mark.parametrize("method", ["gradient_x_input", "sensitivity", "lrp"])
+def test_token_models_with_frozen_embeddings(method):
+    """Gradient methods on token ids differentiate w.r.t. the looked-up vectors, also when the
+    embedding is frozen (e.g. GloVe vectors kept fixed); the model stays frozen."""
+    torch.manual_seed(0)
+    emb = nn.Embedding(20, 4)
+    emb.weight.requires_grad_(False)
+    model = nn.Sequential(emb, nn.Flatten(), nn.Linear(4 * 5, 3)).eval()
+    x = torch.randint(0, 20, (3, 5))
+    R = sx.explain(model, x, method=method)
+    assert R.shape == (3, 5)
+    assert not emb.weight.requires_grad
+    if method != "sensitivity":
+        assert_balances(R, rtol=1e-4, atol=1e-5)
+    unfrozen = copy.deepcopy(model)
+    unfrozen[0].weight.requires_grad_(True)
+    np.testing.assert_allclose(R.values, sx.explain(unfrozen, x, method=method).values, rtol=1e-5, atol=1e-7)
