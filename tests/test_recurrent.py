@@ -733,3 +733,33 @@ def test_ledger_balances_on_every_recurrent_family(name, case):
         R.relevance.check()
         led = sx.ledger(model, x, preset=p)
         assert_ledger_balances(led)
+
+
+class HandWrittenWithInitialState(HandWrittenLSTM):
+    """The hand-written cell started from constant, non-zero initial states h0, c0."""
+
+    def __init__(self, seq_model: SeqModel):
+        super().__init__(seq_model)
+        self.register_buffer("h_init", seq_model.h0[0].clone())
+        self.register_buffer("c_init", seq_model.c0[0].clone())
+
+    def forward(self, x):
+        h = self.h_init.expand(x.shape[0], -1)
+        c = self.c_init.expand(x.shape[0], -1)
+        for t in range(x.shape[1]):
+            i, f, g, o = self.gates(torch.cat([x[:, t], h], 1)).chunk(4, 1)
+            c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+            h = torch.sigmoid(o) * torch.tanh(c)
+        return self.fc(h)
+
+
+@pytest.mark.xfail(strict=True, raises=AssertionError,
+                   reason="the engine treats sigmoid(f) * constant c0 as a scaling of the gate f "
+                          "(relevance flows into the gate) instead of signal-take-all")
+def test_hand_written_cell_with_a_constant_initial_cell_state():
+    seq, x = make_seq(seed=41, kind="lstm", initial=True)
+    model = HandWrittenWithInitialState(seq)
+    R = sx.explain(model, x, preset=preset())
+    R.relevance.check()
+    ref = reference(seq, x.numpy(), R["target"].values)
+    np.testing.assert_allclose(R.values, ref["R"], rtol=1e-7, atol=1e-10)
