@@ -284,6 +284,8 @@ class _Recorder(TorchFunctionMode):
         if not parents:
             return  # a module applied to constants only
         scope = self.scope[-1] if self.scope else ""
+        if isinstance(module, nn.Embedding):
+            _track_lookup(output)
         self.add_node("module", type(module).__name__, self.unique(name or "<model>"), scope, module,
                       rec_args, rec_kwargs, parents, output)
 
@@ -305,10 +307,22 @@ class _Recorder(TorchFunctionMode):
         if inplace and args:
             self.snapshot(args[0])
         out = func(*args, **kwargs)
+        if name == "embedding":
+            _track_lookup(out)
         scope = self.scope[-1] if self.scope else ""
         self.add_node("function", name, self.unique(f"{name}@{scope}" if scope else name), scope, func,
                       rec_args, rec_kwargs, parents, out)
         return out
+
+
+def _track_lookup(out: Any) -> None:
+    """Make an embedding lookup of the input ids part of the autograd graph even when the
+    embedding weights are frozen (``requires_grad=False``): gradient methods on token input
+    differentiate with respect to the looked-up vectors. Only a lookup that is not yet in the
+    graph is changed (it is a leaf then), so the model's computation is untouched."""
+    if (isinstance(out, torch.Tensor) and torch.is_grad_enabled() and out.is_floating_point()
+            and not out.requires_grad):
+        out.requires_grad_(True)
 
 
 @contextmanager
