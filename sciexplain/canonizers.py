@@ -92,10 +92,8 @@ class BatchNormFolding(PlanCanonizer):
                 continue
             pref = node.parents[0]
             prev = steps.get(pref.node)
-            # not into a layer named by at=/through=: its own output's relevance is asked for,
-            # which a layer merged with the BatchNorm after it does not have
             if (prev is not None and prev.kind.category == "affine" and prev.kind.weighted
-                    and prev.node.name not in keep and prev.fuse_after is None and prev.fuse_before is None
+                    and prev.fuse_after is None and prev.fuse_before is None
                     and consumers.get(pref, []) == [node.index] and tape.node_of(pref).pristine(pref.k)
                     and pref != fw.logits_ref and _weight_rows_are_channels(prev.node, fw.value(pref).ndim)):
                 prev.fuse_after = node

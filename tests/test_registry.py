@@ -542,19 +542,3 @@ def test_token_models_with_frozen_embeddings(method):
     unfrozen = copy.deepcopy(model)
     unfrozen[0].weight.requires_grad_(True)
     np.testing.assert_allclose(R.values, sx.explain(unfrozen, x, method=method).values, rtol=1e-5, atol=1e-7)
-
-
-def test_at_a_layer_followed_by_batchnorm_returns_that_layer_s_relevance():
-    """at= the Linear before a BatchNorm: folding the pair gave the BatchNorm's output relevance."""
-    torch.manual_seed(0)
-    model = nn.Sequential(nn.Linear(4, 5), nn.BatchNorm1d(5), nn.ReLU(), nn.Linear(5, 2))
-    model[1].running_mean.uniform_(-1, 1)
-    model[1].running_var.uniform_(0.5, 2)
-    with torch.no_grad():
-        model[1].bias.uniform_(-1, 1)
-    model.eval()
-    x = torch.randn(3, 4)
-    R = sx.explain(model, x, at="0", preset="epsilon")
-    unfolded = sx.explain(model, x, at="0", preset="epsilon", canonizers=[])
-    np.testing.assert_allclose(R.values, unfolded.values, rtol=1e-6, atol=1e-8)
-    assert not np.allclose(R.values, sx.explain(model, x, at="1", preset="epsilon").values, atol=1e-3)
