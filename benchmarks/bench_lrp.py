@@ -133,11 +133,13 @@ def methods(model, x, target):
         from captum.attr import LRP
     except ImportError:  # captum is optional (the "bench" extra)
         return out
+    def run_captum(twin, lrp, plus):
+        captum_rules(twin, plus)  # captum deletes the rules after every call
+        return lrp.attribute(x.clone().requires_grad_(True), target=target)
+
     for label, plus in (("captum lrp epsilon", False), ("captum lrp epsilon-plus", True)):
         twin = captum_twin(model)
-        captum_rules(twin, plus)
-        lrp = LRP(twin)
-        out[label] = (lambda lrp=lrp: lrp.attribute(x.clone().requires_grad_(True), target=target))
+        out[label] = (lambda twin=twin, lrp=LRP(twin), plus=plus: run_captum(twin, lrp, plus))
     return out
 
 
