@@ -121,14 +121,28 @@ def _gate_refs(fw: Forward, steps: dict[int, Step]) -> set[Ref]:
     return gates
 
 
+#: multiplications (not divisions or negations) that make ``gate * constant`` a product
+_MUL_OPS = {"mul", "mul_", "__mul__", "__rmul__", "__imul__", "multiply"}
+
+
 def _find_signals(fw: Forward, steps: dict[int, Step], rule_map: RuleMap) -> None:
+    """Find the signal operand of every product; make ``gate * constant`` a product too (its
+    constant is the signal: under signal-take-all the gate gets nothing, as for a given
+    initial cell state ``f * c0``)."""
+    from .propagators import product_operands
+    scaled = [st for st in steps.values() if st.kind.category == "affine" and st.node.op in _MUL_OPS
+              and len(st.node.parents) == 1]
     products = [st for st in steps.values() if st.kind.category == "product"]
-    if not products:
+    if not products and not scaled:
         return
     gates = _gate_refs(fw, steps)
+    for st in scaled:
+        if st.node.parents[0] in gates:
+            st.kind = Kind("product", f"{st.node.op} (gate times a constant)", ("op:mul",))
+            products.append(st)
     for st in products:
-        refs = [ref for _, ref in parent_positions(st.node)]
-        non_gates = [k for k, r in enumerate(refs) if r not in gates]
+        operands = product_operands(st.node)
+        non_gates = [k for k, (ref, _) in enumerate(operands) if ref is None or ref not in gates]
         if len(non_gates) == 1:
             st.signal = non_gates[0]
 

@@ -171,22 +171,30 @@ def propagate_sum(walk: Walk, step: Step, outs):
     return result, absorbed
 
 
+def product_operands(node) -> list[tuple[object, torch.Tensor | float]]:
+    """The two operands of a product node: ``(ref, None)`` for an input-dependent one,
+    ``(None, value)`` for a constant."""
+    args = list(node.args)
+    pair = [args[0], args[1] if len(args) > 1 else node.kwargs.get("other")]
+    return [(o.ref, None) if isinstance(o, _Placeholder) else (None, o) for o in pair]
+
+
 def propagate_product(walk: Walk, step: Step, outs):
-    """``a * b`` of two input-dependent tensors, by the step's product rule.
+    """``a * b`` with a gate or of two input-dependent tensors, by the step's product rule.
 
     ``SignalTakeAll``: all of R to the operand that is not a gate (Arras et al. 2017).
     ``UniformProduct``: R / 2 to each operand. ``ProportionalProduct``: R |a| / (|a| + |b|) to
     ``a`` and the rest to ``b`` (the eps of the denominator absorbed). Broadcast operands get the
-    relevance summed over the dims they were broadcast along.
+    relevance summed over the dims they were broadcast along; what goes to a constant operand
+    (``gate * c`` with a constant signal c, e.g. a given initial cell state) is absorbed.
     """
     node, R, rule = step.node, outs[0], step.rule
-    operands = ops.parent_positions(node)
-    refs = [ref for _, ref in operands]
-    values = [walk.value(ref).detach() for ref in refs]
+    operands = product_operands(node)
+    values = [walk.value(ref).detach() if ref is not None else torch.as_tensor(c, dtype=R.dtype)
+              for ref, c in operands]
     absorbed = walk.zero()
     if isinstance(rule, SignalTakeAll):
-        signal = step.signal
-        shares = [R if k == signal else None for k in range(len(refs))]
+        shares = [R if k == step.signal else None for k in range(2)]
     elif isinstance(rule, UniformProduct):
         shares = [R * 0.5, R * 0.5]
     elif isinstance(rule, ProportionalProduct):
@@ -197,8 +205,12 @@ def propagate_product(walk: Walk, step: Step, outs):
     else:  # pragma: no cover - the plan validates the rule
         raise RuleError(f"{node.name}: {rule!r} is not a product rule")
     result = []
-    for ref, v, share in zip(refs, values, shares):
-        if share is not None:
+    for (ref, _), v, share in zip(operands, values, shares):
+        if share is None:
+            continue
+        if ref is None:
+            absorbed = absorbed + per_sample_sum(share)
+        else:
             result.append((ref, unbroadcast(share, v.shape)))
     return result, absorbed
 

@@ -753,9 +753,6 @@ class HandWrittenWithInitialState(HandWrittenLSTM):
         return self.fc(h)
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="the engine treats sigmoid(f) * constant c0 as a scaling of the gate f "
-                          "(relevance flows into the gate) instead of signal-take-all")
 def test_hand_written_cell_with_a_constant_initial_cell_state():
     seq, x = make_seq(seed=41, kind="lstm", initial=True)
     model = HandWrittenWithInitialState(seq)
