@@ -145,9 +145,10 @@ class Explainer:
             return None
         rule_map = resolve_preset(self.preset, self.bounds)
         if self.bounds is not None and not rule_map.uses_bounds:
+            users = ", ".join(repr(n) for n in _presets_using_bounds())
             raise InputError(f"bounds={self.bounds!r} is not used by the preset {rule_map.description!r} "
-                             "(only 'epsilon-plus-box', 'deep-taylor' and mappings based on them apply ZBox "
-                             "with the bounds): remove bounds= or choose such a preset")
+                             f"(only {users} and mappings based on them apply ZBox with the bounds): "
+                             "remove bounds= or choose such a preset")
         self._check_names(rule_map, model if model is not None else self.model)
         return rule_map
 
@@ -268,6 +269,12 @@ class Explainer:
         if through:
             R = R.assign_coords(filtered_out=(R.dims[0], filtered_out.numpy()))
         return R, (ledger_dataset(rows, R.dims[0], pred, Rx) if full_ledger else None)
+
+
+def _presets_using_bounds() -> list[str]:
+    """The named presets that apply ZBox with the caller's ``bounds=``."""
+    from .presets import PRESETS
+    return [name for name in PRESETS if resolve_preset(name, (0.0, 1.0)).uses_bounds]
 
 
 def _unit_names(rule_map: RuleMap) -> set[str]:

@@ -247,8 +247,14 @@ def test_canonizer_objects_describe_themselves():
 
 def test_bounds_given_where_unused_is_an_error():
     model, x = make_mlp()
-    with pytest.raises(InputError, match="not used by the preset"):
+    with pytest.raises(InputError, match="not used by the preset") as info:
         sx.explain(model, x, preset="epsilon-plus", bounds=(0, 1))
+    # the message names exactly the presets that use bounds
+    from sciexplain.presets import PRESETS, resolve_preset
+    named = str(info.value).split("(only ")[1].split(" and mappings")[0]
+    listed = {name for name in PRESETS if repr(name) in named}
+    assert listed == {name for name in PRESETS if resolve_preset(name, (0, 1)).uses_bounds}
+    assert {"epsilon-plus-box", "deep-taylor"} <= listed
     with pytest.raises(InputError, match="does not use it"):
         sx.explain(model, x, method="gradient", bounds=(0, 1))
     assert_balances(sx.explain(model, x, preset="epsilon-plus-box", bounds=(-3, 3)))
