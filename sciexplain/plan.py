@@ -11,6 +11,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import torch
+
 from .canonizers import Canonizer, PlanCanonizer
 from .errors import RuleError, UnsupportedModelError
 from .forward import Forward
@@ -18,7 +20,7 @@ from .ops import IDENTITY_LIKE, parent_positions
 from .presets import RuleMap
 from .registry import REGISTRY, Kind, Registry
 from .rules import Epsilon, Pass, ProductRule, Rule, SignalTakeAll
-from .tape import Node, Ref
+from .tape import Node, Ref, _Placeholder
 
 __all__ = ["Step", "make_plan"]
 
@@ -113,7 +115,6 @@ def _gate_refs(fw: Forward, steps: dict[int, Step]) -> set[Ref]:
         elif kind.category == "sum" and len(live) == 1 and live[0] in gates:
             # 1 - g (rsub), or c - g: the operand with the negative sign is the gate
             from .propagators import _sum_signs
-            from .tape import _Placeholder
             operands = [node.args[0], node.args[1] if len(node.args) > 1 else node.kwargs.get("other")]
             signs = _sum_signs(node)
             if any(isinstance(o, _Placeholder) and s < 0 for o, s in zip(operands, signs)):
@@ -125,13 +126,26 @@ def _gate_refs(fw: Forward, steps: dict[int, Step]) -> set[Ref]:
 _MUL_OPS = {"mul", "mul_", "__mul__", "__rmul__", "__imul__", "multiply"}
 
 
+def _constant_of(node: Node):
+    """The constant operand of a multiplication with one input-dependent operand."""
+    args = list(node.args)
+    pair = [args[0], args[1] if len(args) > 1 else node.kwargs.get("other")]
+    return next((o for o in pair if not isinstance(o, _Placeholder)), None)
+
+
+def _is_scalar(value) -> bool:
+    return not isinstance(value, torch.Tensor) or value.ndim == 0
+
+
 def _find_signals(fw: Forward, steps: dict[int, Step], rule_map: RuleMap) -> None:
     """Find the signal operand of every product; make ``gate * constant`` a product too (its
     constant is the signal: under signal-take-all the gate gets nothing, as for a given
     initial cell state ``f * c0``)."""
     from .propagators import product_operands
+    # a number (or 0-d tensor) is a scale of the gate, not a signal: sigmoid(z) * 10 (a bounded
+    # output) stays an affine map, else the whole explanation would be absorbed there
     scaled = [st for st in steps.values() if st.kind.category == "affine" and st.node.op in _MUL_OPS
-              and len(st.node.parents) == 1]
+              and len(st.node.parents) == 1 and not _is_scalar(_constant_of(st.node))]
     products = [st for st in steps.values() if st.kind.category == "product"]
     if not products and not scaled:
         return

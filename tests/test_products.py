@@ -260,3 +260,28 @@ def test_tensor_factories_are_constants():
     assert_ledger_balances(led)
     # (the extra sums with zeros take their stabiliser share: agreement to ~1e-7)
     np.testing.assert_allclose(R.values, sx.explain(plain, x, preset="epsilon").values, rtol=1e-5, atol=1e-9)
+
+
+class BoundedOutput(nn.Module):
+    """A regression output bounded to (0, scale): sigmoid(net(x)) * scale with a number."""
+
+    def __init__(self, scale: float | None):
+        super().__init__()
+        torch.manual_seed(0)
+        self.scale = scale
+        self.net = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 1))
+
+    def forward(self, x):
+        out = torch.sigmoid(self.net(x))
+        return (out if self.scale is None else out * self.scale).squeeze(1)
+
+
+def test_a_gate_scaled_by_a_number_is_scaled_not_absorbed():
+    """sigmoid(z) * 10 is a scaling (the explanation is 10 times the unscaled one); as a
+    'gate times a constant signal' the whole relevance was absorbed and R was zero."""
+    x = torch.randn(3, 4, dtype=torch.float64)
+    R = sx.explain(BoundedOutput(10.0).eval().double(), x, preset="epsilon")
+    assert_balances(R)
+    unscaled = sx.explain(BoundedOutput(None).eval().double(), x, preset="epsilon")
+    assert float(np.abs(unscaled.values).max()) > 1e-3
+    np.testing.assert_allclose(R.values, 10.0 * unscaled.values, rtol=1e-6, atol=1e-12)
