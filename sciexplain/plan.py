@@ -126,14 +126,10 @@ def _gate_refs(fw: Forward, steps: dict[int, Step]) -> set[Ref]:
 _MUL_OPS = {"mul", "mul_", "__mul__", "__rmul__", "__imul__", "multiply"}
 
 
-def _constant_of(node: Node):
-    """The constant operand of a multiplication with one input-dependent operand."""
-    args = list(node.args)
-    pair = [args[0], args[1] if len(args) > 1 else node.kwargs.get("other")]
-    return next((o for o in pair if not isinstance(o, _Placeholder)), None)
-
-
-def _is_scalar(value) -> bool:
+def _scales_by_a_number(node: Node) -> bool:
+    """Whether a multiplication's constant operand is a number or 0-d tensor (a scale)."""
+    from .propagators import product_operands
+    value = next((c for ref, c in product_operands(node) if ref is None), None)
     return not isinstance(value, torch.Tensor) or value.ndim == 0
 
 
@@ -145,7 +141,7 @@ def _find_signals(fw: Forward, steps: dict[int, Step], rule_map: RuleMap) -> Non
     # a number (or 0-d tensor) is a scale of the gate, not a signal: sigmoid(z) * 10 (a bounded
     # output) stays an affine map, else the whole explanation would be absorbed there
     scaled = [st for st in steps.values() if st.kind.category == "affine" and st.node.op in _MUL_OPS
-              and len(st.node.parents) == 1 and not _is_scalar(_constant_of(st.node))]
+              and len(st.node.parents) == 1 and not _scales_by_a_number(st.node)]
     products = [st for st in steps.values() if st.kind.category == "product"]
     if not products and not scaled:
         return
