@@ -345,6 +345,9 @@ def explain(model: nn.Module, data: Any, target: Any = None, *, method: str = "l
 
 
 def ledger(model: nn.Module, x: Any, target: Any = None, *, preset: str | Rule | Mapping = "epsilon-plus",
-           bounds: tuple | None = None, max_pool: str = "winner-take-all") -> xr.Dataset:
-    """The per-layer relevance ledger of an LRP explanation (see :meth:`Explainer.explain_with_ledger`)."""
-    return Explainer(model, "lrp", preset, bounds=bounds, max_pool=max_pool).explain_with_ledger(x, target)[1]
+           bounds: tuple | None = None, max_pool: str = "winner-take-all",
+           canonizers: Sequence[_canonizers.Canonizer] | None = None) -> xr.Dataset:
+    """The per-layer relevance ledger of an LRP explanation (see :meth:`Explainer.explain_with_ledger`;
+    the parameters are those of :func:`explain`)."""
+    return Explainer(model, "lrp", preset, bounds=bounds, max_pool=max_pool,
+                     canonizers=canonizers).explain_with_ledger(x, target)[1]

@@ -234,6 +234,8 @@ def test_batchnorm_folding_is_listed_and_can_be_switched_off():
     assert_balances(plain)
     led = sx.Explainer(model, canonizers=[]).explain_with_ledger(x)[1]
     assert "BatchNorm1d" in list(led.op.values)
+    assert "BatchNorm1d" in list(sx.ledger(model, x, canonizers=[]).op.values)
+    assert "BatchNorm1d" not in list(sx.ledger(model, x).op.values)
     with pytest.raises(InputTypeError):
         sx.explain(model, x, canonizers=["BatchNormFolding"])
 
