@@ -68,10 +68,10 @@ def rules_summary(fw: Forward, registry: Registry = REGISTRY) -> str:
                 kind += f"+{type(st.fuse_after.target).__name__}"
             if st.fuse_before is not None:
                 kind = f"{type(st.fuse_before.target).__name__}+" + kind
-            lines.append(f"{st.node.name} ({kind}): {st.rule!r}{flag}")
+            lines.append(f"{_base(st.node.name)} ({kind}): {st.rule!r}{flag}")
         elif cat == "leaf":
             rule = repr(st.rule) if st.rule is not None else "its registered propagator"
-            lines.append(f"{st.node.name} ({st.kind.detail}): {rule}")
+            lines.append(f"{_base(st.node.name)} ({st.kind.detail}): {rule}")
         elif cat == "sum":
             other.setdefault(f"sums: {st.rule!r}", []).append(st.node.name)
         elif cat == "product":
@@ -85,6 +85,16 @@ def rules_summary(fw: Forward, registry: Registry = REGISTRY) -> str:
             # a kind registered beyond the built-in ones is listed by its own description
             rule = repr(st.rule) if st.rule is not None else registry.kinds[cat].description
             other.setdefault(f"{cat}: {rule}", []).append(st.node.name)
+    # a module called many times (an unrolled recurrent cell, a reused layer) is one line
+    counts: dict[str, int] = {}
+    for line in lines:
+        counts[line] = counts.get(line, 0) + 1
+    lines = [line if n == 1 else f"{line} [x{n} calls]" for line, n in counts.items()]
     for desc, names in other.items():
         lines.append(f"{desc} ({len(names)} ops)")
     return "\n".join(lines)
+
+
+def _base(name: str) -> str:
+    """A node name without the ``#k`` that numbers repeated calls of one module."""
+    return name.split("#")[0]

@@ -28,7 +28,7 @@ from .propagation import AffineLayer, lrp_affine, per_sample_sum, sign0
 from .registry import REGISTRY, LeafCall, LeafRelevance, OpKind
 from .rules import Epsilon, ProportionalProduct, SignalTakeAll, UniformProduct
 from .tape import _Placeholder
-from .walk import Walk, local_vjp
+from .walk import Walk, batch_check, local_vjp
 
 if TYPE_CHECKING:  # pragma: no cover
     from .plan import Step
@@ -96,6 +96,8 @@ def propagate_layout(walk: Walk, step: Step, outs):
     if step.kind.max_pool and walk.max_pool == "proportional":
         return _max_proportional(walk, step, outs)
     contributions = local_vjp(walk.fw, step.node, outs)
+    for _, g in contributions:  # before the per-sample sums: a time-first input would be misread
+        batch_check(g, walk.batch, step.node)
     entering = sum(per_sample_sum(r) for r in outs if r is not None)
     leaving = sum((per_sample_sum(g) for _, g in contributions), torch.zeros_like(entering))
     return contributions, entering - leaving

@@ -101,11 +101,12 @@ def local_vjp(fw: Forward, node: Node, outs: list[torch.Tensor | None]) -> list[
     return [(ref, g) for ref, g in zip(leaves, grads) if g is not None]
 
 
-def _batch_check(t: torch.Tensor, B: int, node: Node) -> torch.Tensor:
+def batch_check(t: torch.Tensor, B: int, node: Node) -> torch.Tensor:
     if t.ndim == 0 or t.shape[0] != B:
         raise UnsupportedModelError(f"{node.name}: the tensor of shape {tuple(t.shape)} does not keep "
                                     f"the batch ({B}) as its first dim, so relevance cannot be kept per "
-                                    "sample; keep the batch dim first inside the model")
+                                    "sample; keep the batch dim first inside the model (for recurrent "
+                                    "layers: batch_first=True). Gradient methods work on such models.")
     return t
 
 
@@ -162,14 +163,17 @@ def lrp_walk(walk: Walk, target: torch.Tensor, *, stop_at: str | None = None,
             outs[0], removed = _filter_through(node, outs[0], through.pop(node.name))
             filtered_out = filtered_out + removed
         step = fw.steps[node.index]
+        for o in outs:  # a shape check, before any per-sample sum of a propagator could misread it
+            if o is not None:
+                batch_check(o, B, node)
         entering = leaving = nan
         if full_ledger:  # two reductions per layer: only when the ledger is asked for
-            entering = sum(per_sample_sum(_batch_check(o, B, node)) for o in outs if o is not None)
+            entering = sum(per_sample_sum(o) for o in outs if o is not None)
         contributions, absorbed = registry.kind(step.kind.category).propagate(walk, step, outs)
         if full_ledger:
             leaving = walk.zero()
         for ref, r in contributions:
-            _batch_check(r, B, node)
+            batch_check(r, B, node)
             if full_ledger:
                 leaving = leaving + per_sample_sum(r)
             R[ref] = r if ref not in R else R[ref] + r
