@@ -13,6 +13,7 @@ from typing import Any
 from sciexplain.plugins import Domain
 
 from .explain import DEFAULT_PRESET, DIMS, epochs_to_tensor, explain_epochs, is_epochs
+from sciexplain.errors import InputError
 
 __all__ = ["EEGDomain", "DOMAIN"]
 
@@ -145,7 +146,7 @@ def _first_epoch(R: Any, which: str) -> int:
         ok &= R.condition.values == condition
     hits = np.flatnonzero(ok)
     if not hits.size:
-        raise ValueError(f"no epoch matches {which!r}; give an epoch index instead")
+        raise InputError(f"no epoch matches {which!r}; give an epoch index instead")
     return int(hits[0])
 
 
