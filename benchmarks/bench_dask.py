@@ -59,7 +59,11 @@ def _data(n: int, folder: Path) -> Path:
 def _warm_up() -> None:
     import torch
 
+    import dask.array  # noqa: F401
+    import zarr  # noqa: F401
+
     import sciexplain.dataset  # noqa: F401
+    import sciexplain.engine  # noqa: F401
     torch.set_num_threads(1)
 
 
