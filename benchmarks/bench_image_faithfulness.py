@@ -92,7 +92,7 @@ def positive_share_on_box(R, boxed, boxes) -> np.ndarray:
 
 def markdown(ds, extra: dict[str, dict]) -> str:
     rows = ["| method | AOPC MoRF (95% CI) | AOPC LeRF (95% CI) | ABPC (95% CI) | absorbed / f(x) | "
-            "positive relevance on the object box |", "|---|---|---|---|---|---|"]
+            "positive relevance on the object box | positive share of abs(R) |", "|---|---|---|---|---|---|---|"]
     order = np.argsort(-ds["estimate"].sel(metric="abpc").values)
     for i in order:
         m = str(ds.method.values[i])
@@ -103,7 +103,8 @@ def markdown(ds, extra: dict[str, dict]) -> str:
         ex = extra.get(m, {})
         absorbed = f"{ex['absorbed_share']:.2f}" if ex.get("absorbed_share") is not None else ""
         box = f"{ex['pos_on_box']:.2f}" if ex.get("pos_on_box") is not None else ""
-        rows.append(f"| {m} | " + " | ".join(cells) + f" | {absorbed} | {box} |")
+        pos = f"{ex['positive_fraction']:.2f}" if ex.get("positive_fraction") is not None else ""
+        rows.append(f"| {m} | " + " | ".join(cells) + f" | {absorbed} | {box} | {pos} |")
     return "\n".join(rows)
 
 
@@ -135,6 +136,37 @@ def replace_block(path: Path, name: str, block: str) -> None:
     path.write_text(s)
 
 
+def heatmaps(labels: list[str], n_photos: int, path: Path, show: tuple[str, ...] = ("chelsea", "coffee", "astronaut",
+                                                                                    "rocket")) -> bool:
+    """Heatmaps of some composites (from the explanation cache) on a few photos; False if not cached."""
+    import xarray as xr
+
+    from sciexplain.plotting import plot_heatmap, pyplot
+    maps = {}
+    for label in labels:
+        f = CACHE / f"{hashlib.sha1(label.encode()).hexdigest()[:12]}_{n_photos}.nc"
+        if not f.exists():
+            return False
+        maps[label] = xr.load_dataarray(f)
+    plt = pyplot()
+    model = load_efficientnet_lite0()
+    fig, axes = plt.subplots(len(labels) + 1, len(show), figsize=(2.6 * len(show), 2.6 * (len(labels) + 1)),
+                             squeeze=False)
+    for j, name in enumerate(show):
+        axes[0, j].imshow(model.preprocess.prepare(load_photo(name)).array)
+        axes[0, j].set_title(name, fontsize=8)
+        axes[0, j].axis("off")
+        for i, label in enumerate(labels):
+            R = maps[label]
+            k = list(map(str, R.image.values)).index(name)
+            plot_heatmap(R, k, ax=axes[i + 1, j], title=label if len(label) < 40 else label[:38] + "...")
+            axes[i + 1, j].title.set_fontsize(6)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return True
+
+
 def combine(args) -> None:
     """Join the parts measured side by side (same photos, steps, seeds) into one result."""
     import xarray as xr
@@ -148,6 +180,12 @@ def combine(args) -> None:
     order = sorted(range(ds.sizes["method"]), key=lambda j: grid_order.index(str(ds.method.values[j]))
                    if str(ds.method.values[j]) in grid_order else len(grid_order))
     ds = ds.isel(method=order)
+    import hashlib as _h
+    for m in map(str, ds.method.values):  # share of the relevance that is positive (from the cache)
+        f = CACHE / f"{_h.sha1(m.encode()).hexdigest()[:12]}_{ds.sizes[ds['curve'].dims[3]]}.nc"
+        if m in extra and f.exists():
+            R = xr.load_dataarray(f).values.reshape(ds.sizes[ds["curve"].dims[3]], -1)
+            extra[m]["positive_fraction"] = float(np.mean(np.clip(R, 0, None).sum(1) / np.abs(R).sum(1)))
     env = parts[0].attrs["env"]
     elapsed = sum(float(p.attrs.get("elapsed_seconds", 0.0)) for p in parts)
     wall = max(float(p.attrs.get("elapsed_seconds", 0.0)) for p in parts)
@@ -156,6 +194,9 @@ def combine(args) -> None:
                                          f"{elapsed / 60:.1f} min summed, on a shared 2-core machine, "
                                          f"{time.strftime('%Y-%m-%d')}.")
     finish(ds, extra, env, args, "")
+    chosen = args.heatmaps.split("|") if args.heatmaps else []
+    if chosen and heatmaps(chosen, ds.sizes[ds["curve"].dims[3]], RESULTS / "image_faithfulness_heatmaps.png"):
+        print("wrote", RESULTS / "image_faithfulness_heatmaps.png")
 
 
 def finish(ds, extra: dict, env: str, args, tag: str) -> None:
@@ -203,6 +244,8 @@ def main() -> None:
                     "and store it as part i; run the parts side by side, then --combine n")
     ap.add_argument("--combine", type=int, default=None, help="join parts 1..n into the results and tables")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--heatmaps", default=None, help="with --combine: '|'-separated labels whose cached "
+                    "explanations are drawn on four photos (results/image_faithfulness_heatmaps.png)")
     ap.add_argument("--write", action="store_true", help="write the READMEs' tables")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)

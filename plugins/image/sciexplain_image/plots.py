@@ -46,8 +46,8 @@ def plot_methods(model: Any, image: Any, methods: Sequence[tuple[str, dict]] | N
     Parameters
     ----------
     methods : list of (title, keyword arguments for explain_image)
-        Default: sensitivity, gradient x input and the LRP presets epsilon-plus-box,
-        alpha2-beta1 and deep-taylor.
+        Default: sensitivity, gradient x input and the LRP presets mobilenet (the domain's
+        default), epsilon-plus-box and alpha2-beta1.
     """
     from .explain import _spec_for, explain_image
     plt = pyplot()
@@ -56,9 +56,9 @@ def plot_methods(model: Any, image: Any, methods: Sequence[tuple[str, dict]] | N
     if methods is None:
         methods = [("sensitivity", {"method": "sensitivity"}),
                    ("gradient x input", {"method": "gradient_x_input"}),
+                   ("LRP mobilenet (default)", {"preset": "mobilenet"}),
                    ("LRP epsilon-plus-box", {"preset": "epsilon-plus-box"}),
-                   ("LRP alpha2-beta1", {"preset": "alpha2-beta1"}),
-                   ("LRP deep-taylor", {"preset": "deep-taylor"})]
+                   ("LRP alpha2-beta1", {"preset": "alpha2-beta1"})]
     fig, axes = plt.subplots(1, len(methods) + 1, figsize=(2.6 * (len(methods) + 1), 2.9), squeeze=False)
     axes[0, 0].imshow(seen)
     axes[0, 0].set_xticks([])
