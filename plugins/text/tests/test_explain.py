@@ -132,3 +132,19 @@ def test_frozen_embedding_gradient_methods_and_flag_restored(tok, cnn, texts):
     S = st.explain_documents(cnn, st.Documents(texts, tok), 0, method="sensitivity")
     assert (S.values >= 0).all() and S.values.sum() > 0
     assert not cnn.embedding.weight.requires_grad
+
+
+def test_core_group_by_word_index_equals_group_words(tok, cnn):
+    """``R.relevance.group("token", by="word_index")`` (the core's per-document grouping) gives the
+    same word relevances as ``group_words`` and keeps each document's ledger."""
+    docs = st.Documents(["The rocket's launch-window opened; faith in it didn't waver.",
+                         "god and the bible", "moon"], tok, allow_all_unknown=True)
+    R = st.explain_documents(cnn, docs)
+    G = R.relevance.group("token", by="word_index", name="word")
+    G.relevance.check()
+    W = st.group_words(R)
+    idx = R.coords["word_index"].values
+    for d in range(R.sizes["document"]):
+        for k in range(int(idx[d].max()) + 1):
+            assert G.sel(word=k).values[d] == pytest.approx(W.isel(word=k).values[d], abs=1e-6)
+    assert G.sum("word").values == pytest.approx(R.sum("token").values, abs=1e-6)
