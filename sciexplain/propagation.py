@@ -342,6 +342,17 @@ def _term_relevance(layer: AffineLayer, term: Term, R: torch.Tensor,
     return R_in, absorbed
 
 
+def _conserves(R: torch.Tensor, R_in: torch.Tensor, absorbed: torch.Tensor) -> bool:
+    """Whether the shared (sign-split) evaluation kept this layer's ledger: per sample,
+    ``sum R_in + absorbed == sum R`` to 1e-5 of ``sum |R|``. Where rounding in a denominator made
+    by cancellation escaped the guard in :func:`_signed_relevance`, the caller falls back to the
+    rule's own terms, which are exact by construction."""
+    entering = per_sample_sum(R)
+    scale = per_sample_sum(R.abs())
+    gap = (entering - per_sample_sum(R_in) - absorbed).abs()
+    return bool((gap <= 1e-5 * scale + 1e-30).all())
+
+
 def lrp_affine(layer: AffineLayer, x: torch.Tensor, R: torch.Tensor, rule: Rule,
                cached: tuple[torch.Tensor, torch.Tensor] | None = None):
     """Redistribute ``R`` (shaped like the layer output) onto ``x`` with ``rule``.
@@ -358,7 +369,7 @@ def lrp_affine(layer: AffineLayer, x: torch.Tensor, R: torch.Tensor, rule: Rule,
     if sterms is not None and not (len(sterms) == 1 and sterms[0].b == 0 and sterms[0].outputs == "all"):
         # (a single x w term, i.e. epsilon, already is one backward pass of the recorded graph)
         out = _signed_relevance(layer, sterms, x, R, cached)
-        if out is not None:
+        if out is not None and _conserves(R, *out):
             return out
     R_in, absorbed = None, None
     terms = rule.terms(layer, x)
