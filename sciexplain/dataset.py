@@ -22,10 +22,11 @@ Resuming: every chunk, once written, is marked in the store's ``chunk_done`` var
 the same call again on the same store skips the marked chunks; a store made by a different
 model, data set, chunking or method is refused (pass ``overwrite=True`` to replace it).
 
-Thread safety: the core's recording ignores module calls from other threads and eval mode is
-entered by the first and left by the last concurrent explanation of a model, so chunks run in
-parallel on the threaded scheduler too; worker processes (``"processes"``, a distributed
-cluster) run fully in parallel.
+Thread safety: the core engine records a forward pass with process-wide module hooks, so two
+recordings in one process at the same time would see each other's modules. Inside one process
+every model call of this module therefore holds one lock; reading inputs and writing the store
+run in parallel, and torch's own intra-op threads still use every core. Worker processes
+(``"processes"``, a distributed cluster) run fully in parallel.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ import json
 import math
 import os
 import pickle
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,6 +53,9 @@ __all__ = ["explain_dataset", "perturbation_dataset", "open_relevance", "NpySour
            "StoreError", "SchedulerError", "LOCAL_SCHEDULERS"]
 
 LOCAL_SCHEDULERS = ("serial", "threads", "processes")
+
+#: held around every model call in one process (see the module docstring)
+MODEL_LOCK = threading.RLock()
 
 _WORKER_MODELS: dict[str, Any] = {}
 _STORE_FORMAT = 2  # Zarr v2 metadata: stable for strings and readable by every Zarr library
@@ -381,8 +386,9 @@ def _explain_batch(model: Any, x: np.ndarray, target: Any, spec: dict):
     from .engine import Explainer
     explainer = Explainer(model, spec["method"], spec["preset"], bounds=spec["bounds"], max_pool=spec["max_pool"],
                           **spec["options"])
-    return explainer.explain(x, target, dims=spec["dims"], coords=spec["coords"], at=spec["at"],
-                             through=spec["through"])
+    with MODEL_LOCK:
+        return explainer.explain(x, target, dims=spec["dims"], coords=spec["coords"], at=spec["at"],
+                                 through=spec["through"])
 
 
 def _locate_failure(model: Any, x: np.ndarray, target: Any, spec: dict, start: int) -> tuple[int | None, str]:
@@ -688,7 +694,8 @@ def _perturb_chunk(model: Any, job: _Job) -> xr.DataArray:
     kwargs = dict(job.extra["kwargs"])
     seed = int(kwargs.pop("seed")) + job.index  # one stream per chunk: the same on every scheduler
     try:
-        curve = perturbation_curve(model, x, R, seed=seed, target=job.target, **kwargs)
+        with MODEL_LOCK:
+            curve = perturbation_curve(model, x, R, seed=seed, target=job.target, **kwargs)
     except Exception as err:  # noqa: BLE001
         raise SampleError(f"perturbation curve of samples {job.start}..{job.stop - 1} (chunk {job.index}) failed: "
                           f"{type(err).__name__}: {err}", None, job.index) from err
