@@ -22,10 +22,11 @@ Resuming: every chunk, once written, is marked in the store's ``chunk_done`` var
 the same call again on the same store skips the marked chunks; a store made by a different
 model, data set, chunking or method is refused (pass ``overwrite=True`` to replace it).
 
-Thread safety: the core engine records a forward pass with process-wide module hooks, so two
-recordings in one process at the same time would see each other's modules. Inside one process
-every model call of this module therefore holds one lock; reading inputs and writing the store
-run in parallel, and torch's own intra-op threads still use every core. Worker processes
+Thread safety: the core's recording is thread-safe, but a model's own forward need not be (and
+without a lock one image pipeline run gave a perturbation curve whose f(x) differed from the
+explained prediction; not yet diagnosed). Inside one process every model call of this module
+therefore holds one lock; reading inputs and writing the store run in parallel, and torch's own
+intra-op threads still use every core. Worker processes
 (``"processes"``, a distributed cluster) run fully in parallel.
 """
 
