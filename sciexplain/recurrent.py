@@ -407,6 +407,17 @@ class _UnrolledCell(_Unrolled):
                                         f"shape {tuple(input.shape)}")
         return input.dim() == 1
 
+    def _single_state(self, input, hx):
+        """(batched input, hidden state, whether the input was unbatched) for a one-state cell;
+        a state that does not depend on the input comes from the :class:`InitialState` leaf."""
+        unbatched = self._check(input)
+        if unbatched:
+            input = input.unsqueeze(0)
+            hx = None if hx is None else hx.unsqueeze(0)
+        if hx is None:
+            return input, self.initial["h"](input), unbatched
+        return input, (hx if _recorded(hx) else self.initial["h"](input, hx)), unbatched
+
 
 class UnrolledLSTMCell(_UnrolledCell):
     """``nn.LSTMCell`` written with ordinary operations: ``forward(input, hx=None) -> (h', c')``.
@@ -447,14 +458,7 @@ class UnrolledGRUCell(_UnrolledCell):
 
     def forward(self, input: torch.Tensor, hx: torch.Tensor | None = None) -> torch.Tensor:
         """One step: ``input`` (batch, features), ``hx`` (batch, hidden) or None."""
-        unbatched = self._check(input)
-        if unbatched:
-            input = input.unsqueeze(0)
-            hx = None if hx is None else hx.unsqueeze(0)
-        if hx is None:
-            h = self.initial["h"](input)
-        else:
-            h = hx if _recorded(hx) else self.initial["h"](input, hx)
+        input, h, unbatched = self._single_state(input, hx)
         w_ih_rz, b_rz, w_hh_rz, w_in, b_in, w_hn, b_hn = _gru_weights(
             self.weight_ih, self.weight_hh, self._param("bias_ih"), self._param("bias_hh"))
         h = _gru_step(F.linear(input, w_ih_rz, b_rz), F.linear(input, w_in, b_in), h, w_hh_rz, w_hn, b_hn)
@@ -470,14 +474,7 @@ class UnrolledRNNCell(_UnrolledCell):
 
     def forward(self, input: torch.Tensor, hx: torch.Tensor | None = None) -> torch.Tensor:
         """One step: ``input`` (batch, features), ``hx`` (batch, hidden) or None."""
-        unbatched = self._check(input)
-        if unbatched:
-            input = input.unsqueeze(0)
-            hx = None if hx is None else hx.unsqueeze(0)
-        if hx is None:
-            h = self.initial["h"](input)
-        else:
-            h = hx if _recorded(hx) else self.initial["h"](input, hx)
+        input, h, unbatched = self._single_state(input, hx)
         w = torch.cat([self.weight_ih, self.weight_hh], 1)
         b = self.bias_ih + self.bias_hh if self.bias else None
         h = _rnn_step(input, h, w, b, self.nonlinearity == "relu")

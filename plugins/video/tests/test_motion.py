@@ -156,7 +156,6 @@ def test_select_frames_and_repr(fields):
 
 @pytest.fixture(scope="module")
 def real_paths():
-    pytest.importorskip("importlib")
     try:
         return {name: sv.real_clip_path(name) for name in sv.REAL_CLIPS}
     except sv.SkvideoDataMissingError as err:
