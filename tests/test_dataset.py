@@ -76,9 +76,16 @@ def test_local_cluster_and_processes_are_bit_identical(tmp_path):
         assert np.array_equal(R.values, serial.values)
         curves = ds.perturbation_dataset(model, x, R, chunk=8, scheduler=client, steps=5, removal="uniform",
                                          progress=False)
+        # continuity and randomization run chunk-wise through the same mechanism
+        cont = ds.continuity_dataset(model, x[:12], chunk=4, scheduler=client, points=3, progress=False)
+        rand = ds.randomization_dataset(model, x[:12], chunk=4, scheduler=client, progress=False)
     reference = ds.perturbation_dataset(model, x, serial, chunk=8, scheduler="serial", steps=5, removal="uniform",
                                         progress=False)
     assert np.array_equal(curves.values, reference.values)
+    cont_ref = ds.continuity_dataset(model, x[:12], chunk=4, scheduler="serial", points=3, progress=False)
+    rand_ref = ds.randomization_dataset(model, x[:12], chunk=4, scheduler="serial", progress=False)
+    assert np.array_equal(cont["ratio"].values, cont_ref["ratio"].values)
+    assert np.array_equal(rand["spearman"].values, rand_ref["spearman"].values)
     R = explain_dataset(model, x, chunk=8, scheduler="processes", n_workers=2, store=tmp_path / "p.zarr",
                         progress=False)
     assert np.array_equal(R.values, serial.values)
@@ -264,3 +271,84 @@ def test_the_core_and_the_pipeline_import_without_dask():
     code = ("import sys, sciexplain; sciexplain.pipeline.check; "
             "assert not {'dask', 'zarr', 'distributed'} & set(sys.modules), sorted(sys.modules)")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+# -- continuity and randomization, chunk-wise ------------------------------------------------------
+
+def _reference_path(x: np.ndarray, index: int, points: int, radius: float, seed: int) -> np.ndarray:
+    """The documented path, written out here: x + k/(points-1) * radius*||x|| * u/||u||."""
+    u = np.random.default_rng([seed, index]).standard_normal(x.shape)
+    length = radius * np.linalg.norm(x.astype(np.float64))
+    k = np.arange(points, dtype=np.float64).reshape((-1,) + (1,) * x.ndim) / (points - 1)
+    return (x.astype(np.float64)[None] + k * (length / np.linalg.norm(u)) * u[None]).astype(x.dtype)
+
+
+def test_continuity_dataset_per_sample_reference_and_schedulers_agree():
+    model, x = _model(), _data(11)
+    kwargs = dict(points=4, radius=0.2, seed=3, progress=False, preset="epsilon-plus")
+    serial = ds.continuity_dataset(model, x, chunk=4, scheduler="serial", **kwargs)
+    threads = ds.continuity_dataset(model, x, chunk=4, scheduler="threads", **kwargs)
+    assert set(serial.data_vars) == {"ratio", "distance", "relevance_change", "continuity"}
+    assert serial["ratio"].shape == (11, 3)
+    for name in serial.data_vars:
+        assert np.array_equal(serial[name].values, threads[name].values), name
+    # another chunking draws the same paths (seeded by sample index): the same numbers
+    other = ds.continuity_dataset(model, x, chunk=5, scheduler="serial", **kwargs)
+    np.testing.assert_allclose(other["ratio"].values, serial["ratio"].values, rtol=1e-6, atol=1e-8)
+    predicted = model(torch.from_numpy(x)).argmax(1).numpy()
+    assert serial["target"].values.tolist() == predicted.tolist()
+    for i in (0, 6, 10):
+        path = _reference_path(x[i], i, 4, 0.2, 3)
+        assert np.array_equal(ds.continuity_path(x[i], i, points=4, radius=0.2, seed=3), path)
+        t = int(predicted[i])
+        ref = sx.evaluate.continuity(lambda z: sx.explain(model, z, target=t, preset="epsilon-plus"),
+                                     torch.from_numpy(path))
+        np.testing.assert_allclose(serial["ratio"].values[i], ref.values, rtol=1e-5, atol=1e-7)
+        assert serial["continuity"].values[i] == pytest.approx(ref.attrs["continuity"], rel=1e-5)
+        # the path is a straight line in equal steps of radius * ||x|| / (points - 1)
+        np.testing.assert_allclose(serial["distance"].values[i], 0.2 * np.linalg.norm(x[i]) / 3, rtol=1e-4)
+
+
+def test_continuity_dataset_refuses_token_ids_and_bad_options():
+    model, x = _model(), _data(4)
+    with pytest.raises(InputError, match="float inputs"):
+        ds.continuity_dataset(model, np.zeros((4, 4, 16), np.int64), chunk=2, scheduler="serial", progress=False)
+    with pytest.raises(InputError, match="points"):
+        ds.continuity_dataset(model, x, chunk=2, scheduler="serial", points=1, progress=False)
+    with pytest.raises(InputError, match="radius"):
+        ds.continuity_dataset(model, x, chunk=2, scheduler="serial", radius=0.0, progress=False)
+
+
+def test_randomization_dataset_equals_one_call_on_the_whole_set():
+    model, x = _model(), _data(13)
+    target = np.arange(13) % 3
+    kwargs = dict(method="gradient_x_input", seed=2, progress=False)
+    serial = ds.randomization_dataset(model, x, chunk=5, scheduler="serial", target=target, **kwargs)
+    threads = ds.randomization_dataset(model, x, chunk=5, scheduler="threads", target=target, **kwargs)
+    whole = sx.evaluate.randomization(model, torch.from_numpy(x), "gradient_x_input", seed=2, target=target)
+    assert list(serial["layer"].values) == list(whole["layer"].values) == ["3", "0"]
+    for name in ("spearman", "spearman_abs"):
+        assert np.array_equal(serial[name].values, threads[name].values)
+        np.testing.assert_allclose(serial[name].values, whole[name].values, rtol=1e-9, atol=1e-12)
+    assert serial["target"].values.tolist() == target.tolist()
+    # independent randomization of named layers, LRP
+    one = ds.randomization_dataset(model, x, chunk=4, scheduler="threads", cascade=False, layers=["0"], seed=1,
+                                   preset="epsilon-plus", progress=False)
+    ref = sx.evaluate.randomization(model, torch.from_numpy(x), "lrp", cascade=False, layers=["0"], seed=1,
+                                    preset="epsilon-plus")
+    np.testing.assert_allclose(one["spearman"].values, ref["spearman"].values, rtol=1e-9, atol=1e-12)
+
+
+def test_batch_coords_with_more_dims_are_stored(tmp_path):
+    # per-sample labels of positions (e.g. the words of each document): 2-d coords along the batch dim
+    model, x = _model(), _data(6)
+    labels = np.array([[f"s{i}c{c}" for c in range(4)] for i in range(6)])
+    coords = {**COORDS, "label": (("trial", "channel"), labels), "weight": ("trial", np.arange(6.0))}
+    R = explain_dataset(model, x, chunk=4, scheduler="threads", store=tmp_path / "c.zarr", dims=DIMS,
+                        coords=coords, progress=False)
+    assert R.coords["label"].dims == ("trial", "channel")
+    assert R.coords["label"].values.tolist() == labels.tolist()
+    assert R.coords["weight"].values.tolist() == list(range(6))
+    with pytest.raises(InputError, match="first"):
+        explain_dataset(model, x, chunk=4, scheduler="serial", store=tmp_path / "d.zarr", dims=DIMS,
+                        coords={"bad": (("channel", "trial"), labels.T)}, progress=False)
