@@ -32,6 +32,7 @@ from .tape import Ref
 if TYPE_CHECKING:  # pragma: no cover
     from .forward import Forward
     from .plan import Step
+    from .presets import RuleMap
 
 __all__ = ["Canonizer", "ModelCanonizer", "PlanCanonizer", "BatchNormFolding", "default", "canonized"]
 
@@ -55,6 +56,14 @@ class ModelCanonizer(Canonizer):
     def replacement(self, module: nn.Module, path: str) -> nn.Module | None:  # pragma: no cover
         """The module to use instead of ``module`` (sharing its parameters), or None to keep it."""
         raise NotImplementedError
+
+    def replacement_for_rules(self, module: nn.Module, path: str, rules: RuleMap | None) -> nn.Module | None:
+        """Like :meth:`replacement`, knowing the explanation's resolved preset (None for methods
+        other than LRP), for canonizers whose best replacement depends on the rules that would
+        apply inside it (e.g. :class:`~sciexplain.recurrent.RecurrentUnrolling`, which swaps in
+        fused LSTM layers only where the preset gives the paper's rules). The default ignores
+        ``rules``."""
+        return self.replacement(module, path)
 
 
 class PlanCanonizer(Canonizer):
@@ -170,8 +179,12 @@ def _shallow(module: nn.Module) -> nn.Module:
 
 
 @contextmanager
-def canonized(model: nn.Module, canonizers: Sequence[Canonizer]) -> Iterator[tuple[nn.Module, list[str]]]:
+def canonized(model: nn.Module, canonizers: Sequence[Canonizer], rules: RuleMap | None = None
+              ) -> Iterator[tuple[nn.Module, list[str]]]:
     """Apply the model canonizers; yield ``(model_to_explain, applied)``.
+
+    ``rules`` is the explanation's resolved preset, handed to
+    :meth:`ModelCanonizer.replacement_for_rules`.
 
     ``model_to_explain`` is ``model`` itself when no module is replaced, else a copy of the paths
     to the replaced modules sharing everything else. ``applied`` lists ``"Name: path, ..."`` per
@@ -189,7 +202,7 @@ def canonized(model: nn.Module, canonizers: Sequence[Canonizer]) -> Iterator[tup
                 continue
             new = done.get(id(module))
             if new is None:
-                new = canon.replacement(module, path)
+                new = canon.replacement_for_rules(module, path, rules)
                 if new is None:
                     continue
                 done[id(module)] = new

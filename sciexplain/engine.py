@@ -159,10 +159,10 @@ class Explainer:
     # -- public API --------------------------------------------------------------------------
     def layers(self, x: Any) -> list[tuple[str, str, str]]:
         """The nodes on the path from input to output: (name, type, rule), in forward order."""
-        self._check()
+        rules = self._check()
         xt = as_input(x)
-        with eval_mode(self.model), _canonizers.canonized(self.model, _canonizers.validate(self.canonizers)) \
-                as (model, applied):
+        with eval_mode(self.model), _canonizers.canonized(self.model, _canonizers.validate(self.canonizers),
+                                                          rules) as (model, applied):
             rule_map = self._check(model)
             call = self._call(model, applied)
             fw = call._forward(xt, grad=False, leaf_names=_unit_names(rule_map) if rule_map else set())
@@ -223,12 +223,12 @@ class Explainer:
     def _run(self, x, target, dims, coords, at, through, full_ledger):
         # callers may sit inside torch.no_grad() or torch.inference_mode(): explanations need autograd
         with torch.inference_mode(False), torch.enable_grad():
-            self._check()
+            rules = self._check()
             if (at is not None or through is not None) and self.method != "lrp":
                 raise InputError("at= and through= are available for method='lrp'")
             xt = as_input(x)
-            with eval_mode(self.model), _canonizers.canonized(self.model, _canonizers.validate(self.canonizers)) \
-                    as (model, applied):
+            with eval_mode(self.model), _canonizers.canonized(self.model, _canonizers.validate(self.canonizers),
+                                                              rules) as (model, applied):
                 rule_map = self._check(model)
                 call = self._call(model, applied)
                 if self.method == "lrp":

@@ -529,9 +529,23 @@ class RecurrentUnrolling(ModelCanonizer):
 
     The engine applies model canonizers on a shallow copy of the path from the root to each
     replaced module, so the user's model object is never modified, not even temporarily.
+
+    Parameters
+    ----------
+    fused : bool, default True
+        Explain an ``nn.LSTM`` as fused layers (:class:`sciexplain.recurrent_fused.FusedLSTM`,
+        one unit per layer and direction, same relevance, several times faster) wherever the
+        preset gives the operations inside it the paper's rules: plain ``Epsilon`` on the linear
+        maps (keys: the layer's path or a pattern, ``nn.Linear``, ``"op:linear"``) and on the
+        cell sum (``"op:add"``), signal-take-all at the gates (``"op:mul"``). Otherwise, and
+        always with ``fused=False``, the layer is unrolled operation by operation, so every rule
+        the preset names reaches the operation it names.
     """
 
     name = "RecurrentUnrolling"
+
+    def __init__(self, fused: bool = True):
+        self.fused = bool(fused)
 
     def describe(self) -> str:
         return "RecurrentUnrolling (LSTM/GRU unrolled over time, shared parameters; Arras et al. 2017)"
@@ -540,8 +554,46 @@ class RecurrentUnrolling(ModelCanonizer):
         """The unrolled module for a recurrent ``module``, None for every other module."""
         return unroll(module)
 
+    def replacement_for_rules(self, module: nn.Module, path: str, rules) -> nn.Module | None:
+        """A :class:`~sciexplain.recurrent_fused.FusedLSTM` where the rules allow it (see the class
+        docstring), else :meth:`replacement`."""
+        if self.fused and type(module).forward is nn.LSTM.forward and isinstance(module, nn.LSTM) \
+                and not getattr(module, "proj_size", 0):
+            eps = _fused_lstm_epsilons(rules, path)
+            if eps is not None:
+                from .recurrent_fused import FusedLSTM
+                return FusedLSTM(module, epsilon=eps[0], cell_epsilon=eps[1], for_lrp=rules is not None)
+        return self.replacement(module, path)
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, RecurrentUnrolling) and other.fused == self.fused
+
+    def __hash__(self) -> int:
+        return hash((RecurrentUnrolling, self.fused))
+
     def __repr__(self) -> str:
-        return "RecurrentUnrolling()"
+        return "RecurrentUnrolling()" if self.fused else "RecurrentUnrolling(fused=False)"
+
+
+def _fused_lstm_epsilons(rules, path: str) -> tuple[float, float] | None:
+    """The (linear, cell sum) epsilons that the preset ``rules`` gives the operations of the
+    unrolled LSTM at ``path``, resolved with the keys those operations would have; None when any
+    of them is not the paper's rule (then the layer is unrolled operation by operation)."""
+    from .plan import _explicit, _scopes
+    from .presets import PROPORTIONAL
+    from .rules import Epsilon, ProductRule, SignalTakeAll
+    if rules is None:  # not LRP: the rules do not matter, the fused forward is the fastest
+        return PROPORTIONAL.epsilon, PROPORTIONAL.epsilon
+    name = f"{path}#op"
+    linear = rules.resolve(name, (nn.Linear, "op:linear"), weighted=True, first=False)
+    cell = rules.resolve(name, ("op:add",), weighted=False, first=False)
+    product = next((r for s in _scopes(path) if isinstance(r := _explicit(rules, s, ()), ProductRule)), None)
+    if product is None and isinstance(rules.by_type.get("op:mul"), ProductRule):
+        product = rules.by_type["op:mul"]
+    if type(linear) is not Epsilon or type(cell) is not Epsilon or \
+            not (product is None or type(product) is SignalTakeAll):
+        return None
+    return linear.epsilon, cell.epsilon
 
 
 def _register() -> None:
