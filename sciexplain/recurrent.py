@@ -26,6 +26,12 @@ is computed for all time steps in one matmul (the rule on it stays exact). For t
 not possible: the joint epsilon denominator includes ``W_hg h_{t-1}``. The Elman RNN is
 ``act(W [x_t; h_{t-1}] + b)`` with the joint epsilon rule; the activation passes relevance.
 
+Where the preset gives the cell exactly these rules (plain ``Epsilon`` on the linear maps and
+the cell sum, signal-take-all at the gates), an ``nn.LSTM`` is not unrolled operation by
+operation but swapped for :class:`sciexplain.recurrent_fused.FusedLSTM`: one unit per layer and
+direction with the same relevance at a fraction of the cost (``benchmarks/bench_lstm.py``);
+``RecurrentUnrolling(fused=False)`` always unrolls.
+
 Relevance that reaches the initial states ``h0``/``c0`` is absorbed by an :class:`InitialState`
 leaf module, a ledger row of its own named after its path (e.g. ``lstm.initial.h_l0``), also when
 the states are zeros (then it absorbs exactly zero).
