@@ -110,18 +110,20 @@ def test_fused_module_computes_what_nn_lstm_does(layers, bidirectional, batch_fi
 
 
 def test_fused_layer_output_layout():
-    """(batch, time + 1, hidden): the hidden states, then the final cell state."""
+    """(batch, time + 1, directions * hidden): the layer output, then the final cell states."""
     torch.manual_seed(3)
     lstm = nn.LSTM(2, 3, batch_first=True, bidirectional=True).double()
     x = torch.randn(2, 4, 2, dtype=torch.float64)
     out, (h_n, c_n) = lstm(x)
     f = FusedLSTM(lstm, epsilon=0.0, cell_epsilon=0.0)
     z = torch.zeros(2, 3, dtype=torch.float64)
-    for d, key in enumerate(("l0", "l0_reverse")):
-        y = f.layers[key](x, z, z)
-        assert y.shape == (2, 5, 3)
-        np.testing.assert_allclose(y[:, :4].detach(), out[..., 3 * d:3 * (d + 1)].detach(), rtol=1e-12)
-        np.testing.assert_allclose(y[:, 4].detach(), c_n[d].detach(), rtol=1e-12)
+    y = f.layers["l0"](x, z, z, z, z)
+    assert y.shape == (2, 5, 6)
+    np.testing.assert_allclose(y[:, :4].detach(), out.detach(), rtol=1e-12)
+    for d in range(2):
+        np.testing.assert_allclose(y[:, 4, 3 * d:3 * (d + 1)].detach(), c_n[d].detach(), rtol=1e-12)
+    with pytest.raises(sx.UnsupportedModelError, match="4 initial states"):
+        f.layers["l0"](x, z, z)
 
 
 # -- the same relevance ---------------------------------------------------------------------------
