@@ -690,6 +690,22 @@ class _RelevanceSlices:
         return R.isel({R.dims[0]: slice(start, stop)}).load()
 
 
+def _own_store(relevance: xr.DataArray | None) -> str | None:
+    """The store ``relevance`` can be read back from in the workers: only when it is the store's own
+    relevance. A DataArray derived from it (pooled over a dim, a selection) keeps the ``store`` attr
+    but not its values, and travels as it is (a lazy dask graph for processes and clusters)."""
+    store = relevance.attrs.get("store") if relevance is not None else None
+    if store is None:
+        return None
+    try:
+        own = open_relevance(store)
+    except (StoreError, OSError, ValueError):
+        return None
+    if own.dims != relevance.dims or own.shape != relevance.shape:
+        return None
+    return store
+
+
 def _perturb_chunk(model: Any, job: _Job) -> xr.DataArray:
     import torch
 
@@ -771,7 +787,7 @@ def perturbation_dataset(model: Any, data: Any, relevance: xr.DataArray | None, 
         elif removal == "mean":
             removal = torch.from_numpy(mean.astype(source.dtype))[None]
             removal_note = "the data set's per-feature mean"
-    store = relevance.attrs.get("store") if relevance is not None else None
+    store = _own_store(relevance)
     rel = None if relevance is None else _RelevanceSlices(relevance, store)
     if target is not None and not isinstance(target, (int, np.integer)):
         target = _targets(target, n)

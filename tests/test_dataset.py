@@ -352,3 +352,17 @@ def test_batch_coords_with_more_dims_are_stored(tmp_path):
     with pytest.raises(InputError, match="first"):
         explain_dataset(model, x, chunk=4, scheduler="serial", store=tmp_path / "d.zarr", dims=DIMS,
                         coords={"bad": (("channel", "trial"), labels.T)}, progress=False)
+
+
+def test_perturbation_of_a_pooled_store_relevance_ranks_the_pooled_values(tmp_path):
+    # a pooled DataArray keeps the store's attrs: its chunks must not be read back from the unpooled store
+    model, x = _model(), _data(10)
+    R = explain_dataset(model, x, chunk=4, scheduler="serial", store=tmp_path / "r.zarr", dims=DIMS, coords=COORDS,
+                        progress=False)
+    pooled = R.relevance.pool("channel")
+    assert pooled.attrs.get("store") == R.attrs["store"]
+    chunked = ds.perturbation_dataset(model, x, pooled, chunk=4, scheduler="threads", steps=5, removal="zero",
+                                      progress=False)
+    whole = sx.evaluate.perturbation_curve(model, torch.from_numpy(x), pooled.load(), steps=5, removal="zero")
+    np.testing.assert_allclose(chunked.values, whole.values, rtol=1e-6, atol=1e-6)
+    assert chunked.attrs["n_regions"] == 16  # time steps (all channels at once), not channel x time
