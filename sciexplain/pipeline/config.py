@@ -119,7 +119,21 @@ _PERTURBATION = {
     "methods": (LIST, False, "the methods to evaluate (default: all)"),
     "pool": (LIST, False, "dims of the relevance to sum over before ranking (e.g. ['color'])"),
 }
-_EVALUATION = {"perturbation": (TABLE, False, "region perturbation curves and AOPC")}
+_CONTINUITY = {
+    "points": (INT, False, "inputs along each sample's path, >= 2 (default 8)"),
+    "radius": (NUM, False, "the path's length relative to ||x||_2, > 0 (default 0.1)"),
+    "samples": (INT, False, "evaluate only the first N samples (each costs `points` explanations)"),
+    "methods": (LIST, False, "the methods to evaluate (default: all)"),
+}
+_RANDOMIZATION = {
+    "cascade": (BOOL, False, "randomize layers cumulatively from the top (default true) or one at a time"),
+    "layers": (LIST, False, "module paths to randomize, top first (default: every layer with parameters)"),
+    "samples": (INT, False, "evaluate only the first N samples"),
+    "methods": (LIST, False, "the methods to evaluate (default: all)"),
+}
+_EVALUATION = {"perturbation": (TABLE, False, "region perturbation curves and AOPC"),
+               "continuity": (TABLE, False, "explanation continuity along short paths from each sample"),
+               "randomization": (TABLE, False, "model-parameter randomization test (Spearman per layer)")}
 _FIGURE = {
     "name": (STR, True, "a unique label used in file names"),
     "kind": (STR, True, "'plugin', 'heatmap' or 'perturbation'"),
@@ -139,7 +153,8 @@ SCHEMA: dict[str, tuple[dict, str]] = {
     "evaluation": (_EVALUATION, "table"),
     "figures": (_FIGURE, "array"),
 }
-_NESTED = {("run", "small_settings"): _SMALL, ("evaluation", "perturbation"): _PERTURBATION}
+_NESTED = {("run", "small_settings"): _SMALL, ("evaluation", "perturbation"): _PERTURBATION,
+           ("evaluation", "continuity"): _CONTINUITY, ("evaluation", "randomization"): _RANDOMIZATION}
 _FREE_TABLES = {"params", "options", "groups", "data_params", "model_params", "removal_params"}
 
 SCHEDULER_NAMES = ("serial", "threads", "processes")
@@ -567,6 +582,19 @@ def validate(config: Mapping, text: str = "", base: str | Path = ".", *, domains
         if isinstance(pert.get("patch"), list) and not all(_type_ok(v, INT) and v >= 1 for v in pert["patch"]):
             c.add(("evaluation", "perturbation", "patch"), f"{pert['patch']!r}; expected positive integers")
         method_refs(("evaluation", "perturbation", "methods"), pert.get("methods"))
+    for section in ("continuity", "randomization"):
+        table = evaluation.get(section) if isinstance(evaluation.get(section), dict) else None
+        if table is None:
+            continue
+        c.positive(("evaluation", section, "samples"), table.get("samples"))
+        method_refs(("evaluation", section, "methods"), table.get("methods"))
+        if section == "continuity":
+            if _type_ok(table.get("points"), INT) and table["points"] < 2:
+                c.add(("evaluation", section, "points"), f"is {table['points']}; expected an integer >= 2")
+            if _type_ok(table.get("radius"), NUM) and not table["radius"] > 0:
+                c.add(("evaluation", section, "radius"), f"is {table['radius']}; expected a positive number")
+        elif isinstance(table.get("layers"), list) and not all(isinstance(v, str) for v in table["layers"]):
+            c.add(("evaluation", section, "layers"), f"{table['layers']!r}; expected module paths (strings)")
 
     figures = config.get("figures") if isinstance(config.get("figures"), list) else []
     for i, f in enumerate(figures):
@@ -655,6 +683,13 @@ def resolve(config: Mapping, base: Path, *, small: bool | None = None, scheduler
         pert.setdefault("removal", "plugin" if "loader" in data else "uniform")
         pert.setdefault("regions_per_step", 1)
         pert.setdefault("batch_size", 256)
+    cont = cfg.get("evaluation", {}).get("continuity")
+    if cont is not None:
+        cont.setdefault("points", 8)
+        cont.setdefault("radius", 0.1)
+    rand = cfg.get("evaluation", {}).get("randomization")
+    if rand is not None:
+        rand.setdefault("cascade", True)
     for m in cfg["methods"]:
         m.setdefault("method", "lrp")
         m.setdefault("target", "predicted")

@@ -43,6 +43,8 @@ class RunResult:
         Files written, relative to ``out``.
     chunks_computed : dict of str to int
         Per method, chunks computed by this run (0 when everything was already in the store).
+    checks : list of dict
+        Rows of ``checks.csv``: continuity and randomization per method (when the file asks).
     """
 
     out: Path
@@ -51,6 +53,7 @@ class RunResult:
     evaluation: list = field(default_factory=list)
     files: list = field(default_factory=list)
     chunks_computed: dict = field(default_factory=dict)
+    checks: list = field(default_factory=list)
 
 
 def check(source: str | Path | Mapping) -> dict:
@@ -142,6 +145,34 @@ def _pool(R: xr.DataArray, step: Mapping, data: PipelineData, model: Any) -> xr.
     return fn(R, data, model, **step.get("params", {}))
 
 
+def _evaluated(cfg: Mapping, table: Mapping) -> list[Mapping]:
+    """The ``[[methods]]`` an evaluation table names (all by default), in file order."""
+    names = table.get("methods")
+    return [m for m in cfg["methods"] if names is None or m["name"] in names]
+
+
+def _first(values: Any, n: int | None) -> Any:
+    """The first ``n`` samples of inputs or per-sample targets (everything for None, a scalar as it is)."""
+    if n is None or values is None or np.ndim(values) == 0 or n >= len(values):
+        return values
+    from .loading import _head
+    return _head(values, n)
+
+
+def _non_batch_coords(data: PipelineData) -> dict:
+    """The coords of the inputs that do not run along the batch dim (the explanations' labels)."""
+    if not data.dims:
+        return {}
+    bdim = data.dims[0]
+    out = {}
+    for name, c in data.coords.items():
+        cdims = c[0] if isinstance(c, tuple) else ((name,) if name in data.dims else ())
+        cdims = (cdims,) if isinstance(cdims, str) else tuple(cdims)
+        if bdim not in cdims:
+            out[name] = c
+    return out
+
+
 def _summed(R: xr.DataArray, dims: list[str]) -> xr.DataArray:
     """R summed over ``dims``. For results that decompose nothing (gradients) the sum is the usual
     ranking/display convention, not a decomposition: the attrs keep saying so, the warning is dropped."""
@@ -214,7 +245,8 @@ def run(source: str | Path | Mapping, *, scheduler: Any = None, out: str | Path 
         A step failed; the message names it (and the sample, for a failed explanation).
         Completed chunks stay in their stores, and rerunning resumes after them.
     """
-    from ..dataset import SampleError, explain_dataset, perturbation_dataset, scheduler_name
+    from ..dataset import (SampleError, continuity_dataset, explain_dataset, perturbation_dataset,
+                           randomization_dataset, scheduler_name)
     from ..evaluate import abpc, aopc
 
     started = prov.now()
@@ -298,6 +330,7 @@ def run(source: str | Path | Mapping, *, scheduler: Any = None, out: str | Path 
 
     # evaluation
     curves: dict[tuple[str, str], xr.DataArray] = {}
+    markdown: list[str] = []
     pert = cfg.get("evaluation", {}).get("perturbation")
     if pert is not None:
         removal: Any = pert["removal"]
@@ -337,12 +370,60 @@ def run(source: str | Path | Mapping, *, scheduler: Any = None, out: str | Path 
                          "n_samples": int(c.shape[0]), "steps": int(c.shape[1] - 1)})
         _write_csv(rows, outdir / "evaluation.csv", record)
         result.files.append("evaluation.csv")
-        table = ["| method | order | AOPC | samples | steps |", "|---|---|---|---|---|"]
-        table += [f"| {r['method']} | {r['order']} | {r['aopc']:.4f} | {r['n_samples']} | {r['steps']} |" for r in rows]
-        table.append(f"\n<!-- provenance: config_sha256 {record['config_sha256']}, see provenance.json -->")
-        (outdir / "evaluation.md").write_text("\n".join(table) + "\n")
-        result.files.append("evaluation.md")
+        markdown += ["| method | order | AOPC | samples | steps |", "|---|---|---|---|---|"]
+        markdown += [f"| {r['method']} | {r['order']} | {r['aopc']:.4f} | {r['n_samples']} | {r['steps']} |"
+                     for r in rows]
         result.evaluation = rows
+
+    # continuity and randomization: chunk-wise on the same scheduler (sciexplain.dataset)
+    evaluation = cfg.get("evaluation", {})
+    checks: list[dict] = []
+    common = {"chunk": chunk, "scheduler": sched, "n_workers": workers, "progress": show, "dims": dims,
+              "coords": _non_batch_coords(data)}
+    if evaluation.get("continuity") is not None:
+        cont = evaluation["continuity"]
+        x_eval = _first(data.x, cont.get("samples"))
+        for method in _evaluated(cfg, cont):
+            label = method["name"]
+            c = step(f"continuity of {label!r}", continuity_dataset, model, x_eval, points=int(cont["points"]),
+                     radius=float(cont["radius"]), seed=seed, target=_first(_target(method, data), cont.get("samples")),
+                     **common, **_explain_kwargs(method, data, model))
+            _to_netcdf(c, outdir / f"continuity_{label}.nc", record)
+            result.files.append(f"continuity_{label}.nc")
+            values = c["continuity"].values
+            checks.append({"method": label, "check": "continuity (max over the path of L1 change of R / L2 step of x)",
+                           "layer": "", "mean": float(values.mean()), "median": float(np.median(values)),
+                           "n_samples": int(values.size)})
+    if evaluation.get("randomization") is not None:
+        rand = evaluation["randomization"]
+        x_eval = _first(data.x, rand.get("samples"))
+        for method in _evaluated(cfg, rand):
+            label = method["name"]
+            c = step(f"randomization of {label!r}", randomization_dataset, model, x_eval,
+                     cascade=bool(rand["cascade"]), seed=seed, layers=rand.get("layers"),
+                     target=_first(_target(method, data), rand.get("samples")), **common,
+                     **_explain_kwargs(method, data, model))
+            _to_netcdf(c, outdir / f"randomization_{label}.nc", record)
+            result.files.append(f"randomization_{label}.nc")
+            for layer in c["layer"].values:
+                rho = c["spearman"].sel(layer=layer).values
+                checks.append({"method": label, "check": "randomization spearman" + (" (cascade)" if rand["cascade"]
+                                                                                       else " (independent)"),
+                               "layer": str(layer), "mean": float(np.nanmean(rho)), "median": float(np.nanmedian(rho)),
+                               "n_samples": int(rho.size)})
+    if checks:
+        _write_csv(checks, outdir / "checks.csv", record)
+        result.files.append("checks.csv")
+        if markdown:
+            markdown.append("")
+        markdown += ["| method | check | layer | mean | median | samples |", "|---|---|---|---|---|---|"]
+        markdown += [f"| {r['method']} | {r['check']} | {r['layer'] or '-'} | {r['mean']:.4f} | {r['median']:.4f} | "
+                     f"{r['n_samples']} |" for r in checks]
+        result.checks = checks
+    if markdown:
+        markdown.append(f"\n<!-- provenance: config_sha256 {record['config_sha256']}, see provenance.json -->")
+        (outdir / "evaluation.md").write_text("\n".join(markdown) + "\n")
+        result.files.append("evaluation.md")
 
     # figures
     if cfg.get("figures"):
