@@ -24,7 +24,7 @@ from .errors import TextInputError
 from .tokenize import PAD
 
 __all__ = ["DIMS", "DEFAULT_PRESET", "prepare_documents", "explain_documents", "group_words",
-           "word_type_relevance", "top_words", "class_names_of"]
+           "word_type_relevance", "top_words", "class_names_of", "label_documents"]
 
 DIMS = ("document", "token")
 #: Epsilon(0.01) on every layer with weights (Arras et al. 2017 explain text CNNs with epsilon-LRP) and
@@ -119,15 +119,30 @@ def explain_documents(model: nn.Module, docs: Documents, target: Any = None, *, 
             predicted = model(docs.ids).argmax(1).numpy()
     finally:
         model.train(was)
-    pad = np.where(R.coords["is_padding"].values, R.values, 0.0).sum(axis=1)
-    R = R.assign_coords(predicted=("document", predicted), padding_relevance=("document", pad))
-    if names is not None:
-        t = R.coords["target"].values.astype(int)
-        R = R.assign_coords(target_name=("document", np.asarray([names[i] for i in t], dtype=str)),
-                            predicted_name=("document", np.asarray([names[i] for i in predicted], dtype=str)))
-        R.attrs["class_names"] = ", ".join(names)
+    R = label_documents(R.assign_coords(predicted=("document", predicted)), names)
     R.attrs.update(docs.attrs())
     R.attrs["model"] = type(model).__name__
+    return R
+
+
+def label_documents(R: xr.DataArray, names: Sequence[str] | None) -> xr.DataArray:
+    """Add the per-document labels of a text result: ``padding_relevance`` (the relevance of the
+    padding tokens, summed), and with class ``names`` ``target_name``, ``predicted_name`` (when
+    ``predicted`` is a coord) and ``attrs["class_names"]``.
+
+    Used by :func:`explain_documents` and by the pipeline's poolings and figures, whose relevance
+    comes from :func:`sciexplain.explain_dataset` on the token ids.
+    """
+    pad = np.where(R.coords["is_padding"].values, R.values, 0.0).sum(axis=1)
+    R = R.assign_coords(padding_relevance=("document", pad))
+    if names is not None:
+        names = [str(n) for n in names]
+        t = R.coords["target"].values.astype(int)
+        R = R.assign_coords(target_name=("document", np.asarray([names[i] for i in t], dtype=str)))
+        if "predicted" in R.coords:
+            predicted = R.coords["predicted"].values.astype(int)
+            R = R.assign_coords(predicted_name=("document", np.asarray([names[i] for i in predicted], dtype=str)))
+        R.attrs["class_names"] = ", ".join(names)
     return R
 
 

@@ -42,7 +42,7 @@ from .errors import BlockSizeError, ClipTooShortError, FieldMismatchError
 from .motion import COMPONENTS, MotionField, is_motion_field
 from sciexplain.errors import InputError, InputTypeError
 
-__all__ = ["explain_motion", "fields_to_tensor", "DIMS", "DEFAULT_PRESET"]
+__all__ = ["explain_motion", "fields_to_tensor", "descriptors_to_blocks", "DIMS", "DEFAULT_PRESET"]
 
 DIMS = ("clip", "frame", "block_y", "block_x")
 DEFAULT_PRESET = "epsilon-plus"
@@ -233,6 +233,40 @@ def _explain_fisher(model: Any, fields: Any, target: Any, *, method: str, preset
     explainer = sx.Explainer(model, method, DEFAULT_PRESET if preset is None else preset, bounds=bounds,
                              max_pool=max_pool, **options)
     Rd = explainer.explain(x, target, dims=("clip", "descriptor", "feature"))
+    return descriptors_to_blocks(model, fields, Rd, x, records)
+
+
+def descriptors_to_blocks(model: Any, fields: Any, Rd: Any, x: Any = None, records: Any = None):
+    """The relevance of a :class:`~sciexplain_video.MotionFisherModel`'s descriptor sets spread over the
+    blocks and frames of the clips (the mapping of the module docstring).
+
+    Parameters
+    ----------
+    model : MotionFisherModel
+    fields : MotionField or list of MotionField
+        The clips ``Rd`` explains, in order.
+    Rd : xarray.DataArray
+        Relevance of the descriptor sets, dims ``(clip, descriptor, feature)`` with the contract's
+        ``prediction``, ``target``, ``absorbed`` (e.g. from ``sciexplain.explain_dataset`` on the
+        descriptors, as the pipeline computes it).
+    x, records : optional
+        The descriptor batch and records of :func:`~sciexplain_video.descriptor_batch` (recomputed
+        when not given).
+
+    Returns
+    -------
+    xarray.DataArray
+        Dims :data:`DIMS`; ``absorbed_model`` and ``absorbed_unassigned`` per clip.
+    """
+    from sciexplain.result import build_result
+    from .training import descriptor_batch
+
+    fields = _as_list(fields)
+    if x is None or records is None:
+        x, records = descriptor_batch(fields, model.spec)
+    if Rd.shape[0] != len(fields) or tuple(Rd.shape[1:]) != tuple(x.shape[1:]):
+        raise FieldMismatchError(f"the descriptor relevance has shape {Rd.shape}, the {len(fields)} clips give "
+                                 f"descriptors of shape {tuple(x.shape)}; pass the clips the relevance explains")
     blocks, unassigned = [], []
     for rec, r in zip(records, Rd.values):
         b, u = rec.to_blocks(r)
