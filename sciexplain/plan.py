@@ -16,14 +16,13 @@ import torch
 from .canonizers import Canonizer, PlanCanonizer
 from .errors import RuleError, UnsupportedModelError
 from .forward import Forward
-from .ops import IDENTITY_LIKE, parent_positions
+from .ops import IDENTITY_LIKE, batch_axes, parent_positions
 from .presets import RuleMap
 from .registry import REGISTRY, Kind, Registry
 from .rules import Epsilon, Pass, ProductRule, Rule, SignalTakeAll
 from .tape import Node, Ref, _Placeholder
 
-__all__ = ["Step", "make_plan"]
-
+__all__ = ["Step", "make_plan", "track_batch_axes"]
 
 
 @dataclass
@@ -84,6 +83,8 @@ def make_plan(fw: Forward, rule_map: RuleMap | None, canonizers: Sequence[Canoni
             "Pass() to a shape-preserving module by its path (preset={'base': 'epsilon-plus', "
             "'path.to.module': Pass()}), give your own module type a rule with sciexplain.register, "
             "or explain an intermediate output. Nothing falls back to the gradient silently.")
+    if rule_map is not None:  # LRP keeps relevance per sample: it needs the batch dim of every tensor
+        track_batch_axes(fw, needed)
     applied = []
     for canon in canonizers:
         if isinstance(canon, PlanCanonizer):
@@ -96,6 +97,41 @@ def make_plan(fw: Forward, rule_map: RuleMap | None, canonizers: Sequence[Canoni
         _assign_rules(fw, steps, rule_map, registry)
     fw.steps = steps
     return applied
+
+
+def track_batch_axes(fw: Forward, indices: set[int] | None = None) -> None:
+    """Record on each node of the tape (those in ``indices``, default all up to the explained
+    output) which dim of each output indexes the samples (:attr:`sciexplain.tape.Node.batch_axes`).
+
+    The input's batch dim is dim 0; every operation moves it by its own rule
+    (:func:`sciexplain.ops.batch_axes`), so a tensor of shape (time, batch, ...) between a
+    model's transposes, or the stacked final states ``h_n`` of shape (layers * directions,
+    batch, hidden), keep their samples apart, also when the time steps are as many as the
+    samples. Where an operation loses the batch dim (a reduction over it, a reshape merging it
+    with other dims, indexing that picks or reorders samples) the axis is None and
+    :attr:`~sciexplain.tape.Node.batch_lost` says why; the LRP walk raises that reason if
+    relevance reaches such a tensor.
+    """
+    nodes = fw.tape.nodes
+    B = fw.logits.shape[0]
+    last = fw.logits_ref.node
+    todo = range(last + 1) if indices is None else sorted(i for i in indices if i <= last)
+
+    def axis_of(ref: Ref):
+        n = nodes[ref.node]
+        return n.batch_axis(ref.k), n.batch_lost.get(ref.k, "")
+
+    def shape_of(ref: Ref):
+        return fw.value(ref).shape
+
+    for i in todo:
+        node = nodes[i]
+        if node.kind == "input":
+            node.batch_axes, node.batch_lost = [0] * len(node.outputs), {}
+            continue
+        axes, why = batch_axes(node, axis_of, shape_of, B)
+        node.batch_axes = axes
+        node.batch_lost = {k: why for k, a in enumerate(axes) if a is None}
 
 
 def _gate_refs(fw: Forward, steps: dict[int, Step]) -> set[Ref]:

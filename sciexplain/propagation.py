@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import torch
 
 from .rules import Rule, SignedTerm, Term
+from .tape import OneSample
 
 __all__ = ["AffineLayer", "lrp_affine", "sign0", "per_sample_sum"]
 
@@ -54,27 +55,52 @@ def sign0(t: torch.Tensor) -> torch.Tensor:
     return torch.where(t >= 0, torch.ones_like(t), -torch.ones_like(t))
 
 
-def per_sample_sum(t: torch.Tensor) -> torch.Tensor:
-    """Sum over every dim but the first (the batch)."""
-    return t.reshape(t.shape[0], -1).sum(dim=1)
+def per_sample_sum(t: torch.Tensor, axis: int | OneSample = 0) -> torch.Tensor:
+    """Sum over every dim but the batch dim ``axis`` (the first by default): one value per sample.
+
+    ``axis`` may be a :class:`~sciexplain.tape.OneSample`: ``t`` holds one sample, whose entry
+    is the sum of ``t``; the other samples' are zero.
+    """
+    if axis == 0:
+        return t.reshape(t.shape[0], -1).sum(dim=1)
+    if isinstance(axis, OneSample):
+        total = t.reshape(1, -1).sum(dim=1)
+        if axis.batch == 1:
+            return total
+        out = total.new_zeros(axis.batch)
+        out[axis.index] = total[0]
+        return out
+    if t.shape[axis] == 1:  # a batch of one: the same sum as for a batch-first tensor
+        return t.reshape(1, -1).sum(dim=1)
+    return t.sum(dim=[d for d in range(t.ndim) if d != axis])
 
 
-def per_sample_dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """``per_sample_sum(a * b)`` in one pass, without the full-size product."""
+def per_sample_dot(a: torch.Tensor, b: torch.Tensor, axis: int | OneSample = 0) -> torch.Tensor:
+    """``per_sample_sum(a * b, axis)`` in one pass, without the full-size product."""
     b = torch.broadcast_to(b, a.shape)
+    if isinstance(axis, OneSample):
+        return per_sample_sum(a * b, axis)
+    if axis != 0:
+        a, b = a.movedim(axis, 0), b.movedim(axis, 0)
     return torch.linalg.vecdot(a.reshape(a.shape[0], -1), b.reshape(a.shape[0], -1))
 
 
-def _dot_bias(s: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-    """``per_sample_sum(s * t)`` for ``t`` broadcastable to ``s``; a per-channel ``t`` (a bias)
-    is applied after summing ``s`` over the dims it is constant along (no full-size product)."""
+def _batch_size(t: torch.Tensor, axis: int | OneSample) -> int:
+    return axis.batch if isinstance(axis, OneSample) else t.shape[axis]
+
+
+def _dot_bias(s: torch.Tensor, t: torch.Tensor, axis: int | OneSample = 0) -> torch.Tensor:
+    """``per_sample_sum(s * t, axis)`` for ``t`` broadcastable to ``s``; a per-channel ``t`` (a
+    bias) is applied after summing ``s`` over the dims it is constant along (no full-size product)."""
+    if isinstance(axis, OneSample):
+        return per_sample_dot(s, t, axis)
     if t.ndim <= s.ndim:
         t = t.reshape((1,) * (s.ndim - t.ndim) + tuple(t.shape))
-        if t.shape[0] == 1:
-            dims = [d for d in range(1, s.ndim) if t.shape[d] == 1 and s.shape[d] != 1]
+        if t.shape[axis] == 1:
+            dims = [d for d in range(s.ndim) if d != axis and t.shape[d] == 1 and s.shape[d] != 1]
             if dims:
                 s = s.sum(dim=dims, keepdim=True)
-    return per_sample_dot(s, t)
+    return per_sample_dot(s, t, axis)
 
 
 def _leaf(t: torch.Tensor) -> torch.Tensor:
@@ -101,7 +127,7 @@ def _may_cancel(p: float, q: float, corr: torch.Tensor | None, sign: float | Non
 
 
 def _signed_relevance(layer: AffineLayer, sterms: tuple[SignedTerm, ...], x: torch.Tensor, R: torch.Tensor,
-                      cached: tuple[torch.Tensor, torch.Tensor] | None):
+                      cached: tuple[torch.Tensor, torch.Tensor] | None, axis: int = 0):
     """All terms of a sign-split rule at once (``Rule.signed_terms``), or None when a
     denominator is too close to zero for the shared form to be accurate (the caller then
     evaluates the rule's own terms one by one).
@@ -149,7 +175,7 @@ def _signed_relevance(layer: AffineLayer, sterms: tuple[SignedTerm, ...], x: tor
     bias_abs = None if bias is None else bias.abs()
     tol = float(torch.finfo(R.dtype).eps) ** 0.5
 
-    absorbed = torch.zeros(R.shape[0], dtype=R.dtype, device=R.device)
+    absorbed = torch.zeros(_batch_size(R, axis), dtype=R.dtype, device=R.device)
     done = []  # per term: (s_t, c_t p, c_t q, c_t * stabilizer share or None)
     for t, (p, q) in zip(sterms, coefs):
         b_t = None
@@ -206,7 +232,7 @@ def _signed_relevance(layer: AffineLayer, sterms: tuple[SignedTerm, ...], x: tor
             s_t = torch.div(R, den, out=den)
             if keep is not None:
                 s_t.masked_fill_(~keep, 0)
-            absorbed = absorbed + t.coef * per_sample_dot(s_t, st)
+            absorbed = absorbed + t.coef * per_sample_dot(s_t, st, axis)
             share = None
         elif t.eps > 0:
             s_t = torch.div(R, den, out=den)
@@ -221,10 +247,10 @@ def _signed_relevance(layer: AffineLayer, sterms: tuple[SignedTerm, ...], x: tor
             s_t = torch.where(dead, torch.zeros_like(R_t), R_t / torch.where(den == 0, torch.ones_like(den), den))
             if keep is not None:
                 s_t.masked_fill_(~keep, 0)
-            absorbed = absorbed + t.coef * per_sample_sum(torch.where(dead, R_t, torch.zeros_like(R_t)))
+            absorbed = absorbed + t.coef * per_sample_sum(torch.where(dead, R_t, torch.zeros_like(R_t)), axis)
             share = None
         if b_t is not None:
-            absorbed = absorbed + t.coef * _dot_bias(s_t, b_t)
+            absorbed = absorbed + t.coef * _dot_bias(s_t, b_t, axis)
         done.append((s_t, t.coef * p, t.coef * q, share))
 
     # u = sum c p s (sent back through W), v = sum c q s (through the second basis), each kept
@@ -258,12 +284,12 @@ def _signed_relevance(layer: AffineLayer, sterms: tuple[SignedTerm, ...], x: tor
             break
     if fold is None:
         for d in with_share:
-            absorbed = absorbed + per_sample_sum(d[0]) * d[3]
+            absorbed = absorbed + per_sample_sum(d[0], axis) * d[3]
     v, f_v = combine(2, in_u)
     u, f_u = combine(1, [d[0] is v for d in done])
     if fold is not None:
         acc, f = (v, f_v) if fold[0] == 2 else (u, f_u)
-        absorbed = absorbed + per_sample_sum(acc) * (fold[1] * f)
+        absorbed = absorbed + per_sample_sum(acc, axis) * (fold[1] * f)
 
     outs, leaves, grads = [], [], []
     if u is not None:
@@ -290,7 +316,7 @@ def _signed_relevance(layer: AffineLayer, sterms: tuple[SignedTerm, ...], x: tor
 
 
 def _term_relevance(layer: AffineLayer, term: Term, R: torch.Tensor,
-                    cached: tuple[torch.Tensor, torch.Tensor] | None):
+                    cached: tuple[torch.Tensor, torch.Tensor] | None, axis: int = 0):
     """One term. ``cached = (x, z)``: the layer's recorded input and full output (bias included),
     still connected by autograd, so a plain term needs no second forward pass. ``R`` is already
     masked to the neurons the term selects (``Term.outputs``).
@@ -322,11 +348,11 @@ def _term_relevance(layer: AffineLayer, term: Term, R: torch.Tensor,
         stab = torch.copysign(torch.tensor(term.eps, dtype=den.dtype), den)
         den = den.add_(stab) if private else den + stab
         s = torch.div(R, den, out=den)  # den is a fresh tensor here in both cases
-        absorbed = per_sample_dot(s, stab if bias is None else bias + stab)
+        absorbed = per_sample_dot(s, stab if bias is None else bias + stab, axis)
     else:
         dead = den == 0  # with eps == 0 that relevance cannot be distributed: it is absorbed
         s = torch.where(dead, torch.zeros_like(R), R / torch.where(dead, torch.ones_like(den), den))
-        absorbed = per_sample_sum(torch.where(dead, R, torch.zeros_like(R) if bias is None else s * bias))
+        absorbed = per_sample_sum(torch.where(dead, R, torch.zeros_like(R) if bias is None else s * bias), axis)
     grads = torch.autograd.grad(z, leaves, grad_outputs=s, allow_unused=True)
     R_in = None
     for value, g in zip(values, grads):
@@ -342,20 +368,24 @@ def _term_relevance(layer: AffineLayer, term: Term, R: torch.Tensor,
     return R_in, absorbed
 
 
-def _conserves(R: torch.Tensor, R_in: torch.Tensor, absorbed: torch.Tensor) -> bool:
+def _conserves(R: torch.Tensor, R_in: torch.Tensor, absorbed: torch.Tensor, axes: tuple[int, int] = (0, 0)) -> bool:
     """Whether the shared (sign-split) evaluation kept this layer's ledger: per sample,
     ``sum R_in + absorbed == sum R`` to 1e-5 of ``sum |R|``. Where rounding in a denominator made
     by cancellation escaped the guard in :func:`_signed_relevance`, the caller falls back to the
     rule's own terms, which are exact by construction."""
-    entering = per_sample_sum(R)
-    scale = per_sample_sum(R.abs())
-    gap = (entering - per_sample_sum(R_in) - absorbed).abs()
+    entering = per_sample_sum(R, axes[1])
+    scale = per_sample_sum(R.abs(), axes[1])
+    gap = (entering - per_sample_sum(R_in, axes[0]) - absorbed).abs()
     return bool((gap <= 1e-5 * scale + 1e-30).all())
 
 
 def lrp_affine(layer: AffineLayer, x: torch.Tensor, R: torch.Tensor, rule: Rule,
-               cached: tuple[torch.Tensor, torch.Tensor] | None = None):
+               cached: tuple[torch.Tensor, torch.Tensor] | None = None, batch_axes: tuple[int, int] = (0, 0)):
     """Redistribute ``R`` (shaped like the layer output) onto ``x`` with ``rule``.
+
+    ``batch_axes`` are the dims of ``x`` and of the output that index the samples (the per-sample
+    ``absorbed`` is summed over all other dims), e.g. ``(1, 1)`` for a Linear on a (time, batch,
+    features) tensor.
 
     Returns
     -------
@@ -368,8 +398,8 @@ def lrp_affine(layer: AffineLayer, x: torch.Tensor, R: torch.Tensor, rule: Rule,
     sterms = rule.signed_terms() if layer.weighted else None
     if sterms is not None and not (len(sterms) == 1 and sterms[0].b == 0 and sterms[0].outputs == "all"):
         # (a single x w term, i.e. epsilon, already is one backward pass of the recorded graph)
-        out = _signed_relevance(layer, sterms, x, R, cached)
-        if out is not None and _conserves(R, *out):
+        out = _signed_relevance(layer, sterms, x, R, cached, batch_axes[1])
+        if out is not None and _conserves(R, *out, batch_axes):
             return out
     R_in, absorbed = None, None
     terms = rule.terms(layer, x)
@@ -380,12 +410,15 @@ def lrp_affine(layer: AffineLayer, x: torch.Tensor, R: torch.Tensor, rule: Rule,
         else:
             with torch.no_grad():
                 plain_z = layer.forward(x.detach())
+    # the batch dim is passed only where it is not the first (batch-first calls keep the
+    # four-argument form that tests spy on)
+    at = {} if batch_axes[1] == 0 else {"axis": batch_axes[1]}
     for term in terms:
         R_t = R
         if term.outputs != "all":
             # a term for one sign of the plain output: the other neurons pass nothing through it
             R_t = R.masked_fill(plain_z < 0 if term.outputs == "positive" else plain_z >= 0, 0)
-        r, a = _term_relevance(layer, term, R_t, cached)
+        r, a = _term_relevance(layer, term, R_t, cached, **at)
         R_in = r if R_in is None else R_in.add_(r)
         absorbed = a if absorbed is None else absorbed + a
     return R_in, absorbed

@@ -27,7 +27,7 @@ from .errors import InputError, RuleError, UnsupportedModelError
 from .propagation import AffineLayer, lrp_affine, per_sample_sum, sign0
 from .registry import REGISTRY, LeafCall, LeafRelevance, OpKind
 from .rules import Epsilon, ProportionalProduct, SignalTakeAll, UniformProduct
-from .tape import _Placeholder
+from .tape import Ref, _Placeholder
 from .walk import Walk, batch_check, local_vjp
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -61,7 +61,8 @@ def propagate_affine(walk: Walk, step: Step, outs):
             and node.pristine(0) and xnode.pristine(xref.k) and node.outputs[0].grad_fn is not None):
         # the recorded forward already computed z = Wx + b with autograd: plain terms reuse it
         cached = (xnode.outputs[xref.k], node.outputs[0])
-    R_in, absorbed = lrp_affine(layer, x.detach(), R, step.rule, cached)
+    axes = (walk.batch_axis(xref), walk.batch_axis(Ref(node.index, 0)))
+    R_in, absorbed = lrp_affine(layer, x.detach(), R, step.rule, cached, axes)
     return [(xref, R_in)], absorbed
 
 
@@ -95,11 +96,13 @@ def propagate_layout(walk: Walk, step: Step, outs):
     the incoming relevance that reaches no input, and it is counted as absorbed."""
     if step.kind.max_pool and walk.max_pool == "proportional":
         return _max_proportional(walk, step, outs)
-    contributions = local_vjp(walk.fw, step.node, outs)
-    for _, g in contributions:  # before the per-sample sums: a time-first input would be misread
-        batch_check(g, walk.batch, step.node)
-    entering = sum(per_sample_sum(r) for r in outs if r is not None)
-    leaving = sum((per_sample_sum(g) for _, g in contributions), torch.zeros_like(entering))
+    node = step.node
+    contributions = local_vjp(walk.fw, node, outs)
+    axes = [walk.batch_axis(ref) for ref, _ in contributions]
+    for (_, g), a in zip(contributions, axes):  # before the per-sample sums could misread a shape
+        batch_check(g, walk.batch, node, a)
+    entering = sum(walk.per_sample_sum(Ref(node.index, k), r) for k, r in enumerate(outs) if r is not None)
+    leaving = sum((per_sample_sum(g, a) for (_, g), a in zip(contributions, axes)), torch.zeros_like(entering))
     return contributions, entering - leaving
 
 
@@ -128,7 +131,8 @@ def _max_proportional(walk: Walk, step: Step, outs):
     if getattr(m, "dilation", 1) not in (1, (1,), (1, 1), (1, 1, 1)):
         raise UnsupportedModelError(f"{node.name}: proportional max pooling with dilation")
     layer = AffineLayer(node.name, "max as sum pooling", torch.ones((), dtype=x.dtype), None, apply, False)
-    R_in, absorbed = lrp_affine(layer, x, outs[0], Epsilon(1e-9))
+    axes = (walk.batch_axis(xref), walk.batch_axis(Ref(node.index, 0)))
+    R_in, absorbed = lrp_affine(layer, x, outs[0], Epsilon(1e-9), batch_axes=axes)
     return [(xref, R_in)], absorbed
 
 
@@ -162,12 +166,13 @@ def propagate_sum(walk: Walk, step: Step, outs):
     den = total + stab
     dead = den == 0  # only with eps == 0: that relevance reaches no operand and is absorbed
     s = torch.where(dead, torch.zeros_like(R), R / torch.where(dead, torch.ones_like(den), den))
-    absorbed = per_sample_sum(s * stab) + per_sample_sum(torch.where(dead, R, torch.zeros_like(R)))
+    axis = walk.batch_axis(Ref(node.index, 0))
+    absorbed = per_sample_sum(s * stab, axis) + per_sample_sum(torch.where(dead, R, torch.zeros_like(R)), axis)
     result = []
     for ref, c in contribs:
-        share = torch.broadcast_to(c, shape) * s  # shaped like R: batch first
+        share = torch.broadcast_to(c, shape) * s  # shaped like R
         if ref is None:
-            absorbed = absorbed + per_sample_sum(share)
+            absorbed = absorbed + per_sample_sum(share, axis)
             continue
         result.append((ref, unbroadcast(share, walk.value(ref).shape)))
     return result, absorbed
@@ -195,6 +200,7 @@ def propagate_product(walk: Walk, step: Step, outs):
     values = [walk.value(ref).detach() if ref is not None else torch.as_tensor(c, dtype=R.dtype)
               for ref, c in operands]
     absorbed = walk.zero()
+    axis = walk.batch_axis(Ref(node.index, 0))
     if isinstance(rule, SignalTakeAll):
         shares = [R if k == step.signal else None for k in range(2)]
     elif isinstance(rule, UniformProduct):
@@ -203,7 +209,7 @@ def propagate_product(walk: Walk, step: Step, outs):
         mags = [torch.broadcast_to(v.abs(), R.shape) for v in values]
         den = mags[0] + mags[1] + rule.epsilon
         shares = [R * (m / den) for m in mags]
-        absorbed = per_sample_sum(R * (rule.epsilon / den))
+        absorbed = per_sample_sum(R * (rule.epsilon / den), axis)
     else:  # pragma: no cover - the plan validates the rule
         raise RuleError(f"{node.name}: {rule!r} is not a product rule")
     result = []
@@ -211,7 +217,7 @@ def propagate_product(walk: Walk, step: Step, outs):
         if share is None:
             continue
         if ref is None:
-            absorbed = absorbed + per_sample_sum(share)
+            absorbed = absorbed + per_sample_sum(share, axis)
         else:
             result.append((ref, unbroadcast(share, v.shape)))
     return result, absorbed
@@ -259,14 +265,14 @@ def propagate_leaf(walk: Walk, step: Step, outs):
                              f"argument has shape {tuple(inputs[i].shape)}")
         r = r.detach().to(inputs[i].dtype)
         result.append((live[i], r))
-        leaving = leaving + per_sample_sum(r)
+        leaving = leaving + walk.per_sample_sum(live[i], r)
     if got.absorbed is not None:
         absorbed = torch.as_tensor(got.absorbed, dtype=walk.fw.logits.dtype).detach().reshape(-1)
         if absorbed.shape[0] != walk.batch:
             raise InputError(f"{node.name}: absorbed must have one value per sample ({walk.batch}), got "
                              f"shape {tuple(absorbed.shape)}")
     else:
-        absorbed = per_sample_sum(outs[0]).to(walk.fw.logits.dtype) - leaving
+        absorbed = walk.per_sample_sum(Ref(node.index, 0), outs[0]).to(walk.fw.logits.dtype) - leaving
     return result, absorbed
 
 

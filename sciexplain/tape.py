@@ -29,7 +29,7 @@ from torch import nn
 from torch.overrides import TorchFunctionMode
 from torch.utils.hooks import RemovableHandle
 
-__all__ = ["Ref", "Node", "Tape", "record", "LEAF_TYPES"]
+__all__ = ["Ref", "Node", "Tape", "OneSample", "record", "LEAF_TYPES"]
 
 _ACTIVATIONS = (
     nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.ELU, nn.SELU, nn.CELU, nn.GELU, nn.SiLU, nn.Mish,
@@ -73,6 +73,16 @@ class Ref:
     k: int = 0
 
 
+@dataclass(frozen=True)
+class OneSample:
+    """The batch "axis" of a tensor that holds one sample of the batch only (``x[j]``, a piece
+    of ``x.unbind(0)``, or anything computed from such a tensor alone): all its entries belong
+    to sample ``index`` of a batch of ``batch``."""
+
+    index: int
+    batch: int
+
+
 @dataclass
 class Node:
     """One recorded operation whose output depends on the model input."""
@@ -90,12 +100,23 @@ class Node:
     out_struct: Any  # nested structure of the output with ints at tensor positions
     versions: list[int]
     snapshots: dict[int, torch.Tensor] = field(default_factory=dict)
+    #: per output, the dim that indexes the samples of the batch (a :class:`OneSample` for a
+    #: tensor of one sample), or None where the operation lost it (then ``batch_lost[k]`` says
+    #: which operation and why); filled for an LRP plan by
+    #: :func:`sciexplain.plan.track_batch_axes` (None: not tracked, the batch dim is first)
+    batch_axes: list[int | OneSample | None] | None = None
+    batch_lost: dict[int, str] = field(default_factory=dict)
 
     def value(self, k: int = 0) -> torch.Tensor:
         """The output value as recorded, even if the tensor was later modified in place."""
         if k in self.snapshots:
             return self.snapshots[k]
         return self.outputs[k]
+
+    def batch_axis(self, k: int = 0) -> int | OneSample | None:
+        """The dim of output ``k`` that indexes the samples (0 unless tracked otherwise), or None
+        when the operations that computed it lost the batch dim."""
+        return 0 if self.batch_axes is None else self.batch_axes[k]
 
     def pristine(self, k: int = 0) -> bool:
         """True when output ``k`` was not modified in place after recording."""

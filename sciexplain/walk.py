@@ -21,12 +21,13 @@ from .forward import Forward, _caller_stacklevel, start_vector
 from .ledger import LedgerRow
 from .propagation import per_sample_sum
 from .registry import REGISTRY, Registry
-from .tape import Node, Ref, replay_args
+from .tape import Node, OneSample, Ref, replay_args
 
 if TYPE_CHECKING:  # pragma: no cover
     from .plan import Step
 
-__all__ = ["Walk", "reverse_walk", "local_vjp", "lrp_walk", "GROWTH_WARNING_FACTOR"]
+__all__ = ["Walk", "reverse_walk", "local_vjp", "lrp_walk", "batch_check", "lost_batch_error",
+           "GROWTH_WARNING_FACTOR"]
 
 #: a layer whose relevance mass (sum of |R|) exceeds this multiple of sum |f(x)| gets a warning:
 #: the rule is numerically unstable there (e.g. a gamma or z+ denominator near zero)
@@ -50,6 +51,21 @@ class Walk:
 
     def value(self, ref: Ref) -> torch.Tensor:
         return self.fw.value(ref)
+
+    def batch_axis(self, ref: Ref) -> int | OneSample:
+        """The dim of the recorded tensor ``ref`` that indexes the samples, or the
+        :class:`~sciexplain.tape.OneSample` it holds (see :func:`sciexplain.plan.track_batch_axes`);
+        an error if the model lost the batch dim there."""
+        node = self.fw.tape.node_of(ref)
+        axis = node.batch_axis(ref.k)
+        if axis is None:
+            raise lost_batch_error(node, ref.k)
+        return axis
+
+    def per_sample_sum(self, ref: Ref, t: torch.Tensor) -> torch.Tensor:
+        """Per sample, the sum of ``t``, a tensor shaped like the recorded tensor ``ref`` (e.g. the
+        relevance arriving at it): summed over every dim but that tensor's batch dim."""
+        return per_sample_sum(t, self.batch_axis(ref))
 
 
 def reverse_walk(fw: Forward, store: dict[Ref, torch.Tensor]):
@@ -101,30 +117,62 @@ def local_vjp(fw: Forward, node: Node, outs: list[torch.Tensor | None]) -> list[
     return [(ref, g) for ref, g in zip(leaves, grads) if g is not None]
 
 
-def batch_check(t: torch.Tensor, B: int, node: Node) -> torch.Tensor:
-    if t.ndim == 0 or t.shape[0] != B:
+def lost_batch_error(node: Node, k: int = 0) -> UnsupportedModelError:
+    """The error for relevance reaching output ``k`` of ``node``, which has no batch dim."""
+    shape = tuple(node.value(k).shape) if node.outputs[k] is not None or k in node.snapshots else "?"
+    axis = node.batch_axis(k)
+    why = (f"it holds the values of sample {axis.index} only" if isinstance(axis, OneSample) else
+           node.batch_lost.get(k) or "the batch dim was lost before it")
+    return UnsupportedModelError(
+        f"{node.name}: relevance reaches its output of shape {shape}, which does not keep the samples "
+        f"of the batch apart: {why}. LRP keeps relevance per sample, so every tensor it passes through "
+        "needs the batch dim (moving it with transpose/permute is fine; reducing, merging, reordering "
+        "or indexing across it is not). Gradient methods work on such models.")
+
+
+def batch_check(t: torch.Tensor, B: int, node: Node, axis: int | OneSample = 0) -> torch.Tensor:
+    """That ``t`` (relevance at or from ``node``) has the batch, ``B`` entries, at dim ``axis``."""
+    if isinstance(axis, OneSample):
+        return t
+    if t.ndim <= axis or t.shape[axis] != B:
         raise UnsupportedModelError(f"{node.name}: the tensor of shape {tuple(t.shape)} does not keep "
-                                    f"the batch ({B}) as its first dim, so relevance cannot be kept per "
-                                    "sample; keep the batch dim first inside the model (for recurrent "
-                                    "layers: batch_first=True). Gradient methods work on such models.")
+                                    f"the batch ({B}) at dim {axis}, so relevance cannot be kept per "
+                                    "sample; keep the samples apart inside the model. Gradient methods "
+                                    "work on such models.")
     return t
 
 
-def _filter_through(node: Node, out: torch.Tensor, channels: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Keep the relevance of the chosen channels (dim 1); return it and what was filtered out."""
-    n_channels = out.shape[1]
+def _filter_through(node: Node, out: torch.Tensor, channels: Sequence[int],
+                    axis: int | OneSample = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Keep the relevance of the chosen channels, the dim right after the batch dim ``axis``
+    (dim 1 of a batch-first tensor; the features of a (time, batch, features) one); return it
+    and, per sample, what was filtered out."""
     channels = list(channels)
+    if isinstance(axis, OneSample):
+        if axis.batch > 1:
+            raise InputError(f"through={{{node.name!r}: {channels}}}: that layer's output holds one sample "
+                             f"of the batch only (sample {axis.index}), so it has no channels per sample; "
+                             "name a layer whose output keeps the batch")
+        axis = 0  # a batch of one: channels are dim 1, as for any batch-first tensor
+    dim = axis + 1
+    if dim >= out.ndim:
+        raise InputError(f"through={{{node.name!r}: {channels}}}: that layer's output of shape "
+                         f"{tuple(out.shape)} has its batch dim last (dim {axis}), so it has no channel "
+                         "dim (the dim after the batch dim) to filter; name another layer")
+    n_channels = out.shape[dim]
     bad = [c for c in channels if isinstance(c, bool) or not isinstance(c, (int, np.integer))
            or not -n_channels <= int(c) < n_channels]
     if bad:
         raise InputError(f"through={{{node.name!r}: {channels}}}: channels must be integer "
-                         f"indices into dim 1 of that layer's output, which has {n_channels}; "
-                         f"invalid: {bad}")
+                         f"indices into dim {dim} of that layer's output (the dim after the batch dim), "
+                         f"which has {n_channels}; invalid: {bad}")
     mask = torch.zeros(n_channels, dtype=torch.bool)
     if channels:
         mask[[int(c) for c in channels]] = True
-    keep = out * mask.reshape([1, -1] + [1] * (out.ndim - 2))
-    return keep, per_sample_sum(out - keep)
+    shape = [1] * out.ndim
+    shape[dim] = -1
+    keep = out * mask.reshape(shape)
+    return keep, per_sample_sum(out - keep, axis)
 
 
 def rule_text(step: Step, registry: Registry = REGISTRY) -> str:
@@ -140,9 +188,13 @@ def lrp_walk(walk: Walk, target: torch.Tensor, *, stop_at: str | None = None,
              through: Mapping[str, Sequence[int]] | None = None, full_ledger: bool = True):
     """LRP from the explained output down to the input (or to the node ``stop_at``).
 
-    Returns ``(relevance, rows, filtered_out)``: the relevance at the input (or at ``stop_at``),
-    one :class:`~sciexplain.ledger.LedgerRow` per visited node, and per sample the relevance
-    removed by ``through=`` filters.
+    Returns ``(relevance, rows, filtered_out)``: the relevance at the input (or at ``stop_at``,
+    with its batch dim moved first), one :class:`~sciexplain.ledger.LedgerRow` per visited node,
+    and per sample the relevance removed by ``through=`` filters.
+
+    Every per-sample sum is taken over all dims but the batch dim of the tensor it is about
+    (recorded by :func:`sciexplain.plan.track_batch_axes`), so relevance stays per sample also
+    through (time, batch, ...) tensors; ``through=`` filters the dim right after the batch dim.
     """
     fw, registry = walk.fw, walk.registry
     B = walk.batch
@@ -155,27 +207,42 @@ def lrp_walk(walk: Walk, target: torch.Tensor, *, stop_at: str | None = None,
     explained_mass = float(per_sample_sum(R[fw.logits_ref].abs()).sum())
     warned = False
     nan = torch.full((B,), float("nan"), dtype=logits.dtype)
+    if fw.tape.node_of(fw.logits_ref).batch_axis(fw.logits_ref.k) not in (0, OneSample(0, 1)):
+        node = fw.tape.node_of(fw.logits_ref)
+        if not isinstance(node.batch_axis(fw.logits_ref.k), int):
+            raise lost_batch_error(node, fw.logits_ref.k)
+        raise UnsupportedModelError(f"{node.name}: the model output of shape {tuple(logits.shape)} has the "
+                                    f"batch at dim {node.batch_axis(fw.logits_ref.k)}; explanations need "
+                                    "(batch, n_outputs): move the batch dim first at the end of forward")
     for node, outs in reverse_walk(fw, R):
+        # where the batch is in each output; an error if relevance reaches a tensor without one
+        axes = [walk.batch_axis(Ref(node.index, k)) if o is not None else 0 for k, o in enumerate(outs)]
+        for o, a in zip(outs, axes):  # a shape check, before any per-sample sum could misread it
+            if o is not None:
+                batch_check(o, B, node, a)
         if stop_at is not None and node.name == stop_at:
             at_value = outs[0]
+            if isinstance(axes[0], OneSample) and B > 1:
+                raise InputError(f"at={stop_at!r}: that layer's output holds one sample of the batch only "
+                                 f"(sample {axes[0].index}); name a layer whose output keeps the batch")
+            if at_value is not None and isinstance(axes[0], int) and axes[0] != 0:
+                at_value = at_value.movedim(axes[0], 0)  # results have the batch dim first
             break
         if node.name in through:
-            outs[0], removed = _filter_through(node, outs[0], through.pop(node.name))
+            outs[0], removed = _filter_through(node, outs[0], through.pop(node.name), axes[0])
             filtered_out = filtered_out + removed
         step = fw.steps[node.index]
-        for o in outs:  # a shape check, before any per-sample sum of a propagator could misread it
-            if o is not None:
-                batch_check(o, B, node)
         entering = leaving = nan
         if full_ledger:  # two reductions per layer: only when the ledger is asked for
-            entering = sum(per_sample_sum(o) for o in outs if o is not None)
+            entering = sum(per_sample_sum(o, a) for o, a in zip(outs, axes) if o is not None)
         contributions, absorbed = registry.kind(step.kind.category).propagate(walk, step, outs)
         if full_ledger:
             leaving = walk.zero()
         for ref, r in contributions:
-            batch_check(r, B, node)
+            a = walk.batch_axis(ref)
+            batch_check(r, B, node, a)
             if full_ledger:
-                leaving = leaving + per_sample_sum(r)
+                leaving = leaving + per_sample_sum(r, a)
             R[ref] = r if ref not in R else R[ref] + r
         if not warned and step.rule is not None and contributions:
             mass = sum(float(torch.linalg.vector_norm(r.detach().reshape(-1), ord=1)) for _, r in contributions)

@@ -380,17 +380,10 @@ def test_lrp_matches_the_numpy_reference(kind, layers, bidirectional, batch_firs
     assert "RecurrentUnrolling" in R.attrs["canonizers"] and "rnn" in R.attrs["canonizers"]
 
 
-# The engine keeps relevance per sample with the batch dim first in every tensor it passes
-# through. A batch_first=False layer sits between two transposes of the user's model, whose
-# tensors are (time, batch, ...), and the stacked final states h_n are (layers*dirs, batch, hidden):
-# both need the engine to track where the batch dim is. Until it does, these fail (the gradient
-# methods work on them, see test_gradient_methods_still_work).
-ENGINE_BATCH_FIRST = pytest.mark.xfail(
-    strict=True, raises=(RuntimeError, sx.UnsupportedModelError),
-    reason="the engine needs the batch dim first in every tensor relevance passes through")
-
-
-@ENGINE_BATCH_FIRST
+# A batch_first=False layer sits between two transposes of the user's model, whose tensors are
+# (time, batch, ...), and the stacked final states h_n are (layers*dirs, batch, hidden): the engine
+# tracks where the batch dim of every tensor is (sciexplain.plan.track_batch_axes), so relevance
+# stays per sample through both (more in test_batch_axis.py).
 @pytest.mark.parametrize("kind", ["lstm", "gru"])
 def test_lrp_on_time_first_layers(kind):
     model, x = make_seq(seed=13, kind=kind, batch_first=False, bidirectional=True)
@@ -411,7 +404,6 @@ class FinalStateModel(nn.Module):
         return self.fc(h_n[-1])
 
 
-@ENGINE_BATCH_FIRST
 def test_lrp_on_the_final_state_h_n():
     seq, x = make_seq(seed=14, kind="lstm")
     R = sx.explain(FinalStateModel(seq), x, preset=preset())
