@@ -208,7 +208,15 @@ def load_model(cfg: Mapping, domains: Mapping[str, Any], *, seed: int) -> Any:
             model = torch.jit.load(str(path), map_location="cpu")
         except Exception as err:  # noqa: BLE001
             raise ModelLoadError(f"{path} is not a TorchScript file (torch.jit.save): {type(err).__name__}: {err}") from err
-        return model.eval()
+        # the compiled graph cannot be recorded by the engine: interpret it as an eager module
+        # (standard layers rebuilt, the rest run node by node; see sciexplain.torchscript), so LRP works
+        from ..torchscript import to_eager
+        try:
+            eager = to_eager(model)
+        except SciexplainError as err:
+            raise ModelLoadError(f"{path}: the TorchScript model cannot be converted for explanation: {err}") from err
+        eager.torchscript_file = str(path)
+        return eager.eval()
     if "state_dict" in cfg:
         plugin, name = cfg["architecture"].split(":")
         build = domains[plugin].pipeline_architectures()[name]
