@@ -76,6 +76,24 @@ def markdown(ds, absorbed: dict) -> str:
     return "\n".join(rows)
 
 
+def merge_saved(blocks: list, wanted: list[str]) -> list:
+    """The models not run this time keep their last saved result (netCDF + title in the JSON), so
+    that each model can be measured in a run of its own and the table still shows all of them."""
+    saved_file = RESULTS / "eeg_faithfulness.json"
+    saved = json.loads(saved_file.read_text())["models"] if saved_file.exists() else {}
+    order = ["LinearEEG", "CompactEEGNet", "SturmDNN"]
+    have = {ds.attrs["model"]: (title, (ds, absorbed)) for title, (ds, absorbed) in blocks}
+    for tag, entry in saved.items():
+        nc = RESULTS / f"eeg_faithfulness_{tag}.nc"
+        if tag not in wanted and tag not in have and nc.exists():
+            import xarray as xr
+            ds = xr.load_dataset(nc)
+            ds.attrs.setdefault("model", tag)
+            ds.attrs.setdefault("settings", entry.get("settings", "see the JSON of an earlier run"))
+            have[tag] = (entry["title"], (ds, entry["absorbed"]))
+    return [have[t] for t in order if t in have]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--steps", type=int, default=40)
@@ -109,17 +127,24 @@ def main() -> None:
                        "1 channel x 10 samples)", study(cls.__name__, net, test_s, block=10, steps=args.steps,
                                                         seeds=seeds)))
     elapsed = time.time() - t0
+    settings = (f"{args.steps} steps (at most 98 for LinearEEG), seeds {seeds}, ran in {elapsed / 60:.1f} min "
+                f"(`--models {args.models} --steps {args.steps} --seeds {args.seeds}`), {time.strftime('%Y-%m-%d')}")
+    for _, (ds, _) in blocks:
+        ds.attrs["settings"] = settings
+    blocks = merge_saved(blocks, wanted)
     parts = []
     summary = {}
     for title, (ds, absorbed) in blocks:
         parts.append(f"#### {title}\n\n{markdown(ds, absorbed)}")
         tag = ds.attrs["model"]
         ds.to_netcdf(RESULTS / f"eeg_faithfulness_{tag}.nc")
-        summary[tag] = {"title": title, "rows": ds[["estimate", "ci_low", "ci_high"]].to_dataframe().reset_index()
+        summary[tag] = {"title": title, "settings": ds.attrs["settings"], "rows": ds[["estimate", "ci_low", "ci_high"]].to_dataframe().reset_index()
                         .to_dict(orient="records"), "absorbed": absorbed}
-    env = (f"Removal: the epoch's own channel mean; {args.steps} blocks removed one per step (LinearEEG: "
-           f"{min(args.steps, 98)}), ties in random order, seeds {seeds}; 95% percentile bootstrap over epochs. "
-           f"Ran in {elapsed / 60:.1f} min, {time.strftime('%Y-%m-%d')}.")
+    for title, (ds, _) in blocks:
+        ds.attrs.setdefault("settings", settings)
+    env = "\n".join(f"- {ds.attrs['model']}: {ds.attrs['settings']}" for _, (ds, _) in blocks)
+    env = ("Removal: the epoch's own channel mean, blocks removed one per step, ties in random order; 95% "
+           f"percentile bootstrap over epochs. Per model:\n{env}")
     text = "\n\n".join(parts) + "\n\n" + env
     print(text)
     (RESULTS / "eeg_faithfulness.json").write_text(json.dumps({"env": env, "models": summary}, indent=1))
@@ -127,7 +152,8 @@ def main() -> None:
         from bench_image_faithfulness import replace_block
         replace_block(HERE / "README.md", "eeg_faithfulness",
                       f"### LRP presets on the EEG models, channel-time block perturbation (issue 12)\n\n{text}\n\n"
-                      "Command: `python benchmarks/bench_eeg_faithfulness.py --write`")
+                      "Command: `python benchmarks/bench_eeg_faithfulness.py --write` (`--models` runs some of "
+                      "the models and keeps the others' last results)")
 
 
 if __name__ == "__main__":

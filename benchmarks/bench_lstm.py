@@ -7,15 +7,17 @@ last and the backward direction's first step). Times, interleaved in one run:
 * ``gradient``               the original model with ``nn.LSTM`` (torch's fused kernel):
                              ``model(x)[target].sum().backward()`` with parameters requiring grad
 * ``gradient (input only)``  the same with ``torch.autograd.grad`` w.r.t. x only
-* ``unrolled forward``       the unrolled module sciexplain swaps in, forward only (the floor that
-                             Python's per-step overhead sets)
-* ``unrolled forward, input projections precomputed``  the same cell with ``x_t W_ih`` for all
-                             steps in one matmul: what that would save. It is NOT used, because
-                             the joint epsilon rule over ``cat([x_t, h])`` would no longer be exact
-* ``lrp (Arras et al.)``     ``sx.explain`` with Epsilon(1e-3) on the linear maps and sums
-* ``fused loop of the same rule, no engine (prototype)``: the rule written as one plain torch
-                             loop (not part of the library): what a fused leaf propagator for
-                             whole LSTM layers would cost; checked to give the engine's relevance
+* ``lrp (Arras et al.), fused LSTM layers``  ``sx.explain`` with Epsilon(1e-3) on the linear
+                             maps and sums: the default, each LSTM layer and direction one unit
+                             (``sciexplain.recurrent_fused``: torch's kernel forward, whole-sequence
+                             recomputation of the gates, a four-operation loop per step)
+* ``lrp (Arras et al.), unrolled operation by operation``  the same rule with
+                             ``RecurrentUnrolling(fused=False)``: every operation of every step on
+                             the tape, as presets that reach inside the cell need
+* ``unrolled forward``       the unrolled module alone, forward only (the floor that Python's
+                             per-step overhead sets for the operation-by-operation path)
+
+The two LRP paths are checked to give the same relevance.
 
 A cProfile run of one LRP call splits its time into recording, plan and relevance walk;
 ``--profile`` also prints the listing.
@@ -38,12 +40,13 @@ import time
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 HERE = Path(__file__).resolve().parent
 BATCH, STEPS, DIM, HIDDEN, CLASSES = 32, 100, 50, 64, 2
 EPS = 1e-3
+FUSED = "lrp (Arras et al.), fused LSTM layers"
+OP_BY_OP = "lrp (Arras et al.), unrolled operation by operation"
 
 
 class TextLSTM(nn.Module):
@@ -68,76 +71,6 @@ CASES = {
 }
 
 
-def precomputed_forward(rnn: nn.LSTM, x: torch.Tensor) -> torch.Tensor:
-    """The unrolled LSTM with the input projections of all steps in one matmul (not used)."""
-    outs = []
-    for d in range(2 if rnn.bidirectional else 1):
-        sfx = "_reverse" if d else ""
-        w_ih, w_hh = getattr(rnn, f"weight_ih_l0{sfx}"), getattr(rnn, f"weight_hh_l0{sfx}")
-        b = getattr(rnn, f"bias_ih_l0{sfx}") + getattr(rnn, f"bias_hh_l0{sfx}")
-        xp = F.linear(x, w_ih, b).unbind(1)
-        h = x.new_zeros(x.shape[0], HIDDEN)
-        c = torch.zeros_like(h)
-        hs = [None] * x.shape[1]
-        for t in (reversed(range(x.shape[1])) if d else range(x.shape[1])):
-            i, f, g, o = (xp[t] + F.linear(h, w_hh)).chunk(4, -1)
-            c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
-            h = torch.sigmoid(o) * torch.tanh(c)
-            hs[t] = h
-        outs.append(torch.stack(hs, 1))
-    return torch.cat(outs, -1)
-
-
-@torch.no_grad()
-def fused_arras_lrp(model: TextLSTM, x: torch.Tensor, target: torch.Tensor, eps: float = EPS) -> torch.Tensor:
-    """The same rule (Arras et al. 2017) as one plain torch loop per direction, without the
-    engine: a prototype of what a fused leaf propagator for whole LSTM layers would cost. The
-    benchmark checks that it gives the engine's relevance."""
-    rnn, B, T = model.rnn, x.shape[0], x.shape[1]
-    H = HIDDEN
-    D = 2 if rnn.bidirectional else 1
-    stab = lambda z: z + eps * torch.where(z >= 0, 1.0, -1.0)  # noqa: E731
-    saved, outs = [], []
-    for d in range(D):
-        sfx = "_reverse" if d else ""
-        w_ih, w_hh = getattr(rnn, f"weight_ih_l0{sfx}"), getattr(rnn, f"weight_hh_l0{sfx}")
-        b = getattr(rnn, f"bias_ih_l0{sfx}") + getattr(rnn, f"bias_hh_l0{sfx}")
-        xp = F.linear(x, w_ih, b)
-        h, c = x.new_zeros(B, H), x.new_zeros(B, H)
-        hs, cs, gates = [None] * T, [None] * T, [None] * T
-        for t in (reversed(range(T)) if d else range(T)):
-            z = xp[:, t] + F.linear(h, w_hh)
-            i, f, o = torch.sigmoid(torch.cat([z[:, :2 * H], z[:, 3 * H:]], 1)).chunk(3, 1)
-            g = torch.tanh(z[:, 2 * H:3 * H])
-            gates[t] = (i, f, g, z[:, 2 * H:3 * H], h, c)
-            c = f * c + i * g
-            h = o * torch.tanh(c)
-            hs[t], cs[t] = h, c
-        saved.append((w_ih, w_hh, gates, cs))
-        outs.append(hs)
-    feat = outs[0][-1] if D == 1 else torch.cat([outs[0][-1], outs[1][0]], 1)
-    logits = model.fc(feat)
-    R_logit = torch.zeros_like(logits)
-    rows = torch.arange(B)
-    R_logit[rows, target] = logits[rows, target]
-    R_feat = feat * ((R_logit / stab(logits)) @ model.fc.weight)
-    R_x = torch.zeros_like(x)
-    for d in range(D):
-        w_ih, w_hh, gates, cs = saved[d]
-        w_g = torch.cat([w_ih[2 * H:3 * H], w_hh[2 * H:3 * H]], 1)
-        order = list(reversed(range(T))) if d else list(range(T))
-        R_h = R_feat[:, d * H:(d + 1) * H]
-        R_c = torch.zeros_like(R_h)
-        for t in reversed(order):
-            i, f, g, zg, h_prev, c_prev = gates[t]
-            s = (R_h + R_c) / stab(cs[t])
-            R_c, R_g = f * c_prev * s, i * g * s
-            R_a = torch.cat([x[:, t], h_prev], 1) * ((R_g / stab(zg)) @ w_g)
-            R_x[:, t] += R_a[:, :DIM]
-            R_h = R_a[:, DIM:]
-    return R_x
-
-
 def setup(case: str):
     torch.manual_seed(0)
     model = TextLSTM(CASES[case]).eval()
@@ -148,7 +81,7 @@ def setup(case: str):
 
 def methods(model, x, target):
     import sciexplain as sx
-    from sciexplain.recurrent import unroll
+    from sciexplain.recurrent import RecurrentUnrolling, unroll
 
     def grad_full():
         xx = x.clone().requires_grad_(True)
@@ -165,18 +98,15 @@ def methods(model, x, target):
         with torch.no_grad():
             unrolled(x)
 
-    def forward_precomputed():
-        with torch.no_grad():
-            precomputed_forward(model.rnn, x)
-
-    ex = sx.Explainer(model, preset={nn.Linear: sx.rules.Epsilon(EPS), "op:add": sx.rules.Epsilon(EPS)})
+    preset = {nn.Linear: sx.rules.Epsilon(EPS), "op:add": sx.rules.Epsilon(EPS)}
+    fused = sx.Explainer(model, preset=preset)
+    op_by_op = sx.Explainer(model, preset=preset, canonizers=[RecurrentUnrolling(fused=False)])
     return {
         "gradient": grad_full,
         "gradient (input only)": grad_input,
+        FUSED: lambda: fused.explain(x, target),
+        OP_BY_OP: lambda: op_by_op.explain(x, target),
         "unrolled forward": forward_unrolled,
-        "unrolled forward, input projections precomputed": forward_precomputed,
-        "lrp (Arras et al.)": lambda: ex.explain(x, target),
-        "fused loop of the same rule, no engine (prototype)": lambda: fused_arras_lrp(model, x, target),
     }
 
 
@@ -199,12 +129,12 @@ PHASES = {"recording (forward pass on the tape)": ("forward.py", "record_forward
           "relevance walk": ("walk.py", "lrp_walk")}
 
 
-def profile_case(case: str, top: int = 12) -> tuple[dict[str, float], str]:
+def profile_case(case: str, method: str, top: int = 12) -> tuple[dict[str, float], str]:
     """cProfile of one LRP call: cumulative seconds per engine phase, and the listing of the
     sciexplain functions with the largest cumulative time (profiling inflates Python-heavy
     parts; the shares are indicative)."""
     model, x, target = setup(case)
-    fn = methods(model, x, target)["lrp (Arras et al.)"]
+    fn = methods(model, x, target)[method]
     fn()
     prof = cProfile.Profile()
     prof.enable()
@@ -223,10 +153,10 @@ def profile_case(case: str, top: int = 12) -> tuple[dict[str, float], str]:
     return phases, buf.getvalue()
 
 
-def phase_text(case: str, phases: dict[str, float]) -> str:
+def phase_text(case: str, method: str, phases: dict[str, float]) -> str:
     total = phases.get("total") or sum(v for k, v in phases.items() if k != "total")
     parts = [f"{k} {v:.2f} s ({100 * v / total:.0f}%)" for k, v in phases.items() if k != "total"]
-    return f"One LRP call on the {case} under cProfile, {total:.2f} s: " + "; ".join(parts) + "."
+    return f"One call of {method} on the {case} under cProfile, {total:.2f} s: " + "; ".join(parts) + "."
 
 
 def main() -> None:
@@ -241,9 +171,10 @@ def main() -> None:
     checks = []
     for case in CASES:
         model, x, target = setup(case)
-        R = methods(model, x, target)["lrp (Arras et al.)"]()
-        gap = float((fused_arras_lrp(model, x, target) - torch.as_tensor(R.values)).abs().max())
-        checks.append(f"{case}: max |fused - engine| = {gap:.1e} (max |R| {float(abs(R).max()):.1e})")
+        fns = methods(model, x, target)
+        R, R_ops = fns[FUSED](), fns[OP_BY_OP]()
+        gap = float(abs(R - R_ops).max())
+        checks.append(f"{case}: max |fused - unrolled| = {gap:.1e} (max |R| {float(abs(R).max()):.1e})")
         times = time_case(case, args.repeats)
         med = {k: statistics.median(v) for k, v in times.items()}
         low = {k: min(v) for k, v in times.items()}
@@ -263,10 +194,10 @@ def main() -> None:
     print(table)
     print(env)
     profile_case_name = "LSTM (32x100x50, hidden 64)"
-    phases, listing = profile_case(profile_case_name)
-    breakdown = phase_text(profile_case_name, phases)
+    phases, listing = profile_case(profile_case_name, FUSED)
+    breakdown = phase_text(profile_case_name, FUSED, phases)
     print(breakdown)
-    check_text = "The fused prototype gives the engine's relevance: " + "; ".join(checks) + "."
+    check_text = "The fused layers give the unrolled operations' relevance: " + "; ".join(checks) + "."
     print(check_text)
     if args.profile:
         print(listing)

@@ -51,8 +51,10 @@ __all__ = ["explain_epochs", "epochs_to_tensor", "DIMS", "DEFAULT_PRESET",
 #: dims of an EEG explanation
 DIMS = ("epoch", "channel", "time")
 
-#: the LRP preset used when none is given: Epsilon(1e-6) on dense layers, ZPlus on convolutions
-DEFAULT_PRESET = "epsilon-plus"
+#: the LRP preset used when none is given: Epsilon(0.01) on every layer, the most faithful in the
+#: channel-time block perturbation study (``benchmarks/bench_eeg_faithfulness.py``: ABPC ahead of
+#: epsilon-plus on CompactEEGNet, tied on LinearEEG and SturmDNN)
+DEFAULT_PRESET = "epsilon"
 
 #: MNE channel types that carry brain data (the default channels offered to the model)
 DATA_CH_TYPES = ("eeg", "mag", "grad", "seeg", "ecog", "dbs", "csd", "hbo", "hbr", "fnirs_cw_amplitude",

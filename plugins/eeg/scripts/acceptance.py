@@ -25,8 +25,8 @@ import torch
 from sciexplain_eeg.acceptance import run_acceptance
 
 METHODS = (
-    ("LRP (epsilon-plus, default)", {"method": "lrp"}),
-    ("LRP (epsilon)", {"method": "lrp", "preset": "epsilon"}),
+    ("LRP (epsilon-plus)", {"method": "lrp", "preset": "epsilon-plus"}),
+    ("LRP (epsilon, default)", {"method": "lrp"}),
     ("gradient x input", {"method": "gradient_x_input"}),
     ("sensitivity", {"method": "sensitivity"}),
 )
