@@ -34,6 +34,8 @@ class Classifier(nn.Module):
         self.readout = readout
 
     def forward(self, x, hx=None):
+        if not self.rnn.batch_first:  # the model takes (batch, time, features) and runs time first
+            x = x.transpose(0, 1)
         out, (h_n, c_n) = self.rnn(x) if hx is None else self.rnn(x, hx)
         if self.readout == "cell":  # the last layer's final cell state (batch 1: (1, 1, hidden))
             return self.fc(c_n[-1])
@@ -155,14 +157,29 @@ def test_relevance_on_initial_states_is_the_same_ledger_row():
     assert max(abs(lf["absorbed"].sel(layer=r).values).max() for r in rows) > 1e-6
 
 
-def test_relevance_from_the_final_cell_state():
-    """A classifier on c_n: relevance enters the unit at its final cell state (batch 1, so that
-    the stacked (layers, batch, hidden) state keeps the batch first)."""
-    model, x = make(seed=6, layers=2, bidirectional=False, batch=1, readout="cell")
+@pytest.mark.parametrize("batch", [1, 3])
+def test_relevance_from_the_final_cell_state(batch):
+    """A classifier on c_n[-1]: relevance enters the unit at its final cell state (c_n is
+    (layers, batch, hidden): the batch is its second dim)."""
+    model, x = make(seed=6, layers=2, bidirectional=False, batch=batch, readout="cell")
     (Rf, lf), (Ro, _) = both(model, x, PAPER)
     assert used_fused(lf)
     np.testing.assert_allclose(Rf.values, Ro.values, rtol=1e-9, atol=1e-13)
     assert abs(Rf.values).max() > 1e-6
+    Rf.relevance.check()
+
+
+@pytest.mark.parametrize("bidirectional", [False, True])
+def test_time_first_layers_fused_equal_unrolled(bidirectional):
+    """batch_first=False: the model's tensors are (time, batch, ...) around the layer."""
+    torch.manual_seed(11)
+    lstm = nn.LSTM(4, 3, num_layers=2, bidirectional=bidirectional, batch_first=False)
+    model = Classifier(lstm).double().eval()
+    x = torch.randn(3, 5, 4, dtype=torch.float64)  # (batch, time, features), transposed inside
+    (Rf, lf), (Ro, _) = both(model, x, PAPER)
+    assert used_fused(lf)
+    np.testing.assert_allclose(Rf.values, Ro.values, rtol=1e-9, atol=1e-13)
+    Rf.relevance.check()
 
 
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
