@@ -28,19 +28,18 @@ not possible: the joint epsilon denominator includes ``W_hg h_{t-1}``. The Elman
 
 Where the preset gives the cell exactly these rules (plain ``Epsilon`` on the linear maps and
 the cell sum, signal-take-all at the gates), an ``nn.LSTM`` is not unrolled operation by
-operation but swapped for :class:`sciexplain.recurrent_fused.FusedLSTM`: one unit per layer and
-direction with the same relevance at a fraction of the cost (``benchmarks/bench_lstm.py``);
+operation but swapped for :class:`sciexplain.recurrent_fused.FusedLSTM`: one unit per layer
+(both directions) with the same relevance at a fraction of the cost (``benchmarks/bench_lstm.py``);
 ``RecurrentUnrolling(fused=False)`` always unrolls.
 
 Relevance that reaches the initial states ``h0``/``c0`` is absorbed by an :class:`InitialState`
 leaf module, a ledger row of its own named after its path (e.g. ``lstm.initial.h_l0``), also when
 the states are zeros (then it absorbs exactly zero).
 
-Not supported: packed sequences (refused with :class:`PackedSequenceError`, which says what to
-do). The engine keeps relevance per sample with the batch dim first in every tensor it passes
-through, so LRP through a ``batch_first=False`` layer (between the model's transposes) or
-through the stacked final states ``h_n``/``c_n`` (shape ``(layers * directions, batch,
-hidden)``) needs an engine that tracks where the batch dim is; gradient methods work on both.
+Layers with ``batch_first=False`` (between the model's transposes) and classifiers on the stacked
+final states ``h_n``/``c_n`` (shape ``(layers * directions, batch, hidden)``) are explained like
+any other: the engine tracks where the batch dim of every tensor is. Not supported: packed
+sequences (refused with :class:`PackedSequenceError`, which says what to do).
 """
 
 from __future__ import annotations
