@@ -308,7 +308,7 @@ _PRIM_SIMPLE = {
     "prim::layout": "layout", "prim::requires_grad": "requires_grad", "prim::is_cuda": "is_cuda",
     "prim::shape": "shape", "prim::data": "data", "prim::Print": "print", "prim::min": "min",
     "prim::max": "max", "prim::abs": "abs", "prim::tolist": "tolist", "prim::str": "str",
-    "prim::ListIndex": "index",
+    "prim::ListIndex": "index", "prim::is_nested": "is_nested",
 }
 
 
@@ -420,16 +420,12 @@ def _upsample(mode: str):
     return up
 
 
-def _to(self, *args):
-    return self.to(*args)
-
-
 #: aten operators that run through a Python function keeping the names and argument orders the
 #: engine's recognisers expect (or TorchScript's semantics)
 _TENSOR_SPECIAL: dict[str, Any] = {
     "_convolution": _convolution, "_convolution_mode": _convolution_mode, "batch_norm": _batch_norm,
-    "embedding": _embedding, "slice": _slice, "select": _select_index, "index": _index, "size": _size, "Int": _int, "Float": _float,
-    "Bool": _bool, "ScalarImplicit": _item, "item": _item, "len": _len_tensor, "feature_dropout": _feature_dropout,
+    "embedding": _embedding, "slice": _slice, "select": _select_index, "index": _index, "size": _size,
+    "Int": _int, "Float": _float, "Bool": _bool, "ScalarImplicit": _item, "item": _item, "len": _len_tensor, "feature_dropout": _feature_dropout,
     "constant_pad_nd": _constant_pad_nd, "reflection_pad1d": _reflection_pad, "reflection_pad2d": _reflection_pad,
     "reflection_pad3d": _reflection_pad, "replication_pad1d": _replication_pad, "replication_pad2d": _replication_pad,
     "replication_pad3d": _replication_pad, "upsample_nearest1d": _upsample("nearest"),
@@ -509,11 +505,18 @@ _PY_OPS: dict[str, Any] = {
     "keys": lambda d: list(d.keys()), "values": lambda d: list(d.values()), "items": lambda d: list(d.items()),
     "get": lambda d, k, default=None: d.get(k, default), "slice": lambda c, s=None, e=None, st=1: c[s:e:st],
     "sum": sum, "warn": _warn, "dict": dict, "clear": lambda c: c.clear(), "reverse": lambda c: c.reverse(),
-    "round": round, "ScalarImplicit": lambda a: a, "is_floating_point": lambda a: isinstance(a, float),
+    "round": round, "ScalarImplicit": lambda a: a,
 }
 
 
 # -- the interpreter -----------------------------------------------------------------------------------
+
+def _dtype_code(dtype: torch.dtype) -> int:
+    try:
+        return _DTYPE_CODES[dtype]
+    except KeyError:
+        raise ScriptConversionError(f"tensors of dtype {dtype} are not supported by sciexplain.torchscript") from None
+
 
 def _convert_enum(name: str, value: Any) -> Any:
     table = _ENUM_ARGS.get(name)
@@ -526,14 +529,16 @@ def _convert_enum(name: str, value: Any) -> Any:
 
 
 def _same_default(value: Any, default: Any) -> bool:
+    """True when an argument equals its schema default (bools never equal ints here)."""
+    if value is default:
+        return True  # None, and the dtype / layout / memory format objects
     if value is None or default is None:
-        return value is None and default is None
-    if isinstance(value, bool) != isinstance(default, bool):
         return False
-    if isinstance(value, (int, float, bool, str)) and isinstance(default, (int, float, bool, str)):
-        return type(value) is type(default) and value == default or (
-            isinstance(value, (int, float)) and not isinstance(value, bool) and value == default)
-    if isinstance(value, list) and isinstance(default, list):
+    if isinstance(value, bool) or isinstance(default, bool):
+        return isinstance(value, bool) and isinstance(default, bool) and value == default
+    if isinstance(value, (int, float)) and isinstance(default, (int, float)):
+        return value == default
+    if isinstance(value, (str, list)) and type(value) is type(default):
         return value == default
     return False
 
@@ -605,7 +610,7 @@ class InterpretedModule(nn.Module):
                                         "that was converted")
         sig = self._signatures[name]
         if len(args) > len(sig):
-            raise ScriptRaisedError(f"{self.original_name}.{name}() takes {len(sig)} arguments, got {len(args)}")
+            raise ScriptTypeError(f"{self.original_name}.{name}() takes {len(sig)} arguments, got {len(args)}")
         values = list(args)
         for arg_name, has_default, default in sig[len(args):]:
             if kwargs and arg_name in kwargs:
@@ -613,10 +618,10 @@ class InterpretedModule(nn.Module):
             elif has_default:
                 values.append(default)
             else:
-                raise ScriptRaisedError(f"{self.original_name}.{name}() is missing the argument {arg_name!r}")
+                raise ScriptTypeError(f"{self.original_name}.{name}() is missing the argument {arg_name!r}")
         unknown = set(kwargs or ()) - {a for a, _, _ in sig}
         if unknown:
-            raise ScriptRaisedError(f"{self.original_name}.{name}() got unknown keyword arguments {sorted(unknown)}")
+            raise ScriptTypeError(f"{self.original_name}.{name}() got unknown keyword arguments {sorted(unknown)}")
         out = _run(block, [self, *values])
         return out[0] if len(out) == 1 else tuple(out)
 
@@ -773,8 +778,10 @@ def _h_tupleslice(op, env):
 
 def _h_raise(op, env):
     vals = [env[k] for k in op.inputs]
-    msg = vals[0] if vals else ""
-    name = str(vals[1] if len(vals) > 1 else "Exception").replace("builtins.", "")
+    msg = str(vals[0]) if vals else ""
+    name = str(vals[1]).replace("builtins.", "") if len(vals) > 1 and vals[1] is not None else "Exception"
+    if name == "Exception" and msg.split(":", 1)[0] in _RAISED:  # ``assert``: "AssertionError: message"
+        name, msg = msg.split(":", 1)[0], msg.split(":", 1)[1].strip()
     raise _RAISED.get(name, ScriptRaisedError)(f"the TorchScript code raised {name}: {msg} "
                                                f"(at {op.where.split(' at ', 1)[-1]})")
 
@@ -787,7 +794,7 @@ def _h_unsupported(op, env):
 
 def _unary(fn):
     def h(op, env):
-        env[op.outputs[0]] = fn(*[env[k] for k in op.inputs])
+        _set(op, env, fn(*[env[k] for k in op.inputs]))
     return h
 
 
@@ -798,12 +805,12 @@ _HANDLERS = {
     "tupleslice": _h_tupleslice, "raise": _h_raise, "unsupported": _h_unsupported,
     "none": _unary(lambda: None), "same": _unary(lambda x: x),
     "numtotensor": _unary(lambda n: torch.tensor(n)),
-    "dtype": _unary(lambda t: _DTYPE_CODES[t.dtype]), "device": _unary(lambda t: t.device),
+    "dtype": _unary(lambda t: _dtype_code(t.dtype)), "device": _unary(lambda t: t.device),
     "layout": _unary(lambda t: 0), "requires_grad": _unary(lambda t: t.requires_grad),
     "is_cuda": _unary(lambda t: t.is_cuda), "shape": _unary(lambda t: list(t.shape)),
     "data": _unary(lambda t: t.detach()), "print": _unary(lambda *a: print(*a)),
     "min": _unary(lambda *a: min(*a)), "max": _unary(lambda *a: max(*a)), "abs": _unary(abs),
-    "tolist": _unary(lambda t, *a: t.tolist()), "str": _unary(str),
+    "tolist": _unary(lambda t, *a: t.tolist()), "str": _unary(str), "is_nested": _unary(lambda t: t.is_nested),
 }
 
 
@@ -816,6 +823,14 @@ _INIT_ONLY = {"device", "dtype", "_weight", "_freeze", "init"}
 _RNN_PARAMS = ("input_size", "hidden_size", "num_layers", "bias", "batch_first", "dropout", "bidirectional",
                "proj_size")
 _MISSING = object()
+
+
+def _training(sm: Any) -> bool:
+    # a frozen module (torch.jit.freeze) keeps no training flag: it is in eval mode
+    try:
+        return bool(sm.training)
+    except AttributeError:
+        return False
 
 
 def _qualified_name(sm: Any) -> str:
@@ -848,12 +863,20 @@ def _init_params(cls: type) -> list[str]:
             if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.name not in _INIT_ONLY]
 
 
+#: constructor arguments that a layer keeps under another name
+_DERIVED: dict[type, dict[str, Any]] = {
+    nn.MultiheadAttention: {"bias": lambda sm: getattr(sm, "in_proj_bias", None) is not None,
+                            "add_bias_kv": lambda sm: getattr(sm, "bias_k", None) is not None},
+}
+
+
 def _kwargs_from_attributes(cls: type, sm: Any) -> dict | None:
     """Constructor arguments from a scripted layer's attributes (``torch.jit.script`` keeps them)."""
     kwargs = {}
+    derived = _DERIVED.get(cls, {})
     for name in _init_params(cls):
         try:
-            value = getattr(sm, name)
+            value = derived[name](sm) if name in derived else getattr(sm, name)
         except AttributeError:
             return None
         if name == "bias" and (value is None or isinstance(value, torch.Tensor)):
@@ -1140,15 +1163,13 @@ class _Converter:
         if cls is not None:
             module = self.rebuild(cls, sm, path, top)
             if module is not None:
-                module.train(sm.training)
+                module.train(_training(sm))
                 return module
         return self.interpreted(sm, path)
 
     def rebuild(self, cls: type, sm: Any, path: str, top: bool) -> nn.Module | None:
         if issubclass(cls, _CONTAINERS):
             return self.container(cls, sm, path)
-        if list(sm.named_children()) and not cls.__module__.startswith("torch.nn.modules"):
-            return None
         kwargs = _kwargs_from_attributes(cls, sm)
         selector = None
         if kwargs is None:
@@ -1183,7 +1204,7 @@ class _Converter:
             module.register_parameter(name, nn.Parameter(p.detach().clone(), requires_grad=p.requires_grad))
         for name, b in sm.named_buffers(recurse=False):
             module.register_buffer(name, b.detach().clone())
-        module.train(sm.training)
+        module.train(_training(sm))
         if "forward" in sm._c._method_names():
             self.compile_method(sm, module, "forward")
         return module

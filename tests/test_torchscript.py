@@ -184,6 +184,39 @@ class Forked(nn.Module):
         return torch.jit.wait(fut)
 
 
+class Stateful(nn.Module):
+    """Python features of TorchScript: a default and a keyword argument, a while loop, a dict, an
+    ``assert``, a counter attribute updated in forward (prim::SetAttr), dtype conversions and a
+    tuple of a tensor, a list and scalars as output."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(3, 3)
+        self.calls = 0
+
+    def forward(self, x, scale: float = 2.0):
+        assert x.dim() == 2, "need (batch, features)"
+        self.calls += 1
+        y = self.fc(x).contiguous().to(torch.float64).float()
+        k = 0
+        while k < 3:
+            y = y + 1
+            k += 1
+        d = {"a": y}
+        return d["a"] * scale, [float(y.sum().item())], (x.size(0) // 2, x.dtype == torch.float32, self.calls)
+
+
+class Attention(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.mha = nn.MultiheadAttention(8, 2, batch_first=True)
+        self.fc = nn.Linear(8, 2)
+
+    def forward(self, x):
+        h, _ = self.mha(x, x, x)
+        return self.fc(h.mean(1))
+
+
 def _inputs(name: str, g: torch.Generator) -> torch.Tensor:
     shapes = {"mlp": (5, 6), "cnn": (3, 1, 8, 8), "eeg": (4, 8, 32), "lstm": (3, 7, 4), "gru": (3, 6, 3),
               "control": (4, 6)}
@@ -417,3 +450,46 @@ def test_a_pipeline_explains_a_torchscript_file_with_lrp(tmp_path):
     want = sx.explain(model, x, preset="epsilon-plus")
     np.testing.assert_allclose(R.values, want.values, rtol=1e-5, atol=1e-7)
     R.relevance.check()
+
+
+def test_python_features_of_torchscript():
+    torch.manual_seed(7)
+    model = Stateful().eval()
+    sm = torch.jit.script(model)
+    eager = to_eager(sm)
+    x = torch.randn(4, 3)
+    for call in (lambda m: m(x), lambda m: m(x, 3.0), lambda m: m(x, scale=0.5)):
+        want, got = call(sm), call(eager)
+        torch.testing.assert_close(got[0], want[0], rtol=0, atol=0)
+        assert got[1:] == want[1:]
+    assert eager._plain["calls"] == 3 and sm.calls == 3  # each counts its own calls
+    with pytest.raises(AssertionError, match=r"need \(batch, features\)"):
+        eager(x[None])
+    with pytest.raises(TypeError, match="missing the argument 'x'"):
+        eager()
+
+
+def test_a_frozen_module_is_interpreted_and_explained():
+    model, x = _model("cnn", seed=8)
+    eager = to_eager(torch.jit.freeze(torch.jit.script(model)))
+    # freezing folds the BatchNorms into the convolutions and inlines every submodule: what is
+    # left is functional code, explained by the function rules
+    assert isinstance(eager, InterpretedModule) and not list(eager.children())
+    want, got = sx.explain(model, x, preset="epsilon"), sx.explain(eager, x, preset="epsilon")
+    np.testing.assert_allclose(got.values, want.values, rtol=1e-4, atol=1e-6 * float(np.abs(want.values).max()))
+    assert_balances(got)
+
+
+def test_a_layer_without_a_rule_is_named_as_in_the_original():
+    torch.manual_seed(9)
+    model = Attention().eval()
+    x = torch.randn(2, 5, 8)
+    eager = to_eager(torch.jit.script(model))
+    assert isinstance(eager.mha, nn.MultiheadAttention)
+    torch.testing.assert_close(eager(x), model(x), rtol=1e-6, atol=1e-6)
+    for m in (model, eager):
+        with pytest.raises(UnsupportedModelError, match="mha: no relevance rule for module type MultiheadAttention"):
+            sx.explain(m, x)
+    # gradient methods need no rules
+    np.testing.assert_allclose(sx.explain(eager, x, method="gradient").values,
+                               sx.explain(model, x, method="gradient").values, rtol=1e-5, atol=1e-7)
