@@ -483,11 +483,11 @@ def _broadcast(node: Node, known: dict[Ref, int], shape_of) -> int:
     """Element-wise with broadcasting (aligned from the last dim): every operand's batch dim
     must land on the same output dim, else the operation combines different samples."""
     out_ndim = node.outputs[0].ndim
-    at = {ref: b + out_ndim - len(shape_of(ref)) for ref, b in known.items()}
-    if len(set(at.values())) > 1:
+    at = {b + out_ndim - len(shape_of(ref)) for ref, b in known.items()}
+    if len(at) > 1:
         raise _BatchLost(f"combines different samples: its operands' batch dims land on output dims "
-                         f"{sorted(set(at.values()))}")
-    return next(iter(at.values()))
+                         f"{sorted(at)}")
+    return at.pop()
 
 
 def _reduced(node: Node, b: int, ndim: int, dim_pos: int, keep_pos: int, all_if_missing=True) -> int:
@@ -865,9 +865,22 @@ def batch_axes(node: Node, axis_of, shape_of, B: int) -> tuple[list[int | OneSam
         names the operation and says what it did. In a batch of one sample nothing is lost.
     """
     n_out = len(node.outputs)
+    parents = node.parents
+    if node.kind == "function" and n_out == 1 and node.op in _ELEMENTWISE_FUNCS:
+        # the common case, first: activations, sums and products of tensors of the output's shape
+        # with their batch dims at the same place
+        out_shape, first = node.outputs[0].shape, None
+        for ref in parents:
+            b, _ = axis_of(ref)
+            if not isinstance(b, int) or (first is not None and b != first) or shape_of(ref) != out_shape:
+                break
+            first = b
+        else:
+            if first is not None:
+                return [first], ""
     known: dict[Ref, Any] = {}
     lost = ""
-    for ref in dict.fromkeys(node.parents):
+    for ref in (parents if len(parents) == 1 else dict.fromkeys(parents)):
         b, why = axis_of(ref)
         if b is None:
             lost = lost or why
@@ -905,7 +918,6 @@ def _samples(node: Node, known: dict[Ref, Any], shape_of, B: int) -> Any:
 
 def _axes(node: Node, known: dict[Ref, Any], shape_of, B: int) -> tuple[list, str]:
     n_out = len(node.outputs)
-    what = f"{node.name} ({node.op})"
     ref, b = next(iter(known.items()))
     shape = tuple(shape_of(ref))
     try:
@@ -931,13 +943,13 @@ def _axes(node: Node, known: dict[Ref, Any], shape_of, B: int) -> tuple[list, st
                 raise _BatchLost(f"cannot tell where the batch dim of its output is (its input has it at "
                                  f"dim {b} of shape {shape})")
     except _BatchLost as err:
-        return [None] * n_out, f"{what} {err}"
+        return [None] * n_out, f"{node.name} ({node.op}) {err}"
     if not isinstance(axes, list):
         axes = [axes] * n_out
     why = ""
     for k, (a, o) in enumerate(zip(axes, node.outputs)):
         if isinstance(a, int) and not (0 <= a < o.ndim and o.shape[a] == B):
             axes[k] = None
-            why = why or (f"{what} changes the size of the batch dim: its output of shape {tuple(o.shape)} "
+            why = why or (f"{node.name} ({node.op}) changes the size of the batch dim: its output of shape {tuple(o.shape)} "
                           f"has {o.shape[a] if 0 <= a < o.ndim else 'no'} entries at dim {a}, the batch has {B}")
     return axes, why

@@ -24,6 +24,7 @@ import sciexplain as sx
 from sciexplain.errors import InputError, SciexplainError
 from sciexplain.forward import record_forward
 from sciexplain.plan import track_batch_axes
+from sciexplain.recurrent import unroll
 from sciexplain.tape import OneSample
 
 from conftest import assert_ledger_balances
@@ -188,13 +189,19 @@ def _per_sample_independent(model, x, R, led, rtol=1e-9, atol=1e-12):
                                        err_msg=field)
 
 
-@pytest.mark.parametrize("kind,layers,bidirectional", [("lstm", 2, True), ("gru", 2, True), ("gru", 1, False),
-                                                       ("rnn", 1, True)])
-def test_time_first_layers_with_as_many_steps_as_samples(kind, layers, bidirectional):
-    model, x = make_seq(seed=17 + layers, kind=kind, layers=layers, bidirectional=bidirectional,
+@pytest.mark.parametrize("kind,layers,bidirectional,unrolled", [
+    ("lstm", 2, True, False), ("lstm", 1, True, True), ("gru", 2, True, False), ("gru", 1, False, False),
+    ("rnn", 1, True, False)])
+def test_time_first_layers_with_as_many_steps_as_samples(kind, layers, bidirectional, unrolled):
+    def make():
+        return make_seq(seed=17 + layers, kind=kind, layers=layers, bidirectional=bidirectional,
                         batch_first=False, batch=4, steps=4, initial=kind != "rnn")
+    (model, x), (same, _) = make(), make()
+    if unrolled:  # the canonizer's unrolled module itself (sharing the parameters), whatever the default
+        model.rnn = unroll(model.rnn)
+        model.eval()  # (the unrolled module's own submodules are new)
     R, led = sx.Explainer(model, preset=preset()).explain_with_ledger(x)
-    ref = reference(model, x.numpy(), R["target"].values)
+    ref = reference(same, x.numpy(), R["target"].values)
     np.testing.assert_allclose(R["prediction"].values, ref["logits"][np.arange(4), R["target"].values],
                                rtol=1e-10)
     np.testing.assert_allclose(R.values, ref["R"], rtol=1e-7, atol=1e-10)
@@ -203,7 +210,7 @@ def test_time_first_layers_with_as_many_steps_as_samples(kind, layers, bidirecti
     for key, absorbed in ref["initial"].items():  # the initial states, per sample
         np.testing.assert_allclose(led["absorbed"].sel(layer=f"rnn.initial.{key}").values, absorbed,
                                    rtol=1e-7, atol=1e-10)
-    if kind != "lstm":  # (the LSTM's per-sample run is the same code; once is enough for the suite)
+    if kind != "lstm" or unrolled:  # (once per code path is enough for the suite)
         _per_sample_independent(model, x, R, led)
 
 
@@ -347,6 +354,8 @@ def test_through_filters_the_dim_after_the_batch_dim_and_at_returns_batch_first(
     np.testing.assert_allclose(at_tf.values, at_bf.values.transpose(0, 2, 1), rtol=1e-12, atol=1e-14)
     np.testing.assert_allclose(at_tf.values.sum((1, 2)) + at_tf["absorbed"].values, at_tf["prediction"].values,
                                rtol=1e-9)
+    for model in (tf, bf):
+        assert_ledger_balances(sx.ledger(model, x, preset="epsilon"), rtol=1e-9, atol=1e-12)
     with pytest.raises(InputError, match="dim 2 of that layer's output"):
         sx.explain(tf, x, preset="epsilon", through={"mid": [7]})
 
