@@ -227,7 +227,9 @@ class _GraphCompiler:
                     return _Op("unsupported", ins, outs, f"submodule {name!r} was not converted", where)
                 self.modules[outs[0]] = (child_sm, child)
             elif src is not None and isinstance(src[1], InterpretedModule):
-                src[1]._remember_attribute(src[0], name)
+                if not src[1]._remember_attribute(src[0], name):
+                    return _Op("unsupported", ins, outs, f"attribute {name!r} is a {node.output().type()}, not a "
+                               "tensor, a number, a string or a container of them", where)
             return _Op("getattr", ins, outs, name, where)
         if kind == "prim::SetAttr":
             return _Op("setattr", ins, outs, node.s("name"), where)
@@ -290,8 +292,10 @@ class _GraphCompiler:
             return _Op("callmethod", ins, outs, (name, None), where)
         if name.startswith("forward"):
             return _Op("callmethod", ins, outs, (name, self.converter.selectors.get(id(conv))), where)
-        return _Op("unsupported", ins, outs, f"method {name!r} of the rebuilt torch module {type(conv).__name__}: only "
-                   "its forward can be called", where)
+        if callable(getattr(type(conv), name, None)):  # e.g. MultiheadAttention.merge_masks: torch's own method
+            return _Op("eagermethod", ins, outs, name, where)
+        return _Op("unsupported", ins, outs, f"method {name!r} of the rebuilt torch module {type(conv).__name__} "
+                   "does not exist in this torch version", where)
 
     def call_function(self, node, ins, outs, where) -> _Op:
         fn_value = node.inputsAt(0)
@@ -308,7 +312,7 @@ _PRIM_SIMPLE = {
     "prim::layout": "layout", "prim::requires_grad": "requires_grad", "prim::is_cuda": "is_cuda",
     "prim::shape": "shape", "prim::data": "data", "prim::Print": "print", "prim::min": "min",
     "prim::max": "max", "prim::abs": "abs", "prim::tolist": "tolist", "prim::str": "str",
-    "prim::ListIndex": "index", "prim::is_nested": "is_nested",
+    "prim::ListIndex": "index", "prim::is_nested": "is_nested", "prim::type": "device_type",
 }
 
 
@@ -586,22 +590,26 @@ class InterpretedModule(nn.Module):
         self._methods: dict[str, _Block] = {}
         self._signatures: dict[str, tuple] = {}
         self._plain: dict[str, Any] = {}
+        self._forward = "forward"  # an overloaded forward compiles to forward__0, forward__1...
 
     def extra_repr(self) -> str:
         return f"interpreted TorchScript {self.qualified_name}"
 
-    def _remember_attribute(self, sm: Any, name: str) -> None:
+    def _remember_attribute(self, sm: Any, name: str) -> bool:
+        """Copy a plain attribute (number, string, tensor, containers of them) the graph reads;
+        False for anything else (a TorchScript object, an interface-typed module)."""
         if name in self._modules or name in self._parameters or name in self._buffers or name in self._plain \
                 or name == "training":
-            return
+            return True
         value = getattr(sm, name)
-        if isinstance(value, torch.Tensor):
-            value = value.detach().clone()
-        self._plain[name] = value
+        if not _is_plain(value):
+            return False
+        self._plain[name] = _copy_plain(value)
+        return True
 
     def forward(self, *args: Any, **kwargs: Any) -> Any:
         """Run the interpreted ``forward`` of the script module."""
-        return self._call_method("forward", args, kwargs)
+        return self._call_method(self._forward, args, kwargs)
 
     def _call_method(self, name: str, args: tuple, kwargs: Mapping | None = None) -> Any:
         block = self._methods.get(name)
@@ -624,6 +632,28 @@ class InterpretedModule(nn.Module):
             raise ScriptTypeError(f"{self.original_name}.{name}() got unknown keyword arguments {sorted(unknown)}")
         out = _run(block, [self, *values])
         return out[0] if len(out) == 1 else tuple(out)
+
+
+def _is_plain(v: Any) -> bool:
+    if v is None or isinstance(v, (bool, int, float, str, torch.Tensor, torch.device, torch.dtype)):
+        return True
+    if isinstance(v, (list, tuple)):
+        return all(_is_plain(x) for x in v)
+    if isinstance(v, dict):
+        return all(_is_plain(k) and _is_plain(x) for k, x in v.items())
+    return False
+
+
+def _copy_plain(v: Any) -> Any:
+    if isinstance(v, torch.Tensor):
+        return v.detach().clone()
+    if isinstance(v, list):
+        return [_copy_plain(x) for x in v]
+    if isinstance(v, tuple):
+        return tuple(_copy_plain(x) for x in v)
+    if isinstance(v, dict):
+        return {k: _copy_plain(x) for k, x in v.items()}
+    return v
 
 
 def _attr(obj: Any, name: str) -> Any:
@@ -702,10 +732,15 @@ def _h_callmethod(op, env):
     target = env[op.inputs[0]]
     args = [env[k] for k in op.inputs[1:]]
     if isinstance(target, InterpretedModule):
-        out = target(*args) if name == "forward" else target._call_method(name, tuple(args))
+        # the forward through __call__, so module hooks (the recorder's scopes) see the call
+        out = target(*args) if name == target._forward else target._call_method(name, tuple(args))
     else:
         out = _select(target(*args), selector)
     _set(op, env, out)
+
+
+def _h_eagermethod(op, env):
+    _set(op, env, getattr(env[op.inputs[0]], op.data)(*[env[k] for k in op.inputs[1:]]))
 
 
 def _h_function(op, env):
@@ -800,7 +835,7 @@ def _unary(fn):
 
 _HANDLERS = {
     "const": _h_const, "getattr": _h_getattr, "setattr": _h_setattr, "callmethod": _h_callmethod,
-    "function": _h_function, "if": _h_if, "loop": _h_loop, "torch": _h_torch, "ops": _h_ops, "py": _h_py,
+    "function": _h_function, "eagermethod": _h_eagermethod, "if": _h_if, "loop": _h_loop, "torch": _h_torch, "ops": _h_ops, "py": _h_py,
     "list": _h_list, "tuple": _h_tuple, "dict": _h_dict, "unpack": _h_unpack, "index": _h_index,
     "tupleslice": _h_tupleslice, "raise": _h_raise, "unsupported": _h_unsupported,
     "none": _unary(lambda: None), "same": _unary(lambda x: x),
@@ -811,6 +846,7 @@ _HANDLERS = {
     "data": _unary(lambda t: t.detach()), "print": _unary(lambda *a: print(*a)),
     "min": _unary(lambda *a: min(*a)), "max": _unary(lambda *a: max(*a)), "abs": _unary(abs),
     "tolist": _unary(lambda t, *a: t.tolist()), "str": _unary(str), "is_nested": _unary(lambda t: t.is_nested),
+    "device_type": _unary(lambda d: d.type),
 }
 
 
@@ -1205,8 +1241,12 @@ class _Converter:
         for name, b in sm.named_buffers(recurse=False):
             module.register_buffer(name, b.detach().clone())
         module.train(_training(sm))
-        if "forward" in sm._c._method_names():
-            self.compile_method(sm, module, "forward")
+        names = sm._c._method_names()
+        overloads = sorted(n for n in names if n.startswith("forward__"))
+        if "forward" not in names and overloads:
+            module._forward = overloads[0]
+        for name in (["forward"] if "forward" in names else overloads):
+            self.compile_method(sm, module, name)
         return module
 
     def compile_method(self, sm: Any, module: InterpretedModule, name: str) -> None:
