@@ -895,6 +895,11 @@ def batch_axes(node: Node, axis_of, shape_of, B: int) -> tuple[list[int | OneSam
     return axes, why
 
 
+def _what(node: Node) -> str:
+    """The node's name, with its operation when the name does not say it (a module path)."""
+    return node.name if node.name.split("@")[0].split("#")[0] == node.op else f"{node.name} ({node.op})"
+
+
 def _samples(node: Node, known: dict[Ref, Any], shape_of, B: int) -> Any:
     """Tensors of one sample each: an operation on one sample's tensors alone gives that sample's;
     stacking all samples in order (or joining them along a dim of size one) gives a batch again."""
@@ -943,13 +948,13 @@ def _axes(node: Node, known: dict[Ref, Any], shape_of, B: int) -> tuple[list, st
                 raise _BatchLost(f"cannot tell where the batch dim of its output is (its input has it at "
                                  f"dim {b} of shape {shape})")
     except _BatchLost as err:
-        return [None] * n_out, f"{node.name} ({node.op}) {err}"
+        return [None] * n_out, f"{_what(node)} {err}"
     if not isinstance(axes, list):
         axes = [axes] * n_out
     why = ""
     for k, (a, o) in enumerate(zip(axes, node.outputs)):
         if isinstance(a, int) and not (0 <= a < o.ndim and o.shape[a] == B):
             axes[k] = None
-            why = why or (f"{node.name} ({node.op}) changes the size of the batch dim: its output of shape {tuple(o.shape)} "
+            why = why or (f"{_what(node)} changes the size of the batch dim: its output of shape {tuple(o.shape)} "
                           f"has {o.shape[a] if 0 <= a < o.ndim else 'no'} entries at dim {a}, the batch has {B}")
     return axes, why

@@ -230,7 +230,7 @@ class FinalStates(nn.Module):
         return self.fc(torch.cat([h_n[-2], h_n[-1]], 1))
 
 
-@pytest.mark.parametrize("kind,batch_first", [("lstm", True), ("gru", True), ("gru", False)])
+@pytest.mark.parametrize("kind,batch_first", [("lstm", True), ("lstm", False), ("gru", True), ("gru", False)])
 def test_final_states_h_n_of_two_layer_bidirectional_layers(kind, batch_first):
     seq, x = make_seq(seed=23, kind=kind, layers=2, bidirectional=True, batch_first=batch_first,
                       batch=3, steps=3 if not batch_first else 5)
