@@ -305,16 +305,21 @@ def _torch_layers():
     ]
 
 
-def test_torchs_own_scripted_layer_code_is_interpreted_correctly():
+@pytest.mark.parametrize("how", ["script", "trace"])
+def test_torchs_own_layer_code_is_interpreted_correctly(how):
     """Each torch layer's scripted forward (argument checks, branches, functional calls, overloads)
-    run through the interpreter instead of rebuilt gives the eager layer's outputs."""
+    run through the interpreter instead of rebuilt, and each traced layer converted (rebuilt, or
+    interpreted where its graph is not the layer's plain operation), gives the eager layer's outputs."""
     from sciexplain.torchscript import _Converter
     for layer, x in _torch_layers():
         layer.eval()
         args = x if isinstance(x, tuple) else (x,)
-        interpreted = _Converter().interpreted(torch.jit.script(layer), "")
+        if how == "script":
+            converted = _Converter().interpreted(torch.jit.script(layer), "")
+        else:
+            converted = to_eager(torch.jit.trace(layer, args, check_trace=False))
         with torch.no_grad():
-            want, got = layer(*args), interpreted(*args)
+            want, got = layer(*args), converted(*args)
         want = [w for w in (want if isinstance(want, tuple) else (want,)) for w in (w if isinstance(w, tuple) else (w,))]
         got = [w for w in (got if isinstance(got, tuple) else (got,)) for w in (w if isinstance(w, tuple) else (w,))]
         assert len(got) == len(want), type(layer).__name__
