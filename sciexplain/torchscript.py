@@ -51,9 +51,10 @@ the model never takes, e.g. training-only code, does not stop a conversion):
   node by node instead of rebuilt: a convolution with ``padding_mode`` other than zeros, a
   transposed convolution, an Embedding with ``max_norm``, a BatchNorm traced in training mode or
   without running statistics, an LSTM/GRU traced with an explicit initial state, on unbatched
-  input or in training mode, an Upsample, and layers without a reader here (LayerNorm, PReLU,
-  EmbeddingBag...). The function is the same, but the engine then sees functional calls
-  (``conv2d@block``, ``interpolate@up``), so module-level rules and BatchNorm folding into a module
+  input or in training mode, an Upsample with ``recompute_scale_factor``, and layers without a
+  reader here (InstanceNorm, EmbeddingBag, MultiheadAttention...). The function is the same, but
+  the engine then sees functional calls (``conv2d@block``, ``pad@block``), so module-level rules
+  and BatchNorm folding into a module
   do not apply to them, and a functional ``lstm`` has no LRP rule (gradient methods still work).
 * a custom subclass of a torch layer (e.g. EfficientNet's ``Conv2dStaticSamePadding``) is not a
   ``torch.nn`` class in the file, so its ``forward`` is interpreted: its ``F.conv2d`` call is explained
@@ -1104,6 +1105,33 @@ def _traced_kwargs(cls: type, sm: Any, st: _Static) -> tuple[dict, Any] | None:
                 "padding_idx": None if a[2] < 0 else a[2], "scale_grad_by_freq": a[3], "sparse": a[4]}, None
     if cls in (nn.LSTM, nn.GRU, nn.RNN):
         return _traced_rnn(cls, sm, st, params, ret)
+    if cls is nn.Upsample:
+        hit = st.single({f"aten::upsample_{m}" for m in ("nearest1d", "nearest2d", "nearest3d", "linear1d",
+                                                          "bilinear2d", "bicubic2d", "trilinear3d")})
+        if hit is None or not _is_input(hit[1][0]) or ret != 0 or ".vec(" not in st.core[0].schema():
+            return None
+        op, a = hit
+        mode = {"nearest": "nearest", "linear": "linear", "bilinear": "bilinear", "bicubic": "bicubic",
+                "trilinear": "trilinear"}[op[len("upsample_"):-2]]
+        size, scales = a[1], a[-1]
+        align = None if mode == "nearest" else a[2]
+        if not _consts(size, scales, align):
+            return None  # e.g. recompute_scale_factor: a size computed from the traced input
+        return {"size": _tuple(size), "scale_factor": _tuple(scales), "mode": mode, "align_corners": align}, None
+    if cls in (nn.LayerNorm, nn.GroupNorm, nn.PReLU):
+        op = {nn.LayerNorm: "aten::layer_norm", nn.GroupNorm: "aten::group_norm", nn.PReLU: "aten::prelu"}[cls]
+        hit = st.single({op})
+        if hit is None or not _is_input(hit[1][0]) or ret != 0:
+            return None
+        a = hit[1]
+        if cls is nn.PReLU:
+            return {"num_parameters": params["weight"].numel()}, None
+        if not _consts(a[1], a[4]) or "weight" not in params and cls is nn.GroupNorm:
+            return None
+        if cls is nn.LayerNorm:
+            return {"normalized_shape": _tuple(a[1]), "eps": a[4], "elementwise_affine": "weight" in params,
+                    "bias": "bias" in params}, None
+        return {"num_groups": a[1], "num_channels": params["weight"].shape[0], "eps": a[4], "affine": True}, None
     return None
 
 
