@@ -413,3 +413,42 @@ def test_operations_that_mix_samples_are_refused_clearly(model, x, names):
         assert part in message, (part, message)
     G = sx.explain(model, x, method="gradient")  # gradient methods are not affected
     assert G.shape == x.shape and np.isfinite(G.values).all()
+
+
+# -- a loop over the samples: tensors of one sample each, stacked back into a batch -------------------
+
+class PerSampleLoop(nn.Module):
+    """``torch.stack([f(s) for s in x])``; with ``loop=False`` the same layers on the batch."""
+
+    def __init__(self, loop: bool):
+        super().__init__()
+        torch.manual_seed(9)
+        self.loop = loop
+        self.a, self.b = nn.Linear(4, 6), nn.Linear(6, 3)
+        self.double().eval()
+
+    def forward(self, x):
+        if self.loop:
+            h = torch.stack([torch.relu(self.a(s)) for s in x])  # iterating unbinds dim 0
+        else:
+            h = torch.relu(self.a(x))
+        return self.b(h)
+
+
+def test_a_loop_over_the_samples_equals_the_batched_model():
+    x = torch.randn(3, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(4))
+    loop, batched = PerSampleLoop(True), PerSampleLoop(False)
+    for p in ("epsilon", "epsilon-plus", "alpha2-beta1"):
+        R, led = sx.Explainer(loop, preset=p).explain_with_ledger(x)
+        ref = sx.explain(batched, x, preset=p)
+        np.testing.assert_allclose(R.values, ref.values, rtol=1e-12, atol=1e-14)
+        np.testing.assert_allclose(R["absorbed"].values, ref["absorbed"].values, rtol=1e-10, atol=1e-14)
+        assert_ledger_balances(led, rtol=1e-9, atol=1e-12)
+        # each call of the first layer saw one sample: its ledger row has that sample's relevance only
+        for j, row in enumerate(["a", "a#2", "a#3"]):
+            entering = led["entering"].sel(layer=row).values
+            assert entering[j] != 0 and np.all(np.delete(entering, j) == 0)
+    with pytest.raises(InputError, match="holds one sample of the batch only"):
+        sx.explain(loop, x, preset="epsilon", at="a")
+    with pytest.raises(InputError, match="holds one sample of the batch only"):
+        sx.explain(loop, x, preset="epsilon", through={"a#2": [0]})
