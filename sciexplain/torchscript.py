@@ -72,6 +72,7 @@ the model never takes, e.g. training-only code, does not stop a conversion):
 
 from __future__ import annotations
 
+import functools
 import math
 import warnings
 from collections import OrderedDict
@@ -319,9 +320,10 @@ class _GraphCompiler:
                    "does not exist in this torch version", where)
 
     def call_function(self, node, ins, outs, where) -> _Op:
-        fn_value = node.inputsAt(0)
-        qualified = str(fn_value.type())
+        qualified = str(node.inputsAt(0).type())
         body = self.converter.function_body(node)
+        if body is None:
+            return _Op("unsupported", ins, outs, f"the function {qualified} could not be inlined", where)
         return _Op("function", ins[1:], outs, (qualified, body), where)
 
 
@@ -345,6 +347,7 @@ def _has_tensor(t: Any) -> bool:
 
 # -- the operator table --------------------------------------------------------------------------------
 
+@functools.lru_cache(maxsize=None)
 def _resolve(name: str) -> Any:
     """The torch callable of an aten operator: a builtin of torch._C, or a C-implemented tensor method."""
     for ns in (torch._C._VariableFunctions, torch._C._nn, torch._C._special, torch._C._linalg, torch._C._fft):
@@ -694,9 +697,11 @@ def _run(block: _Block, args: list, env: dict | None = None) -> list:
         except Exception as err:
             if not isinstance(err, SciexplainError) and not getattr(err, "_sciexplain_where", False):
                 # say where in the scripted code a torch error happened, once (the innermost node)
-                err._sciexplain_where = True
-                if hasattr(err, "add_note"):
+                try:
+                    err._sciexplain_where = True
                     err.add_note(f"(while interpreting the TorchScript node {op.where})")
+                except (AttributeError, TypeError):  # an exception type that takes no attributes
+                    pass
             raise
     return [env[k] for k in block.outputs]
 
@@ -743,6 +748,9 @@ def _select(value: Any, selector: Any) -> Any:
 def _flatten(v):
     if isinstance(v, (tuple, list)):
         for x in v:
+            yield from _flatten(x)
+    elif isinstance(v, dict):
+        for x in v.values():
             yield from _flatten(x)
     else:
         yield v
@@ -1240,7 +1248,7 @@ def _build(cls: type, kwargs: dict, sm: Any) -> nn.Module | None:
 class _Converter:
     def __init__(self) -> None:
         self.selectors: dict[int, Any] = {}
-        self.functions: dict[tuple, _Block] = {}
+        self.functions: dict[tuple, _Block | None] = {}
 
     def convert(self, sm: Any, path: str, top: bool = False) -> nn.Module:
         cls = _standard_class(sm)
@@ -1309,12 +1317,13 @@ class _Converter:
         module._methods[name] = _Block((), (), ())  # placeholder against (forbidden) recursion
         module._methods[name] = _GraphCompiler(self, sm, module).graph(method.graph)
 
-    def function_body(self, node: Any) -> _Block:
-        """The graph of a called TorchScript function: the call alone in a small graph, inlined."""
+    def function_body(self, node: Any) -> _Block | None:
+        """The graph of a called TorchScript function: the call alone in a small graph, inlined.
+        None when inlining leaves the call in place (then it cannot be interpreted)."""
         key = (str(node.inputsAt(0).type()), tuple(str(v.type()) for v in node.inputs()))
-        hit = self.functions.get(key)
-        if hit is not None:
-            return hit
+        if key in self.functions:
+            return self.functions[key]
+        self.functions[key] = None  # a call that survives inlining finds this and is refused
         small = torch._C.Graph()
         mapping = {}
         fn_node = node.inputsAt(0).node()
