@@ -83,6 +83,24 @@ def _packed_error(layer: str) -> PackedSequenceError:
         "length (a batch of equal-length sequences needs no packing).")
 
 
+def prepare_sequence(layer: str, how: str, batch_first: bool, input, hx):
+    """Check a recurrent layer's input and give an unbatched one its batch dim.
+
+    Returns ``(input, hx, unbatched)``; ``hx`` is a tuple of states (or None). Packed sequences
+    and inputs of other than 2 or 3 dims are refused with what to do.
+    """
+    if isinstance(input, PackedSequence):
+        raise _packed_error(f"{layer} ({how})")
+    if input.dim() not in (2, 3):
+        raise UnsupportedModelError(f"{layer}: expected input of 2 or 3 dims, got shape {tuple(input.shape)}")
+    unbatched = input.dim() == 2
+    if unbatched:
+        input = input.unsqueeze(0 if batch_first else 1)
+        if hx is not None:
+            hx = tuple(s.unsqueeze(1) for s in hx)
+    return input, hx, unbatched
+
+
 class InitialState(nn.Module):
     """The initial hidden or cell state of an unrolled recurrent layer, as a leaf on the tape.
 
@@ -228,17 +246,7 @@ class _UnrolledRNNBase(_Unrolled):
         return 1 if self.batch_first else 0
 
     def _prepare(self, input, hx):
-        if isinstance(input, PackedSequence):
-            raise _packed_error(f"{self.source_type} (unrolled for relevance)")
-        if input.dim() not in (2, 3):
-            raise UnsupportedModelError(f"{self.source_type}: expected input of 2 or 3 dims, got "
-                                        f"shape {tuple(input.shape)}")
-        unbatched = input.dim() == 2
-        if unbatched:
-            input = input.unsqueeze(0 if self.batch_first else 1)
-            if hx is not None:
-                hx = tuple(s.unsqueeze(1) for s in hx)
-        return input, hx, unbatched
+        return prepare_sequence(self.source_type, "unrolled for relevance", self.batch_first, input, hx)
 
     def _run(self, input, hx, direction):
         """Run all layers and directions. ``direction(layer, d, X, steps)`` returns

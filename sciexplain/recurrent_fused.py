@@ -242,19 +242,9 @@ class FusedLSTM(nn.Module):
                 ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
         """Run the layer: ``input`` (batch, time, features) or (time, batch, features) as
         ``batch_first`` says, ``hx = (h0, c0)`` of shape (layers * directions, batch, hidden)."""
-        from torch.nn.utils.rnn import PackedSequence
-
-        from .recurrent import _packed_error
-        if isinstance(input, PackedSequence):
-            raise _packed_error(f"{self.source_type} (explained as fused layers)")
-        if input.dim() not in (2, 3):
-            raise UnsupportedModelError(f"{self.source_type}: expected input of 2 or 3 dims, got shape "
-                                        f"{tuple(input.shape)}")
-        unbatched = input.dim() == 2
-        if unbatched:
-            input = input.unsqueeze(0 if self.batch_first else 1)
-            if hx is not None:
-                hx = tuple(s.unsqueeze(1) for s in hx)
+        from .recurrent import prepare_sequence
+        input, hx, unbatched = prepare_sequence(self.source_type, "explained as fused layers", self.batch_first,
+                                                input, hx)
         X = input if self.batch_first else input.transpose(0, 1)
         T, H = X.shape[1], self.hidden_size
         h_fin, c_fin = [], []
