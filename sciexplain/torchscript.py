@@ -42,8 +42,9 @@ Limits (each is an error naming the node, raised when the node is reached, so a 
 the model never takes, e.g. training-only code, does not stop a conversion):
 
 * nodes without a Python equivalent here (:class:`ScriptConversionError`): ``prim::fork``/``wait``,
-  ``prim::CreateObject`` (objects of TorchScript classes, which includes ``with torch.no_grad():``
-  blocks), ``prim::Enter``/``Exit``, ``prim::isinstance``, calls through module interfaces,
+  ``prim::CreateObject`` of TorchScript classes (``with torch.no_grad():`` and
+  ``torch.enable_grad()`` blocks are supported, nothing else), ``prim::isinstance``, calls through
+  module interfaces,
   ``prim::ModuleContainerIndex`` (a ModuleList indexed by a run-time integer), operators outside
   ``aten::`` (``quantized::``, torchbind classes); graphs rewritten by
   ``torch.jit.optimize_for_inference`` were not tried.
@@ -206,6 +207,7 @@ class _GraphCompiler:
         self.script_module = script_module
         self.owner = owner
         self.modules: dict[int, tuple[Any, nn.Module]] = {}  # value id -> (script module, converted)
+        self.grad_modes: set[int] = set()  # values that are torch.no_grad() / enable_grad() objects
 
     def graph(self, graph: Any) -> _Block:
         inputs = list(graph.inputs())
@@ -255,6 +257,19 @@ class _GraphCompiler:
             return _Op("getattr", ins, outs, name, where)
         if kind == "prim::SetAttr":
             return _Op("setattr", ins, outs, node.s("name"), where)
+        if kind == "prim::CreateObject":
+            qualified = str(node.output().type())
+            if qualified in _GRAD_MODES:
+                self.grad_modes.add(outs[0])
+                return _Op("grad_mode", ins, outs, _GRAD_MODES[qualified], where)
+            return _Op("unsupported", ins, outs, f"an object of the TorchScript class {qualified}", where)
+        if kind == "prim::CallMethod" and ins and ins[0] in self.grad_modes:
+            return None  # no_grad().__init__(): the object is made by the grad_mode op
+        if kind in ("prim::Enter", "prim::Exit"):
+            if not ins or ins[0] not in self.grad_modes:
+                return _Op("unsupported", ins, outs, "a with block over an object that is not torch.no_grad() or "
+                           "torch.enable_grad()", where)
+            return _Op("enter" if kind == "prim::Enter" else "exit", ins, outs, None, where)
         if kind == "prim::CallMethod":
             return self.call_method(node, ins, outs, where)
         if kind == "prim::CallFunction":
@@ -687,6 +702,11 @@ def _attr(obj: Any, name: str) -> Any:
     return getattr(obj, name)
 
 
+_GRAD_MODES = {"__torch__.torch.autograd.grad_mode.no_grad": "no_grad",
+               "__torch__.torch.autograd.grad_mode.enable_grad": "enable_grad"}
+_ENTERED = "entered with blocks"  # a key of the value environment that is not a value id
+
+
 def _run(block: _Block, args: list, env: dict | None = None) -> list:
     env = {} if env is None else env
     for k, v in zip(block.inputs, args):
@@ -695,6 +715,9 @@ def _run(block: _Block, args: list, env: dict | None = None) -> list:
         try:
             _HANDLERS[op.kind](op, env)
         except Exception as err:
+            entered = env.get(_ENTERED)
+            while entered:  # leave the with blocks the error jumps out of (grad mode restored)
+                entered.pop().__exit__(None, None, None)
             if not isinstance(err, SciexplainError) and not getattr(err, "_sciexplain_where", False):
                 # say where in the scripted code a torch error happened, once (the innermost node)
                 try:
@@ -850,6 +873,26 @@ def _h_raise(op, env):
                                                f"(at {op.where.split(' at ', 1)[-1]})")
 
 
+def _h_grad_mode(op, env):
+    env[op.outputs[0]] = torch.no_grad() if op.data == "no_grad" else torch.enable_grad()
+
+
+def _h_enter(op, env):
+    ctx = env[op.inputs[0]]
+    ctx.__enter__()
+    env.setdefault(_ENTERED, []).append(ctx)
+    _set(op, env, None)
+
+
+def _h_exit(op, env):
+    entered = env.get(_ENTERED, [])
+    ctx = env[op.inputs[0]]
+    if entered and entered[-1] is ctx:
+        entered.pop()
+    ctx.__exit__(None, None, None)
+    _set(op, env, None)
+
+
 def _h_unsupported(op, env):
     raise ScriptConversionError(f"cannot interpret the TorchScript node {op.where}: {op.data}. The model cannot be "
                                 "converted to an eager module; explain a model built from its Python class instead "
@@ -864,7 +907,8 @@ def _unary(fn):
 
 _HANDLERS = {
     "const": _h_const, "getattr": _h_getattr, "setattr": _h_setattr, "callmethod": _h_callmethod,
-    "function": _h_function, "eagermethod": _h_eagermethod, "if": _h_if, "loop": _h_loop, "torch": _h_torch, "ops": _h_ops, "py": _h_py,
+    "function": _h_function, "eagermethod": _h_eagermethod, "grad_mode": _h_grad_mode, "enter": _h_enter,
+    "exit": _h_exit, "if": _h_if, "loop": _h_loop, "torch": _h_torch, "ops": _h_ops, "py": _h_py,
     "list": _h_list, "tuple": _h_tuple, "dict": _h_dict, "unpack": _h_unpack, "index": _h_index,
     "tupleslice": _h_tupleslice, "raise": _h_raise, "unsupported": _h_unsupported,
     "none": _unary(lambda: None), "same": _unary(lambda x: x),

@@ -206,6 +206,15 @@ class Stateful(nn.Module):
         return d["a"] * scale, [float(y.sum().item())], (x.size(0) // 2, x.dtype == torch.float32, self.calls)
 
 
+class NoGradBlock(nn.Module):
+    def forward(self, x):
+        with torch.no_grad():
+            y = x * 2
+            if x.dim() != 1:
+                raise ValueError("expected a vector")
+        return y + x
+
+
 class Attention(nn.Module):
     def __init__(self):
         super().__init__()
@@ -562,3 +571,13 @@ def test_a_layer_without_a_rule_is_named_as_in_the_original():
     # gradient methods need no rules
     np.testing.assert_allclose(sx.explain(eager, x, method="gradient").values,
                                sx.explain(model, x, method="gradient").values, rtol=1e-5, atol=1e-7)
+
+
+def test_no_grad_blocks_keep_their_meaning_and_are_left_on_errors():
+    eager = to_eager(torch.jit.script(NoGradBlock()))
+    x = torch.randn(3, requires_grad=True)
+    eager(x).sum().backward()
+    torch.testing.assert_close(x.grad, torch.ones(3))  # y = 2 x was computed without the graph
+    with pytest.raises(ValueError, match="expected a vector"):
+        eager(torch.randn(2, 3))
+    assert torch.is_grad_enabled()  # the error left the with block
