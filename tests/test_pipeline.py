@@ -338,7 +338,7 @@ def test_a_malicious_pickle_is_refused(tmp_path):
         run(cfg, out=tmp_path / "out2")
 
 
-def test_torchscript_models_load_and_say_why_they_cannot_be_explained(tmp_path):
+def test_torchscript_models_load_and_are_explained_like_the_eager_model(tmp_path):
     model = torch.nn.Sequential(torch.nn.Linear(6, 4), torch.nn.ReLU(), torch.nn.Linear(4, 3)).eval()
     torch.jit.save(torch.jit.trace(model, torch.zeros(1, 6)), tmp_path / "model.pt")
     np.save(tmp_path / "x.npy", np.random.default_rng(0).normal(size=(8, 6)).astype(np.float32))
@@ -348,8 +348,12 @@ def test_torchscript_models_load_and_say_why_they_cannot_be_explained(tmp_path):
     loaded = sx.pipeline.loading.load_model(config["model"], {}, seed=0)
     x = torch.from_numpy(np.load(tmp_path / "x.npy"))
     assert torch.equal(loaded(x), model(x))
-    with pytest.raises(PipelineError, match="TorchScript"):
-        run(config, out=tmp_path / "out")
+    # the file is converted to an eager module (sciexplain.torchscript), so LRP explains it
+    result = run(config, out=tmp_path / "out")
+    ref = sx.explain(model, x, preset="epsilon-plus")
+    np.testing.assert_allclose(result.relevance["lrp"].values, ref.values, rtol=1e-5, atol=1e-6)
+    hashes = {Path(i["path"]).name: i["sha256"] for i in result.provenance["inputs"]}
+    assert hashes["model.pt"] == hashlib.sha256((tmp_path / "model.pt").read_bytes()).hexdigest()
 
 
 def test_domain_protocol_defaults_and_plugin_tables():

@@ -305,11 +305,7 @@ def run(source: str | Path | Mapping, *, scheduler: Any = None, out: str | Path 
             raise PipelineError(f"method {label!r}: {err} (rerun the same command to resume; "
                                 f"finished chunks are in {store})") from err
         except SciexplainError as err:
-            hint = ""
-            if type(model).__name__ in ("RecursiveScriptModule", "ScriptModule", "TopLevelTracedModule"):
-                hint = (" (a TorchScript model runs as a compiled graph that the engine cannot record, so it "
-                        "cannot be explained; load its weights as a state_dict into an architecture instead)")
-            raise PipelineError(f"method {label!r}: {err}{hint}") from err
+            raise PipelineError(f"method {label!r}: {err}") from err
         if method.get("target", "predicted") == "predicted" and dims:
             R = R.assign_coords(predicted=(R.dims[0], R.target.values))
         result.relevance[label] = R
