@@ -1443,7 +1443,13 @@ def to_eager(script_module: Any, example: Any = None, *, rtol: float = 1e-5, ato
         raise InputTypeError(f"to_eager expects a TorchScript module (torch.jit.script, torch.jit.trace or "
                              f"torch.jit.load), got {type(script_module).__name__}; an eager nn.Module can be "
                              "explained as it is")
-    model = _Converter().convert(script_module, "", top=True)
+    try:
+        model = _Converter().convert(script_module, "", top=True)
+    except SciexplainError:
+        raise
+    except Exception as err:  # noqa: BLE001 -- a graph this module did not foresee: say so, named
+        raise ScriptConversionError(f"the TorchScript module {script_module.original_name} could not be converted: "
+                                    f"{type(err).__name__}: {err}") from err
     if example is not None:
         _compare(script_module, model, example, rtol, atol)
     return model
