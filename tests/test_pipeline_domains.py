@@ -164,6 +164,25 @@ def test_text_state_dict_into_an_architecture_with_a_shipped_vocabulary(tmp_path
     np.testing.assert_allclose(R.values, ref.values, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.slow
+def test_text_bilstm_through_the_pipeline(tmp_path):
+    st = pytest.importorskip("sciexplain_text")
+    config = {"run": {"chunk": 2, "scheduler": "threads", "progress": False, "format": "netcdf",
+                      "out": str(tmp_path / "out")},
+              "data": {"plugin": "text", "loader": "newsgroups", "params": {"split": "test", "n": 3}},
+              "model": {"plugin": "text", "name": "newsgroups_lstm"},
+              "methods": [{"name": "lrp"}]}
+    R = run(config).relevance["lrp"].load()
+    R.relevance.check()
+    from sciexplain_text.models import WEIGHTS_DIR
+    posts = json.loads((WEIGHTS_DIR / "newsgroups_lstm.json").read_text())["test_indices"][:3]
+    corpus = st.load_mini_newsgroups()
+    model, tok = st.load_model("newsgroups_lstm")
+    ref = st.explain_documents(model, st.Documents([corpus.texts[i] for i in posts], tok))
+    assert R.shape == ref.shape == (3, 200)
+    np.testing.assert_allclose(R.values, ref.values, rtol=1e-5, atol=1e-6)
+
+
 def test_text_loader_splits_and_errors():
     st = pytest.importorskip("sciexplain_text")
     loader = st.DOMAIN.pipeline_loaders()["newsgroups"]
