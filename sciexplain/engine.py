@@ -318,10 +318,12 @@ def explain(model: nn.Module, data: Any, target: Any = None, *, method: str = "l
     max_pool : {"winner-take-all", "proportional"}
         How max pooling passes relevance back.
     at : str, optional
-        Return the relevance of this module's output instead of the input's.
+        Return the relevance of this module's output instead of the input's (with the batch dim
+        first, wherever the model keeps it in that tensor).
     through : mapping, optional
         ``{module path: [channel indices]}``: keep only the relevance flowing through those
-        channels (dim 1) of that module's output.
+        channels of that module's output; channels are the dim right after the batch dim (dim 1
+        for batch-first tensors).
     canonizers : sequence of Canonizer, optional
         How the model is rewritten before it is explained (see :mod:`sciexplain.canonizers`).
     **options

@@ -529,7 +529,7 @@ def unroll(module: nn.Module) -> nn.Module | None:
     """
     for base, unrolled in _UNROLLED.items():
         if isinstance(module, base) and type(module).forward is base.forward:
-            return unrolled(module)
+            return unrolled(module).train(module.training)  # its own submodules too
     return None
 
 

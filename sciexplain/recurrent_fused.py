@@ -237,6 +237,7 @@ class FusedLSTM(nn.Module):
                     key = _UnrolledRNNBase._state_key(role, layer, d)
                     self.initial[key] = InitialState(self.hidden_size, role)
             self.layers[f"l{layer}"] = LSTMLayer(dirs, epsilon=epsilon, cell_epsilon=cell_epsilon, for_lrp=for_lrp)
+        self.train(source.training)
 
     def forward(self, input: torch.Tensor, hx: tuple[torch.Tensor, torch.Tensor] | None = None
                 ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:

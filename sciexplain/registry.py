@@ -81,7 +81,9 @@ class OpKind:
         ``propagate(walk, step, outs) -> (contributions, absorbed)``: ``outs`` holds the
         relevance arriving at each of the node's outputs (None where nothing arrived);
         ``contributions`` is a list of ``(parent_ref, relevance)`` and ``absorbed`` the
-        per-sample relevance taken up at this node.
+        per-sample relevance taken up at this node. The batch dim of a recorded tensor need
+        not be its first: take per-sample sums with ``walk.per_sample_sum(ref, t)`` and ask
+        ``walk.batch_axis(ref)`` where the samples are.
     description : str
         The ledger's "rule" column for nodes of this kind that have no rule of their own.
     takes_rule : str or None
@@ -244,7 +246,9 @@ def register(module_type: type, propagate: Callable[[LeafCall], LeafRelevance], 
     propagate : callable
         ``propagate(call: LeafCall) -> LeafRelevance``: distribute ``call.relevance`` (at the
         module's output) onto its positional inputs. Must be a module-level function (no
-        lambdas), so that explainers stay picklable.
+        lambdas), so that explainers stay picklable. A registered module is taken to keep the
+        batch dim where its input has it (first, for batch-first inputs); ``absorbed``, when
+        returned, is one value per sample.
     description : str
         Shown in the result's ``rules`` attribute and the ledger.
     default_rule : Rule, optional

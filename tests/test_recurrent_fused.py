@@ -291,3 +291,11 @@ def test_lstm_layer_is_one_unit_whose_propagator_conserves():
     np.testing.assert_allclose(row["entering"].values, row["leaving"].values + row["absorbed"].values,
                                rtol=1e-12, atol=1e-14)
     assert isinstance(LSTMLayer, type)
+
+
+@pytest.mark.parametrize("training", [False, True])
+def test_replacements_keep_the_training_flag_of_the_layer_everywhere(training):
+    from sciexplain.recurrent import unroll
+    lstm = nn.LSTM(3, 2, num_layers=2, bidirectional=True).train(training)
+    for new in (unroll(lstm), FusedLSTM(lstm, epsilon=0.0, cell_epsilon=0.0)):
+        assert {m.training for m in new.modules()} == {training}, type(new).__name__
