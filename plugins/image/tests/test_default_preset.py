@@ -42,15 +42,39 @@ def _best_lrp(table: dict) -> str:
     return max(lrp, key=lambda r: r["estimate"])["method"]
 
 
-def test_the_default_is_the_composite_the_table_ranks_first():
+def _paired_difference_ci(a: str, b: str, n_boot: int = 4000, level: float = 0.95) -> tuple[float, float]:
+    """Percentile bootstrap over photos of the mean per-photo ABPC difference a - b (paired: the
+    same photos and noise seeds for both), from the per-photo scores the benchmark stores."""
+    import xarray as xr
+    nc = RESULTS.with_suffix(".nc")
+    if not nc.exists():
+        pytest.skip("benchmarks/results/image_faithfulness.nc is not there (plugin installed on its own)")
+    ds = xr.load_dataset(nc)
+    methods = [str(m) for m in ds.method.values]
+    score = ds["score"].sel(metric="abpc").values
+    d = score[methods.index(a)] - score[methods.index(b)]
+    idx = np.random.default_rng(0).integers(0, len(d), (n_boot, len(d)))
+    lo, hi = np.percentile(d[idx].mean(1), [100 * (1 - level) / 2, 100 * (1 + level) / 2])
+    return float(lo), float(hi)
+
+
+def test_the_default_is_the_composite_the_table_ranks_first_or_one_tied_with_it():
+    """The default is the LRP composite with the largest ABPC, or one that cannot be told apart
+    from it: the paired bootstrap interval of their ABPC difference contains 0 (then the zB first
+    layer, the deep Taylor rule for bounded pixel input, is preferred over flat)."""
     table = _table()
     assert DOMAIN.default_preset == DEFAULT_PRESET == "mobilenet"
-    best = _best_lrp(table)
-    assert LABEL_OF_PRESET[DEFAULT_PRESET] == best, f"the table ranks {best!r} first by ABPC"
+    best, default = _best_lrp(table), LABEL_OF_PRESET[DEFAULT_PRESET]
+    if default != best:
+        lo, hi = _paired_difference_ci(best, default)
+        assert lo <= 0.0 <= hi, (f"the table ranks {best!r} first by ABPC and the default is behind it: paired "
+                                 f"difference CI [{lo:.3f}, {hi:.3f}]")
     rows = {(r["method"], r["metric"]): r for r in table["rows"]}
-    # and it beats the old default and the random order, not only by its point estimate
-    assert rows[(best, "abpc")]["ci_low"] > rows[("random order", "abpc")]["ci_high"]
-    assert rows[(best, "abpc")]["estimate"] > rows[("epsilon-plus-box (old default)", "abpc")]["estimate"]
+    # and the default beats the old default and the random order, not only by its point estimate
+    assert rows[(default, "abpc")]["ci_low"] > rows[("random order", "abpc")]["ci_high"]
+    assert rows[(default, "abpc")]["estimate"] > rows[("epsilon-plus-box (old default)", "abpc")]["estimate"]
+    lo, hi = _paired_difference_ci(default, "epsilon-plus-box (old default)")
+    assert lo > 0, f"the default is not better than epsilon-plus-box photo by photo: [{lo:.3f}, {hi:.3f}]"
 
 
 @pytest.fixture(scope="module")
