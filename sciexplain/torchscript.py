@@ -62,9 +62,11 @@ the model never takes, e.g. training-only code, does not stop a conversion):
   as a functional convolution named ``conv2d@<its path>`` (a following BatchNorm is still folded).
 * a frozen module (``torch.jit.freeze``) has no submodules left (BatchNorm already folded, weights
   inlined as constants): it is interpreted as functional code, and the ledger names operations.
-* TorchScript writes indexing as its own primitives: ``x[:, i]`` runs as ``x[:, i]`` here, but a
-  full slice (``x[:, :]``) is a no-op in the graph, so the count of anonymous layout operations in
-  a result's ``rules`` may be smaller than for the eager model.
+* TorchScript writes indexing as its own primitives, one per dim: ``x[:, i]`` is a full slice of
+  dim 0 and a select of dim 1. Here the full slice of dim 0 is dropped and the select runs as
+  ``x[:, i]``, so the engine sees one indexing as for the eager code; but ``x[1:, 2:]`` runs as two
+  and ``x[:]`` as none, so the count of anonymous layout operations in a result's ``rules`` (and the
+  ledger's rows for them) can differ from the eager model's.
 * a traced model is the trace: control flow was fixed when it was traced (torch's ``TracerWarning``),
   and the conversion reproduces that, not the Python model.
 * values are TorchScript's: dtypes are integer codes inside the graph (converted where an
@@ -398,8 +400,10 @@ def _embedding(weight, indices, padding_idx=-1, scale_grad_by_freq=False, sparse
 
 
 def _slice(self, dim=0, start=None, end=None, step=1):
-    if step == 1 and start in (None, 0) and (end is None or end >= 2 ** 63 - 1):
-        return self  # TorchScript writes ``x[:, i]`` as a full slice of dim 0, then a select
+    if dim == 0 and step == 1 and start in (None, 0) and (end is None or end >= 2 ** 63 - 1):
+        # TorchScript writes ``x[:, i]`` as a full slice of dim 0, then a select of dim 1: one
+        # indexing like the eager code's (``x[:, :]`` is one too: the full slice of dim 1 stays)
+        return self
     if dim < 0:
         dim += self.dim()
     return self[(slice(None),) * dim + (slice(start, end, step),)]
