@@ -39,7 +39,8 @@ def __getattr__(name: str) -> Any:
                 "recurrent"):
         import importlib
         return importlib.import_module(f".{name}", __name__)
-    if name in ("explain_dataset", "perturbation_dataset"):  # Dask and Zarr are imported on first use
+    if name in ("explain_dataset", "perturbation_dataset", "continuity_dataset",
+                "randomization_dataset"):  # Dask and Zarr are imported on first use
         from . import dataset
         return getattr(dataset, name)
     raise AttributeError(f"module 'sciexplain' has no attribute {name!r}")

@@ -90,6 +90,10 @@ def _pipeline(args: argparse.Namespace) -> int:
         return 3
     for row in result.evaluation:
         print(f"{row['method']:>24} {row['order']:>26}  AOPC {row['aopc']:.4f}")
+    for row in result.checks:
+        layer = f" {row['layer']}" if row.get("layer") else ""
+        print(f"{row['method']:>24} {row['check']}{layer}: mean {row['mean']:.4f}, median {row['median']:.4f} "
+              f"({row['n_samples']} samples)")
     print(f"{len(result.files)} outputs written to {result.out} (provenance.json: config sha256 "
           f"{result.provenance['config_sha256'][:12]})")
     return 0

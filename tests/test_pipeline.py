@@ -418,3 +418,31 @@ def test_image_example_runs_small(tmp_path):
     orders = {(r["method"], r["order"]) for r in result.evaluation}
     assert ("lrp", "morf") in orders and ("random", "random") in orders
     assert (tmp_path / "figures" / "box_shares.png").exists()
+
+
+def test_the_cli_prints_the_continuity_and_randomization_checks(tmp_path, capsys):
+    _fashion_inputs(tmp_path, n=6)
+    cfg = tmp_path / "fashion.toml"
+    cfg.write_text(PIPELINE + textwrap.dedent("""\
+
+        [evaluation.continuity]
+        points = 3
+        radius = 0.05
+        samples = 2
+        methods = ["lrp"]
+
+        [evaluation.randomization]
+        cascade = false
+        samples = 2
+        methods = ["gradient"]
+        """))
+    assert main(["run", str(cfg), "--out", str(tmp_path / "out")]) == 0
+    printed = capsys.readouterr().out
+    import csv
+    with open(tmp_path / "out" / "checks.csv") as fh:  # a provenance comment line, then the table
+        rows = list(csv.DictReader(line for line in fh if not line.startswith("#")))
+    assert rows and {r["method"] for r in rows} == {"lrp", "gradient"}
+    for r in rows:
+        line = next(ln for ln in printed.splitlines() if r["check"] in ln and ln.strip().startswith(r["method"])
+                    and (not r["layer"] or f" {r['layer']}:" in ln))
+        assert f"mean {float(r['mean']):.4f}" in line and f"({r['n_samples']} samples)" in line

@@ -153,7 +153,10 @@ def _evaluated(cfg: Mapping, table: Mapping) -> list[Mapping]:
 
 def _first(values: Any, n: int | None) -> Any:
     """The first ``n`` samples of inputs or per-sample targets (everything for None, a scalar as it is)."""
-    if n is None or values is None or np.ndim(values) == 0 or n >= len(values):
+    if n is None or values is None:
+        return values
+    size = values.shape[0] if hasattr(values, "read") else (None if np.ndim(values) == 0 else len(values))
+    if size is None or n >= size:  # a lazily read source (e.g. a .npy file) has a shape, not a len
         return values
     from .loading import _head
     return _head(values, n)
