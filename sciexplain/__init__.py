@@ -36,7 +36,7 @@ def domains() -> dict[str, str]:
 
 def __getattr__(name: str) -> Any:
     if name in ("evaluate", "plotting", "plugins", "prototypes", "tricks", "pipeline", "dataset", "fisher",
-                "recurrent"):
+                "recurrent", "recurrent_fused", "torchscript"):
         import importlib
         return importlib.import_module(f".{name}", __name__)
     if name in ("explain_dataset", "perturbation_dataset", "continuity_dataset",

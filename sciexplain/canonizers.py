@@ -144,9 +144,11 @@ def _weight_rows_are_channels(layer, out_ndim: int) -> bool:
 
 
 def default() -> tuple[Canonizer, ...]:
-    """The canonizers an explanation applies unless told otherwise: recurrent unrolling (when
-    :mod:`sciexplain.recurrent` provides it) and BatchNorm folding."""
-    out: list[Canonizer] = []
+    """The canonizers an explanation applies unless told otherwise: TorchScript modules as eager
+    ones, recurrent unrolling (when :mod:`sciexplain.recurrent` provides it) and BatchNorm
+    folding."""
+    from .torchscript import TorchScriptToEager
+    out: list[Canonizer] = [TorchScriptToEager()]
     try:
         from .recurrent import RecurrentUnrolling
     except ImportError:  # pragma: no cover - until the recurrent module exists

@@ -570,7 +570,7 @@ class RecurrentUnrolling(ModelCanonizer):
     def replacement_for_rules(self, module: nn.Module, path: str, rules) -> nn.Module | None:
         """A :class:`~sciexplain.recurrent_fused.FusedLSTM` where the rules allow it (see the class
         docstring), else :meth:`replacement`."""
-        if self.fused and type(module).forward is nn.LSTM.forward and isinstance(module, nn.LSTM) \
+        if self.fused and isinstance(module, nn.LSTM) and type(module).forward is nn.LSTM.forward \
                 and not getattr(module, "proj_size", 0):
             eps = _fused_lstm_epsilons(rules, path)
             if eps is not None:

@@ -89,7 +89,7 @@ from torch import nn
 
 from .errors import SciexplainError, UnsupportedModelError
 
-__all__ = ["to_eager", "is_script_module", "InterpretedModule", "ScriptConversionError", "ScriptRaisedError",
+__all__ = ["to_eager", "is_script_module", "TorchScriptToEager", "InterpretedModule", "ScriptConversionError", "ScriptRaisedError",
            "ScriptValueError", "ScriptTypeError", "ScriptIndexError", "ScriptAssertionError"]
 
 
@@ -1476,3 +1476,32 @@ def _compare(script_module: Any, model: nn.Module, example: Any, rtol: float, at
         elif w != g:
             raise ScriptConversionError(f"output {i} of the eager module ({g!r}) differs from the script module's "
                                         f"({w!r})")
+
+
+from .canonizers import ModelCanonizer  # noqa: E402  (canonizers does not import this module)
+
+
+class TorchScriptToEager(ModelCanonizer):
+    """Model canonizer: a TorchScript module (the model itself or a submodule) is explained as
+    :func:`to_eager` of it, so that ``sx.explain(torch.jit.load(path), x)`` records ordinary torch
+    calls. The script module is not modified; the conversion is listed in
+    ``attrs["canonizers"]``. One of :func:`sciexplain.canonizers.default`.
+    """
+
+    name = "TorchScriptToEager"
+
+    def describe(self) -> str:
+        return "TorchScriptToEager (TorchScript graph interpreted as eager modules)"
+
+    def replacement(self, module: nn.Module, path: str) -> nn.Module | None:
+        """``to_eager(module)`` for a TorchScript module, None for every other module."""
+        return to_eager(module) if is_script_module(module) else None
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, TorchScriptToEager)
+
+    def __hash__(self) -> int:
+        return hash(TorchScriptToEager)
+
+    def __repr__(self) -> str:
+        return "TorchScriptToEager()"

@@ -569,3 +569,37 @@ def test_no_grad_blocks_keep_their_meaning_and_are_left_on_errors():
     with pytest.raises(ValueError, match="expected a vector"):
         eager(torch.randn(2, 3))
     assert torch.is_grad_enabled()  # the error left the with block
+
+
+@pytest.mark.parametrize("name,how", [("cnn", "script"), ("lstm", "trace"), ("mlp", "script")])
+def test_explain_takes_a_script_module_directly(name, how, tmp_path):
+    """The default canonizers convert a TorchScript model (or submodule) on the fly: the same
+    relevance as the eager original, listed in attrs["canonizers"], the script module untouched."""
+    from sciexplain.torchscript import TorchScriptToEager
+    model, x = _model(name, seed=2)
+    sm = _script(model, x, how, tmp_path)
+    code, state = sm.code, {k: v.clone() for k, v in sm.state_dict().items()}
+    for method in ("lrp", "gradient_x_input"):
+        want = sx.explain(model, x, method=method, preset="epsilon")
+        got = sx.explain(sm, x, method=method, preset="epsilon")
+        np.testing.assert_allclose(got.values, want.values, rtol=1e-5, atol=1e-6 * float(np.abs(want.values).max()))
+        assert "TorchScriptToEager" in got.attrs["canonizers"]
+    assert sm.code == code and all(torch.equal(v, state[k]) for k, v in sm.state_dict().items())
+
+    class Wrapper(nn.Module):  # a scripted submodule inside an eager model
+        def __init__(self):
+            super().__init__()
+            self.inner = sm
+
+        def forward(self, x):
+            return self.inner(x)
+
+    got = sx.explain(Wrapper().eval(), x, preset="epsilon")
+    want = sx.explain(model, x, preset="epsilon")
+    np.testing.assert_allclose(got.values, want.values, rtol=1e-5, atol=1e-6 * float(np.abs(want.values).max()))
+    first = got.attrs["canonizers"].split("; ")[0]
+    assert first.startswith("TorchScriptToEager") and first.endswith(": inner")
+    assert TorchScriptToEager() == TorchScriptToEager() and repr(TorchScriptToEager()) == "TorchScriptToEager()"
+    # without the canonizer the recorder sees nothing it can explain, and says so
+    with pytest.raises(sx.SciexplainError):
+        sx.explain(sm, x, preset="epsilon", canonizers=[])

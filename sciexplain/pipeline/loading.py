@@ -2,7 +2,10 @@
 
 Nothing here unpickles arbitrary objects: ``.npy`` files are read with ``allow_pickle=False``,
 state dicts with ``torch.load(..., weights_only=True)`` (tensors and plain containers only),
-TorchScript files with ``torch.jit.load`` (a program of tensor operations, no Python objects).
+TorchScript files with ``torch.jit.load``. A TorchScript file is a program: loading it runs
+code the file defines (``torch.jit.load``'s own documentation warns about malicious files), so
+load only files you would run as a script; sciexplain then interprets its graph with torch's own
+operations only (:mod:`sciexplain.torchscript`).
 """
 
 from __future__ import annotations
