@@ -276,6 +276,11 @@ def propagate_leaf(walk: Walk, step: Step, outs):
     return result, absorbed
 
 
+def describe_leaf(step: Step, registry) -> str:
+    """The ledger's "rule" column of a registered module without a rule: its own description."""
+    return f"registered: {registry.leaf_entry(step.node.target).description}"
+
+
 for _kind in (
     OpKind("affine", propagate_affine, "LRP rule", takes_rule="affine"),
     OpKind("folded", propagate_folded, "folded into its neighbour", transparent=True),
@@ -284,6 +289,6 @@ for _kind in (
     OpKind("sum", propagate_sum, "proportional", takes_rule="sum"),
     OpKind("product", propagate_product, "product rule", takes_rule="product"),
     OpKind("embedding", propagate_embedding, "sum over embedding"),
-    OpKind("leaf", propagate_leaf, "registered module", takes_rule="leaf"),
+    OpKind("leaf", propagate_leaf, "registered module", takes_rule="leaf", describe=describe_leaf),
 ):
     REGISTRY.add_kind(_kind)

@@ -92,6 +92,10 @@ class OpKind:
     transparent : bool
         Whether a layer fed through nodes of this kind still counts as the first layer
         (reshapes and activations are transparent, weights are not).
+    describe : callable, optional
+        ``describe(step, registry) -> str``: the "rule" column for one node of this kind that
+        has no rule, when it depends on the node (registered modules give their own
+        description); default ``description``.
     """
 
     name: str
@@ -99,6 +103,7 @@ class OpKind:
     description: str
     takes_rule: str | None = None
     transparent: bool = False
+    describe: Callable[..., str] | None = None
 
 
 @dataclass

@@ -181,7 +181,9 @@ def rule_text(step: Step, registry: Registry = REGISTRY) -> str:
     if step.rule is not None:
         return repr(step.rule)
     kind = registry.kinds.get(step.kind.category)
-    return step.kind.category if kind is None else kind.description
+    if kind is None:
+        return step.kind.category
+    return kind.describe(step, registry) if kind.describe is not None else kind.description
 
 
 def lrp_walk(walk: Walk, target: torch.Tensor, *, stop_at: str | None = None,

@@ -288,6 +288,8 @@ def test_lstm_layer_is_one_unit_whose_propagator_conserves():
     model, x = make(seed=8, bias=True)
     _, led = sx.Explainer(model, preset={nn.Linear: Epsilon(0.0), "op:add": Epsilon(0.0)}).explain_with_ledger(x)
     row = led.sel(layer="rnn.layers.l0")
+    assert str(row["rule"].values) == "registered: LSTM layer, one unit (Arras et al. 2017)"
+    assert str(led.sel(layer="rnn.initial.h_l0")["rule"].values).startswith("registered: initial state")
     np.testing.assert_allclose(row["entering"].values, row["leaving"].values + row["absorbed"].values,
                                rtol=1e-12, atol=1e-14)
     assert isinstance(LSTMLayer, type)
