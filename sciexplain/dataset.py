@@ -567,21 +567,8 @@ def explain_dataset(model: Any, data: Any, chunk: int = 256, scheduler: Any = "t
     """
     import dask.array as da
 
-    if isinstance(chunk, bool) or not isinstance(chunk, (int, np.integer)) or chunk < 1:
-        raise InputError(f"chunk must be a positive number of samples, got {chunk!r}")
+    source, n, dims, batch_coords, other_coords = _data_setup(data, chunk, dims, coords)
     chunk = int(chunk)
-    if isinstance(data, xr.DataArray):
-        dims = tuple(dims or data.dims)
-        if coords is None:
-            coords = {n: (c.dims, c.values) for n, c in data.coords.items()}
-    source = _as_source(data)
-    n = source.shape[0] if source.shape else 0
-    if len(source.shape) < 2 or n == 0:
-        raise InputError(f"data has shape {source.shape}: it needs samples along the first dim, shape (n, ...)")
-    dims = tuple(dims) if dims is not None else ("sample",) + tuple(f"dim_{i}" for i in range(len(source.shape) - 1))
-    if len(dims) != len(source.shape):
-        raise InputError(f"dims {dims} do not match the data's shape {source.shape}")
-    batch_coords, other_coords = _split_coords(source.shape, dims, coords)
     target = _targets(target, n)
     spec = _explain_spec(model, explain_kwargs, dims, other_coords)
     store = Path(store)
@@ -884,8 +871,8 @@ def _continuity_chunk(model: Any, job: _Job) -> xr.Dataset:
                               "target": ((bdim,), np.asarray(targets, dtype=np.int64))})
 
 
-def _evaluation_setup(model: Any, data: Any, chunk: Any, dims: Sequence[str] | None, coords: Mapping | None,
-                      target: Any, explain_kwargs: dict) -> tuple[Any, int, dict, Any]:
+def _data_setup(data: Any, chunk: Any, dims: Sequence[str] | None, coords: Mapping | None) -> tuple:
+    """Check ``chunk`` and the data; return ``(source, n, dims, batch_coords, other_coords)``."""
     if isinstance(chunk, bool) or not isinstance(chunk, (int, np.integer)) or chunk < 1:
         raise InputError(f"chunk must be a positive number of samples, got {chunk!r}")
     if isinstance(data, xr.DataArray):
@@ -899,7 +886,13 @@ def _evaluation_setup(model: Any, data: Any, chunk: Any, dims: Sequence[str] | N
     dims = tuple(dims) if dims is not None else ("sample",) + tuple(f"dim_{i}" for i in range(len(source.shape) - 1))
     if len(dims) != len(source.shape):
         raise InputError(f"dims {dims} do not match the data's shape {source.shape}")
-    _, other_coords = _split_coords(source.shape, dims, coords)
+    batch_coords, other_coords = _split_coords(source.shape, dims, coords)
+    return source, n, dims, batch_coords, other_coords
+
+
+def _evaluation_setup(model: Any, data: Any, chunk: Any, dims: Sequence[str] | None, coords: Mapping | None,
+                      target: Any, explain_kwargs: dict) -> tuple[Any, int, dict, Any]:
+    source, n, dims, _, other_coords = _data_setup(data, chunk, dims, coords)
     spec = _explain_spec(model, explain_kwargs, dims, other_coords)
     return source, n, spec, _targets(target, n)
 
