@@ -15,6 +15,7 @@ import torch
 import xarray as xr
 
 import sciexplain as sx
+from conftest import provenance_of
 from sciexplain import dataset as ds
 from sciexplain.cli import main
 from sciexplain.pipeline import ConfigError, PipelineError, check, key_lines, run, validate
@@ -205,25 +206,6 @@ def _outputs(out: Path) -> list[Path]:
     return sorted(p for p in out.iterdir() if p.name not in ("_chunks", "figures")) + sorted((out / "figures").iterdir())
 
 
-def _provenance_of(path: Path) -> dict:
-    if path.suffix == ".nc":
-        with xr.open_dataset(path) as d:
-            return json.loads(d.attrs["provenance"])
-    if path.suffix == ".zarr":
-        with xr.open_zarr(path) as d:
-            return json.loads(d.attrs["provenance"])
-    if path.suffix == ".csv":
-        first = path.read_text().splitlines()[0]
-        assert first.startswith("# provenance: ")
-        return json.loads(first[len("# provenance: "):])
-    if path.suffix == ".png":
-        from PIL import Image
-        with Image.open(path) as im:
-            return json.loads(im.info["provenance"])
-    if path.suffix == ".md":
-        assert "config_sha256" in path.read_text()
-        return {}
-    return json.loads(path.read_text())
 
 
 def test_file_pipeline_provenance_everywhere_and_deterministic(tmp_path):
@@ -266,7 +248,7 @@ def test_file_pipeline_provenance_everywhere_and_deterministic(tmp_path):
     files = _outputs(tmp_path / "one")
     assert {p.suffix for p in files} >= {".zarr", ".nc", ".csv", ".png", ".json", ".md"}
     for path in files:
-        got = _provenance_of(path)
+        got = provenance_of(path)
         if got:
             assert got["config_sha256"] == record["config_sha256"], path
 
@@ -400,7 +382,7 @@ def test_eeg_example_runs_small(tmp_path):
     assert methods == {"lrp", "gradient_x_input", "sensitivity", "random"}
     for name in ("single_trial_right", "single_trial_left", "class_topomaps", "left_right", "perturbation"):
         assert (tmp_path / "figures" / f"{name}.png").stat().st_size > 1000
-    assert all(_provenance_of(p)["config_sha256"] == result.provenance["config_sha256"]
+    assert all(provenance_of(p)["config_sha256"] == result.provenance["config_sha256"]
                for p in tmp_path.glob("*.nc"))
 
 

@@ -15,6 +15,7 @@ import torch
 import xarray as xr
 
 import sciexplain as sx
+from conftest import provenance_of
 from sciexplain.cli import main
 from sciexplain.pipeline import ConfigError, check, run
 
@@ -28,32 +29,13 @@ def _rows(path: Path) -> list[dict]:
     return list(csv.DictReader(line for line in path.read_text().splitlines() if not line.startswith("#")))
 
 
-def _provenance_of(path: Path) -> dict:
-    if path.suffix == ".nc":
-        with xr.open_dataset(path) as d:
-            return json.loads(d.attrs["provenance"])
-    if path.suffix == ".zarr":
-        with xr.open_zarr(path) as d:
-            return json.loads(d.attrs["provenance"])
-    if path.suffix == ".csv":
-        first = path.read_text().splitlines()[0]
-        assert first.startswith("# provenance: ")
-        return json.loads(first[len("# provenance: "):])
-    if path.suffix == ".png":
-        from PIL import Image
-        with Image.open(path) as im:
-            return json.loads(im.info["provenance"])
-    if path.suffix == ".md":
-        assert "config_sha256" in path.read_text()
-        return {}
-    return json.loads(path.read_text())
 
 
 def _every_output_has_the_provenance(out: Path, sha: str) -> None:
     files = [p for p in out.iterdir() if p.name not in ("_chunks", "figures")] + list((out / "figures").iterdir())
     assert files
     for path in files:
-        got = _provenance_of(path)
+        got = provenance_of(path)
         if got:
             assert got["config_sha256"] == sha, path
 
