@@ -209,8 +209,10 @@ def _explicit(rule_map: RuleMap, name: str, keys: tuple) -> Rule | None:
     return rule_map.resolve(name, keys, weighted=True, first=False)
 
 
-def _product_rule(rule_map: RuleMap, st: Step) -> Rule:
-    for scope in _scopes(st.node.scope):
+def product_rule(rule_map: RuleMap, scope: str) -> Rule:
+    """The product rule for the products recorded inside module ``scope``: the one the preset
+    names for that module or an enclosing one, else its ``"op:mul"`` rule, else signal-take-all."""
+    for scope in _scopes(scope):
         rule = _explicit(rule_map, scope, ())
         if isinstance(rule, ProductRule):
             return rule
@@ -236,7 +238,7 @@ def _assign_rules(fw: Forward, steps: dict[int, Step], rule_map: RuleMap, regist
             continue
         name = st.node.name
         if takes == "product":
-            st.rule = _product_rule(rule_map, st)
+            st.rule = product_rule(rule_map, st.node.scope)
             if isinstance(st.rule, SignalTakeAll) and st.signal is None:
                 raise RuleError(
                     f"{name}: cannot tell the gate from the signal in this product of two input-dependent "

@@ -592,19 +592,15 @@ def _fused_lstm_epsilons(rules, path: str) -> tuple[float, float] | None:
     """The (linear, cell sum) epsilons that the preset ``rules`` gives the operations of the
     unrolled LSTM at ``path``, resolved with the keys those operations would have; None when any
     of them is not the paper's rule (then the layer is unrolled operation by operation)."""
-    from .plan import _explicit, _scopes
+    from .plan import product_rule
     from .presets import PROPORTIONAL
-    from .rules import Epsilon, ProductRule, SignalTakeAll
+    from .rules import Epsilon, SignalTakeAll
     if rules is None:  # not LRP: the rules do not matter, the fused forward is the fastest
         return PROPORTIONAL.epsilon, PROPORTIONAL.epsilon
     name = f"{path}#op"
     linear = rules.resolve(name, (nn.Linear, "op:linear"), weighted=True, first=False)
     cell = rules.resolve(name, ("op:add",), weighted=False, first=False)
-    product = next((r for s in _scopes(path) if isinstance(r := _explicit(rules, s, ()), ProductRule)), None)
-    if product is None and isinstance(rules.by_type.get("op:mul"), ProductRule):
-        product = rules.by_type["op:mul"]
-    if type(linear) is not Epsilon or type(cell) is not Epsilon or \
-            not (product is None or type(product) is SignalTakeAll):
+    if type(linear) is not Epsilon or type(cell) is not Epsilon or type(product_rule(rules, path)) is not SignalTakeAll:
         return None
     return linear.epsilon, cell.epsilon
 

@@ -51,14 +51,19 @@ def _same_numbers(a: Path, b: Path) -> None:
                     assert np.array_equal(p[var].values, q[var].values, equal_nan=True), (name, var)
 
 
+def _run_twice(example: str, tmp_path: Path):
+    """The example on small settings, on its own scheduler and serially (the numbers must match)."""
+    first = run(EXAMPLES / f"{example}.toml", small=True, out=tmp_path / "one", progress=False)
+    second = run(EXAMPLES / f"{example}.toml", small=True, out=tmp_path / "two", progress=False, scheduler="serial")
+    return first, second
+
+
 # -- text -----------------------------------------------------------------------------------------
 
 @pytest.mark.slow
 def test_text_example_runs_small_twice_against_the_plugin(tmp_path):
     st = pytest.importorskip("sciexplain_text")
-    first = run(EXAMPLES / "text_newsgroups.toml", small=True, out=tmp_path / "one", progress=False)
-    second = run(EXAMPLES / "text_newsgroups.toml", small=True, out=tmp_path / "two", progress=False,
-                 scheduler="serial")
+    first, second = _run_twice("text_newsgroups", tmp_path)
     R = first.relevance["lrp"].load()
     assert R.dims == ("document", "token") and R.sizes["document"] == 4
     R.relevance.check()
@@ -187,9 +192,7 @@ def test_text_loader_splits_and_errors():
 @pytest.mark.slow
 def test_video_example_runs_small_twice_against_the_plugin(tmp_path):
     sv = pytest.importorskip("sciexplain_video")
-    first = run(EXAMPLES / "video_motion.toml", small=True, out=tmp_path / "one", progress=False)
-    second = run(EXAMPLES / "video_motion.toml", small=True, out=tmp_path / "two", progress=False,
-                 scheduler="serial")
+    first, second = _run_twice("video_motion", tmp_path)
     R = first.relevance["lrp"].load()
     assert R.dims == ("clip", "component", "frame", "block_y", "block_x") and R.sizes["clip"] == 3
     R.relevance.check()
