@@ -255,7 +255,7 @@ class TimeFirstGRU(nn.Module):
     def __init__(self, seq: SeqModel):
         super().__init__()
         rnn = seq.rnn
-        self.H = H = rnn.hidden_size
+        self.H = rnn.hidden_size
         self.w_ih, self.w_hh = rnn.weight_ih_l0, rnn.weight_hh_l0
         self.b_ih, self.b_hh = rnn.bias_ih_l0, rnn.bias_hh_l0
         self.fc = seq.fc

@@ -18,7 +18,7 @@ import sciexplain as sx
 from sciexplain.presets import ScaledEpsilon
 from sciexplain.recurrent import RecurrentUnrolling, UnrolledLSTM
 from sciexplain.recurrent_fused import FusedLSTM, LSTMLayer
-from sciexplain.rules import AlphaBeta, Epsilon, ProportionalProduct, SignalTakeAll, UniformProduct
+from sciexplain.rules import Epsilon, ProportionalProduct, SignalTakeAll, UniformProduct
 
 OP_BY_OP = [RecurrentUnrolling(fused=False)]
 

@@ -33,7 +33,6 @@ How each model is explained
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -224,7 +223,6 @@ def explain_motion(model: Any, fields: Any, target: Any = None, *, method: str =
 def _explain_fisher(model: Any, fields: Any, target: Any, *, method: str, preset: Any, fill: float, bounds: Any,
                     max_pool: str, **options: Any):
     import sciexplain as sx
-    from sciexplain.result import build_result
     from .training import descriptor_batch
 
     fields = _as_list(fields)
