@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 import sciexplain as sx
-from sciexplain.presets import ScaledEpsilon
+from sciexplain.rules.presets import ScaledEpsilon
 from sciexplain.rules import Epsilon, Gamma, ZBox
 
 HERE = Path(__file__).resolve().parent

@@ -35,7 +35,7 @@ import torch
 from torch import nn
 
 import sciexplain as sx
-from sciexplain.presets import ByConvKind, NoBias, ScaledEpsilon
+from sciexplain.rules.presets import ByConvKind, NoBias, ScaledEpsilon
 from sciexplain.rules import Epsilon, Flat, Gamma, ZBox, ZPlus
 from sciexplain_image import explain_image, list_photos, load_efficientnet_lite0, load_photo, photo_box
 from sciexplain_image.explain import input_bounds
@@ -141,7 +141,7 @@ def heatmaps(labels: list[str], n_photos: int, path: Path, show: tuple[str, ...]
     """Heatmaps of some composites (from the explanation cache) on a few photos; False if not cached."""
     import xarray as xr
 
-    from sciexplain.plotting import plot_heatmap, pyplot
+    from sciexplain.result.plotting import plot_heatmap, pyplot
     maps = {}
     for label in labels:
         f = CACHE / f"{hashlib.sha1(label.encode()).hexdigest()[:12]}_{n_photos}.nc"

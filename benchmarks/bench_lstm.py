@@ -9,7 +9,7 @@ last and the backward direction's first step). Times, interleaved in one run:
 * ``gradient (input only)``  the same with ``torch.autograd.grad`` w.r.t. x only
 * ``lrp (Arras et al.), fused LSTM layers``  ``sx.explain`` with Epsilon(1e-3) on the linear
                              maps and sums: the default, each LSTM layer and direction one unit
-                             (``sciexplain.recurrent_fused``: torch's kernel forward, whole-sequence
+                             (``sciexplain.canonizers.recurrent_fused``: torch's kernel forward, whole-sequence
                              recomputation of the gates, a four-operation loop per step)
 * ``lrp (Arras et al.), unrolled operation by operation``  the same rule with
                              ``RecurrentUnrolling(fused=False)``: every operation of every step on
@@ -81,7 +81,7 @@ def setup(case: str):
 
 def methods(model, x, target):
     import sciexplain as sx
-    from sciexplain.recurrent import RecurrentUnrolling, unroll
+    from sciexplain.canonizers.recurrent import RecurrentUnrolling, unroll
 
     def grad_full():
         xx = x.clone().requires_grad_(True)

@@ -136,7 +136,7 @@ def explain_cost(models, fields, repeats):
 
 
 def plot_curves(curves, path):
-    from sciexplain.plotting import pyplot
+    from sciexplain.result.plotting import pyplot
 
     plt = pyplot()
     models = sorted({m for m, _ in curves})

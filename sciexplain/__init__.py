@@ -13,12 +13,12 @@ from typing import Any
 
 from . import canonizers, rules
 from ._version import __version__
-from .engine import METHODS, Explainer, explain, ledger
+from .explain.engine import METHODS, Explainer, explain, ledger
 from .errors import (ComputationError, DataNotFoundError, ExplainWarning, InputError, InputTypeError,
                      LedgerError, MissingDependencyError, RuleError, SciexplainError, UnsupportedModelError)
-from .presets import PRESETS
-from .registry import LeafCall, LeafRelevance, register
-from . import accessor as _accessor  # noqa: F401  (registers the ``relevance`` accessor)
+from .rules.presets import PRESETS
+from .kinds.registry import LeafCall, LeafRelevance, register
+from .result import accessor as _accessor  # noqa: F401  (registers the ``relevance`` accessor)
 
 __all__ = [
     "__version__", "explain", "ledger", "Explainer", "METHODS", "PRESETS", "rules", "canonizers",
@@ -28,6 +28,22 @@ __all__ = [
 ]
 
 
+#: ``sx.<name>`` namespaces imported on first use, and the module that holds each
+_LAZY_MODULES = {
+    "evaluate": ".evaluate",
+    "plotting": ".result.plotting",
+    "plugins": ".plugins",
+    "prototypes": ".analysis.prototypes",
+    "tricks": ".analysis.tricks",
+    "pipeline": ".pipeline",
+    "dataset": ".scale",
+    "fisher": ".kinds.fisher",
+    "recurrent": ".canonizers.recurrent",
+    "recurrent_fused": ".canonizers.recurrent_fused",
+    "torchscript": ".canonizers.torchscript",
+}
+
+
 def domains() -> dict[str, str]:
     """Installed domain plugins and their versions."""
     from .plugins import domains as _domains
@@ -35,12 +51,11 @@ def domains() -> dict[str, str]:
 
 
 def __getattr__(name: str) -> Any:
-    if name in ("evaluate", "plotting", "plugins", "prototypes", "tricks", "pipeline", "dataset", "fisher",
-                "recurrent", "recurrent_fused", "torchscript"):
+    if name in _LAZY_MODULES:
         import importlib
-        return importlib.import_module(f".{name}", __name__)
+        return importlib.import_module(_LAZY_MODULES[name], __name__)
     if name in ("explain_dataset", "perturbation_dataset", "continuity_dataset",
                 "randomization_dataset"):  # Dask and Zarr are imported on first use
-        from . import dataset
-        return getattr(dataset, name)
+        from . import scale
+        return getattr(scale, name)
     raise AttributeError(f"module 'sciexplain' has no attribute {name!r}")

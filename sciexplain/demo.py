@@ -65,7 +65,7 @@ def train_digits_cnn(seed: int = 0, epochs: int = 40):
 
 def run_digits_demo(out: str | Path) -> dict:
     """Train, explain and write ``digits_*`` figures, netCDF and a JSON summary into ``out``."""
-    from .plotting import plot_heatmaps
+    from .result.plotting import plot_heatmaps
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     model, acc, (_, _, Xte, yte) = train_digits_cnn()

@@ -1,4 +1,4 @@
-"""Tests of the ``relevance`` DataArray accessor (sciexplain.accessor)."""
+"""Tests of the ``relevance`` DataArray accessor (sciexplain.result.accessor)."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ import xarray as xr
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-import sciexplain.accessor  # noqa: F401  (registers R.relevance)
-from sciexplain.accessor import RelevanceAccessor
-from sciexplain.result import DecompositionWarning, LedgerError, build_result, check_ledger
+import sciexplain.result.accessor  # noqa: F401  (registers R.relevance)
+from sciexplain.result.accessor import RelevanceAccessor
+from sciexplain.result.contract import DecompositionWarning, LedgerError, build_result, check_ledger
 
 CHANNELS = ["F3", "Fz", "C3", "Cz", "O1"]
 REGIONS = ["frontal", "frontal", "central", "central", "occipital"]

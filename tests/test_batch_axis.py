@@ -1,7 +1,7 @@
 """The batch dim anywhere: LRP through (time, batch, ...) tensors and stacked final states.
 
 The engine records, for every tensor on the tape, which dim indexes the samples
-(``sciexplain.plan.track_batch_axes``). The references here share no code with it:
+(``sciexplain.explain.plan.track_batch_axes``). The references here share no code with it:
 
 * the dim that indexes the samples, found by perturbing one sample at a time and seeing which
   entries of every recorded tensor change;
@@ -22,10 +22,10 @@ from torch import nn
 
 import sciexplain as sx
 from sciexplain.errors import InputError, SciexplainError
-from sciexplain.forward import record_forward
-from sciexplain.plan import track_batch_axes
-from sciexplain.recurrent import unroll
-from sciexplain.tape import OneSample
+from sciexplain.explain.forward import record_forward
+from sciexplain.explain.plan import track_batch_axes
+from sciexplain.canonizers.recurrent import unroll
+from sciexplain.record.tape import OneSample
 
 from conftest import assert_ledger_balances
 from test_recurrent import SeqModel, make_seq, preset, reference

@@ -16,8 +16,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import sciexplain as sx
-from sciexplain import dataset as ds
-from sciexplain.dataset import NpySource, SampleError, SchedulerError, StoreError, explain_dataset, open_relevance
+from sciexplain.scale import dataset as ds
+from sciexplain.scale.dataset import NpySource, SampleError, SchedulerError, StoreError, explain_dataset, open_relevance
 from sciexplain.errors import InputError, SciexplainError
 
 pytest.importorskip("dask")

@@ -760,7 +760,7 @@ def test_explain_inside_no_grad_and_inference_mode(ctx, method):
 
 def test_epsilon_layers_reuse_the_recorded_forward(monkeypatch):
     """DESIGN, cost: a plain epsilon term reuses the recorded autograd graph (no second forward)."""
-    from sciexplain import propagation
+    from sciexplain.rules import propagation
     calls = []
     original = propagation._term_relevance
 

@@ -16,7 +16,7 @@ import xarray as xr
 
 import sciexplain as sx
 from conftest import provenance_of
-from sciexplain import dataset as ds
+from sciexplain.scale import dataset as ds
 from sciexplain.cli import main
 from sciexplain.pipeline import ConfigError, PipelineError, check, key_lines, run, validate
 
@@ -330,7 +330,7 @@ def test_torchscript_models_load_and_are_explained_like_the_eager_model(tmp_path
     loaded = sx.pipeline.loading.load_model(config["model"], {}, seed=0)
     x = torch.from_numpy(np.load(tmp_path / "x.npy"))
     assert torch.equal(loaded(x), model(x))
-    # the file is converted to an eager module (sciexplain.torchscript), so LRP explains it
+    # the file is converted to an eager module (sciexplain.canonizers.torchscript), so LRP explains it
     result = run(config, out=tmp_path / "out")
     ref = sx.explain(model, x, preset="epsilon-plus")
     np.testing.assert_allclose(result.relevance["lrp"].values, ref.values, rtol=1e-5, atol=1e-6)

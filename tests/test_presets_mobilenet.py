@@ -1,4 +1,4 @@
-"""Layer-dependent rules of sciexplain.presets: ByConvKind, ScaledEpsilon, NoBias, conv_kind."""
+"""Layer-dependent rules of sciexplain.rules.presets: ByConvKind, ScaledEpsilon, NoBias, conv_kind."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from torch import nn
 
 import sciexplain as sx
 from sciexplain.errors import RuleError
-from sciexplain.presets import ByConvKind, NoBias, ScaledEpsilon, conv_kind
-from sciexplain.propagation import AffineLayer
+from sciexplain.rules.presets import ByConvKind, NoBias, ScaledEpsilon, conv_kind
+from sciexplain.rules.propagation import AffineLayer
 from sciexplain.rules import Epsilon, Gamma, Pass, ZPlus
 
 
@@ -139,7 +139,7 @@ def test_layer_dependent_rules_reject_bad_arguments():
 
 
 def test_named_mobilenet_preset_is_its_documented_mapping():
-    from sciexplain.presets import PRESETS, uses_bounds
+    from sciexplain.rules.presets import PRESETS, uses_bounds
     from sciexplain.rules import Flat, ZBox
     assert "mobilenet" in PRESETS and uses_bounds("mobilenet")
     model, x = block(1)

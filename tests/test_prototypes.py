@@ -15,7 +15,7 @@ from sklearn.decomposition import PCA  # noqa: E402
 from sklearn.mixture import GaussianMixture  # noqa: E402
 
 from sciexplain.errors import InputError  # noqa: E402
-from sciexplain.prototypes import (Decoder, GaussianExpert, GaussianMixtureExpert,  # noqa: E402
+from sciexplain.analysis.prototypes import (Decoder, GaussianExpert, GaussianMixtureExpert,  # noqa: E402
                                    activation_maximization)
 
 try:

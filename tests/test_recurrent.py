@@ -21,7 +21,7 @@ from torch.nn.utils.rnn import pack_padded_sequence
 
 import sciexplain as sx
 from sciexplain.errors import SciexplainError
-from sciexplain.recurrent import (InitialState, PackedSequenceError, RecurrentUnrolling, UnrolledGRU,
+from sciexplain.canonizers.recurrent import (InitialState, PackedSequenceError, RecurrentUnrolling, UnrolledGRU,
                                   UnrolledLSTM, UnrolledRNN, unroll)
 from sciexplain.rules import Epsilon
 
@@ -382,7 +382,7 @@ def test_lrp_matches_the_numpy_reference(kind, layers, bidirectional, batch_firs
 
 # A batch_first=False layer sits between two transposes of the user's model, whose tensors are
 # (time, batch, ...), and the stacked final states h_n are (layers*dirs, batch, hidden): the engine
-# tracks where the batch dim of every tensor is (sciexplain.plan.track_batch_axes), so relevance
+# tracks where the batch dim of every tensor is (sciexplain.explain.plan.track_batch_axes), so relevance
 # stays per sample through both (more in test_batch_axis.py).
 @pytest.mark.parametrize("kind", ["lstm", "gru"])
 def test_lrp_on_time_first_layers(kind):

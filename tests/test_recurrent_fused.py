@@ -1,4 +1,4 @@
-"""Fused LSTM layers (sciexplain.recurrent_fused): same function, same relevance as the
+"""Fused LSTM layers (sciexplain.canonizers.recurrent_fused): same function, same relevance as the
 operation-by-operation unrolling, chosen only where the preset gives the paper's rules.
 
 The relevance of the default (fused) path is also checked against the independent numpy
@@ -15,9 +15,9 @@ from hypothesis import strategies as st
 from torch import nn
 
 import sciexplain as sx
-from sciexplain.presets import ScaledEpsilon
-from sciexplain.recurrent import RecurrentUnrolling, UnrolledLSTM
-from sciexplain.recurrent_fused import FusedLSTM, LSTMLayer
+from sciexplain.rules.presets import ScaledEpsilon
+from sciexplain.canonizers.recurrent import RecurrentUnrolling, UnrolledLSTM
+from sciexplain.canonizers.recurrent_fused import FusedLSTM, LSTMLayer
 from sciexplain.rules import Epsilon, ProportionalProduct, SignalTakeAll, UniformProduct
 
 OP_BY_OP = [RecurrentUnrolling(fused=False)]
@@ -297,7 +297,7 @@ def test_lstm_layer_is_one_unit_whose_propagator_conserves():
 
 @pytest.mark.parametrize("training", [False, True])
 def test_replacements_keep_the_training_flag_of_the_layer_everywhere(training):
-    from sciexplain.recurrent import unroll
+    from sciexplain.canonizers.recurrent import unroll
     lstm = nn.LSTM(3, 2, num_layers=2, bidirectional=True).train(training)
     for new in (unroll(lstm), FusedLSTM(lstm, epsilon=0.0, cell_epsilon=0.0)):
         assert {m.training for m in new.modules()} == {training}, type(new).__name__

@@ -16,7 +16,7 @@ from torch import nn
 import sciexplain as sx
 from sciexplain import canonizers as canon
 from sciexplain.errors import ExplainWarning, InputError, InputTypeError, RuleError, SciexplainError
-from sciexplain.registry import REGISTRY, Kind, LeafCall, LeafRelevance, Registry
+from sciexplain.kinds.registry import REGISTRY, Kind, LeafCall, LeafRelevance, Registry
 
 from conftest import make_mlp, assert_balances, assert_ledger_balances, assert_state_equal, hook_counts, state_copy
 
@@ -161,7 +161,7 @@ def test_a_private_registry_leaves_the_engine_alone():
 # -- the registry's structure ------------------------------------------------------------------
 
 def test_every_recognised_kind_has_an_entry():
-    from sciexplain.tape import Node
+    from sciexplain.record.tape import Node
     known = set(REGISTRY.kinds)
     assert {"affine", "pass", "layout", "sum", "product", "embedding", "folded", "leaf"} <= known
     x = torch.randn(2, 3)
@@ -180,7 +180,7 @@ def test_the_walk_names_no_kind():
     """Nothing in the LRP walk dispatches on a kind name (the plan's rule assignment goes by the
     entries' ``takes_rule`` and ``transparent``)."""
     kinds = set(REGISTRY.kinds) | {"squash"}
-    tree = ast.parse((ROOT / "sciexplain" / "walk.py").read_text())
+    tree = ast.parse((ROOT / "sciexplain" / "explain" / "walk.py").read_text())
     named = {n.value for n in ast.walk(tree) if isinstance(n, ast.Constant) and isinstance(n.value, str)}
     assert not (named & kinds), named & kinds
 
@@ -252,7 +252,7 @@ def test_bounds_given_where_unused_is_an_error():
     with pytest.raises(InputError, match="not used by the preset") as info:
         sx.explain(model, x, preset="epsilon-plus", bounds=(0, 1))
     # the message names exactly the presets that use bounds
-    from sciexplain.presets import PRESETS, resolve_preset
+    from sciexplain.rules.presets import PRESETS, resolve_preset
     named = str(info.value).split("(only ")[1].split(" and mappings")[0]
     listed = {name for name in PRESETS if repr(name) in named}
     assert listed == {name for name in PRESETS if resolve_preset(name, (0, 1)).uses_bounds}
@@ -265,11 +265,11 @@ def test_bounds_given_where_unused_is_an_error():
 
 
 def test_ledger_rows_are_named_fields():
-    from sciexplain.forward import as_input, record_forward, targets
-    from sciexplain.ledger import LedgerRow
-    from sciexplain.plan import make_plan
-    from sciexplain.presets import resolve_preset
-    from sciexplain.walk import Walk, lrp_walk
+    from sciexplain.explain.forward import as_input, record_forward, targets
+    from sciexplain.explain.ledger import LedgerRow
+    from sciexplain.explain.plan import make_plan
+    from sciexplain.rules.presets import resolve_preset
+    from sciexplain.explain.walk import Walk, lrp_walk
     model, x = make_mlp()
     model.eval()
     fw = record_forward(model, as_input(x), grad=True)
@@ -487,7 +487,7 @@ def _propagate_halve(walk, step, outs):
 
 def test_a_kind_registered_beyond_the_built_in_ones_is_walked_and_summarised():
     """A new kind is one registry entry: the walk propagates it, attrs['rules'] lists it."""
-    from sciexplain.registry import OpKind
+    from sciexplain.kinds.registry import OpKind
     REGISTRY.add_kind(OpKind("halve", _propagate_halve, "relevance passes unchanged"))
     REGISTRY.recognise_modules([_Halve], _recognise_halve)
     try:

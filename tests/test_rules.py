@@ -41,7 +41,7 @@ from torch import nn
 
 import sciexplain as sx
 from sciexplain.errors import RuleError
-from sciexplain.propagation import AffineLayer, lrp_affine
+from sciexplain.rules.propagation import AffineLayer, lrp_affine
 from sciexplain.rules import AlphaBeta, Epsilon, Flat, Gamma, Pass, WSquare, ZBox, ZPlus
 
 SEEDS = (0, 1, 2)
@@ -519,7 +519,7 @@ SIGNED_RULES = [ZPlus(), AlphaBeta(2, 1), AlphaBeta(1, 0), AlphaBeta(3, 2, inclu
 def test_signed_terms_say_what_terms_say(rule):
     """``signed_terms`` (the fast path) and ``terms`` (the definition) give the same relevance,
     and the fast path is the one ``lrp_affine`` takes for these rules."""
-    from sciexplain import propagation
+    from sciexplain.rules import propagation
     ran = []
     for layer_name in ("linear", "conv1d_stride_pad", "conv2d_dil_groups"):
         for sign in ("nonneg", "mixed"):
@@ -554,7 +554,7 @@ def test_cancelling_denominator_falls_back_to_the_separate_terms():
     all have positive weights has ``sum x w^- = 0`` exactly, which the difference gives only up to
     rounding. The shared evaluation must notice and leave it to the exact per-term path: the beta
     share of that neuron is then absorbed by the stabilizer, exactly as the formula says."""
-    from sciexplain import propagation
+    from sciexplain.rules import propagation
     w = torch.tensor([[0.5, 1.5, -2.0], [1.0, -1.0, 0.25]], dtype=torch.float64)
     b = torch.tensor([0.3, -0.2], dtype=torch.float64)
     layer = AffineLayer("l", "Linear", w, b, lambda x_, w_: F.linear(x_, w_))
@@ -569,7 +569,7 @@ def test_cancelling_denominator_falls_back_to_the_separate_terms():
 
 
 def test_shared_evaluation_leaves_inputs_and_weights_untouched():
-    from sciexplain import propagation
+    from sciexplain.rules import propagation
     m, shape = make_layer("conv2d_stride_pad", True, 2)
     x = make_input(shape, "mixed", 2)
     _, _, out_shape = dense(m, shape)

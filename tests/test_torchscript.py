@@ -1,4 +1,4 @@
-"""TorchScript models explained through :func:`sciexplain.torchscript.to_eager`.
+"""TorchScript models explained through :func:`sciexplain.canonizers.torchscript.to_eager`.
 
 The reference for every check is the original eager model the script module was made from: the
 converted module must compute the same outputs, and LRP on it must give the same relevance, the
@@ -19,7 +19,7 @@ from torch import nn
 
 import sciexplain as sx
 from sciexplain.errors import InputTypeError, UnsupportedModelError
-from sciexplain.torchscript import (InterpretedModule, ScriptConversionError, ScriptRaisedError, ScriptValueError,
+from sciexplain.canonizers.torchscript import (InterpretedModule, ScriptConversionError, ScriptRaisedError, ScriptValueError,
                                     to_eager)
 
 from conftest import assert_balances, assert_ledger_balances, set_bn_stats, state_copy, assert_state_equal
@@ -316,7 +316,7 @@ def test_torchs_own_layer_code_is_interpreted_correctly(how):
     """Each torch layer's scripted forward (argument checks, branches, functional calls, overloads)
     run through the interpreter instead of rebuilt, and each traced layer converted (rebuilt, or
     interpreted where its graph is not the layer's plain operation), gives the eager layer's outputs."""
-    from sciexplain.torchscript import _Converter
+    from sciexplain.canonizers.torchscript import _Converter
     for layer, x in _torch_layers():
         layer.eval()
         args = x if isinstance(x, tuple) else (x,)
@@ -492,7 +492,7 @@ def test_the_converted_module_pickles_copies_and_checks_an_example(tmp_path):
     for twin in (pickle.loads(pickle.dumps(eager)), copy.deepcopy(eager)):
         torch.testing.assert_close(twin(x), want, rtol=1e-6, atol=1e-6)
     # a wrong conversion would be caught by the example check
-    from sciexplain.torchscript import _compare
+    from sciexplain.canonizers.torchscript import _compare
     broken = copy.deepcopy(eager)
     with torch.no_grad():
         broken.fc.bias.add_(1.0)
@@ -575,7 +575,7 @@ def test_no_grad_blocks_keep_their_meaning_and_are_left_on_errors():
 def test_explain_takes_a_script_module_directly(name, how, tmp_path):
     """The default canonizers convert a TorchScript model (or submodule) on the fly: the same
     relevance as the eager original, listed in attrs["canonizers"], the script module untouched."""
-    from sciexplain.torchscript import TorchScriptToEager
+    from sciexplain.canonizers.torchscript import TorchScriptToEager
     model, x = _model(name, seed=2)
     sm = _script(model, x, how, tmp_path)
     code, state = sm.code, {k: v.clone() for k, v in sm.state_dict().items()}

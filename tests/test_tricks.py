@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 import sciexplain as sx
 from sciexplain.errors import InputError
-from sciexplain.tricks import relevant_pattern, sliding_window, translation_trick
+from sciexplain.analysis.tricks import relevant_pattern, sliding_window, translation_trick
 
 try:
     from conftest import assert_balances, make_cnn, make_eeg
@@ -53,7 +53,7 @@ def test_translation_of_a_translation_equivariant_explanation_is_identity():
     x[:, :, 2:5, 2:5] = torch.rand(2, 1, 3, 3, generator=torch.Generator().manual_seed(0)) + 0.5
 
     def explain(z):
-        from sciexplain.result import build_result
+        from sciexplain.result.contract import build_result
         return build_result(z.clone(), dims=("sample", "c", "y", "x"), prediction=z.sum((1, 2, 3)),
                             target=np.zeros(len(z), int), absorbed=np.zeros(len(z)), method="identity",
                             rules="none", decomposes="f(x)")
@@ -71,7 +71,7 @@ def test_translation_borders_go_to_absorbed():
     x = torch.rand(1, 1, 5, 5, generator=torch.Generator().manual_seed(1)) + 1.0
 
     def explain(z):
-        from sciexplain.result import build_result
+        from sciexplain.result.contract import build_result
         return build_result(z.clone(), dims=("sample", "c", "y", "x"), prediction=z.sum((1, 2, 3)),
                             target=np.zeros(len(z), int), absorbed=np.zeros(len(z)), method="identity",
                             rules="none", decomposes="f(x)")

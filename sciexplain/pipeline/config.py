@@ -399,8 +399,8 @@ def validate(config: Mapping, text: str = "", base: str | Path = ".", *, domains
     domains : mapping, optional
         Installed domain objects by name (default: :func:`sciexplain.plugins.load_domains`).
     """
-    from ..engine import METHODS
-    from ..presets import PRESETS
+    from ..explain.engine import METHODS
+    from ..rules.presets import PRESETS
 
     lines = key_lines(text) if text else {}
     c = _Checker(lines, Path(base))

@@ -95,7 +95,7 @@ def _from_loader(result: Any, plugin: str, loader: str, domain: Any) -> Pipeline
 
 
 def _read_file(path: Path, variable: str | None, dims: list[str] | None) -> PipelineData:
-    from ..dataset import NpySource
+    from ..scale.dataset import NpySource
     if path.suffix == ".npy":
         source = NpySource(path)  # memory-mapped, allow_pickle=False
         return PipelineData(x=source, dims=tuple(dims) if dims else None, files=[path])
@@ -213,7 +213,7 @@ def load_model(cfg: Mapping, domains: Mapping[str, Any], *, seed: int) -> Any:
             raise ModelLoadError(f"{path} is not a TorchScript file (torch.jit.save): {type(err).__name__}: {err}") from err
         # the compiled graph cannot be recorded by the engine: interpret it as an eager module
         # (standard layers rebuilt, the rest run node by node; see sciexplain.torchscript), so LRP works
-        from ..torchscript import to_eager
+        from ..canonizers.torchscript import to_eager
         try:
             eager = to_eager(model)
         except SciexplainError as err:

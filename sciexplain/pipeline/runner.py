@@ -181,7 +181,7 @@ def _summed(R: xr.DataArray, dims: list[str]) -> xr.DataArray:
     ranking/display convention, not a decomposition: the attrs keep saying so, the warning is dropped."""
     import warnings
 
-    from ..result import DecompositionWarning
+    from ..result.contract import DecompositionWarning
     with warnings.catch_warnings():
         if R.attrs.get("decomposes") == "none":
             warnings.simplefilter("ignore", DecompositionWarning)
@@ -194,7 +194,7 @@ def _figure(spec: Mapping, R: xr.DataArray | None, data: PipelineData, model: An
     if kind == "plugin":
         return data.domain.pipeline_figures()[spec["function"]](R, data, model, **params)
     if kind == "heatmap":
-        from ..plotting import plot_heatmap
+        from ..result.plotting import plot_heatmap
         pool = params.pop("pool", None)
         return plot_heatmap(_summed(R, pool) if pool else R, params.pop("sample", 0), **params)
     return plot_perturbation_curves(curves, **params)
@@ -202,7 +202,7 @@ def _figure(spec: Mapping, R: xr.DataArray | None, data: PipelineData, model: An
 
 def plot_perturbation_curves(curves: Mapping[tuple[str, str], xr.DataArray], *, title: str | None = None):
     """Mean perturbation curve (over samples) per method and order; returns a matplotlib Figure."""
-    from ..plotting import pyplot
+    from ..result.plotting import pyplot
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(5.5, 3.6))
     styles = {"morf": "-", "lerf": "--", "random": ":"}
@@ -248,9 +248,9 @@ def run(source: str | Path | Mapping, *, scheduler: Any = None, out: str | Path 
         A step failed; the message names it (and the sample, for a failed explanation).
         Completed chunks stay in their stores, and rerunning resumes after them.
     """
-    from ..dataset import (SampleError, continuity_dataset, explain_dataset, perturbation_dataset,
+    from ..scale.dataset import (SampleError, continuity_dataset, explain_dataset, perturbation_dataset,
                            randomization_dataset, scheduler_name)
-    from ..evaluate import abpc, aopc
+    from ..evaluate.core import abpc, aopc
 
     started = prov.now()
     config, _text, base, name = load_config(source)

@@ -21,7 +21,7 @@ How each model is explained
   gradient x input a zero input gets exactly zero relevance, and the result flags those
   frames (``has_vectors`` False) so a figure can mark them instead of reading them as still.
 * :class:`~sciexplain_video.models.MotionFisherModel`: the core explains the descriptor sets
-  (Fisher-vector LRP of :mod:`sciexplain.fisher`, the linear SVM under the preset's rule);
+  (Fisher-vector LRP of :mod:`sciexplain.kinds.fisher`, the linear SVM under the preset's rule);
   each descriptor value's relevance is spread over the blocks and frames that voted into its
   histogram bin, in proportion to their votes (:meth:`Descriptors.to_blocks`). Per clip,
   relevance on the blocks + ``absorbed`` = f(x), where ``absorbed`` is what the Fisher vector
@@ -256,7 +256,7 @@ def descriptors_to_blocks(model: Any, fields: Any, Rd: Any, x: Any = None, recor
     xarray.DataArray
         Dims :data:`DIMS`; ``absorbed_model`` and ``absorbed_unassigned`` per clip.
     """
-    from sciexplain.result import build_result
+    from sciexplain.result.contract import build_result
     from .training import descriptor_batch
 
     fields = _as_list(fields)

@@ -77,7 +77,7 @@ def fit_fisher(fields: Sequence[MotionField], labels: Sequence[int], *, seed: in
     """Fit the GMM (diagonal, on all training descriptors), the improved Fisher vector and a LinearSVC."""
     from sklearn.mixture import GaussianMixture
     from sklearn.svm import LinearSVC
-    from sciexplain.fisher import FisherVector, linear_from_sklearn
+    from sciexplain.kinds.fisher import FisherVector, linear_from_sklearn
 
     spec = spec or DescriptorSpec()
     x, _ = descriptor_batch(fields, spec)

@@ -1,0 +1,8 @@
+"""Canonizers (``sx.canonizers``): rewrite a model into an equivalent form whose layers have LRP rules."""
+
+from .base import *  # noqa: F401,F403
+from .base import __all__ as _base_all
+from .recurrent import RecurrentUnrolling
+from .torchscript import TorchScriptToEager
+
+__all__ = [*_base_all, "RecurrentUnrolling", "TorchScriptToEager"]

@@ -1,0 +1,267 @@
+"""The backward walk over a recorded tape, shared by LRP and the modified-backward methods.
+
+:func:`reverse_walk` visits the nodes from the explained output back to the input, freeing the
+recorded activations as it descends (like a backward pass). :func:`lrp_walk` is LRP on top of
+it: at each node it looks the node's kind up in the registry and lets that entry propagate the
+relevance; it keeps the per-layer ledger, the ``at=`` stop and the ``through=`` filters.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+
+from ..errors import ExplainWarning, InputError, UnsupportedModelError
+from .forward import Forward, _caller_stacklevel, start_vector
+from .ledger import LedgerRow
+from ..rules.propagation import per_sample_sum
+from ..kinds.registry import REGISTRY, Registry
+from ..record.tape import Node, OneSample, Ref, replay_args
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .plan import Step
+
+__all__ = ["Walk", "reverse_walk", "local_vjp", "lrp_walk", "batch_check", "lost_batch_error",
+           "GROWTH_WARNING_FACTOR"]
+
+#: a layer whose relevance mass (sum of |R|) exceeds this multiple of sum |f(x)| gets a warning:
+#: the rule is numerically unstable there (e.g. a gamma or z+ denominator near zero)
+GROWTH_WARNING_FACTOR = 1e4
+
+
+@dataclass
+class Walk:
+    """What a propagator may read: the recorded forward pass and the walk's options."""
+
+    fw: Forward
+    max_pool: str = "winner-take-all"
+    registry: Registry = REGISTRY
+
+    @property
+    def batch(self) -> int:
+        return self.fw.logits.shape[0]
+
+    def zero(self) -> torch.Tensor:
+        return torch.zeros(self.batch, dtype=self.fw.logits.dtype)
+
+    def value(self, ref: Ref) -> torch.Tensor:
+        return self.fw.value(ref)
+
+    def batch_axis(self, ref: Ref) -> int | OneSample:
+        """The dim of the recorded tensor ``ref`` that indexes the samples, or the
+        :class:`~sciexplain.tape.OneSample` it holds (see :func:`sciexplain.plan.track_batch_axes`);
+        an error if the model lost the batch dim there."""
+        node = self.fw.tape.node_of(ref)
+        axis = node.batch_axis(ref.k)
+        if axis is None:
+            raise lost_batch_error(node, ref.k)
+        return axis
+
+    def per_sample_sum(self, ref: Ref, t: torch.Tensor) -> torch.Tensor:
+        """Per sample, the sum of ``t``, a tensor shaped like the recorded tensor ``ref`` (e.g. the
+        relevance arriving at it): summed over every dim but that tensor's batch dim."""
+        return per_sample_sum(t, self.batch_axis(ref))
+
+
+def reverse_walk(fw: Forward, store: dict[Ref, torch.Tensor]):
+    """Visit the tape from the explained output back to the input.
+
+    Yields ``(node, outs)``, where ``outs`` holds what arrived at each of the node's outputs
+    (popped from ``store``); the caller adds what it sends to the node's inputs into ``store``.
+    Nodes nothing arrived at are skipped. At the input node the walk ends, leaving its value
+    in ``store[Ref(0, 0)]``.
+    """
+    for node in reversed(fw.tape.nodes[: fw.logits_ref.node + 1]):
+        outs = [store.pop(Ref(node.index, k), None) for k in range(len(node.outputs))]
+        if all(o is None for o in outs):
+            continue
+        if node.kind == "input":
+            store[Ref(0, 0)] = outs[0]
+            return
+        yield node, outs
+        # every consumer of this node came later in the tape and has been visited: its recorded
+        # outputs (and the autograd graph above them) are no longer needed, so memory is freed
+        # as the walk descends, like a backward pass
+        node.outputs = [None] * len(node.outputs)
+        node.snapshots.clear()
+
+
+def _flatten_tensors(obj):
+    if isinstance(obj, torch.Tensor):
+        yield obj
+    elif isinstance(obj, (list, tuple)):
+        for o in obj:
+            yield from _flatten_tensors(o)
+
+
+def local_vjp(fw: Forward, node: Node, outs: list[torch.Tensor | None]) -> list[tuple[Ref, torch.Tensor]]:
+    """The node's own vector-Jacobian product with ``outs``, re-running the node on copies of its
+    recorded inputs (copies, so that in-place operations do not act on the recorded values)."""
+    leaves = {}
+    for ref in dict.fromkeys(node.parents):
+        v = fw.value(ref).detach()
+        if v.is_floating_point():
+            leaves[ref] = v.clone().requires_grad_(True)
+    with torch.enable_grad():
+        args, kwargs = replay_args(node, {r: l.clone() for r, l in leaves.items()})
+        out = node.target(*args, **kwargs)
+    flat = [o for o in _flatten_tensors(out) if o.is_floating_point()]
+    pairs = [(o, g) for o, g in zip(flat, outs) if g is not None]
+    grads = torch.autograd.grad([o for o, _ in pairs], list(leaves.values()),
+                                grad_outputs=[g for _, g in pairs], allow_unused=True)
+    return [(ref, g) for ref, g in zip(leaves, grads) if g is not None]
+
+
+def lost_batch_error(node: Node, k: int = 0) -> UnsupportedModelError:
+    """The error for relevance reaching output ``k`` of ``node``, which has no batch dim."""
+    shape = tuple(node.value(k).shape) if node.outputs[k] is not None or k in node.snapshots else "?"
+    axis = node.batch_axis(k)
+    why = (f"it holds the values of sample {axis.index} only" if isinstance(axis, OneSample) else
+           node.batch_lost.get(k) or "the batch dim was lost before it")
+    return UnsupportedModelError(
+        f"{node.name}: relevance reaches its output of shape {shape}, which does not keep the samples "
+        f"of the batch apart: {why}. LRP keeps relevance per sample, so every tensor it passes through "
+        "needs the batch dim (moving it with transpose/permute is fine; reducing, merging, reordering "
+        "or indexing across it is not). Gradient methods work on such models.")
+
+
+def batch_check(t: torch.Tensor, B: int, node: Node, axis: int | OneSample = 0) -> torch.Tensor:
+    """That ``t`` (relevance at or from ``node``) has the batch, ``B`` entries, at dim ``axis``."""
+    if isinstance(axis, OneSample):
+        return t
+    if t.ndim <= axis or t.shape[axis] != B:
+        raise UnsupportedModelError(f"{node.name}: the tensor of shape {tuple(t.shape)} does not keep "
+                                    f"the batch ({B}) at dim {axis}, so relevance cannot be kept per "
+                                    "sample; keep the samples apart inside the model. Gradient methods "
+                                    "work on such models.")
+    return t
+
+
+def _filter_through(node: Node, out: torch.Tensor, channels: Sequence[int],
+                    axis: int | OneSample = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Keep the relevance of the chosen channels, the dim right after the batch dim ``axis``
+    (dim 1 of a batch-first tensor; the features of a (time, batch, features) one); return it
+    and, per sample, what was filtered out."""
+    channels = list(channels)
+    if isinstance(axis, OneSample):
+        if axis.batch > 1:
+            raise InputError(f"through={{{node.name!r}: {channels}}}: that layer's output holds one sample "
+                             f"of the batch only (sample {axis.index}), so it has no channels per sample; "
+                             "name a layer whose output keeps the batch")
+        axis = 0  # a batch of one: channels are dim 1, as for any batch-first tensor
+    dim = axis + 1
+    if dim >= out.ndim:
+        raise InputError(f"through={{{node.name!r}: {channels}}}: that layer's output of shape "
+                         f"{tuple(out.shape)} has its batch dim last (dim {axis}), so it has no channel "
+                         "dim (the dim after the batch dim) to filter; name another layer")
+    n_channels = out.shape[dim]
+    bad = [c for c in channels if isinstance(c, bool) or not isinstance(c, (int, np.integer))
+           or not -n_channels <= int(c) < n_channels]
+    if bad:
+        raise InputError(f"through={{{node.name!r}: {channels}}}: channels must be integer "
+                         f"indices into dim {dim} of that layer's output (the dim after the batch dim), "
+                         f"which has {n_channels}; invalid: {bad}")
+    mask = torch.zeros(n_channels, dtype=torch.bool)
+    if channels:
+        mask[[int(c) for c in channels]] = True
+    shape = [1] * out.ndim
+    shape[dim] = -1
+    keep = out * mask.reshape(shape)
+    return keep, per_sample_sum(out - keep, axis)
+
+
+def rule_text(step: Step, registry: Registry = REGISTRY) -> str:
+    """The ledger's "rule" column for one step (the input node, which has no kind entry, is
+    described by its category)."""
+    if step.rule is not None:
+        return repr(step.rule)
+    kind = registry.kinds.get(step.kind.category)
+    if kind is None:
+        return step.kind.category
+    return kind.describe(step, registry) if kind.describe is not None else kind.description
+
+
+def lrp_walk(walk: Walk, target: torch.Tensor, *, stop_at: str | None = None,
+             through: Mapping[str, Sequence[int]] | None = None, full_ledger: bool = True):
+    """LRP from the explained output down to the input (or to the node ``stop_at``).
+
+    Returns ``(relevance, rows, filtered_out)``: the relevance at the input (or at ``stop_at``,
+    with its batch dim moved first), one :class:`~sciexplain.ledger.LedgerRow` per visited node,
+    and per sample the relevance removed by ``through=`` filters.
+
+    Every per-sample sum is taken over all dims but the batch dim of the tensor it is about
+    (recorded by :func:`sciexplain.plan.track_batch_axes`), so relevance stays per sample also
+    through (time, batch, ...) tensors; ``through=`` filters the dim right after the batch dim.
+    """
+    fw, registry = walk.fw, walk.registry
+    B = walk.batch
+    logits = fw.logits.detach()
+    R: dict[Ref, torch.Tensor] = {fw.logits_ref: start_vector(logits, target, "logit")}
+    rows: list[LedgerRow] = []
+    filtered_out = walk.zero()
+    through = dict(through or {})
+    at_value = None
+    explained_mass = float(per_sample_sum(R[fw.logits_ref].abs()).sum())
+    warned = False
+    nan = torch.full((B,), float("nan"), dtype=logits.dtype)
+    if fw.tape.node_of(fw.logits_ref).batch_axis(fw.logits_ref.k) not in (0, OneSample(0, 1)):
+        node = fw.tape.node_of(fw.logits_ref)
+        if not isinstance(node.batch_axis(fw.logits_ref.k), int):
+            raise lost_batch_error(node, fw.logits_ref.k)
+        raise UnsupportedModelError(f"{node.name}: the model output of shape {tuple(logits.shape)} has the "
+                                    f"batch at dim {node.batch_axis(fw.logits_ref.k)}; explanations need "
+                                    "(batch, n_outputs): move the batch dim first at the end of forward")
+    for node, outs in reverse_walk(fw, R):
+        # where the batch is in each output; an error if relevance reaches a tensor without one
+        axes = [walk.batch_axis(Ref(node.index, k)) if o is not None else 0 for k, o in enumerate(outs)]
+        for o, a in zip(outs, axes):  # a shape check, before any per-sample sum could misread it
+            if o is not None:
+                batch_check(o, B, node, a)
+        if stop_at is not None and node.name == stop_at:
+            at_value = outs[0]
+            if isinstance(axes[0], OneSample) and B > 1:
+                raise InputError(f"at={stop_at!r}: that layer's output holds one sample of the batch only "
+                                 f"(sample {axes[0].index}); name a layer whose output keeps the batch")
+            if at_value is not None and isinstance(axes[0], int) and axes[0] != 0:
+                at_value = at_value.movedim(axes[0], 0)  # results have the batch dim first
+            break
+        if node.name in through:
+            outs[0], removed = _filter_through(node, outs[0], through.pop(node.name), axes[0])
+            filtered_out = filtered_out + removed
+        step = fw.steps[node.index]
+        entering = leaving = nan
+        if full_ledger:  # two reductions per layer: only when the ledger is asked for
+            entering = sum(per_sample_sum(o, a) for o, a in zip(outs, axes) if o is not None)
+        contributions, absorbed = registry.kind(step.kind.category).propagate(walk, step, outs)
+        if full_ledger:
+            leaving = walk.zero()
+        for ref, r in contributions:
+            a = walk.batch_axis(ref)
+            batch_check(r, B, node, a)
+            if full_ledger:
+                leaving = leaving + per_sample_sum(r, a)
+            R[ref] = r if ref not in R else R[ref] + r
+        if not warned and step.rule is not None and contributions:
+            mass = sum(float(torch.linalg.vector_norm(r.detach().reshape(-1), ord=1)) for _, r in contributions)
+            if mass > GROWTH_WARNING_FACTOR * max(explained_mass, 1e-30):
+                warned = True
+                warnings.warn(
+                    f"relevance grows without bound at {node.name} ({step.kind.detail}, rule {step.rule!r}): "
+                    f"sum |R| there is {mass / max(explained_mass, 1e-30):.3g} times sum |f(x)|. The ledger may "
+                    "still balance, but the heatmap is dominated by cancelling huge values: that rule is "
+                    "unstable on this layer (e.g. a denominator near zero); use a larger stabiliser or "
+                    "another rule there", ExplainWarning, stacklevel=_caller_stacklevel())
+        rows.append(LedgerRow(node.name, step.kind.detail or node.op, rule_text(step, registry),
+                              entering.detach(), leaving.detach(), absorbed.detach()))
+    if through:
+        raise InputError(f"through= names {sorted(through)} which were not reached; use module paths "
+                         "that lie between the input and the output (see Explainer.layers())")
+    if stop_at is not None and at_value is None:
+        raise InputError(f"at={stop_at!r} is not a module on the path from input to output; "
+                         "see Explainer.layers() for the names")
+    return (at_value if stop_at is not None else R.get(Ref(0, 0))), rows, filtered_out
