@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 import sciexplain.result.accessor  # noqa: F401  (registers R.relevance)
 from sciexplain.result.accessor import RelevanceAccessor
-from sciexplain.result.contract import DecompositionWarning, LedgerError, build_result, check_ledger
+from sciexplain.result import DecompositionWarning, LedgerError, build_result, check_ledger
 
 CHANNELS = ["F3", "Fz", "C3", "Cz", "O1"]
 REGIONS = ["frontal", "frontal", "central", "central", "occipital"]

@@ -1,4 +1,4 @@
-"""Tests of the relevance result contract (sciexplain.result.contract)."""
+"""Tests of the relevance result contract (sciexplain.result: contract, netcdf, ledger)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import xarray as xr
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sciexplain.result.contract import (
+from sciexplain.result import (
     BATCH_COORDS,
     DECOMPOSES_VALUES,
     DecompositionWarning,

@@ -1,4 +1,15 @@
 """The relevance contract: one labelled ``xarray.DataArray`` per explanation, its accessor and plots."""
 
-from .contract import *  # noqa: F401,F403
-from .contract import __all__  # noqa: F401
+from .contract import BATCH_COORDS, DECOMPOSES_VALUES, DecompositionWarning, build_result, find_batch_dim
+from .ledger import LedgerError, check_ledger, ledger_residual
+
+__all__ = [
+    "BATCH_COORDS",
+    "DECOMPOSES_VALUES",
+    "DecompositionWarning",
+    "LedgerError",
+    "build_result",
+    "check_ledger",
+    "find_batch_dim",
+    "ledger_residual",
+]
