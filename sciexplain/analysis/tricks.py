@@ -24,7 +24,7 @@ import xarray as xr
 from torch import nn
 
 from ..errors import InputError
-from ..evaluate.core import _align_relevance, _as_tensor, _batch_dim_of
+from ..evaluate.inputs import _align_relevance, _as_tensor, _batch_dim_of
 
 __all__ = ["translation_trick", "sliding_window", "relevant_pattern"]
 

@@ -696,7 +696,7 @@ def _own_store(relevance: xr.DataArray | None) -> str | None:
 def _perturb_chunk(model: Any, job: _Job) -> xr.DataArray:
     import torch
 
-    from ..evaluate.core import perturbation_curve
+    from ..evaluate.perturbation import perturbation_curve
     x = torch.from_numpy(job.inputs())
     R = job.extra["relevance"].read(job.start, job.stop) if job.extra["relevance"] is not None else None
     kwargs = dict(job.extra["kwargs"])
@@ -841,7 +841,7 @@ def _predicted_targets(model: Any, x: np.ndarray) -> np.ndarray:
 def _continuity_chunk(model: Any, job: _Job) -> xr.Dataset:
     import torch
 
-    from ..evaluate.core import continuity
+    from ..evaluate.explanation_continuity import continuity
     spec, opts = job.extra["spec"], job.extra["options"]
     x = job.inputs()
     n = len(x)
@@ -960,7 +960,7 @@ def continuity_dataset(model: Any, data: Any, *, chunk: int = 256, scheduler: An
 
 
 def _randomization_chunk(model: Any, job: _Job) -> xr.Dataset:
-    from ..evaluate.core import randomization
+    from ..evaluate.parameter_randomization import randomization
     spec, opts = job.extra["spec"], job.extra["options"]
     x = job.inputs()
     kwargs = {"preset": spec["preset"], "bounds": spec["bounds"], "max_pool": spec["max_pool"],
@@ -1016,7 +1016,7 @@ def randomization_dataset(model: Any, data: Any, *, chunk: int = 256, scheduler:
     import torch
 
     from ..explain.engine import _eval_mode
-    from ..evaluate.core import _parametrized_layers
+    from ..evaluate.parameter_randomization import _parametrized_layers
     source, n, spec, target = _evaluation_setup(model, data, chunk, dims, coords, target, explain_kwargs)
     if layers is None:
         with MODEL_LOCK, _eval_mode(model):
