@@ -4,12 +4,13 @@ An explanation is four steps, each in its own module:
 
 1. :mod:`sciexplain.canonizers` rewrite the model (on a copy of the paths they change) into a
    form whose operations have rules (recurrent layers unrolled into cells);
-2. :mod:`sciexplain.forward` validates the batch and records one forward pass
-   (:mod:`sciexplain.tape`);
-3. :mod:`sciexplain.plan` gives every recorded node a kind from the operation registry
-   (:mod:`sciexplain.registry`, built-in kinds in :mod:`sciexplain.ops` and
-   :mod:`sciexplain.propagators`) and a rule from the preset, and folds BatchNorm;
-4. :mod:`sciexplain.walk` walks the relevance back, keeping the ledger (:mod:`sciexplain.ledger`).
+2. :mod:`sciexplain.explain.forward` validates the batch and records one forward pass
+   (:mod:`sciexplain.record.tape`);
+3. :mod:`sciexplain.explain.plan` gives every recorded node a kind from the operation registry
+   (:mod:`sciexplain.kinds.registry`, built-in kinds in :mod:`sciexplain.kinds.builtin`) and a
+   rule from the preset, and folds BatchNorm;
+4. :mod:`sciexplain.explain.walk` walks the relevance back, keeping the ledger
+   (:mod:`sciexplain.explain.ledger`).
 
 One explanation costs one recorded forward pass plus one backward walk over the tape. Layers
 whose rule is plain (epsilon) reuse the autograd graph of the recorded forward pass, so they need
@@ -20,7 +21,6 @@ that modified forward once per layer, each part once.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -28,18 +28,18 @@ import torch
 import xarray as xr
 from torch import nn
 
-from ..canonizers import base as _canonizers
+from .. import canonizers as _canonizers
 from . import methods as _methods
-from ..kinds import ops as ops
-from ..kinds import propagators as _propagators  # noqa: F401  (registers the built-in operation kinds
+from ..kinds import builtin as _builtin  # noqa: F401  (registers the built-in operation kinds)
+from ..kinds.affine_layers import affine_layer
 from ..errors import InputError, RuleError
-from .forward import (Forward, as_input, default_dims, eval_mode, explained_text, prediction, record_forward,
-                      targets)
+from .call import Call
+from .forward import as_input, default_dims, eval_mode, explained_text, prediction, targets
 from .ledger import ledger_dataset, rules_summary
-from .plan import make_plan
 from ..rules.presets import RuleMap, resolve_preset
 from ..kinds.registry import REGISTRY
-from ..rules.affine import ProductRule, Rule
+from ..rules.products import ProductRule
+from ..rules.terms import Rule
 from ..record.tape import Ref, _Placeholder
 from .walk import Walk, lrp_walk, rule_text
 
@@ -49,27 +49,6 @@ _eval_mode = eval_mode  # the name older callers import
 
 METHODS = ("lrp", "gradient", "sensitivity", "gradient_x_input", "integrated_gradients",
            "smoothgrad", "deconvnet", "guided_backprop")
-
-
-@dataclass
-class Call:
-    """One explanation call: the (canonized) model and the method's settings.
-
-    The methods in :mod:`sciexplain.methods` receive this object; it holds nothing between calls.
-    """
-
-    model: nn.Module
-    method: str
-    max_pool: str
-    options: dict = field(default_factory=dict)
-    canonizers: tuple = ()
-    applied: list = field(default_factory=list)
-
-    def _forward(self, x: torch.Tensor, grad: bool, leaf_names: set[str] | frozenset = frozenset()) -> Forward:
-        return record_forward(self.model, x, grad, leaf_names)
-
-    def plan(self, fw: Forward, rule_map: RuleMap | None, keep=frozenset()) -> None:
-        self.applied = self.applied + make_plan(fw, rule_map, self.canonizers, keep)
 
 
 class Explainer:
@@ -195,8 +174,8 @@ class Explainer:
                     xref = next(a.ref for a in st.node.args if isinstance(a, _Placeholder))
                     ref_out = Ref(st.fuse_after.index, 0)
                 x_in = fw.value(xref)
-                layer = ops.affine_layer(st.node, st.kind, x_in, st.node.outputs[0].ndim, st.fuse_after,
-                                         st.fuse_before)
+                layer = affine_layer(st.node, st.kind, x_in, st.node.outputs[0].ndim, st.fuse_after,
+                                     st.fuse_before)
                 ref = fw.value(ref_out)
                 scale = max(1.0, float(ref.abs().max()))
                 errors[st.node.name] = float((layer.forward(x_in) - ref).abs().max()) / scale

@@ -26,7 +26,7 @@ class LedgerRow:
     ``entering = leaving + absorbed`` per sample (``entering`` and ``leaving`` are NaN unless
     the full ledger was asked for; ``absorbed`` is always computed). Each per-sample sum is
     taken over every dim but the batch dim of the tensor it is about, wherever that dim is
-    (e.g. dim 1 of a (time, batch, features) tensor; see :func:`sciexplain.plan.track_batch_axes`).
+    (e.g. dim 1 of a (time, batch, features) tensor; see :func:`sciexplain.record.batch_axes.track_batch_axes`).
     """
 
     layer: str  # node name (module path, or op@scope)

@@ -26,15 +26,16 @@ from tqdm.auto import tqdm
 
 from ..errors import InputError, UnsupportedModelError
 from ..rules.propagation import per_sample_sum
-from ..kinds.ops import IDENTITY_LIKE
+from ..kinds.context import local_vjp
 from ..kinds.registry import REGISTRY
+from ..record.op_names import IDENTITY_LIKE
 from ..record.tape import Ref, replay_args
 
+from .call import Call as Explainer
 from .forward import default_dims, explained_text, prediction, start_vector, targets
-from .walk import local_vjp, reverse_walk
+from .walk import reverse_walk
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .engine import Call as Explainer
     from .forward import Forward
 
 _DECOMPOSES = {"gradient": "none", "sensitivity": "squared gradient norm", "gradient_x_input": "f(x)",

@@ -9,34 +9,24 @@ preset with the documented precedence.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import torch
 
 from ..canonizers.base import Canonizer, PlanCanonizer
 from ..errors import RuleError, UnsupportedModelError
 from .forward import Forward
-from ..kinds.ops import IDENTITY_LIKE, batch_axes, parent_positions
-from ..rules.presets import RuleMap
+from ..kinds.context import Step
+from ..kinds.products import product_operands
 from ..kinds.registry import REGISTRY, Kind, Registry
-from ..rules.affine import Epsilon, Pass, ProductRule, Rule, SignalTakeAll
+from ..kinds.sums import _sum_signs
+from ..record import batch_axes as _batch_axes
+from ..record.op_names import IDENTITY_LIKE
+from ..rules.affine import Epsilon, Pass
+from ..rules.presets import RuleMap
+from ..rules.products import ProductRule, SignalTakeAll
 from ..record.tape import Node, Ref, _Placeholder
 
 __all__ = ["Step", "make_plan", "track_batch_axes"]
-
-
-@dataclass
-class Step:
-    """One node of the plan."""
-
-    node: Node
-    kind: Kind
-    rule: Rule | None = None
-    fuse_after: Node | None = None  # BatchNorm folded into this layer (follows it)
-    fuse_before: Node | None = None  # BatchNorm folded into this layer (precedes it)
-    folded_into: Node | None = None  # this BatchNorm is folded into that layer
-    first: bool = False  # a weighted layer fed by the input through transparent operations only
-    signal: int | None = None  # products: the operand that is not a gate
 
 
 def _ancestors(fw: Forward) -> set[int]:
@@ -79,7 +69,7 @@ def make_plan(fw: Forward, rule_map: RuleMap | None, canonizers: Sequence[Canoni
     if problems:
         raise UnsupportedModelError(
             "cannot explain this model: no relevance rule for\n" + "\n".join(problems) +
-            "\nWhat you can do: replace the operation by a supported one (see sciexplain.ops), map "
+            "\nWhat you can do: replace the operation by a supported one (see sciexplain.kinds), map "
             "Pass() to a shape-preserving module by its path (preset={'base': 'epsilon-plus', "
             "'path.to.module': Pass()}), give your own module type a rule with sciexplain.register, "
             "or explain an intermediate output. Nothing falls back to the gradient silently.")
@@ -100,38 +90,12 @@ def make_plan(fw: Forward, rule_map: RuleMap | None, canonizers: Sequence[Canoni
 
 
 def track_batch_axes(fw: Forward, indices: set[int] | None = None) -> None:
-    """Record on each node of the tape (those in ``indices``, default all up to the explained
-    output) which dim of each output indexes the samples (:attr:`sciexplain.tape.Node.batch_axes`).
-
-    The input's batch dim is dim 0; every operation moves it by its own rule
-    (:func:`sciexplain.ops.batch_axes`), so a tensor of shape (time, batch, ...) between a
-    model's transposes, or the stacked final states ``h_n`` of shape (layers * directions,
-    batch, hidden), keep their samples apart, also when the time steps are as many as the
-    samples. Where an operation loses the batch dim (a reduction over it, a reshape merging it
-    with other dims, indexing that picks or reorders samples) the axis is None and
-    :attr:`~sciexplain.tape.Node.batch_lost` says why; the LRP walk raises that reason if
-    relevance reaches such a tensor.
-    """
-    nodes = fw.tape.nodes
-    B = fw.logits.shape[0]
-    last = fw.logits_ref.node
-    todo = range(last + 1) if indices is None else sorted(i for i in indices if i <= last)
-
-    def axis_of(ref: Ref):
-        n = nodes[ref.node]
-        return n.batch_axis(ref.k), n.batch_lost.get(ref.k, "")
-
-    def shape_of(ref: Ref):
-        return fw.value(ref).shape
-
-    for i in todo:
-        node = nodes[i]
-        if node.kind == "input":
-            node.batch_axes, node.batch_lost = [0] * len(node.outputs), {}
-            continue
-        axes, why = batch_axes(node, axis_of, shape_of, B)
-        node.batch_axes = axes
-        node.batch_lost = {k: why for k, a in enumerate(axes) if a is None}
+    """Record on each node of the tape of ``fw`` (those in ``indices``, default all up to the
+    explained output) which dim of each output indexes the samples: the LRP walk keeps relevance
+    per sample through (time, batch, ...) tensors and raises where the batch dim was lost (see
+    :func:`sciexplain.record.batch_axes.track_batch_axes`, which this applies to the recorded
+    forward pass)."""
+    _batch_axes.track_batch_axes(fw.tape, fw.logits_ref.node, fw.logits.shape[0], indices)
 
 
 def _gate_refs(fw: Forward, steps: dict[int, Step]) -> set[Ref]:
@@ -150,7 +114,6 @@ def _gate_refs(fw: Forward, steps: dict[int, Step]) -> set[Ref]:
                 gates.update(refs)
         elif kind.category == "sum" and len(live) == 1 and live[0] in gates:
             # 1 - g (rsub), or c - g: the operand with the negative sign is the gate
-            from ..kinds.propagators import _sum_signs
             operands = [node.args[0], node.args[1] if len(node.args) > 1 else node.kwargs.get("other")]
             signs = _sum_signs(node)
             if any(isinstance(o, _Placeholder) and s < 0 for o, s in zip(operands, signs)):
@@ -164,7 +127,6 @@ _MUL_OPS = {"mul", "mul_", "__mul__", "__rmul__", "__imul__", "multiply"}
 
 def _scales_by_a_number(node: Node) -> bool:
     """Whether a multiplication's constant operand is a number or 0-d tensor (a scale)."""
-    from ..kinds.propagators import product_operands
     value = next((c for ref, c in product_operands(node) if ref is None), None)
     return not isinstance(value, torch.Tensor) or value.ndim == 0
 
@@ -173,7 +135,6 @@ def _find_signals(fw: Forward, steps: dict[int, Step], rule_map: RuleMap) -> Non
     """Find the signal operand of every product; make ``gate * constant`` a product too (its
     constant is the signal: under signal-take-all the gate gets nothing, as for a given
     initial cell state ``f * c0``)."""
-    from ..kinds.propagators import product_operands
     # a number (or 0-d tensor) is a scale of the gate, not a signal: sigmoid(z) * 10 (a bounded
     # output) stays an affine map, else the whole explanation would be absorbed there
     scaled = [st for st in steps.values() if st.kind.category == "affine" and st.node.op in _MUL_OPS

@@ -11,7 +11,6 @@ from __future__ import annotations
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -21,13 +20,10 @@ from .forward import Forward, _caller_stacklevel, start_vector
 from .ledger import LedgerRow
 from ..rules.propagation import per_sample_sum
 from ..kinds.registry import REGISTRY, Registry
-from ..record.tape import Node, OneSample, Ref, replay_args
+from ..kinds.context import Step, batch_check, lost_batch_error
+from ..record.tape import Node, OneSample, Ref
 
-if TYPE_CHECKING:  # pragma: no cover
-    from .plan import Step
-
-__all__ = ["Walk", "reverse_walk", "local_vjp", "lrp_walk", "batch_check", "lost_batch_error",
-           "GROWTH_WARNING_FACTOR"]
+__all__ = ["Walk", "reverse_walk", "lrp_walk", "GROWTH_WARNING_FACTOR"]
 
 #: a layer whose relevance mass (sum of |R|) exceeds this multiple of sum |f(x)| gets a warning:
 #: the rule is numerically unstable there (e.g. a gamma or z+ denominator near zero)
@@ -36,7 +32,8 @@ GROWTH_WARNING_FACTOR = 1e4
 
 @dataclass
 class Walk:
-    """What a propagator may read: the recorded forward pass and the walk's options."""
+    """What a propagator may read: the recorded forward pass and the walk's options (it fits
+    :class:`sciexplain.kinds.context.WalkView`)."""
 
     fw: Forward
     max_pool: str = "winner-take-all"
@@ -54,7 +51,7 @@ class Walk:
 
     def batch_axis(self, ref: Ref) -> int | OneSample:
         """The dim of the recorded tensor ``ref`` that indexes the samples, or the
-        :class:`~sciexplain.tape.OneSample` it holds (see :func:`sciexplain.plan.track_batch_axes`);
+        :class:`~sciexplain.record.tape.OneSample` it holds (see :func:`sciexplain.record.batch_axes.track_batch_axes`);
         an error if the model lost the batch dim there."""
         node = self.fw.tape.node_of(ref)
         axis = node.batch_axis(ref.k)
@@ -89,57 +86,6 @@ def reverse_walk(fw: Forward, store: dict[Ref, torch.Tensor]):
         # as the walk descends, like a backward pass
         node.outputs = [None] * len(node.outputs)
         node.snapshots.clear()
-
-
-def _flatten_tensors(obj):
-    if isinstance(obj, torch.Tensor):
-        yield obj
-    elif isinstance(obj, (list, tuple)):
-        for o in obj:
-            yield from _flatten_tensors(o)
-
-
-def local_vjp(fw: Forward, node: Node, outs: list[torch.Tensor | None]) -> list[tuple[Ref, torch.Tensor]]:
-    """The node's own vector-Jacobian product with ``outs``, re-running the node on copies of its
-    recorded inputs (copies, so that in-place operations do not act on the recorded values)."""
-    leaves = {}
-    for ref in dict.fromkeys(node.parents):
-        v = fw.value(ref).detach()
-        if v.is_floating_point():
-            leaves[ref] = v.clone().requires_grad_(True)
-    with torch.enable_grad():
-        args, kwargs = replay_args(node, {r: l.clone() for r, l in leaves.items()})
-        out = node.target(*args, **kwargs)
-    flat = [o for o in _flatten_tensors(out) if o.is_floating_point()]
-    pairs = [(o, g) for o, g in zip(flat, outs) if g is not None]
-    grads = torch.autograd.grad([o for o, _ in pairs], list(leaves.values()),
-                                grad_outputs=[g for _, g in pairs], allow_unused=True)
-    return [(ref, g) for ref, g in zip(leaves, grads) if g is not None]
-
-
-def lost_batch_error(node: Node, k: int = 0) -> UnsupportedModelError:
-    """The error for relevance reaching output ``k`` of ``node``, which has no batch dim."""
-    shape = tuple(node.value(k).shape) if node.outputs[k] is not None or k in node.snapshots else "?"
-    axis = node.batch_axis(k)
-    why = (f"it holds the values of sample {axis.index} only" if isinstance(axis, OneSample) else
-           node.batch_lost.get(k) or "the batch dim was lost before it")
-    return UnsupportedModelError(
-        f"{node.name}: relevance reaches its output of shape {shape}, which does not keep the samples "
-        f"of the batch apart: {why}. LRP keeps relevance per sample, so every tensor it passes through "
-        "needs the batch dim (moving it with transpose/permute is fine; reducing, merging, reordering "
-        "or indexing across it is not). Gradient methods work on such models.")
-
-
-def batch_check(t: torch.Tensor, B: int, node: Node, axis: int | OneSample = 0) -> torch.Tensor:
-    """That ``t`` (relevance at or from ``node``) has the batch, ``B`` entries, at dim ``axis``."""
-    if isinstance(axis, OneSample):
-        return t
-    if t.ndim <= axis or t.shape[axis] != B:
-        raise UnsupportedModelError(f"{node.name}: the tensor of shape {tuple(t.shape)} does not keep "
-                                    f"the batch ({B}) at dim {axis}, so relevance cannot be kept per "
-                                    "sample; keep the samples apart inside the model. Gradient methods "
-                                    "work on such models.")
-    return t
 
 
 def _filter_through(node: Node, out: torch.Tensor, channels: Sequence[int],
@@ -191,11 +137,11 @@ def lrp_walk(walk: Walk, target: torch.Tensor, *, stop_at: str | None = None,
     """LRP from the explained output down to the input (or to the node ``stop_at``).
 
     Returns ``(relevance, rows, filtered_out)``: the relevance at the input (or at ``stop_at``,
-    with its batch dim moved first), one :class:`~sciexplain.ledger.LedgerRow` per visited node,
+    with its batch dim moved first), one :class:`~sciexplain.explain.ledger.LedgerRow` per visited node,
     and per sample the relevance removed by ``through=`` filters.
 
     Every per-sample sum is taken over all dims but the batch dim of the tensor it is about
-    (recorded by :func:`sciexplain.plan.track_batch_axes`), so relevance stays per sample also
+    (recorded by :func:`sciexplain.record.batch_axes.track_batch_axes`), so relevance stays per sample also
     through (time, batch, ...) tensors; ``through=`` filters the dim right after the batch dim.
     """
     fw, registry = walk.fw, walk.registry

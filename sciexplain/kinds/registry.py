@@ -1,6 +1,6 @@
 """The operation registry: what each kind of recorded operation is, and how relevance passes it.
 
-The engine is a walk over the recorded operations (:mod:`sciexplain.tape`). Every operation
+The engine is a walk over the recorded operations (:mod:`sciexplain.record.tape`). Every operation
 *kind* (affine, pass, layout, sum, product, embedding, folded BatchNorm, final squash, leaf
 modules such as Fisher vectors or a user's own layer) is one :class:`OpKind` entry of the
 :data:`REGISTRY`: how it is recognised on the tape, how relevance passes back through it and
@@ -31,18 +31,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from torch import nn
 
 from ..errors import InputError, InputTypeError, RuleError, UnsupportedModelError
 from ..record.tape import Node, _Placeholder
-
-if TYPE_CHECKING:  # pragma: no cover
-    from ..explain.plan import Step
-    from ..rules.affine import Rule
-    from ..explain.walk import Walk
+from ..rules.terms import Rule
 
 __all__ = ["Kind", "OpKind", "Registry", "REGISTRY", "register", "LeafCall", "LeafRelevance",
            "Contributions"]
@@ -235,7 +231,7 @@ class Registry:
         return recogniser(node)
 
 
-#: the registry the engine uses; :mod:`sciexplain.ops` and :mod:`sciexplain.propagators` fill it
+#: the registry the engine uses; :mod:`sciexplain.kinds.builtin` fills it with the built-in kinds
 REGISTRY = Registry()
 
 
@@ -279,7 +275,6 @@ def register(module_type: type, propagate: Callable[[LeafCall], LeafRelevance], 
         raise InputTypeError(f"propagate must be callable, got {propagate!r}")
     if not isinstance(description, str) or not description:
         raise InputError("register() needs a description (shown in the result's rules attribute)")
-    from ..rules.affine import Rule
     if default_rule is not None and not isinstance(default_rule, Rule):
         raise InputTypeError(f"default_rule must be a rule object such as sciexplain.rules.Epsilon(0.01) "
                              f"or None, got {default_rule!r}")

@@ -103,7 +103,7 @@ class Node:
     #: per output, the dim that indexes the samples of the batch (a :class:`OneSample` for a
     #: tensor of one sample), or None where the operation lost it (then ``batch_lost[k]`` says
     #: which operation and why); filled for an LRP plan by
-    #: :func:`sciexplain.plan.track_batch_axes` (None: not tracked, the batch dim is first)
+    #: :func:`sciexplain.record.batch_axes.track_batch_axes` (None: not tracked, the batch dim is first)
     batch_axes: list[int | OneSample | None] | None = None
     batch_lost: dict[int, str] = field(default_factory=dict)
 

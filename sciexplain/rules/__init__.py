@@ -1,6 +1,24 @@
 """LRP rules (``sx.rules``): small, named, picklable objects, and presets that map them to layers."""
 
-from .affine import *  # noqa: F401,F403
-from .affine import __all__ as _affine_all
+from .affine import DEFAULT_STABILIZER, AlphaBeta, Epsilon, Flat, Gamma, Pass, WSquare, ZBox, ZPlus
+from .products import ProductRule, ProportionalProduct, SignalTakeAll, UniformProduct
+from .terms import Rule, SignedTerm, Term
 
-__all__ = list(_affine_all)
+__all__ = [
+    "Rule",
+    "Term",
+    "SignedTerm",
+    "Epsilon",
+    "Gamma",
+    "AlphaBeta",
+    "ZPlus",
+    "ZBox",
+    "WSquare",
+    "Flat",
+    "Pass",
+    "ProductRule",
+    "SignalTakeAll",
+    "UniformProduct",
+    "ProportionalProduct",
+    "DEFAULT_STABILIZER",
+]

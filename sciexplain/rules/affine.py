@@ -1,22 +1,5 @@
-"""LRP rules: small, named, picklable objects.
-
-A rule says how the relevance ``R_j`` at the output of a linear layer ``z_j = sum_i x_i w_ij + b_j``
-is redistributed onto its inputs. Every rule here is written in one common form: a list of
-*terms*, each with a coefficient ``c``, a few *parts* ``(input_i, weight_ij)`` and an optional
-bias::
-
-    z_j^(t)   = sum_parts sum_i input_i * weight_ij  +  bias_j          (a modified forward pass)
-    s_j^(t)   = m_j^(t) R_j / (z_j^(t) + eps * sign(z_j^(t)))           (sign(0) = +1)
-    R_i       = sum_t c_t * sum_parts input_i * sum_j weight_ij * s_j^(t)
-
-so that ``sum_i R_i + absorbed = sum_j R_j`` with the absorbed part computed from the terms'
-own bias and stabilizer: ``absorbed = sum_t c_t * sum_j s_j^(t) * (bias_j + eps * sign(z_j))``.
-The mask ``m^(t)`` is 1 everywhere, or selects the output neurons by the sign of the layer's
-plain output (``Term.outputs``): the sign-aware :class:`Gamma` has one term for the positive and
-one for the negative outputs.
-The engine evaluates ``weight^T s`` with one backward pass of the layer itself, so the same rule
-runs on Linear, Conv1d/2d/3d (any stride, padding, dilation, groups) and on weight-free linear
-operations (average pooling, mean, scaling), whose implicit weights are positive.
+"""The rules of affine layers: Epsilon, Gamma, AlphaBeta, ZPlus, ZBox, WSquare, Flat and Pass, each
+written as the terms of :mod:`sciexplain.rules.terms`.
 
 Conventions
 -----------
@@ -41,19 +24,14 @@ the positive and negative denominators.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 
 from ..errors import RuleError
-
-if TYPE_CHECKING:  # pragma: no cover
-    from .propagation import AffineLayer
+from .terms import Rule, SignedTerm, Term, _neg, _pos, _signed_parts
 
 __all__ = [
-    "Rule",
-    "Term",
-    "SignedTerm",
     "Epsilon",
     "Gamma",
     "AlphaBeta",
@@ -62,104 +40,11 @@ __all__ = [
     "WSquare",
     "Flat",
     "Pass",
-    "ProductRule",
-    "SignalTakeAll",
-    "UniformProduct",
-    "ProportionalProduct",
     "DEFAULT_STABILIZER",
 ]
 
 #: Stabilizer of the rules that have no epsilon of their own. Its share is counted as absorbed.
 DEFAULT_STABILIZER = 1e-9
-
-
-#: values of :attr:`Term.outputs`
-OUTPUT_SELECTIONS = ("all", "positive", "negative")
-
-
-@dataclass
-class Term:
-    """One term of a rule: ``coef * sum_parts input * weight^T (mask * R / stabilized(z))``.
-
-    ``outputs`` selects the output neurons the term redistributes: ``"all"``, or only those whose
-    plain output ``z_j = sum_i x_i w_ij + b_j`` (the layer's own, unmodified forward pass, bias
-    included) is ``"positive"`` (``z_j >= 0``, zero counted as positive like ``sign0``) or
-    ``"negative"`` (``z_j < 0``). A pair of terms with ``"positive"`` and ``"negative"`` covers
-    every neuron exactly once, so relevance stays conserved. The mask acts on ``R`` before the
-    division, so the absorbed part ``sum_j s_j (bias_j + eps sign(z_j^(t)))`` of a masked term
-    counts only the neurons it selects.
-    """
-
-    coef: float
-    parts: list[tuple[torch.Tensor, torch.Tensor]]
-    bias: torch.Tensor | None
-    eps: float
-    #: True when the single part is the layer's own input and weight: the forward pass may be reused.
-    plain: bool = False
-    #: which output neurons the term applies to, by the sign of the plain output (see above)
-    outputs: str = "all"
-
-    def __post_init__(self) -> None:
-        if self.outputs not in OUTPUT_SELECTIONS:
-            raise RuleError(f"Term(outputs={self.outputs!r}): choose one of {OUTPUT_SELECTIONS}")
-
-
-@dataclass(frozen=True)
-class SignedTerm:
-    """A term of the sign-split family, written in the basis ``(x_i w_ij, |x_i| |w_ij|)``.
-
-    Its contributions are ``z_ij = a x_i w_ij + b |x_i| |w_ij|`` (so ``(x_i w_ij)^+`` is
-    ``a = b = 1/2`` and ``(x_i w_ij)^-`` is ``a = -b = 1/2``), with the bias ``a b_j + b |b_j|``
-    in the denominator when ``bias`` is True, the stabilizer ``eps`` and the output selection
-    ``outputs`` of :class:`Term`. It means exactly what the rule's :meth:`Rule.terms` say; it
-    lets the evaluator share one modified forward pass and at most two backward passes between
-    all the terms of a rule (see :func:`sciexplain.propagation.lrp_affine`).
-    """
-
-    coef: float
-    a: float
-    b: float
-    bias: bool
-    eps: float
-    outputs: str = "all"
-
-
-def _pos(t: torch.Tensor) -> torch.Tensor:
-    return t.clamp(min=0)
-
-
-def _neg(t: torch.Tensor) -> torch.Tensor:
-    return t.clamp(max=0)
-
-
-def _signed_parts(x: torch.Tensor, w_for_pos_x: torch.Tensor, w_for_neg_x: torch.Tensor):
-    """Parts ``(x^+, w_for_pos_x), (x^-, w_for_neg_x)``, skipping the sign that is absent (the
-    common case after a ReLU costs one forward pass, not two)."""
-    lo, hi = torch.aminmax(x)
-    if lo >= 0:
-        return [(x, w_for_pos_x)]
-    if hi <= 0:
-        return [(x, w_for_neg_x)]
-    return [(_pos(x), w_for_pos_x), (_neg(x), w_for_neg_x)]
-
-
-class Rule:
-    """Base class. Subclasses implement :meth:`terms` (weighted layers) in a few lines."""
-
-    #: whether the rule needs the layer's weights (False: it may also act on weight-free layers)
-    needs_weights: bool = False
-
-    def terms(self, layer: AffineLayer, x: torch.Tensor) -> list[Term]:  # pragma: no cover
-        raise NotImplementedError
-
-    def signed_terms(self) -> tuple[SignedTerm, ...] | None:
-        """The same rule in the ``(x w, |x| |w|)`` basis, or None when it is not of that family
-        (then the evaluator runs :meth:`terms` one by one)."""
-        return None
-
-    def describe(self) -> str:
-        """Readable one-line description, used in the ``rules`` attribute of results."""
-        return repr(self)
 
 
 @dataclass(frozen=True)
@@ -385,43 +270,3 @@ class Pass(Rule):
 
 #: rules that may be given as the single rule of a preset for every weighted layer
 RULE_TYPES = (Epsilon, Gamma, AlphaBeta, ZPlus, ZBox, WSquare, Flat, Pass)
-
-
-# -- products of two input-dependent tensors (gates) ---------------------------------------------
-# These rules act on ``a * b`` where both operands depend on the input (LSTM/GRU gates, gating
-# units). They are not rules of weighted layers; map them with the preset key "op:mul" (every
-# product) or a module path (the products inside that module).
-
-class ProductRule(Rule):
-    """Base class of the rules for products of two input-dependent tensors."""
-
-
-@dataclass(frozen=True)
-class SignalTakeAll(ProductRule):
-    """All relevance of ``gate * signal`` goes to the signal, none to the gate (Arras et al. 2017).
-
-    The gate is the operand computed by a sigmoid (or hard sigmoid), or derived from one by
-    reshaping, slicing or ``1 - g`` (GRU's update gate); the engine finds it on the tape. Nothing
-    is created or lost at the product.
-    """
-
-
-@dataclass(frozen=True)
-class UniformProduct(ProductRule):
-    """Half of the relevance of ``a * b`` to each operand (the uniform rule AttnLRP uses)."""
-
-
-@dataclass(frozen=True)
-class ProportionalProduct(ProductRule):
-    """Relevance of ``a * b`` split in proportion to the operands' magnitudes.
-
-    ``R_a = R |a| / (|a| + |b| + eps)``, ``R_b = R |b| / (|a| + |b| + eps)``; the share of ``eps``
-    is absorbed (counted in the ledger). A heuristic for products whose operands are of comparable
-    scale; it does not know which operand is a gate.
-    """
-
-    epsilon: float = 1e-9
-
-    def __post_init__(self) -> None:
-        if not (self.epsilon > 0) or self.epsilon == float("inf"):
-            raise RuleError(f"ProportionalProduct(epsilon={self.epsilon!r}): epsilon must be a finite number > 0")

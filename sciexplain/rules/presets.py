@@ -30,8 +30,9 @@ from typing import Any
 from torch import nn
 
 from ..errors import RuleError
-from .affine import (DEFAULT_STABILIZER, AlphaBeta, Epsilon, Gamma, Pass, ProductRule, Rule, SignalTakeAll, WSquare,
-                     ZBox, ZPlus)
+from .affine import DEFAULT_STABILIZER, AlphaBeta, Epsilon, Flat, Gamma, Pass, WSquare, ZBox, ZPlus
+from .products import ProductRule, SignalTakeAll
+from .terms import Rule, Term
 
 __all__ = ["RuleMap", "PRESETS", "resolve_preset", "PROPORTIONAL", "ByConvKind", "ScaledEpsilon", "NoBias", "conv_kind"]
 
@@ -264,7 +265,6 @@ class ScaledEpsilon(Rule):
 
     def terms(self, layer, x):
         import torch
-        from .affine import Term
         with torch.no_grad():
             z = layer.forward(x.detach())
             scale = z.reshape(z.shape[0], -1).std(dim=1) if z.ndim >= 2 and z[0].numel() > 1 else z.abs()
@@ -310,6 +310,5 @@ def _mobilenet(box: ZBox | None) -> RuleMap:
     conv = ByConvKind(depthwise=Gamma(0.25), pointwise=scaled, other=scaled)
     types: dict[Any, Rule] = {t: scaled for t in _DENSE}
     types.update({t: conv for t in _CONV})
-    from .affine import Flat
     return RuleMap(by_type=types, first_layer=box if box is not None else Flat(), description="mobilenet",
                    uses_bounds=box is not None)

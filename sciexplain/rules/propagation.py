@@ -9,45 +9,12 @@ implicit weights are positive and are represented by the scalar 1.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
-
 import torch
 
-from .affine import Rule, SignedTerm, Term
+from .terms import AffineLayer, Rule, SignedTerm, Term
 from ..record.tape import OneSample
 
 __all__ = ["AffineLayer", "lrp_affine", "sign0", "per_sample_sum"]
-
-
-@dataclass
-class AffineLayer:
-    """``z = apply(x, weight) + bias`` where ``apply`` is linear in ``x``.
-
-    Parameters
-    ----------
-    name : str
-        Module path or operation name, for messages and the ledger.
-    kind : str
-        Readable type (``"Conv2d"``, ``"Linear+BatchNorm2d"``, ``"mean"``...).
-    weight : torch.Tensor
-        The weight a rule may modify; the scalar ``1`` for weight-free linear maps.
-    bias : torch.Tensor or None
-        Broadcastable to the output.
-    apply : callable
-        ``apply(x, weight) -> z`` without bias; must be linear in ``x``.
-    """
-
-    name: str
-    kind: str
-    weight: torch.Tensor
-    bias: torch.Tensor | None
-    apply: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-    weighted: bool = True
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        z = self.apply(x, self.weight)
-        return z if self.bias is None else z + self.bias
 
 
 def sign0(t: torch.Tensor) -> torch.Tensor:
@@ -58,7 +25,7 @@ def sign0(t: torch.Tensor) -> torch.Tensor:
 def per_sample_sum(t: torch.Tensor, axis: int | OneSample = 0) -> torch.Tensor:
     """Sum over every dim but the batch dim ``axis`` (the first by default): one value per sample.
 
-    ``axis`` may be a :class:`~sciexplain.tape.OneSample`: ``t`` holds one sample, whose entry
+    ``axis`` may be a :class:`~sciexplain.record.tape.OneSample`: ``t`` holds one sample, whose entry
     is the sum of ``t``; the other samples' are zero.
     """
     if axis == 0:

@@ -1,0 +1,84 @@
+"""The affine kind: ``z = lin(x; W) + b`` (Linear, Conv, BatchNorm, matmul with a constant...),
+recognised and propagated by the node's LRP rule (BatchNorm neighbours folded in)."""
+
+from __future__ import annotations
+
+from torch import nn
+
+from ..record.call_args import _live_positions
+from ..record.op_names import _CONV_FUNCS
+from ..record.tape import Node, Ref, _Placeholder
+from ..rules.propagation import lrp_affine
+from .affine_layers import affine_layer
+from .context import Step, WalkView
+from .registry import Kind, _mro_keys
+
+
+def _weighted_module(m: nn.Module, node: Node) -> Kind:
+    return Kind("affine", type(m).__name__, _mro_keys(m), weighted=True)
+
+
+def _batchnorm_module(m: nn.Module, node: Node) -> Kind:
+    if m.running_mean is None or m.running_var is None:
+        return Kind("unsupported", f"{type(m).__name__} without running statistics normalises "
+                    "each batch by its own statistics, so it is not a fixed layer to explain")
+    return Kind("affine", type(m).__name__, _mro_keys(m))
+
+
+def _matmul_function(node: Node) -> Kind:
+    if len(node.parents) != 1:
+        return Kind("unsupported", f"{node.op} of two input-dependent tensors (e.g. attention): only "
+                    "element-wise products have product rules")
+    return Kind("affine", node.op, (nn.Linear, "op:matmul"), weighted=True)
+
+
+def _linear_function(node: Node) -> Kind:
+    kw_live = [k for k, v in node.kwargs.items() if isinstance(v, _Placeholder)]
+    if _live_positions(node) != [0] or kw_live:
+        return Kind("unsupported", "F.linear with an input-dependent weight or bias")
+    return Kind("affine", "linear", (nn.Linear, "op:linear"), weighted=True)
+
+
+def _conv_function(node: Node) -> Kind:
+    kw_live = [k for k, v in node.kwargs.items() if isinstance(v, _Placeholder)]
+    if _live_positions(node) != [0] or kw_live:
+        return Kind("unsupported", f"F.{node.op} with an input-dependent weight or bias")
+    return Kind("affine", node.op, (_CONV_FUNCS[node.op], "op:" + node.op), weighted=True)
+
+
+def _batch_norm_function(node: Node) -> Kind:
+    training = node.kwargs.get("training", node.args[5] if len(node.args) > 5 else False)
+    if _live_positions(node) != [0] or training:
+        return Kind("unsupported", "F.batch_norm with batch statistics")
+    return Kind("affine", "batch_norm", (nn.BatchNorm1d, "op:batch_norm"))
+
+
+def propagate_affine(walk: WalkView, step: Step, outs):
+    """The step's LRP rule on ``z = lin(x; W) + b`` (BatchNorm neighbours folded in)."""
+    fw, node, R = walk.fw, step.node, outs[0]
+    if step.fuse_before is not None:
+        xref = step.fuse_before.parents[0]
+    else:
+        xref = next(a.ref for a in node.args if isinstance(a, _Placeholder))
+    x = fw.value(xref)
+    layer = affine_layer(node, step.kind, x, node.outputs[0].ndim, step.fuse_after, step.fuse_before)
+    cached = None
+    xnode = fw.tape.node_of(xref)
+    if (step.fuse_after is None and step.fuse_before is None and x.requires_grad
+            and node.pristine(0) and xnode.pristine(xref.k) and node.outputs[0].grad_fn is not None):
+        # the recorded forward already computed z = Wx + b with autograd: plain terms reuse it
+        cached = (xnode.outputs[xref.k], node.outputs[0])
+    axes = (walk.batch_axis(xref), walk.batch_axis(Ref(node.index, 0)))
+    R_in, absorbed = lrp_affine(layer, x.detach(), R, step.rule, cached, axes)
+    return [(xref, R_in)], absorbed
+
+
+def propagate_folded(walk: WalkView, step: Step, outs):
+    """A BatchNorm folded into a neighbour: folded into the preceding layer, its relevance is
+    that layer's output relevance; folded into the following layer, that layer sends relevance
+    past it and none arrives here."""
+    node = step.node
+    if walk.fw.steps[step.folded_into.index].fuse_after is node:
+        return [(node.parents[0], outs[0])], walk.zero()
+    return [], walk.zero()
+

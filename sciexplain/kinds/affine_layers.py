@@ -1,0 +1,156 @@
+"""Building the :class:`~sciexplain.rules.propagation.AffineLayer` of an affine node: its weight,
+bias and linear map, with a neighbouring BatchNorm folded in."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.func import functional_call
+
+from ..record.call_args import _constant_operand
+from ..record.op_names import (_BN_MODULES, _CONV_FUNCS, _CONV_MODULES, _MATMUL_FUNCS, _SCALE_FUNCS,
+                               _WEIGHT_FREE_FUNCS)
+from ..record.tape import Node, _Placeholder
+from ..rules.propagation import AffineLayer
+from .registry import Kind
+
+__all__ = ["affine_layer"]
+
+
+def _channel_shape(ndim: int, channel_dim: int = 1) -> list[int]:
+    shape = [1] * ndim
+    shape[channel_dim] = -1
+    return shape
+
+
+def _bn_scale_shift(m_or_args) -> tuple[torch.Tensor, torch.Tensor]:
+    if isinstance(m_or_args, nn.Module):
+        m = m_or_args
+        mean, var, weight, bias, eps = m.running_mean, m.running_var, m.weight, m.bias, m.eps
+    else:
+        mean, var, weight, bias, eps = m_or_args
+    scale = torch.rsqrt(var.detach() + eps)
+    if weight is not None:
+        scale = scale * weight.detach()
+    shift = -mean.detach() * scale
+    if bias is not None:
+        shift = shift + bias.detach()
+    return scale, shift
+
+
+def _module_conv_apply(m: nn.Module):
+    base = next(c for c in type(m).__mro__ if c in (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear))
+    custom_forward = type(m).forward is not base.forward
+    if custom_forward:
+        # a subclass with its own forward (e.g. "same" padding): run that forward with swapped
+        # weights; zero bias so the result is the linear part
+        out_ch = m.weight.shape[0]
+
+        def apply(x, w):
+            zero = torch.zeros(out_ch, dtype=w.dtype, device=w.device)
+            return functional_call(m, {"weight": w, "bias": zero}, (x,))
+        return apply, base
+    if base is nn.Linear:
+        return (lambda x, w: F.linear(x, w)), base
+    return (lambda x, w: m._conv_forward(x, w, None)), base
+
+
+def affine_layer(node: Node, kind: Kind, x: torch.Tensor, out_ndim: int,
+                 fuse_bn_after: Node | None = None, fuse_bn_before: Node | None = None) -> AffineLayer:
+    """Build the :class:`AffineLayer` of an affine node (optionally with BatchNorm folded in)."""
+    name, detail = node.name, kind.detail
+    if node.kind == "module":
+        m = node.target
+        if isinstance(m, (nn.Linear, *_CONV_MODULES)):
+            apply, base = _module_conv_apply(m)
+            w = m.weight.detach()
+            b = None if m.bias is None else m.bias.detach()
+            layer = AffineLayer(name, detail, w, b, apply, True)
+        elif isinstance(m, _BN_MODULES):
+            scale, shift = _bn_scale_shift(m)
+            shape = _channel_shape(x.ndim)
+            layer = AffineLayer(name, detail, scale.reshape(shape), shift.reshape(shape),
+                                lambda x_, w: x_ * w, True)
+        else:  # weight-free modules: pooling, upsampling
+            layer = AffineLayer(name, detail, torch.ones((), dtype=x.dtype), None,
+                                lambda x_, w, m=m: m(x_) * w, False)
+    else:
+        layer = _function_affine(node, kind, x)
+    if fuse_bn_after is not None:
+        layer = _fuse_after(layer, fuse_bn_after, out_ndim)
+    if fuse_bn_before is not None:
+        layer = _fuse_before(layer, fuse_bn_before, x)
+    # bias: reshape a per-channel vector so it broadcasts over the output
+    if layer.bias is not None and layer.bias.ndim == 1 and out_ndim > 2 and node.kind == "module" \
+            and isinstance(node.target, _CONV_MODULES):
+        layer.bias = layer.bias.reshape(_channel_shape(out_ndim))
+    return layer
+
+
+def _function_affine(node: Node, kind: Kind, x: torch.Tensor) -> AffineLayer:
+    name, op, func = node.name, node.op, node.target
+    args, kwargs = node.args, node.kwargs
+    if op == "linear":
+        w = args[1] if len(args) > 1 else kwargs["weight"]
+        b = args[2] if len(args) > 2 else kwargs.get("bias")
+        return AffineLayer(name, "linear", w.detach(), None if b is None else b.detach(),
+                           lambda x_, w_: F.linear(x_, w_), True)
+    if op in _CONV_FUNCS:
+        w = args[1] if len(args) > 1 else kwargs["weight"]
+        b = args[2] if len(args) > 2 else kwargs.get("bias")
+        rest = tuple(args[3:])
+        kw = {k: v for k, v in kwargs.items() if k not in ("weight", "bias", "input")}
+        bias = None if b is None else b.detach().reshape(_channel_shape(x.ndim))
+        return AffineLayer(name, op, w.detach(), bias,
+                           lambda x_, w_: func(x_, w_, None, *rest, **kw), True)
+    if op in _WEIGHT_FREE_FUNCS or op == "interpolate":
+        rest, kw = tuple(args[1:]), dict(kwargs)
+        return AffineLayer(name, kind.detail, torch.ones((), dtype=x.dtype), None,
+                           lambda x_, w_: func(x_, *rest, **kw) * w_, False)
+    if op in _SCALE_FUNCS:
+        if op.startswith("neg"):
+            return AffineLayer(name, op, -torch.ones((), dtype=x.dtype), None, lambda x_, w_: x_ * w_, True)
+        other = _constant_operand(args, kwargs)
+        other = torch.as_tensor(other, dtype=x.dtype).detach()
+        if "div" in op:
+            other = 1.0 / other
+        return AffineLayer(name, op, other, None, lambda x_, w_: x_ * w_, True)
+    if op in _MATMUL_FUNCS:
+        w = _constant_operand(args, kwargs).detach()
+        if isinstance(args[0], _Placeholder):
+            return AffineLayer(name, op, w, None, lambda x_, w_: torch.matmul(x_, w_), True)
+        return AffineLayer(name, op, w, None, lambda x_, w_: torch.matmul(w_, x_), True)
+    if op == "batch_norm":
+        def arg(i, key):
+            return args[i] if len(args) > i else kwargs.get(key)
+        scale, shift = _bn_scale_shift((arg(1, "running_mean"), arg(2, "running_var"), arg(3, "weight"),
+                                        arg(4, "bias"), arg(7, "eps") if arg(7, "eps") is not None else 1e-5))
+        shape = _channel_shape(x.ndim)
+        return AffineLayer(name, "batch_norm", scale.reshape(shape), shift.reshape(shape),
+                           lambda x_, w_: x_ * w_, True)
+    raise AssertionError(f"not an affine op: {op}")  # pragma: no cover
+
+
+def _fuse_after(layer: AffineLayer, bn: Node, out_ndim: int) -> AffineLayer:
+    """Fold a BatchNorm that follows a Linear/Conv into it: W' = a W, b' = a b + c."""
+    scale, shift = _bn_scale_shift(bn.target)
+    w = layer.weight
+    w_scaled = w * scale.reshape([-1] + [1] * (w.ndim - 1))
+    b = layer.bias.reshape(-1) if layer.bias is not None else torch.zeros_like(scale)
+    bias = b * scale + shift
+    if out_ndim > 2:
+        bias = bias.reshape(_channel_shape(out_ndim))
+    return AffineLayer(layer.name, f"{layer.kind}+{type(bn.target).__name__}", w_scaled, bias,
+                       layer.apply, True)
+
+
+def _fuse_before(layer: AffineLayer, bn: Node, x: torch.Tensor) -> AffineLayer:
+    """Fold a BatchNorm1d that feeds a Linear into it: W' = W diag(a), b' = b + W c."""
+    scale, shift = _bn_scale_shift(bn.target)
+    w = layer.weight
+    w_scaled = w * scale.reshape(1, -1)
+    b = layer.bias if layer.bias is not None else torch.zeros(w.shape[0], dtype=w.dtype)
+    return AffineLayer(layer.name, f"{type(bn.target).__name__}+{layer.kind}", w_scaled,
+                       b + w @ shift, layer.apply, True)
+

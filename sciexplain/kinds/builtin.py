@@ -1,0 +1,92 @@
+"""The built-in operation kinds, registered in :data:`sciexplain.kinds.registry.REGISTRY` in one fixed order.
+
+Each family of modules and functions has a small recogniser, registered by type or by name; the
+recogniser returns a :class:`~sciexplain.kinds.registry.Kind` naming the entry that propagates it:
+
+``affine``     z = lin(x; W) + b: the node's LRP rule (Linear, Conv, BatchNorm, average
+               pooling, mean/sum, multiplication by a constant, matmul with a constant...)
+               (:mod:`~sciexplain.kinds.affine`, :mod:`~sciexplain.kinds.pooling`,
+               :mod:`~sciexplain.kinds.products`)
+``pass``       element-wise activations (ReLU, tanh, sigmoid inside the network), dropout,
+               identity: relevance passes unchanged (:mod:`~sciexplain.kinds.activations`)
+``layout``     operations that only move or copy entries (view, permute, cat, slicing,
+               padding, max pooling as winner-take-all, nearest upsampling): relevance moves
+               with the entries, through the operation's own vector-Jacobian product
+               (:mod:`~sciexplain.kinds.layout`)
+``sum``        ``x + y``, ``x - y`` (residuals): proportional to each operand's contribution
+               (:mod:`~sciexplain.kinds.sums`)
+``product``    ``a * b`` of two input-dependent tensors (gates): a product rule
+               (signal-take-all by default) (:mod:`~sciexplain.kinds.products`)
+``embedding``  an embedding lookup of integer inputs: relevance of the looked-up vectors is
+               summed over the embedding dimension onto each index (:mod:`~sciexplain.kinds.embedding`)
+``squash``     softmax / log-softmax: stripped when final (a final sigmoid too), an error elsewhere
+``leaf``       a module registered with :func:`sciexplain.register` (:mod:`~sciexplain.kinds.leaves`)
+
+Anything else is ``unsupported`` and becomes an error naming the node. What each kind adds to
+the ledger:
+
+``affine``    the rule's own bias and stabiliser terms (:func:`sciexplain.rules.propagation.lrp_affine`)
+``folded``    nothing: a BatchNorm folded into its neighbour is part of that layer's rule
+``pass``      nothing: relevance passes unchanged
+``layout``    the relevance that moves onto constant entries (padding values, constant operands)
+``sum``       the stabiliser's share and the constant operands' shares
+``product``   the share of a constant or the eps of a proportional split (signal-take-all and
+              uniform lose nothing)
+``embedding`` nothing: the looked-up vector's relevance is summed onto its index
+``leaf``      what the registered propagator reports (or entering - leaving)
+"""
+
+from __future__ import annotations
+
+from torch import nn
+
+from ..record.op_names import (_ACT_FUNCS, _ACT_MODULES, _BN_MODULES, _CONV_FUNCS, _CONV_MODULES, _LAYOUT_FUNCS,
+                               _LAYOUT_MODULES, _MATMUL_FUNCS, _POOL_MODULES, _SCALE_FUNCS, _SQUASH_FUNCS,
+                               _SUM_FUNCS, _WEIGHT_FREE_FUNCS)
+from .activations import (_activation_function, _activation_module, _sigmoid_module, _softmax_module,
+                          _squash_function, propagate_pass)
+from .affine import (_batch_norm_function, _batchnorm_module, _conv_function, _linear_function, _matmul_function,
+                     _weighted_module, propagate_affine, propagate_folded)
+from .embedding import _embedding_function, _embedding_module, propagate_embedding
+from .layout import _layout_function, _layout_module, propagate_layout
+from .leaves import describe_leaf, propagate_leaf
+from .pooling import _interpolate_function, _pool_module, _upsample_module, _weight_free_function
+from .products import _scale_function, propagate_product
+from .registry import REGISTRY, OpKind
+from .sums import _sum_function, propagate_sum
+
+REGISTRY.recognise_modules((nn.Linear, *_CONV_MODULES), _weighted_module)
+REGISTRY.recognise_modules(_BN_MODULES, _batchnorm_module)
+REGISTRY.recognise_modules(_POOL_MODULES, _pool_module)
+REGISTRY.recognise_modules((nn.Upsample,), _upsample_module)
+REGISTRY.recognise_modules((nn.Softmax, nn.LogSoftmax), _softmax_module)
+REGISTRY.recognise_modules((nn.Sigmoid, nn.Hardsigmoid), _sigmoid_module)
+REGISTRY.recognise_modules(tuple(t for t in _ACT_MODULES if t not in (nn.Sigmoid, nn.Hardsigmoid)),
+                           _activation_module)
+REGISTRY.recognise_modules(_LAYOUT_MODULES, _layout_module)
+REGISTRY.recognise_modules((nn.Embedding,), _embedding_module)
+
+REGISTRY.recognise_functions(sorted(_SQUASH_FUNCS | {"sigmoid_", "hardsigmoid"}), _squash_function)
+REGISTRY.recognise_functions(sorted(_ACT_FUNCS - _SQUASH_FUNCS - {"sigmoid_", "hardsigmoid"}), _activation_function)
+REGISTRY.recognise_functions(sorted(_LAYOUT_FUNCS), _layout_function)
+REGISTRY.recognise_functions(sorted(_SUM_FUNCS), _sum_function)
+REGISTRY.recognise_functions(sorted(_WEIGHT_FREE_FUNCS), _weight_free_function)
+REGISTRY.recognise_functions(["interpolate"], _interpolate_function)
+REGISTRY.recognise_functions(sorted(_SCALE_FUNCS), _scale_function)
+REGISTRY.recognise_functions(sorted(_MATMUL_FUNCS), _matmul_function)
+REGISTRY.recognise_functions(["linear"], _linear_function)
+REGISTRY.recognise_functions(sorted(_CONV_FUNCS), _conv_function)
+REGISTRY.recognise_functions(["batch_norm"], _batch_norm_function)
+REGISTRY.recognise_functions(["embedding"], _embedding_function)
+
+for _kind in (
+    OpKind("affine", propagate_affine, "LRP rule", takes_rule="affine"),
+    OpKind("folded", propagate_folded, "folded into its neighbour", transparent=True),
+    OpKind("pass", propagate_pass, "pass-through", transparent=True),
+    OpKind("layout", propagate_layout, "moves with entries", transparent=True),
+    OpKind("sum", propagate_sum, "proportional", takes_rule="sum"),
+    OpKind("product", propagate_product, "product rule", takes_rule="product"),
+    OpKind("embedding", propagate_embedding, "sum over embedding"),
+    OpKind("leaf", propagate_leaf, "registered module", takes_rule="leaf", describe=describe_leaf),
+):
+    REGISTRY.add_kind(_kind)

@@ -1,0 +1,50 @@
+"""The layout kind: operations that only move or copy entries (view, permute, cat, slicing,
+padding, max pooling as winner-take-all); relevance moves with the entries."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..record.call_args import _live_positions
+from ..record.op_names import _MAX_FUNCS, _MAX_MODULES
+from ..record.tape import Node, Ref, _Placeholder
+from ..rules.propagation import per_sample_sum
+from .context import Step, WalkView, batch_check, local_vjp
+from .pooling import _max_proportional
+from .registry import Kind, _mro_keys
+
+
+def _layout_module(m: nn.Module, node: Node) -> Kind:
+    return Kind("layout", type(m).__name__, _mro_keys(m), max_pool=isinstance(m, _MAX_MODULES))
+
+
+def _layout_function(node: Node) -> Kind:
+    name = node.op
+    live = _live_positions(node)
+    kw_live = [k for k, v in node.kwargs.items() if isinstance(v, _Placeholder)]
+    if name == "where" and 0 in live:
+        return Kind("unsupported", "torch.where with an input-dependent condition")
+    if name in ("max", "amax") and not (len(node.args) > 1 or "dim" in node.kwargs):
+        return Kind("unsupported", f"{name} over all dims reduces the batch dim")
+    if name in ("gather", "index_select", "take_along_dim") and (any(i != 0 for i in live) or kw_live):
+        return Kind("unsupported", f"{name} with input-dependent float indices")
+    return Kind("layout", name, ("op:" + name,), max_pool=name in _MAX_FUNCS)
+
+
+def propagate_layout(walk: WalkView, step: Step, outs):
+    """Relevance moves with the entries (the operation's vector-Jacobian product). Entries that
+    come from constants (padding values, a constant operand of cat/where/max) take their
+    relevance with them: for an operation that only moves entries that is exactly the part of
+    the incoming relevance that reaches no input, and it is counted as absorbed."""
+    if step.kind.max_pool and walk.max_pool == "proportional":
+        return _max_proportional(walk, step, outs)
+    node = step.node
+    contributions = local_vjp(walk.fw, node, outs)
+    axes = [walk.batch_axis(ref) for ref, _ in contributions]
+    for (_, g), a in zip(contributions, axes):  # before the per-sample sums could misread a shape
+        batch_check(g, walk.batch, node, a)
+    entering = sum(walk.per_sample_sum(Ref(node.index, k), r) for k, r in enumerate(outs) if r is not None)
+    leaving = sum((per_sample_sum(g, a) for (_, g), a in zip(contributions, axes)), torch.zeros_like(entering))
+    return contributions, entering - leaving
+

@@ -1,0 +1,399 @@
+"""Where each operation puts the batch dim of its inputs: one rule per operation (family).
+
+Relevance is kept per sample, so the engine must know, for every recorded tensor, which dim
+indexes the samples: the input's is dim 0, and each operation moves it (a transpose), removes
+other dims around it (indexing, unbind, reductions), or loses it (a reduction over it, a
+reshape that merges it with other dims, indexing that picks or reorders samples). The rules
+below follow what each operation does, never the shapes alone: a (time, batch) tensor with
+as many steps as samples is told apart from a (batch, time) one by the transposes it passed.
+:mod:`sciexplain.record.batch_axes` applies them along the tape.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .call_args import _arg, _constant_operand
+from .op_names import (_ACT_FUNCS, _ACT_MODULES, _BN_MODULES, _CONV_FUNCS, _CONV_MODULES, _MATMUL_FUNCS,
+                       _MAX_FUNCS, _MAX_MODULES, _POOL_MODULES, _SCALE_FUNCS, _SUM_FUNCS)
+from .tape import _PADS, Node, OneSample, Ref, _Placeholder, replay_args
+
+
+class _BatchLost(Exception):
+    """Raised inside the rules: the operation loses (or mixes) the batch dim; the message says how."""
+
+
+def _dim(d: Any, ndim: int) -> int:
+    d = int(d)
+    return d + ndim if d < 0 else d
+
+
+def _dims(ds: Any, ndim: int) -> list[int]:
+    if isinstance(ds, (list, tuple, torch.Size)):
+        return [_dim(d, ndim) for d in ds]
+    return [_dim(ds, ndim)]
+
+
+def _broadcast(node: Node, known: dict[Ref, int], shape_of) -> int:
+    """Element-wise with broadcasting (aligned from the last dim): every operand's batch dim
+    must land on the same output dim, else the operation combines different samples."""
+    out_ndim = node.outputs[0].ndim
+    at = {b + out_ndim - len(shape_of(ref)) for ref, b in known.items()}
+    if len(at) > 1:
+        raise _BatchLost(f"combines different samples: its operands' batch dims land on output dims "
+                         f"{sorted(at)}")
+    return at.pop()
+
+
+def _reduced(node: Node, b: int, ndim: int, dim_pos: int, keep_pos: int, all_if_missing=True) -> int:
+    dim = _arg(node, dim_pos, "dim", "axis")
+    keepdim = bool(_arg(node, keep_pos, "keepdim", default=False))
+    if dim is None or (isinstance(dim, (list, tuple)) and len(dim) == 0 and all_if_missing):
+        raise _BatchLost("reduces over all dims, the batch dim included")
+    dims = _dims(dim, ndim)
+    if b in dims:
+        raise _BatchLost(f"reduces over the batch dim (dim {b})")
+    return b if keepdim else b - sum(d < b for d in set(dims))
+
+
+def _trailing(b: int, ndim: int, k: int, what: str) -> int:
+    """An operation on the last ``k`` dims (pooling, padding, pixel shuffle): the batch dim
+    must be one of the others."""
+    if b >= ndim - k:
+        raise _BatchLost(f"{what} acts on the last {k} dim(s) of the tensor, the batch dim (dim {b}) among them")
+    return b
+
+
+def _spatial_k(name: str) -> int:
+    return 3 if "3d" in name else 2 if "2d" in name else 1
+
+
+def _module_k(m: nn.Module) -> int:
+    """1, 2 or 3: the spatial dims of a torch pooling or convolution module (or of the torch
+    class a subclass derives from)."""
+    base = next(c for c in type(m).__mro__ if c.__module__.startswith("torch.nn"))
+    return _spatial_k(base.__name__.lower())
+
+
+def _reshaped(shape: tuple, b: int, out: tuple, B: int) -> int:
+    """A reshape in row-major order keeps the batch as an output dim ``a`` exactly when the dims
+    before it hold as many entries as those before ``b`` and ``out[a] == B``."""
+    pre = 1
+    for s in shape[:b]:
+        pre *= s
+    found, acc = [], 1
+    for a, s in enumerate(out):
+        if acc == pre and s == B:
+            found.append(a)
+        acc *= s
+    if not found:
+        raise _BatchLost(f"merges the batch dim (dim {b} of shape {tuple(shape)}) with other dims "
+                         f"(shape {tuple(out)})")
+    return b if b in found else found[0]  # several only when B == 1
+
+
+def _permuted(node: Node, ref: Ref, ndim: int, b: int) -> int:
+    """Transposes and permutations: replay the call on a meta tensor whose dims all have
+    different sizes, and see where the batch dim's size went."""
+    sizes = tuple(range(2, ndim + 2))
+    meta = torch.empty(sizes, device="meta")
+    args, kwargs = replay_args(node, {ref: meta})
+    try:
+        out = node.target(*args, **kwargs)
+    except Exception as err:  # pragma: no cover - the call succeeded on the real tensor
+        raise _BatchLost(f"its dim order could not be followed ({type(err).__name__}: {err})") from err
+    return list(out.shape).index(b + 2)
+
+
+def _is_int(i: Any) -> bool:
+    return (isinstance(i, (int, np.integer)) and not isinstance(i, (bool, np.bool_))) or \
+        (isinstance(i, torch.Tensor) and i.ndim == 0 and not i.is_floating_point() and i.dtype != torch.bool)
+
+
+def _is_advanced(i: Any) -> bool:
+    return isinstance(i, (list, np.ndarray)) or (isinstance(i, torch.Tensor) and not _is_int(i))
+
+
+def _index_ndim(i: Any) -> tuple[int, int]:
+    """(input dims consumed, dims of the broadcast index) of an advanced index."""
+    a = np.asarray(i.cpu() if isinstance(i, torch.Tensor) else i)
+    if a.dtype == bool:
+        return a.ndim, 1
+    return 1, a.ndim
+
+
+def _indexed(index: Any, ndim: int, b: int, B: int) -> int | OneSample:
+    """Where ``x[index]`` puts the batch dim of ``x`` (numpy/torch indexing rules); an integer
+    at the batch dim picks one sample."""
+    items = list(index) if isinstance(index, tuple) else [index]
+    if any(isinstance(i, _Placeholder) for i in items):
+        raise _BatchLost("indexes with input-dependent indices")
+    advanced = any(_is_advanced(i) for i in items)
+
+    def consumed(i):
+        if i is None or i is Ellipsis or isinstance(i, (bool, np.bool_)):
+            return 0
+        return _index_ndim(i)[0] if _is_advanced(i) else 1
+    n = sum(consumed(i) for i in items)
+    if any(i is Ellipsis for i in items):
+        k = next(j for j, i in enumerate(items) if i is Ellipsis)
+        items = items[:k] + [slice(None)] * (ndim - n) + items[k + 1:]
+    else:
+        items = items + [slice(None)] * (ndim - n)
+    # with an advanced index, integers are advanced too; the broadcast index dims go where the
+    # advanced indices are if they are adjacent, else first
+    adv = [j for j, i in enumerate(items) if _is_advanced(i) or (advanced and _is_int(i))]
+    adv_ndim = max((_index_ndim(items[j])[1] for j in adv if _is_advanced(items[j])), default=0)
+    front = bool(adv) and adv != list(range(adv[0], adv[-1] + 1))
+    out = adv_ndim if front else 0
+    d = 0
+    for j, i in enumerate(items):
+        if adv and not front and j == adv[0]:
+            out += adv_ndim
+        c = consumed(i)
+        if d <= b < d + c or (c == 1 and d == b):
+            if isinstance(i, slice):
+                picked = range(*i.indices(B))
+                # one sample (x[j:j + 1]); a slice of the batch that is not all of it fails the size check
+                return OneSample(picked[0], B) if len(picked) == 1 and B > 1 else out
+            if _is_int(i) and not advanced and -B <= int(i) < B:
+                return OneSample(int(i) % B, B)
+            raise _BatchLost(f"indexes the batch dim (dim {b}) with {_describe_index(i)}, which picks "
+                             "or reorders samples")
+        if isinstance(i, slice) or i is None or isinstance(i, (bool, np.bool_)):
+            out += 1
+        d += c
+    raise _BatchLost("indexing beyond the batch dim")  # pragma: no cover
+
+
+def _describe_index(i: Any) -> str:
+    if _is_int(i):
+        return f"the integer {int(i)}"
+    return f"an index of type {type(i).__name__}"
+
+
+def _matmul(node: Node, known: dict[Ref, int], shape_of) -> int:
+    if len(known) != 1:
+        raise _BatchLost("is a product of two input-dependent matrices")
+    (ref, b), = known.items()
+    x_ndim = len(shape_of(ref))
+    out_ndim = node.outputs[0].ndim
+    left = isinstance(node.args[0], _Placeholder) and node.args[0].ref == ref and node.op != "__rmatmul__"
+    other = _constant_operand(node.args, node.kwargs)
+    w_ndim = other.ndim if isinstance(other, torch.Tensor) else np.ndim(other)
+    if x_ndim == 1:
+        raise _BatchLost("contracts the batch dim (a 1-d operand of a matrix product)")
+    contracted = x_ndim - 1 if left else x_ndim - 2
+    if b == contracted:
+        raise _BatchLost(f"contracts the batch dim (dim {b}) with the weights, which mixes samples")
+    if w_ndim == 1:  # the contracted dim is removed, the others keep their places
+        return b if b < contracted else b - 1
+    return b + out_ndim - x_ndim
+
+
+_ELEMENTWISE_FUNCS = (_ACT_FUNCS | _SUM_FUNCS | _SCALE_FUNCS | {"where", "batch_norm", "sigmoid", "sigmoid_",
+                                                                  "hardsigmoid"})
+_RESHAPE_FUNCS = {"flatten", "view", "reshape", "view_as", "reshape_as", "unflatten"}
+_PERMUTE_FUNCS = {"permute", "transpose", "transpose_", "t", "movedim", "moveaxis", "swapaxes", "swapdims"}
+_POOL_FUNCS = _MAX_FUNCS - {"amax", "max"} | {"avg_pool1d", "avg_pool2d", "avg_pool3d", "adaptive_avg_pool1d",
+                                                 "adaptive_avg_pool2d", "adaptive_avg_pool3d"}
+_SPLIT_FUNCS = {"split", "chunk", "tensor_split", "split_with_sizes"}
+_CAT_FUNCS = {"cat", "concat", "concatenate"}
+
+
+def _module_rule(m: nn.Module, node: Node, b: int, shape: tuple, known, shape_of, B: int) -> int | None:
+    ndim = len(shape)
+    if isinstance(m, nn.Linear):
+        if b == ndim - 1:
+            raise _BatchLost("Linear acts on the last dim, which is the batch dim")
+        return b
+    if isinstance(m, _CONV_MODULES):
+        k = _module_k(m)
+        if b != 0 or ndim != k + 2:
+            raise _BatchLost(f"{type(m).__name__} takes the batch as dim 0 of a (batch, channels, ...) "
+                             f"input; here it is dim {b} of shape {tuple(shape)}")
+        return 0
+    if isinstance(m, (*_POOL_MODULES, *_MAX_MODULES)):
+        return _trailing(b, ndim, _module_k(m), type(m).__name__)
+    if isinstance(m, _PADS):
+        return _trailing(b, ndim, len(m.padding) // 2, type(m).__name__)
+    if isinstance(m, (nn.PixelShuffle, nn.PixelUnshuffle)):
+        return _trailing(b, ndim, 3, type(m).__name__)
+    if isinstance(m, nn.ChannelShuffle):
+        if b == 1:
+            raise _BatchLost("ChannelShuffle shuffles dim 1, the batch dim")
+        return b
+    if isinstance(m, nn.Upsample):
+        if b > 1:
+            raise _BatchLost("Upsample resizes every dim after the first two, the batch dim among them")
+        return b
+    if isinstance(m, (nn.Softmax, nn.LogSoftmax)):
+        if m.dim is None or _dim(m.dim, ndim) == b:
+            raise _BatchLost(f"{type(m).__name__} normalises over the batch dim")
+        return b
+    if isinstance(m, (*_BN_MODULES, *_ACT_MODULES)):
+        return _broadcast(node, known, shape_of)
+    if isinstance(m, (nn.Flatten, nn.Unflatten)):
+        return _reshaped(shape, b, tuple(node.outputs[0].shape), B)
+    if isinstance(m, nn.Embedding):
+        return b
+    return None
+
+
+def _function_rule(node: Node, b: int, ref: Ref, shape: tuple, known, shape_of, B: int) -> list[int] | int | None:
+    name, ndim = node.op, len(shape)
+    out = node.outputs[0] if node.outputs else None
+    if name in ("max", "amax", "min", "amin"):
+        second = _arg(node, 1, "dim", "other")
+        if name in ("max", "min") and (isinstance(second, (_Placeholder, torch.Tensor)) or "other" in node.kwargs):
+            return _broadcast(node, known, shape_of)
+        if name in ("max", "min") and second is None:
+            raise _BatchLost(f"{name} over all dims reduces the batch dim")
+        return _reduced(node, b, ndim, 1, 2)
+    if name in ("mean", "sum"):
+        return _reduced(node, b, ndim, 1, 2)
+    if name in ("softmax", "log_softmax"):
+        dim = _arg(node, 1, "dim")
+        if dim is None or _dim(dim, ndim) == b:
+            raise _BatchLost(f"{name} normalises over the batch dim")
+        return b
+    if name in _ELEMENTWISE_FUNCS:
+        return _broadcast(node, known, shape_of)
+    if name in _MATMUL_FUNCS:
+        return _matmul(node, known, shape_of)
+    if name == "linear":
+        if b == ndim - 1:
+            raise _BatchLost("F.linear acts on the last dim, which is the batch dim")
+        return b
+    if name in _CONV_FUNCS:
+        k = _spatial_k(name)
+        if b != 0 or ndim != k + 2:
+            raise _BatchLost(f"F.{name} takes the batch as dim 0 of a (batch, channels, ...) input; here "
+                             f"it is dim {b} of shape {tuple(shape)}")
+        return 0
+    if name in _POOL_FUNCS:
+        return _trailing(b, ndim, _spatial_k(name), name)
+    if name == "pad":
+        return _trailing(b, ndim, len(_arg(node, 1, "pad")) // 2, "pad")
+    if name in ("pixel_shuffle", "pixel_unshuffle"):
+        return _trailing(b, ndim, 3, name)
+    if name == "channel_shuffle":
+        if b == 1:
+            raise _BatchLost("channel_shuffle shuffles dim 1, the batch dim")
+        return b
+    if name == "interpolate":
+        if b > 1:
+            raise _BatchLost("interpolate resizes every dim after the first two, the batch dim among them")
+        return b
+    if name == "embedding":
+        return b
+    if name in _RESHAPE_FUNCS:
+        return _reshaped(shape, b, tuple(out.shape), B)
+    if name in _PERMUTE_FUNCS:
+        return _permuted(node, ref, ndim, b)
+    if name in ("squeeze", "squeeze_"):
+        dim = _arg(node, 1, "dim")
+        gone = [d for d in range(ndim) if shape[d] == 1] if dim is None else \
+            [d for d in _dims(dim, ndim) if shape[d] == 1]
+        if b in gone:
+            raise _BatchLost("squeezes the batch dim (a batch of one sample) away")
+        return b - sum(d < b for d in gone)
+    if name in ("unsqueeze", "unsqueeze_"):
+        d = _dim(_arg(node, 1, "dim"), ndim + 1)
+        return b + (d <= b)
+    if name in ("expand", "expand_as", "repeat", "tile"):
+        return b + out.ndim - ndim  # the size check catches a batch dim that grew
+    if name == "repeat_interleave":
+        dim = _arg(node, 2, "dim")
+        if dim is None or _dim(dim, ndim) == b:
+            raise _BatchLost("repeats entries along the batch dim (or of the flattened tensor)")
+        return b
+    if name == "narrow":
+        if _dim(_arg(node, 1, "dim"), ndim) == b and int(_arg(node, 3, "length")) == 1 and B > 1:
+            return OneSample(int(_arg(node, 2, "start")) % B, B)
+        return b  # narrowing the batch dim to more samples changes its size: the size check catches it
+    if name == "select":
+        d = _dim(_arg(node, 1, "dim"), ndim)
+        if d == b:
+            return OneSample(int(_arg(node, 2, "index")) % B, B)
+        return b - (d < b)
+    if name in ("index_select", "gather"):
+        if _dim(_arg(node, 1, "dim"), ndim) == b:
+            raise _BatchLost(f"{name} along the batch dim picks or reorders samples")
+        return b
+    if name == "take_along_dim":
+        dim = _arg(node, 2, "dim")
+        if dim is None or _dim(dim, ndim) == b:
+            raise _BatchLost("take_along_dim along the batch dim (or the flattened tensor)")
+        return b
+    if name == "flip":
+        dims = _arg(node, 1, "dims")
+        dims = list(node.args[1:]) if len(node.args) > 2 else dims
+        if b in _dims(dims, ndim):
+            raise _BatchLost("flips the order of the samples")
+        return b
+    if name == "roll":
+        dims = _arg(node, 2, "dims")
+        if dims is None or b in _dims(dims, ndim):
+            raise _BatchLost("rolls entries along the batch dim (or of the flattened tensor)")
+        return b
+    if name == "unfold":
+        if node.target is F.unfold:
+            if b != 0 or ndim != 4:
+                raise _BatchLost("F.unfold takes the batch as dim 0 of a (batch, channels, h, w) input")
+            return 0
+        if _dim(_arg(node, 1, "dimension"), ndim) == b:
+            raise _BatchLost("unfolds windows along the batch dim")
+        return b
+    if name == "__getitem__":
+        return _indexed(node.args[1], ndim, b, B)
+    if name in _SPLIT_FUNCS:
+        d = _dim(_arg(node, 2, "dim", default=0), ndim)
+        if d != b or B == 1:
+            return [b] * len(node.outputs)
+        # pieces of one sample each are that sample's; others have another size: the size check
+        axes, start = [], 0
+        for o in node.outputs:
+            axes.append(OneSample(start, B) if o.shape[b] == 1 else b)
+            start += o.shape[b]
+        return axes
+    if name == "unbind":
+        d = _dim(_arg(node, 1, "dim", default=0), ndim)
+        if d == b:  # one tensor per sample
+            return [OneSample(j, B) for j in range(len(node.outputs))]
+        return [b - (d < b)] * len(node.outputs)
+    return None
+
+
+def _sequence_rule(node: Node, known: dict[Ref, int], shape_of) -> int | None:
+    """cat and stack: every live operand must have its batch dim at the same place."""
+    name = node.op
+    if name not in _CAT_FUNCS | {"stack", "hstack", "vstack", "dstack"}:
+        return None
+    axes = {(b, len(shape_of(ref))) for ref, b in known.items()}
+    if len(axes) > 1:
+        raise _BatchLost(f"joins tensors whose batch dims are at different places ({sorted(axes)})")
+    (b, ndim), = axes
+    out_ndim = node.outputs[0].ndim
+    if name in ("hstack", "vstack", "dstack"):
+        # atleast_1d/2d/3d, then cat along dim 1 (0 for 1-d), 0 and 2
+        lift = {"hstack": 1, "vstack": 2, "dstack": 3}[name]
+        if ndim < lift:
+            b = b + (1 if ndim == 1 and lift >= 2 else 0)
+            ndim = lift
+        along = {"hstack": 0 if ndim == 1 else 1, "vstack": 0, "dstack": 2}[name]
+        if along == b:
+            raise _BatchLost("joins along the batch dim")
+        return b
+    dim = _arg(node, 1, "dim", "axis", default=0)
+    if name == "stack":
+        d = _dim(dim, out_ndim)
+        return b + (d <= b)
+    if _dim(dim, ndim) == b:
+        raise _BatchLost("joins along the batch dim, which adds samples")
+    return b
