@@ -62,7 +62,7 @@ def _warm_up() -> None:
     import dask.array  # noqa: F401
     import zarr  # noqa: F401
 
-    import sciexplain.scale.dataset  # noqa: F401
+    import sciexplain.scale  # noqa: F401
     import sciexplain.explain.engine  # noqa: F401
     torch.set_num_threads(1)
 
@@ -87,7 +87,7 @@ def _one(n: int, workers: int, folder: Path) -> dict:
         return {"n": n, "workers": 0, "seconds": seconds, "client_mb": _vmhwm_mb(), "worker_mb": float("nan"),
                 "residual": residual}
     from dask.distributed import Client, LocalCluster
-    from sciexplain.scale.dataset import NpySource
+    from sciexplain.scale import NpySource
     store = folder / f"relevance_{n}_{workers}.zarr"
     with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
                       dashboard_address=None) as cluster, Client(cluster) as client:

@@ -16,8 +16,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import sciexplain as sx
-from sciexplain.scale import dataset as ds
-from sciexplain.scale.dataset import NpySource, SampleError, SchedulerError, StoreError, explain_dataset, open_relevance
+from sciexplain import scale as ds
+from sciexplain.scale import NpySource, SampleError, SchedulerError, StoreError, explain_dataset, open_relevance
+from sciexplain.scale import explain_runner
 from sciexplain.errors import InputError, SciexplainError
 
 pytest.importorskip("dask")
@@ -92,7 +93,7 @@ def test_local_cluster_and_processes_are_bit_identical(tmp_path):
 
 
 class _Counting:
-    """Wraps dataset._explain_batch: counts calls and fails from call ``fail_at`` on (an interruption)."""
+    """Wraps explain_runner._explain_batch: counts calls and fails from call ``fail_at`` on (an interruption)."""
 
     def __init__(self, original, fail_at: int | None = None):
         self.original, self.fail_at, self.calls = original, fail_at, 0
@@ -107,10 +108,10 @@ class _Counting:
 def test_resume_after_interruption_recomputes_nothing_finished(tmp_path, monkeypatch):
     model, x = _model(), _data(70)
     store = tmp_path / "r.zarr"
-    original = ds._explain_batch
+    original = explain_runner._explain_batch
     # call 1 is the one-sample probe, calls 2..4 are chunks 0..2; chunk 3 is interrupted
     failing = _Counting(original, fail_at=5)
-    monkeypatch.setattr(ds, "_explain_batch", failing)
+    monkeypatch.setattr(explain_runner, "_explain_batch", failing)
     with pytest.raises(SampleError) as info:
         explain_dataset(model, x, chunk=16, scheduler="serial", store=store, progress=False)
     assert info.value.chunk == 3 and "chunk 3" in str(info.value)
@@ -119,11 +120,11 @@ def test_resume_after_interruption_recomputes_nothing_finished(tmp_path, monkeyp
     with pytest.raises(StoreError, match="not written yet"):
         open_relevance(store)
     counting = _Counting(original)
-    monkeypatch.setattr(ds, "_explain_batch", counting)
+    monkeypatch.setattr(explain_runner, "_explain_batch", counting)
     R = explain_dataset(model, x, chunk=16, scheduler="serial", store=store, progress=False)
     assert R.attrs["chunks_computed"] == 2
     assert counting.calls == 1 + 2, "the probe plus the two unfinished chunks, nothing else"
-    monkeypatch.setattr(ds, "_explain_batch", original)
+    monkeypatch.setattr(explain_runner, "_explain_batch", original)
     fresh = explain_dataset(model, x, chunk=16, scheduler="serial", store=tmp_path / "fresh.zarr", progress=False)
     assert np.array_equal(R.values, fresh.values)
     again = explain_dataset(model, x, chunk=16, scheduler="threads", store=store, progress=False)

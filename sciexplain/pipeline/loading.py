@@ -95,7 +95,7 @@ def _from_loader(result: Any, plugin: str, loader: str, domain: Any) -> Pipeline
 
 
 def _read_file(path: Path, variable: str | None, dims: list[str] | None) -> PipelineData:
-    from ..scale.dataset import NpySource
+    from ..scale.sources import NpySource
     if path.suffix == ".npy":
         source = NpySource(path)  # memory-mapped, allow_pickle=False
         return PipelineData(x=source, dims=tuple(dims) if dims else None, files=[path])
