@@ -16,8 +16,7 @@ import xarray as xr
 
 import sciexplain as sx
 from conftest import provenance_of
-from sciexplain import scale as ds
-from sciexplain.scale import explain_runner
+from sciexplain.scale import dataset as ds
 from sciexplain.cli import main
 from sciexplain.pipeline import ConfigError, PipelineError, check, key_lines, run, validate
 
@@ -258,7 +257,7 @@ def test_resume_after_an_interrupted_run(tmp_path, monkeypatch):
     _fashion_inputs(tmp_path, n=12)
     cfg = tmp_path / "fashion.toml"
     cfg.write_text(PIPELINE.split("[evaluation.perturbation]")[0])
-    original = explain_runner._explain_batch
+    original = ds._explain_batch
 
     class Interrupt:
         calls = 0
@@ -269,12 +268,12 @@ def test_resume_after_an_interrupted_run(tmp_path, monkeypatch):
                 raise KeyboardInterrupt
             return original(*args, **kwargs)
 
-    monkeypatch.setattr(explain_runner, "_explain_batch", Interrupt())
+    monkeypatch.setattr(ds, "_explain_batch", Interrupt())
     with pytest.raises(KeyboardInterrupt):
         run(cfg, out=tmp_path / "out")
     partial = ds.open_relevance(tmp_path / "out" / "relevance_lrp.zarr", complete=False)
     assert partial.attrs["chunks_written"] == "2 of 3"
-    monkeypatch.setattr(explain_runner, "_explain_batch", original)
+    monkeypatch.setattr(ds, "_explain_batch", original)
     resumed = run(cfg, out=tmp_path / "out")
     assert resumed.chunks_computed == {"lrp": 1, "gradient": 3}
     fresh = run(cfg, out=tmp_path / "fresh")
@@ -346,7 +345,7 @@ def test_domain_protocol_defaults_and_plugin_tables():
     for member in ("pipeline_loaders", "pipeline_models", "pipeline_architectures", "pipeline_poolings",
                    "pipeline_figures"):
         assert getattr(base, member)() == {}
-    domains = sx.pipeline.config.load_named_domains({"eeg", "image"})[0]
+    domains = sx.pipeline.domains.load_named_domains({"eeg", "image"})[0]
     if "eeg" in domains:
         eeg = domains["eeg"]
         assert set(eeg.pipeline_models()) == {"LinearEEG", "CompactEEGNet", "SturmDNN"}

@@ -15,7 +15,11 @@ resumably, and writes every output with its provenance. The format is described 
 
 from __future__ import annotations
 
-from .config import SCHEMA, ConfigError, Problem, key_lines, load_config, validate
+from .checking import validate
+from .config import load_config
+from .lines import key_lines
+from .problems import ConfigError, Problem
+from .schema import SCHEMA
 from .loading import DataLoadError, ModelLoadError, PipelineData
 from .runner import PipelineError, RunResult, check, plot_perturbation_curves, run
 

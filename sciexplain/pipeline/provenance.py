@@ -17,6 +17,8 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
+from ..plugins import domains
+
 __all__ = ["collect", "config_hash", "file_sha256", "versions", "as_json", "now"]
 
 #: distributions whose versions are recorded when installed
@@ -77,7 +79,6 @@ def versions(plugins: Mapping[str, str] | None = None) -> dict[str, Any]:
         except PackageNotFoundError:
             continue
     if plugins is None:
-        from ..plugins import domains
         plugins = domains()
     out["plugins"] = dict(plugins)
     return out

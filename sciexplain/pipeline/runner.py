@@ -3,8 +3,7 @@ evaluation -> figures, every output carrying the run's provenance."""
 
 from __future__ import annotations
 
-import csv
-import io
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,9 +13,13 @@ import numpy as np
 import xarray as xr
 
 from ..errors import SciexplainError
+from ..result import DecompositionWarning
+from ..result.plotting import plot_heatmap, pyplot
 from . import provenance as prov
-from .config import _named_plugins, load_config, load_named_domains, resolve
-from .loading import PipelineData, load_data, load_model, prepare_inputs
+from .config import load_config, resolve
+from .domains import load_named_domains, named_plugins
+from .loading import PipelineData, _head, load_data, load_model, prepare_inputs
+from .outputs import save_figure, write_csv, write_netcdf
 
 __all__ = ["run", "check", "RunResult", "PipelineError"]
 
@@ -65,40 +68,6 @@ def check(source: str | Path | Mapping) -> dict:
         Every problem, each named with its line.
     """
     return load_config(source)[0]
-
-
-def _nc_attrs(provenance: Mapping) -> dict:
-    return {"provenance": prov.as_json(provenance), "config_sha256": provenance["config_sha256"]}
-
-
-def _to_netcdf(obj: xr.DataArray | xr.Dataset, path: Path, provenance: Mapping) -> None:
-    obj = obj.copy()
-    obj.attrs = {**{k: v for k, v in obj.attrs.items() if k not in ("store",)}, **_nc_attrs(provenance)}
-    if isinstance(obj, xr.Dataset):
-        for name in obj.variables:
-            obj[name].attrs.pop("store", None)
-    else:  # the provenance also as a global attribute, where netCDF tools look first
-        obj = obj.to_dataset(name=obj.name or "values", promote_attrs=True)
-    obj.load().to_netcdf(path)
-
-
-def _write_csv(rows: list[dict], path: Path, provenance: Mapping) -> None:
-    buf = io.StringIO()
-    buf.write(f"# provenance: {prov.as_json(provenance)}\n")
-    if rows:
-        writer = csv.DictWriter(buf, fieldnames=list(rows[0]), lineterminator="\n")
-        writer.writeheader()
-        for r in rows:
-            writer.writerow({k: (repr(v) if isinstance(v, float) else v) for k, v in r.items()})
-    path.write_text(buf.getvalue())
-
-
-def _save_figure(fig: Any, path: Path, provenance: Mapping) -> None:
-    import matplotlib.pyplot as plt
-    text = prov.as_json(provenance)
-    key = {"png": "provenance", "pdf": "Subject", "svg": "Description"}[path.suffix[1:]]
-    fig.savefig(path, dpi=110, bbox_inches="tight", metadata={key: text})
-    plt.close(fig)
 
 
 def _explain_kwargs(method: Mapping, data: PipelineData, model: Any) -> dict:
@@ -158,7 +127,6 @@ def _first(values: Any, n: int | None) -> Any:
     size = values.shape[0] if hasattr(values, "read") else (None if np.ndim(values) == 0 else len(values))
     if size is None or n >= size:  # a lazily read source (e.g. a .npy file) has a shape, not a len
         return values
-    from .loading import _head
     return _head(values, n)
 
 
@@ -179,9 +147,6 @@ def _non_batch_coords(data: PipelineData) -> dict:
 def _summed(R: xr.DataArray, dims: list[str]) -> xr.DataArray:
     """R summed over ``dims``. For results that decompose nothing (gradients) the sum is the usual
     ranking/display convention, not a decomposition: the attrs keep saying so, the warning is dropped."""
-    import warnings
-
-    from ..result.contract import DecompositionWarning
     with warnings.catch_warnings():
         if R.attrs.get("decomposes") == "none":
             warnings.simplefilter("ignore", DecompositionWarning)
@@ -194,7 +159,6 @@ def _figure(spec: Mapping, R: xr.DataArray | None, data: PipelineData, model: An
     if kind == "plugin":
         return data.domain.pipeline_figures()[spec["function"]](R, data, model, **params)
     if kind == "heatmap":
-        from ..result.plotting import plot_heatmap
         pool = params.pop("pool", None)
         return plot_heatmap(_summed(R, pool) if pool else R, params.pop("sample", 0), **params)
     return plot_perturbation_curves(curves, **params)
@@ -202,7 +166,6 @@ def _figure(spec: Mapping, R: xr.DataArray | None, data: PipelineData, model: An
 
 def plot_perturbation_curves(curves: Mapping[tuple[str, str], xr.DataArray], *, title: str | None = None):
     """Mean perturbation curve (over samples) per method and order; returns a matplotlib Figure."""
-    from ..result.plotting import pyplot
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(5.5, 3.6))
     styles = {"morf": "-", "lerf": "--", "random": ":"}
@@ -248,14 +211,13 @@ def run(source: str | Path | Mapping, *, scheduler: Any = None, out: str | Path 
         A step failed; the message names it (and the sample, for a failed explanation).
         Completed chunks stay in their stores, and rerunning resumes after them.
     """
-    from ..scale import (SampleError, continuity_dataset, explain_dataset, perturbation_dataset,
-                         randomization_dataset)
-    from ..scale.schedulers import scheduler_name
+    from ..scale.dataset import (SampleError, continuity_dataset, explain_dataset, perturbation_dataset,
+                           randomization_dataset, scheduler_name)
     from ..evaluate import abpc, aopc
 
     started = prov.now()
     config, _text, base, name = load_config(source)
-    domains, _ = load_named_domains(_named_plugins(config))
+    domains, _ = load_named_domains(named_plugins(config))
     stem = Path(name).stem if not isinstance(source, Mapping) else "pipeline"
     cfg = resolve(config, base, small=small,
                   scheduler=scheduler if isinstance(scheduler, (str, type(None))) else None,
@@ -315,7 +277,7 @@ def run(source: str | Path | Mapping, *, scheduler: Any = None, out: str | Path 
         result.relevance[label] = R
         result.chunks_computed[label] = int(R.attrs.get("chunks_computed", 0))
         if fmt == "netcdf":
-            _to_netcdf(R, outdir / f"relevance_{label}.nc", record)
+            write_netcdf(R, outdir / f"relevance_{label}.nc", record)
             result.files.append(f"relevance_{label}.nc")
         else:
             result.files.append(store.name)
@@ -325,7 +287,7 @@ def run(source: str | Path | Mapping, *, scheduler: Any = None, out: str | Path 
         for label in p.get("methods", list(result.relevance)):
             pooled = step(f"pooling {p['name']!r} of {label!r}", _pool, result.relevance[label], p, data, model)
             fname = f"pooled_{p['name']}_{label}.nc"
-            _to_netcdf(pooled, outdir / fname, record)
+            write_netcdf(pooled, outdir / fname, record)
             result.files.append(fname)
 
     # evaluation
@@ -349,7 +311,7 @@ def run(source: str | Path | Mapping, *, scheduler: Any = None, out: str | Path 
             for order in pert["orders"]:
                 c = step(f"perturbation {order} of {label!r}", perturbation_dataset, model, x_eval, R, order=order, **kwargs)
                 curves[(label, order)] = c
-                _to_netcdf(c.rename("f_x"), outdir / f"perturbation_{label}_{order}.nc", record)
+                write_netcdf(c.rename("f_x"), outdir / f"perturbation_{label}_{order}.nc", record)
                 result.files.append(f"perturbation_{label}_{order}.nc")
                 aopcs[order] = aopc(c)
                 rows.append({"method": label, "order": order, "aopc": float(aopcs[order].mean()),
@@ -364,11 +326,11 @@ def run(source: str | Path | Mapping, *, scheduler: Any = None, out: str | Path 
                 first = _summed(first, pert["pool"])
             c = step("perturbation in random order", perturbation_dataset, model, x_eval, first, order="random", **kwargs)
             curves[("random", "random")] = c
-            _to_netcdf(c.rename("f_x"), outdir / "perturbation_random.nc", record)
+            write_netcdf(c.rename("f_x"), outdir / "perturbation_random.nc", record)
             result.files.append("perturbation_random.nc")
             rows.append({"method": "random", "order": "random", "aopc": float(aopc(c).mean()),
                          "n_samples": int(c.shape[0]), "steps": int(c.shape[1] - 1)})
-        _write_csv(rows, outdir / "evaluation.csv", record)
+        write_csv(rows, outdir / "evaluation.csv", record)
         result.files.append("evaluation.csv")
         markdown += ["| method | order | AOPC | samples | steps |", "|---|---|---|---|---|"]
         markdown += [f"| {r['method']} | {r['order']} | {r['aopc']:.4f} | {r['n_samples']} | {r['steps']} |"
@@ -388,7 +350,7 @@ def run(source: str | Path | Mapping, *, scheduler: Any = None, out: str | Path 
             c = step(f"continuity of {label!r}", continuity_dataset, model, x_eval, points=int(cont["points"]),
                      radius=float(cont["radius"]), seed=seed, target=_first(_target(method, data), cont.get("samples")),
                      **common, **_explain_kwargs(method, data, model))
-            _to_netcdf(c, outdir / f"continuity_{label}.nc", record)
+            write_netcdf(c, outdir / f"continuity_{label}.nc", record)
             result.files.append(f"continuity_{label}.nc")
             values = c["continuity"].values
             checks.append({"method": label, "check": "continuity (max over the path of L1 change of R / L2 step of x)",
@@ -403,7 +365,7 @@ def run(source: str | Path | Mapping, *, scheduler: Any = None, out: str | Path 
                      cascade=bool(rand["cascade"]), seed=seed, layers=rand.get("layers"),
                      target=_first(_target(method, data), rand.get("samples")), **common,
                      **_explain_kwargs(method, data, model))
-            _to_netcdf(c, outdir / f"randomization_{label}.nc", record)
+            write_netcdf(c, outdir / f"randomization_{label}.nc", record)
             result.files.append(f"randomization_{label}.nc")
             for layer in c["layer"].values:
                 rho = c["spearman"].sel(layer=layer).values
@@ -412,7 +374,7 @@ def run(source: str | Path | Mapping, *, scheduler: Any = None, out: str | Path 
                                "layer": str(layer), "mean": float(np.nanmean(rho)), "median": float(np.nanmedian(rho)),
                                "n_samples": int(rho.size)})
     if checks:
-        _write_csv(checks, outdir / "checks.csv", record)
+        write_csv(checks, outdir / "checks.csv", record)
         result.files.append("checks.csv")
         if markdown:
             markdown.append("")
@@ -437,7 +399,7 @@ def run(source: str | Path | Mapping, *, scheduler: Any = None, out: str | Path 
             raise PipelineError(f"figure {f['name']!r}: the figure function returned {type(fig).__name__}, not a "
                                 "matplotlib Figure")
         fname = Path("figures") / f"{f['name']}.{f.get('format', 'png')}"
-        _save_figure(fig, outdir / fname, record)
+        save_figure(fig, outdir / fname, record)
         result.files.append(str(fname))
 
     record["finished"] = prov.now()

@@ -1,0 +1,49 @@
+"""Writing a run's outputs with its provenance: netCDF attrs, a comment line of CSV files, figure metadata."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import xarray as xr
+
+from .provenance import as_json
+
+__all__ = ["save_figure", "write_csv", "write_netcdf"]
+
+
+def _nc_attrs(provenance: Mapping) -> dict:
+    return {"provenance": as_json(provenance), "config_sha256": provenance["config_sha256"]}
+
+
+def write_netcdf(obj: xr.DataArray | xr.Dataset, path: Path, provenance: Mapping) -> None:
+    obj = obj.copy()
+    obj.attrs = {**{k: v for k, v in obj.attrs.items() if k not in ("store",)}, **_nc_attrs(provenance)}
+    if isinstance(obj, xr.Dataset):
+        for name in obj.variables:
+            obj[name].attrs.pop("store", None)
+    else:  # the provenance also as a global attribute, where netCDF tools look first
+        obj = obj.to_dataset(name=obj.name or "values", promote_attrs=True)
+    obj.load().to_netcdf(path)
+
+
+def write_csv(rows: list[dict], path: Path, provenance: Mapping) -> None:
+    buf = io.StringIO()
+    buf.write(f"# provenance: {as_json(provenance)}\n")
+    if rows:
+        writer = csv.DictWriter(buf, fieldnames=list(rows[0]), lineterminator="\n")
+        writer.writeheader()
+        for r in rows:
+            writer.writerow({k: (repr(v) if isinstance(v, float) else v) for k, v in r.items()})
+    path.write_text(buf.getvalue())
+
+
+def save_figure(fig: Any, path: Path, provenance: Mapping) -> None:
+    import matplotlib.pyplot as plt
+    text = as_json(provenance)
+    key = {"png": "provenance", "pdf": "Subject", "svg": "Description"}[path.suffix[1:]]
+    fig.savefig(path, dpi=110, bbox_inches="tight", metadata={key: text})
+    plt.close(fig)
