@@ -16,7 +16,8 @@ import xarray as xr
 
 import sciexplain as sx
 from conftest import provenance_of
-from sciexplain.scale import dataset as ds
+from sciexplain import scale as ds
+from sciexplain.scale import explain_runner
 from sciexplain.cli import main
 from sciexplain.pipeline import ConfigError, PipelineError, check, key_lines, run, validate
 
@@ -257,7 +258,7 @@ def test_resume_after_an_interrupted_run(tmp_path, monkeypatch):
     _fashion_inputs(tmp_path, n=12)
     cfg = tmp_path / "fashion.toml"
     cfg.write_text(PIPELINE.split("[evaluation.perturbation]")[0])
-    original = ds._explain_batch
+    original = explain_runner._explain_batch
 
     class Interrupt:
         calls = 0
@@ -268,12 +269,12 @@ def test_resume_after_an_interrupted_run(tmp_path, monkeypatch):
                 raise KeyboardInterrupt
             return original(*args, **kwargs)
 
-    monkeypatch.setattr(ds, "_explain_batch", Interrupt())
+    monkeypatch.setattr(explain_runner, "_explain_batch", Interrupt())
     with pytest.raises(KeyboardInterrupt):
         run(cfg, out=tmp_path / "out")
     partial = ds.open_relevance(tmp_path / "out" / "relevance_lrp.zarr", complete=False)
     assert partial.attrs["chunks_written"] == "2 of 3"
-    monkeypatch.setattr(ds, "_explain_batch", original)
+    monkeypatch.setattr(explain_runner, "_explain_batch", original)
     resumed = run(cfg, out=tmp_path / "out")
     assert resumed.chunks_computed == {"lrp": 1, "gradient": 3}
     fresh = run(cfg, out=tmp_path / "fresh")

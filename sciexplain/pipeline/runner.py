@@ -211,8 +211,9 @@ def run(source: str | Path | Mapping, *, scheduler: Any = None, out: str | Path 
         A step failed; the message names it (and the sample, for a failed explanation).
         Completed chunks stay in their stores, and rerunning resumes after them.
     """
-    from ..scale.dataset import (SampleError, continuity_dataset, explain_dataset, perturbation_dataset,
-                           randomization_dataset, scheduler_name)
+    from ..scale import (SampleError, continuity_dataset, explain_dataset, perturbation_dataset,
+                         randomization_dataset)
+    from ..scale.schedulers import scheduler_name
     from ..evaluate import abpc, aopc
 
     started = prov.now()
