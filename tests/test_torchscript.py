@@ -316,7 +316,7 @@ def test_torchs_own_layer_code_is_interpreted_correctly(how):
     """Each torch layer's scripted forward (argument checks, branches, functional calls, overloads)
     run through the interpreter instead of rebuilt, and each traced layer converted (rebuilt, or
     interpreted where its graph is not the layer's plain operation), gives the eager layer's outputs."""
-    from sciexplain.canonizers.torchscript import _Converter
+    from sciexplain.canonizers.torchscript.converter import _Converter
     for layer, x in _torch_layers():
         layer.eval()
         args = x if isinstance(x, tuple) else (x,)
@@ -492,7 +492,7 @@ def test_the_converted_module_pickles_copies_and_checks_an_example(tmp_path):
     for twin in (pickle.loads(pickle.dumps(eager)), copy.deepcopy(eager)):
         torch.testing.assert_close(twin(x), want, rtol=1e-6, atol=1e-6)
     # a wrong conversion would be caught by the example check
-    from sciexplain.canonizers.torchscript import _compare
+    from sciexplain.canonizers.torchscript.converter import _compare
     broken = copy.deepcopy(eager)
     with torch.no_grad():
         broken.fc.bias.add_(1.0)

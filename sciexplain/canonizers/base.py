@@ -13,7 +13,9 @@ Two kinds, both listed in the result's ``attrs["canonizers"]``:
   the pair is explained as one affine layer (W' = a W, b' = a b + c).
 
 ``Explainer(model, canonizers=...)`` takes a sequence of canonizer objects; the default is
-:func:`default`.
+:func:`sciexplain.canonizers.default`. This module holds the base classes and
+:func:`canonized`, which applies the model canonizers; the concrete canonizers live in the
+modules beside it.
 """
 
 from __future__ import annotations
@@ -21,20 +23,37 @@ from __future__ import annotations
 import copy
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Protocol
 
+import torch
 from torch import nn
 
-from ..errors import InputTypeError
-from ..record.tape import Ref
+from ..kinds.registry import Kind
+from ..record.tape import Node, Ref, Tape
+from ..rules.presets import RuleMap
 
-if TYPE_CHECKING:  # pragma: no cover
-    from ..explain.forward import Forward
-    from ..explain.plan import Step
-    from ..rules.presets import RuleMap
+__all__ = ["Canonizer", "ModelCanonizer", "PlanCanonizer", "canonized"]
 
-__all__ = ["Canonizer", "ModelCanonizer", "PlanCanonizer", "BatchNormFolding", "default", "canonized"]
+
+class RecordedForward(Protocol):
+    """What a plan canonizer reads of one recorded forward pass (the engine's
+    :class:`~sciexplain.explain.forward.Forward`)."""
+
+    tape: Tape
+    logits_ref: Ref
+
+    def value(self, ref: Ref) -> torch.Tensor: ...
+
+
+class PlanStep(Protocol):
+    """What a plan canonizer reads and rewrites of one node of the plan (the engine's
+    :class:`~sciexplain.explain.plan.Step`)."""
+
+    node: Node
+    kind: Kind
+    fuse_after: Node | None
+    fuse_before: Node | None
+    folded_into: Node | None
 
 
 class Canonizer:
@@ -69,107 +88,10 @@ class ModelCanonizer(Canonizer):
 class PlanCanonizer(Canonizer):
     """Rewrites the plan (node index -> :class:`~sciexplain.plan.Step`) of one recorded forward."""
 
-    def rewrite(self, fw: Forward, steps: dict[int, Step], keep: frozenset | set) -> list[str]:  # pragma: no cover
+    def rewrite(self, fw: RecordedForward, steps: dict[int, PlanStep], keep: frozenset | set) -> list[str]:  # pragma: no cover
         """Rewrite ``steps`` in place; return the names of the nodes it changed. Nodes named in
         ``keep`` (``at=``/``through=`` targets) must stay nodes of their own."""
         raise NotImplementedError
-
-
-@dataclass(frozen=True)
-class BatchNormFolding(PlanCanonizer):
-    """Fold each BatchNorm (with running statistics) into the adjacent Linear or convolution.
-
-    A BatchNorm that follows a Linear/Conv whose output nothing else reads becomes part of it
-    (W' = a W, b' = a b + c); a BatchNorm1d that feeds a Linear on ``(batch, features)`` is folded
-    into that Linear (W' = W diag(a), b' = b + W c). Others stay standalone element-wise affine
-    layers. ``Explainer.check_canonization`` measures the folding error.
-    """
-
-    name: str = "BatchNormFolding"
-
-    def rewrite(self, fw: Forward, steps: dict[int, Step], keep: frozenset | set) -> list[str]:
-        from ..kinds import ops as ops
-        from ..kinds.registry import Kind
-        tape = fw.tape
-        consumers = tape.consumers()
-        folded = []
-        for step in steps.values():
-            node = step.node
-            if not (node.kind == "module" and isinstance(node.target, ops._BN_MODULES)):
-                continue
-            if node.name in keep or len(node.parents) != 1 or step.kind.category != "affine":
-                continue
-            pref = node.parents[0]
-            prev = steps.get(pref.node)
-            if (prev is not None and prev.kind.category == "affine" and prev.kind.weighted
-                    and prev.fuse_after is None and prev.fuse_before is None
-                    and consumers.get(pref, []) == [node.index] and tape.node_of(pref).pristine(pref.k)
-                    and pref != fw.logits_ref and _weight_rows_are_channels(prev.node, fw.value(pref).ndim)):
-                prev.fuse_after = node
-                step.folded_into = prev.node
-            else:
-                # BatchNorm1d feeding a Linear on (batch, features)
-                users = consumers.get(Ref(node.index, 0), [])
-                if not (len(users) == 1 and fw.value(Ref(node.index, 0)).ndim == 2):
-                    continue
-                nxt = steps.get(users[0])
-                if not (nxt is not None and nxt.node.kind == "module" and type(nxt.node.target) is nn.Linear
-                        and nxt.fuse_before is None and nxt.fuse_after is None):
-                    continue
-                nxt.fuse_before = node
-                step.folded_into = nxt.node
-            step.kind = Kind("folded", f"{step.kind.detail} folded into {step.folded_into.name}",
-                             step.kind.rule_keys)
-            folded.append(node.name)
-        return folded
-
-
-def _weight_rows_are_channels(layer, out_ndim: int) -> bool:
-    """Whether a BatchNorm on ``layer``'s output scales the rows of its weight.
-
-    That needs a weight laid out ``(out_channels, ...)`` (Linear, convolutions, ``F.linear``,
-    ``F.conv*``; not a matmul with a constant weight, which is ``(in, out)``), and for a linear
-    map an output ``(batch, features)``, so that the BatchNorm's channel dim (dim 1) is the
-    layer's output dim.
-    """
-    if out_ndim < 2:
-        return False
-    if layer.kind == "module":
-        linear = isinstance(layer.target, nn.Linear)
-    elif layer.op in ("linear", "conv1d", "conv2d", "conv3d"):
-        linear = layer.op == "linear"
-    else:
-        return False
-    return out_ndim == 2 or not linear
-
-
-def default() -> tuple[Canonizer, ...]:
-    """The canonizers an explanation applies unless told otherwise: TorchScript modules as eager
-    ones, recurrent unrolling (when :mod:`sciexplain.recurrent` provides it) and BatchNorm
-    folding."""
-    from .torchscript import TorchScriptToEager
-    out: list[Canonizer] = [TorchScriptToEager()]
-    try:
-        from .recurrent import RecurrentUnrolling
-    except ImportError:  # pragma: no cover - until the recurrent module exists
-        pass
-    else:
-        out.append(RecurrentUnrolling())
-    out.append(BatchNormFolding())
-    return tuple(out)
-
-
-def validate(canonizers: Sequence[Canonizer] | None) -> tuple[Canonizer, ...]:
-    """The canonizers to apply: ``None`` means :func:`default`."""
-    if canonizers is None:
-        return default()
-    if isinstance(canonizers, Canonizer):
-        canonizers = (canonizers,)
-    out = tuple(canonizers)
-    bad = [c for c in out if not isinstance(c, Canonizer)]
-    if bad:
-        raise InputTypeError(f"canonizers must be sciexplain.canonizers.Canonizer objects, got {bad!r}")
-    return out
 
 
 def _shallow(module: nn.Module) -> nn.Module:
