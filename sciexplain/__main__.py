@@ -1,3 +1,5 @@
+"""``python -m sciexplain``: the command line (see :mod:`sciexplain.cli`)."""
+
 import sys
 
 from .cli import main

@@ -5,4 +5,6 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 . .venv/bin/activate
 export MPLBACKEND=Agg
+# the architecture: layers import only downwards, no cycles, plugins use the public namespaces
+lint-imports --no-cache
 python -m pytest -q -p no:cacheprovider tests plugins "$@"

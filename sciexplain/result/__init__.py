@@ -2,6 +2,7 @@
 
 from .contract import BATCH_COORDS, DECOMPOSES_VALUES, DecompositionWarning, build_result, find_batch_dim
 from .ledger import LedgerError, check_ledger, ledger_residual
+from .plotting import RELEVANCE_CMAP, plot_heatmap, plot_heatmaps, pyplot, symmetric_limit
 
 __all__ = [
     "BATCH_COORDS",
@@ -12,4 +13,9 @@ __all__ = [
     "check_ledger",
     "find_batch_dim",
     "ledger_residual",
+    "RELEVANCE_CMAP",
+    "plot_heatmap",
+    "plot_heatmaps",
+    "pyplot",
+    "symmetric_limit",
 ]

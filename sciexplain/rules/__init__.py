@@ -2,6 +2,7 @@
 
 from .affine import DEFAULT_STABILIZER, AlphaBeta, Epsilon, Flat, Gamma, Pass, WSquare, ZBox, ZPlus
 from .products import ProductRule, ProportionalProduct, SignalTakeAll, UniformProduct
+from .presets import PRESETS, uses_bounds
 from .terms import Rule, SignedTerm, Term
 
 __all__ = [
@@ -21,4 +22,6 @@ __all__ = [
     "UniformProduct",
     "ProportionalProduct",
     "DEFAULT_STABILIZER",
+    "PRESETS",
+    "uses_bounds",
 ]

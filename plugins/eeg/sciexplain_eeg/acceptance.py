@@ -57,7 +57,7 @@ def ground_truth_scores(R: Any, truth: Any, *, top: int = 3) -> dict[str, float]
     """
     import warnings
 
-    from sciexplain.result.contract import DecompositionWarning
+    from sciexplain.result import DecompositionWarning
 
     correct = (R.coords["predicted"].values == R.coords["label"].values) & \
               (R.coords["target"].values == R.coords["predicted"].values)

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from sciexplain.result.plotting import RELEVANCE_CMAP, pyplot, symmetric_limit
+from sciexplain.result import RELEVANCE_CMAP, pyplot, symmetric_limit
 from sciexplain.errors import InputError, SciexplainError
 
 __all__ = ["plot_topomap", "plot_class_topomaps", "plot_joint", "plot_roi_timecourse", "plot_left_right",
@@ -53,7 +53,7 @@ def _windowed(R: Any, windows: Any):
     """R summed in time windows (a size in seconds or edges); None: one window over the whole epoch."""
     import warnings
 
-    from sciexplain.result.contract import DecompositionWarning
+    from sciexplain.result import DecompositionWarning
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DecompositionWarning)  # display of non-decompositions
         if windows is None:

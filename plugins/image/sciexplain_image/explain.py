@@ -126,7 +126,7 @@ def explain_image(model: Any, images: Any, target: Any = None, *, preprocess: Pr
     if names is not None and len(names) != n:
         raise InputError(f"{len(names)} names for {n} images")
     if "bounds" not in kwargs and method == "lrp":
-        from sciexplain.rules.presets import uses_bounds
+        from sciexplain.rules import uses_bounds
         if preset is None:
             preset = DEFAULT_PRESET
         if uses_bounds(preset):
@@ -150,7 +150,7 @@ def explain_image(model: Any, images: Any, target: Any = None, *, preprocess: Pr
         # gradients etc. decompose nothing; summing their colour channels is the usual display
         # convention, not a decomposition, and the attrs keep saying decomposes="none"
         import warnings
-        from sciexplain.result.contract import DecompositionWarning
+        from sciexplain.result import DecompositionWarning
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DecompositionWarning)
             return R.relevance.pool("color")

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from sciexplain.result.plotting import plot_heatmap, pyplot
+from sciexplain.result import plot_heatmap, pyplot
 
 __all__ = ["plot_heatmap", "plot_overlay", "plot_methods", "plot_pattern", "plot_box_shares"]
 

@@ -48,7 +48,7 @@ def run_demo(out: str | Path, n_documents: int | None = 16, models: tuple[str, .
     from .training import accuracy
     from .plots import plot_document, plot_methods, plot_top_words
     from .render import to_html, to_latex
-    from sciexplain.result.plotting import pyplot
+    from sciexplain.result import pyplot
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 import numpy as np
 import xarray as xr
 
-from sciexplain.result.plotting import pyplot, symmetric_limit
+from sciexplain.result import pyplot, symmetric_limit
 
 from .errors import TextInputError
 from .render import _check, _documents, _header, document_segments

@@ -28,7 +28,7 @@ def run_demo(out: str | Path, *, real: bool = True) -> dict:
     import matplotlib
 
     import sciexplain_video as sv
-    from sciexplain.result.plotting import pyplot
+    from sciexplain.result import pyplot
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

@@ -256,7 +256,7 @@ def descriptors_to_blocks(model: Any, fields: Any, Rd: Any, x: Any = None, recor
     xarray.DataArray
         Dims :data:`DIMS`; ``absorbed_model`` and ``absorbed_unassigned`` per clip.
     """
-    from sciexplain.result.contract import build_result
+    from sciexplain.result import build_result
     from .training import descriptor_batch
 
     fields = _as_list(fields)

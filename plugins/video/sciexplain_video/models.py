@@ -108,9 +108,9 @@ class MotionFisherModel(nn.Module):
                     spec: DescriptorSpec, classes: Sequence[str], block: int, improved: bool = True,
                     alpha: float = 0.5) -> "MotionFisherModel":
         """Build from the GMM's and the linear classifier's parameter arrays."""
-        from sciexplain.kinds.fisher import FisherVector
+        import sciexplain as sx
 
-        fisher = FisherVector(weights, means, variances, improved=improved, alpha=alpha, dtype=torch.float32)
+        fisher = sx.fisher.FisherVector(weights, means, variances, improved=improved, alpha=alpha, dtype=torch.float32)
         coef = np.atleast_2d(np.asarray(coef, np.float32))
         linear = nn.Linear(coef.shape[1], coef.shape[0])
         with torch.no_grad():

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from sciexplain.result.plotting import RELEVANCE_CMAP, pyplot, symmetric_limit
+from sciexplain.result import RELEVANCE_CMAP, pyplot, symmetric_limit
 
 __all__ = ["plot_frame_curve", "plot_frames", "plot_perturbation", "frame_relevance", "block_map"]
 

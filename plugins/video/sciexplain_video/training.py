@@ -77,16 +77,16 @@ def fit_fisher(fields: Sequence[MotionField], labels: Sequence[int], *, seed: in
     """Fit the GMM (diagonal, on all training descriptors), the improved Fisher vector and a LinearSVC."""
     from sklearn.mixture import GaussianMixture
     from sklearn.svm import LinearSVC
-    from sciexplain.kinds.fisher import FisherVector, linear_from_sklearn
+    import sciexplain as sx
 
     spec = spec or DescriptorSpec()
     x, _ = descriptor_batch(fields, spec)
     flat = x.reshape(-1, x.shape[-1]).numpy().astype(np.float64)
     gmm = GaussianMixture(n_components, covariance_type="diag", reg_covar=1e-3, random_state=seed, max_iter=200)
     gmm.fit(flat)
-    fisher = FisherVector.from_gmm(gmm, improved=True, alpha=0.5, dtype=torch.float32)
+    fisher = sx.fisher.FisherVector.from_gmm(gmm, improved=True, alpha=0.5, dtype=torch.float32)
     with torch.no_grad():
         fv = fisher(x).numpy()
     svm = LinearSVC(C=C, random_state=seed, max_iter=20000).fit(fv, np.asarray(labels))
-    linear = linear_from_sklearn(svm, dtype=torch.float32)
+    linear = sx.fisher.linear_from_sklearn(svm, dtype=torch.float32)
     return MotionFisherModel(fisher, linear, spec, classes, block=fields[0].block).eval()
