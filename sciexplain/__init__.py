@@ -37,7 +37,7 @@ _LAZY_MODULES = {
     "tricks": ".analysis.tricks",
     "pipeline": ".pipeline",
     "dataset": ".scale",
-    "fisher": ".kinds.fisher",
+    "fisher": ".kinds.units.fisher",
     "recurrent": ".canonizers.recurrent",
     "recurrent_fused": ".canonizers.recurrent_fused",
     "torchscript": ".canonizers.torchscript",

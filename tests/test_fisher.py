@@ -14,9 +14,9 @@ from hypothesis import strategies as st
 from torch import nn
 
 import sciexplain as sx
-from sciexplain.kinds import fisher
+from sciexplain.kinds.units import fisher
 from sciexplain.errors import InputError, InputTypeError, RuleError, SciexplainError, UnsupportedModelError
-from sciexplain.kinds.fisher import FisherVector, fisher_lrp, linear_from_sklearn
+from sciexplain.kinds.units.fisher import FisherVector, fisher_lrp, linear_from_sklearn
 
 skimage_feature = pytest.importorskip("skimage.feature")
 mixture = pytest.importorskip("sklearn.mixture")
@@ -636,8 +636,8 @@ def test_relevance_at_the_fisher_vector_and_through_its_parts(fitted):
 def test_core_reads_fitted_attributes_without_importing_sklearn():
     import subprocess
     import sys
-    code = ("import sys, sciexplain.kinds.fisher, sciexplain as sx; "
+    code = ("import sys, sciexplain.kinds.units.fisher, sciexplain as sx; "
             "print(sorted(m for m in ('sklearn', 'skimage') if m in sys.modules)); "
-            "import sciexplain.kinds.registry; print(sciexplain.kinds.fisher.FisherVector in sciexplain.kinds.registry.REGISTRY.leaves)")
+            "import sciexplain.kinds.registry; print(sciexplain.kinds.units.fisher.FisherVector in sciexplain.kinds.registry.REGISTRY.leaves)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
     assert out == ["[]", "True"]

@@ -44,14 +44,14 @@ sequences (refused with :class:`PackedSequenceError`, which says what to do).
 This module holds :func:`unroll` and the canonizer, and exports the unrolled modules with them:
 ``nn.LSTM``, ``nn.GRU`` and ``nn.RNN`` are unrolled in :mod:`.recurrent_layers`, the cells in
 :mod:`.recurrent_cells`, both from the steps in :mod:`.recurrent_steps`; the initial-state leaf
-is a kind of :mod:`sciexplain.kinds.recurrent`.
+is a kind of :mod:`sciexplain.kinds.units.recurrent`.
 """
 
 from __future__ import annotations
 
 from torch import nn
 
-from ..kinds.recurrent import InitialState
+from ..kinds.units.recurrent import InitialState
 from ..rules.affine import Epsilon
 from ..rules.products import SignalTakeAll
 from ..rules.presets import PROPORTIONAL

@@ -1,7 +1,7 @@
 """``nn.LSTMCell``, ``nn.GRUCell`` and ``nn.RNNCell`` written with ordinary operations on the cell's own parameters.
 
 A given state that does not depend on the explained input (a constant or learned initial state)
-passes through an :class:`~sciexplain.kinds.recurrent.InitialState` leaf, so that its relevance
+passes through an :class:`~sciexplain.kinds.units.recurrent.InitialState` leaf, so that its relevance
 is a ledger row.
 """
 
@@ -13,7 +13,7 @@ from torch import nn
 from torch.nn.utils.rnn import PackedSequence
 
 from ..errors import UnsupportedModelError
-from ..kinds.recurrent import InitialState
+from ..kinds.units.recurrent import InitialState
 from ..record.tape import _Recorder
 from .recurrent_steps import _gru_step, _gru_weights, _lstm_step, _lstm_weights, _packed_error, _rnn_step, _Unrolled
 

@@ -10,7 +10,7 @@ state sum, signal-take-all at the gates), :class:`FusedLSTM` is swapped in inste
 layer (both directions of a bidirectional one) as one :class:`LSTMLayer` unit on the tape, whose
 forward is torch's own fused kernel, and whose propagator computes the same relevance as the
 unrolled operations with whole-sequence tensor operations wherever the rule allows (the rule
-and how it is computed: :mod:`sciexplain.kinds.recurrent`).
+and how it is computed: :mod:`sciexplain.kinds.units.recurrent`).
 
 Which epsilons: the ones the preset would give the unrolled operations, resolved by the
 :class:`~sciexplain.recurrent.RecurrentUnrolling` canonizer with the same keys (the layer's
@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from ..errors import UnsupportedModelError
-from ..kinds.recurrent import InitialState, LSTMLayer
+from ..kinds.units.recurrent import InitialState, LSTMLayer
 from .recurrent_layers import _UnrolledRNNBase
 from .recurrent_steps import prepare_sequence
 

@@ -1,7 +1,7 @@
 """``nn.LSTM``, ``nn.GRU`` and ``nn.RNN`` unrolled over time: ordinary operations on the layer's own parameters.
 
 The rules these operations get are in :mod:`sciexplain.recurrent`; the initial states pass
-through :class:`~sciexplain.kinds.recurrent.InitialState` leaves.
+through :class:`~sciexplain.kinds.units.recurrent.InitialState` leaves.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..kinds.recurrent import InitialState
+from ..kinds.units.recurrent import InitialState
 from .recurrent_steps import _gru_step, _gru_weights, _lstm_step, _lstm_weights, _rnn_step, _Unrolled, prepare_sequence
 
 __all__ = ["UnrolledLSTM", "UnrolledGRU", "UnrolledRNN"]

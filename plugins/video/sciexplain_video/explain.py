@@ -21,7 +21,7 @@ How each model is explained
   gradient x input a zero input gets exactly zero relevance, and the result flags those
   frames (``has_vectors`` False) so a figure can mark them instead of reading them as still.
 * :class:`~sciexplain_video.models.MotionFisherModel`: the core explains the descriptor sets
-  (Fisher-vector LRP of :mod:`sciexplain.kinds.fisher`, the linear SVM under the preset's rule);
+  (Fisher-vector LRP of :mod:`sciexplain.kinds.units.fisher`, the linear SVM under the preset's rule);
   each descriptor value's relevance is spread over the blocks and frames that voted into its
   histogram bin, in proportion to their votes (:meth:`Descriptors.to_blocks`). Per clip,
   relevance on the blocks + ``absorbed`` = f(x), where ``absorbed`` is what the Fisher vector

@@ -4,7 +4,7 @@
   explained by the core's LRP directly.
 * :class:`MotionFisherModel`: the seeds' pipeline: HOF/MBH descriptors per spatio-temporal cell
   (:mod:`sciexplain_video.descriptors`), an improved Fisher vector under a diagonal Gaussian
-  mixture and a linear SVM (:mod:`sciexplain.kinds.fisher`). Its torch part maps descriptor sets
+  mixture and a linear SVM (:mod:`sciexplain.kinds.units.fisher`). Its torch part maps descriptor sets
   ``(clip, n_descriptors, D)`` to class scores; the descriptors are computed from the motion
   field outside torch, with a record of which blocks each came from.
 
@@ -74,9 +74,9 @@ class MotionFisherModel(nn.Module):
 
     Parameters
     ----------
-    fisher : sciexplain.kinds.fisher.FisherVector
+    fisher : sciexplain.kinds.units.fisher.FisherVector
     linear : torch.nn.Linear
-        The SVM's decision function (:func:`sciexplain.kinds.fisher.linear_from_sklearn`).
+        The SVM's decision function (:func:`sciexplain.kinds.units.fisher.linear_from_sklearn`).
     spec : DescriptorSpec
         How the descriptors are computed from a motion field.
     classes : sequence of str

@@ -34,9 +34,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import UnsupportedModelError
-from ..record.tape import Node
-from .registry import REGISTRY, Kind, LeafCall, LeafEntry, LeafRelevance, register
+from ...errors import UnsupportedModelError
+from ...record.tape import Node
+from ..registry import REGISTRY, Kind, LeafCall, LeafEntry, LeafRelevance, register
 
 __all__ = ["InitialState", "LSTMLayer"]
 

@@ -61,8 +61,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..errors import InputError, InputTypeError, RuleError, UnsupportedModelError
-from ..rules.affine import Epsilon
+from ...errors import InputError, InputTypeError, RuleError, UnsupportedModelError
+from ...rules.affine import Epsilon
 
 __all__ = ["FisherVector", "linear_from_sklearn", "fisher_lrp", "DEFAULT_RULE"]
 
@@ -378,7 +378,7 @@ def fisher_lrp(fv: FisherVector, x: torch.Tensor, relevance: torch.Tensor, epsil
 
 def _propagate(call: Any) -> Any:
     """Leaf propagator registered for :class:`FisherVector` (see the module docstring)."""
-    from .registry import LeafRelevance
+    from ..registry import LeafRelevance
     rule = DEFAULT_RULE if call.rule is None else call.rule
     if not isinstance(rule, Epsilon):
         raise RuleError(f"{call.name} (FisherVector): rule {rule!r} does not apply; the Fisher-vector "
@@ -390,7 +390,7 @@ def _propagate(call: Any) -> Any:
 
 
 def _register() -> None:
-    from .registry import register
+    from ..registry import register
     register(FisherVector, _propagate, default_rule=DEFAULT_RULE,
              description="Fisher vector (Lapuschkin et al. 2016): normalisations pass relevance unchanged; "
                          "epsilon-stabilised redistribution to descriptors in proportion to each one's "
