@@ -1,6 +1,7 @@
 """LRP rules (``sx.rules``): small, named, picklable objects, and presets that map them to layers."""
 
 from .affine import DEFAULT_STABILIZER, AlphaBeta, Epsilon, Flat, Gamma, Pass, WSquare, ZBox, ZPlus
+from .conservation import BiasToInputs, Fallback
 from .products import ProductRule, ProportionalProduct, SignalTakeAll, UniformProduct
 from .presets import PRESETS, uses_bounds
 from .terms import Rule, SignedTerm, Term
@@ -17,6 +18,8 @@ __all__ = [
     "WSquare",
     "Flat",
     "Pass",
+    "Fallback",
+    "BiasToInputs",
     "ProductRule",
     "SignalTakeAll",
     "UniformProduct",

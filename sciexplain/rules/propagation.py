@@ -385,6 +385,8 @@ def lrp_affine(layer: AffineLayer, x: torch.Tensor, R: torch.Tensor, rule: Rule,
         if term.outputs != "all":
             # a term for one sign of the plain output: the other neurons pass nothing through it
             R_t = R.masked_fill(plain_z < 0 if term.outputs == "positive" else plain_z >= 0, 0)
+        if term.scale is not None:
+            R_t = R_t * term.scale
         r, a = _term_relevance(layer, term, R_t, cached, **at)
         R_in = r if R_in is None else R_in.add_(r)
         absorbed = a if absorbed is None else absorbed + a

@@ -86,6 +86,10 @@ class Term:
     plain: bool = False
     #: which output neurons the term applies to, by the sign of the plain output (see above)
     outputs: str = "all"
+    #: None, or a factor per output neuron (broadcastable to the layer output) by which ``R_j`` is
+    #: multiplied before the division, on top of ``outputs``: 0/1 selects neurons per sample (see
+    #: :class:`sciexplain.rules.conservation.Fallback`), other values pass on a part of ``R_j``
+    scale: torch.Tensor | None = None
 
     def __post_init__(self) -> None:
         if self.outputs not in OUTPUT_SELECTIONS:
