@@ -25,7 +25,11 @@ the same function by **interpreting the TorchScript graph in Python**:
 The module's ``.code`` is never evaluated: only the graph's nodes are read, and an operation runs
 only if it is a torch operator that the graph names (a builtin of ``torch._C``, a C-implemented
 tensor method, a registered ``torch.ops.aten`` operator for non-tensor values, or a method of a
-rebuilt torch layer). Loading a file is ``torch.jit.load``'s business, before any of this: its
+rebuilt torch layer) **and** it is on the operator allowlist (:mod:`.allowlist`: tensor creation
+from values, arithmetic, linear algebra, comparison, reductions, shape and layout, indexing, the
+layers, scalars, containers and control flow). Anything else (``aten::from_file``, ``aten::save``,
+``prim::Print``...) is refused with :class:`ScriptOperatorError` naming each operator, before
+anything runs: :func:`check_operators` reads every graph of the module without running it. Loading a file is ``torch.jit.load``'s business, before any of this: its
 documentation warns that a malicious file can run code while it is loaded, so load trusted files.
 The user's script module is not modified; the eager module holds copies of its tensors and no
 reference to it, and it can be pickled and deep-copied (for Dask workers and canonizers).
@@ -73,6 +77,7 @@ the model never takes, e.g. training-only code, does not stop a conversion):
   operation takes a dtype), ``int[]`` lists where eager code has tuples.
 
 The parts, each a module of this package: :mod:`.errors` (what a conversion raises),
+:mod:`.allowlist` (the operators that may run),
 :mod:`.program` (the plain data a graph compiles to), :mod:`.compiler` (graph to program),
 :mod:`.operators` (aten operators as public torch calls), :mod:`.interpreter` (running a program:
 :class:`InterpretedModule`), :mod:`.layers` (standard layers rebuilt as eager modules),
@@ -81,6 +86,7 @@ The parts, each a module of this package: :mod:`.errors` (what a conversion rais
 
 from __future__ import annotations
 
+from .allowlist import ScriptOperatorError, check_operators, refused_operators, script_file_problems
 from .canonizer import TorchScriptToEager
 from .converter import is_script_module, to_eager
 from .errors import (ScriptAssertionError, ScriptConversionError, ScriptIndexError, ScriptRaisedError, ScriptTypeError,
@@ -88,4 +94,5 @@ from .errors import (ScriptAssertionError, ScriptConversionError, ScriptIndexErr
 from .interpreter import InterpretedModule
 
 __all__ = ["to_eager", "is_script_module", "TorchScriptToEager", "InterpretedModule", "ScriptConversionError", "ScriptRaisedError",
-           "ScriptValueError", "ScriptTypeError", "ScriptIndexError", "ScriptAssertionError"]
+           "ScriptValueError", "ScriptTypeError", "ScriptIndexError", "ScriptAssertionError", "ScriptOperatorError",
+           "check_operators", "refused_operators", "script_file_problems"]

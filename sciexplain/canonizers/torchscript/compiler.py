@@ -7,6 +7,7 @@ from typing import Any, Protocol
 import torch
 from torch import nn
 
+from .allowlist import operator_allowed
 from .errors import ScriptConversionError
 from .interpreter import _GRAD_MODES, InterpretedModule
 from .operators import _PY_OPS, _TENSOR_SPECIAL, _resolve
@@ -83,6 +84,8 @@ class _GraphCompiler:
         ins = tuple(v.unique() for v in node.inputs())
         outs = tuple(v.unique() for v in node.outputs())
         where = _where(node)
+        if not operator_allowed(kind):  # files, printing, anything not tensor mathematics: never run
+            return _Op("refused", ins, outs, kind, where)
         if kind == "prim::Constant":
             out = node.output()
             if out.type().kind() == "FunctionType":
@@ -199,7 +202,7 @@ _PRIM_SIMPLE = {
     "prim::RaiseException": "raise", "prim::Uninitialized": "none", "prim::unchecked_cast": "same",
     "prim::NumToTensor": "numtotensor", "prim::dtype": "dtype", "prim::device": "device",
     "prim::layout": "layout", "prim::requires_grad": "requires_grad", "prim::is_cuda": "is_cuda",
-    "prim::shape": "shape", "prim::data": "data", "prim::Print": "print", "prim::min": "min",
+    "prim::shape": "shape", "prim::data": "data", "prim::min": "min",
     "prim::max": "max", "prim::abs": "abs", "prim::tolist": "tolist", "prim::str": "str",
     "prim::ListIndex": "index", "prim::is_nested": "is_nested", "prim::type": "device_type",
 }

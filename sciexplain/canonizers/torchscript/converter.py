@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from ...errors import InputTypeError, SciexplainError
+from .allowlist import check_operators
 from .compiler import _GraphCompiler
 from .errors import ScriptConversionError
 from .interpreter import InterpretedModule, _flatten
@@ -170,6 +171,8 @@ def to_eager(script_module: Any, example: Any = None, *, rtol: float = 1e-5, ato
     ------
     InputTypeError
         ``script_module`` is not a TorchScript module.
+    ScriptOperatorError
+        A graph names an operator outside the allowlist (:mod:`.allowlist`: files, printing...).
     ScriptConversionError
         A node cannot be interpreted (raised when it is reached), or the example outputs differ.
     """
@@ -177,6 +180,7 @@ def to_eager(script_module: Any, example: Any = None, *, rtol: float = 1e-5, ato
         raise InputTypeError(f"to_eager expects a TorchScript module (torch.jit.script, torch.jit.trace or "
                              f"torch.jit.load), got {type(script_module).__name__}; an eager nn.Module can be "
                              "explained as it is")
+    check_operators(script_module)  # before anything is copied or compiled: tensor mathematics only
     try:
         model = _Converter().convert(script_module, "", top=True)
     except SciexplainError:

@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from ...errors import SciexplainError
+from .allowlist import ScriptOperatorError
 from .errors import _RAISED, ScriptConversionError, ScriptRaisedError, ScriptTypeError
 from .operators import _PY_OPS, _call_torch, _convert_enum, _dtype_code
 from .program import _Block, _Op
@@ -300,6 +301,11 @@ def _h_unsupported(op, env):
                                 "(load the weights as a state dict), or use a gradient method on the script module")
 
 
+def _h_refused(op, env):
+    raise ScriptOperatorError(f"the TorchScript node {op.where} is not run: {op.data} is not on sciexplain's "
+                              "operator allowlist (tensor mathematics only; see sciexplain.torchscript.allowlist)")
+
+
 def _unary(fn):
     def h(op, env):
         _set(op, env, fn(*[env[k] for k in op.inputs]))
@@ -311,13 +317,13 @@ _HANDLERS = {
     "function": _h_function, "eagermethod": _h_eagermethod, "grad_mode": _h_grad_mode, "enter": _h_enter,
     "exit": _h_exit, "if": _h_if, "loop": _h_loop, "torch": _h_torch, "ops": _h_ops, "py": _h_py,
     "list": _h_list, "tuple": _h_tuple, "dict": _h_dict, "unpack": _h_unpack, "index": _h_index,
-    "tupleslice": _h_tupleslice, "raise": _h_raise, "unsupported": _h_unsupported,
+    "tupleslice": _h_tupleslice, "raise": _h_raise, "unsupported": _h_unsupported, "refused": _h_refused,
     "none": _unary(lambda: None), "same": _unary(lambda x: x),
     "numtotensor": _unary(lambda n: torch.tensor(n)),
     "dtype": _unary(lambda t: _dtype_code(t.dtype)), "device": _unary(lambda t: t.device),
     "layout": _unary(lambda t: 0), "requires_grad": _unary(lambda t: t.requires_grad),
     "is_cuda": _unary(lambda t: t.is_cuda), "shape": _unary(lambda t: list(t.shape)),
-    "data": _unary(lambda t: t.detach()), "print": _unary(lambda *a: print(*a)),
+    "data": _unary(lambda t: t.detach()),
     "min": _unary(lambda *a: min(*a)), "max": _unary(lambda *a: max(*a)), "abs": _unary(abs),
     "tolist": _unary(lambda t, *a: t.tolist()), "str": _unary(str), "is_nested": _unary(lambda t: t.is_nested),
     "device_type": _unary(lambda d: d.type),
