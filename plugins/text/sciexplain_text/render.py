@@ -4,7 +4,10 @@ Both render the **original** text: the characters between tokens (spaces, punctu
 breaks) are kept, each token is highlighted (red: evidence for the explained class, blue:
 against; the colour's strength is the relevance over the document's largest absolute value),
 and every piece of text is escaped, so a document containing ``<script>`` or ``%`` shows as
-written and cannot inject markup.
+written and cannot inject markup. Control and bidirectional-override characters (NUL, U+202E...,
+see :func:`control_escape`) are shown as their code point, ``[U+202E]``, in both outputs: raw,
+they stop pdflatex or reorder the text on screen. Tokens are cut from the original text by their
+character offsets first and escaped afterwards, so the offsets keep their meaning.
 
 In Jupyter, wrap a result with :func:`show` (or :class:`TextRelevance`): the wrapper has a
 ``_repr_html_``, so it renders as highlighted text. The DataArray class itself is not patched.
@@ -13,6 +16,7 @@ In Jupyter, wrap a result with :func:`show` (or :class:`TextRelevance`): the wra
 from __future__ import annotations
 
 import html
+import re
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +24,26 @@ import xarray as xr
 
 from .errors import TextInputError
 
-__all__ = ["to_html", "to_latex", "show", "TextRelevance", "latex_escape", "document_segments"]
+__all__ = ["to_html", "to_latex", "show", "TextRelevance", "latex_escape", "html_escape", "control_escape",
+           "document_segments"]
+
+#: C0 controls but tab, line feed and carriage return; DEL and the C1 controls; the bidirectional
+#: marks, embeddings, overrides and isolates (U+061C, U+200E-U+200F, U+202A-U+202E,
+#: U+2066-U+2069); lone surrogates (undecodable bytes), which no UTF-8 file can hold
+_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069"
+                      "\ud800-\udfff]")
+
+
+def control_escape(text: str) -> str:
+    """Show control and bidirectional-override characters as their code point: ``"a\\x00b"`` gives
+    ``"a[U+0000]b"``, U+202E gives ``"[U+202E]"``; all other characters are kept (tab, line feed and
+    carriage return too)."""
+    return _CONTROL.sub(lambda m: f"[U+{ord(m.group()):04X}]", text)
+
+
+def html_escape(text: str) -> str:
+    """Text for HTML: control characters as :func:`control_escape` shows them, ``& < > " '`` escaped."""
+    return html.escape(control_escape(text))
 
 _LATEX = {"\\": r"\textbackslash{}", "{": r"\{", "}": r"\}", "%": r"\%", "&": r"\&", "#": r"\#", "_": r"\_",
           "$": r"\$", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "<": r"\textless{}",
@@ -28,8 +51,9 @@ _LATEX = {"\\": r"\textbackslash{}", "{": r"\{", "}": r"\}", "%": r"\%", "&": r"
 
 
 def latex_escape(text: str) -> str:
-    """Escape the characters LaTeX treats specially (``\\ { } % & # _ $ ~ ^ < > |``)."""
-    return "".join(_LATEX.get(ch, ch) for ch in text)
+    """Escape the characters LaTeX treats specially (``\\ { } % & # _ $ ~ ^ < > |``), control
+    characters shown as :func:`control_escape` shows them."""
+    return "".join(_LATEX.get(ch, ch) for ch in control_escape(text))
 
 
 def _check(R: xr.DataArray) -> None:
@@ -121,14 +145,14 @@ def to_html(R: xr.DataArray, document: int | list[int] | None = None, *, scale: 
         pieces = []
         for piece, r in document_segments(R, d):
             if r is None:
-                pieces.append(html.escape(piece))
+                pieces.append(html_escape(piece))
                 continue
             a = min(abs(r) / sc, 1.0)
             rgb = "220,40,40" if r >= 0 else "40,90,220"
             pieces.append(f'<span style="background-color: rgba({rgb},{a:.3f})" title="{r:.4g}">'
-                          f"{html.escape(piece)}</span>")
+                          f"{html_escape(piece)}</span>")
         blocks.append(f'<div class="sciexplain-text"><div style="font-family: sans-serif; font-size: 85%; '
-                      f'color: #555">{html.escape(_header(R, d))}</div>'
+                      f'color: #555">{html_escape(_header(R, d))}</div>'
                       f'<div style="white-space: pre-wrap; font-family: monospace; line-height: 1.5">'
                       f'{"".join(pieces)}</div></div>')
     return "\n".join(blocks)
@@ -166,7 +190,8 @@ def to_latex(R: xr.DataArray, path: str | Path | None = None, document: int = 0,
         pct = int(round(100 * min(abs(r) / sc, 1.0)))
         colour = "red" if r >= 0 else "blue"
         out.append(f"\\colorbox{{{colour}!{pct}}}{{\\strut {latex_escape(piece)}}}")
-    body = (f"% {latex_escape(_header(R, d))}\n% red: evidence for the class, blue: against; "
+    header = " ".join(latex_escape(_header(R, d)).splitlines())  # one comment line, whatever the class names hold
+    body = (f"% {header}\n% red: evidence for the class, blue: against; "
             f"full colour = {sc:.4g}\n\\setlength{{\\fboxsep}}{{1pt}}\n" + "".join(out) + "\n")
     if standalone:
         body = ("\\documentclass{article}\n\\usepackage[utf8]{inputenc}\n\\usepackage{xcolor}\n"
