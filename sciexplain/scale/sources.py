@@ -25,17 +25,47 @@ class NpySource:
         self.dtype = arr.dtype
 
     def _open(self) -> np.ndarray:
+        _check_npy(self.path)
         try:
             return np.load(self.path, mmap_mode="r", allow_pickle=False)
-        except ValueError as err:
-            raise InputError(f"{self.path} holds Python objects, which are never unpickled; save plain "
-                             f"numbers (np.save with a numeric array): {err}") from err
+        except (ValueError, EOFError, OSError) as err:  # changed on disk since the check
+            raise InputError(f"{self.path} cannot be read as a .npy file ({err}); write it again with np.save") from err
 
     def read(self, start: int, stop: int) -> np.ndarray:
         return np.array(self._open()[start:stop])
 
     def __repr__(self) -> str:
         return f"NpySource({self.path!r}, shape={self.shape})"
+
+
+def _check_npy(path: str) -> None:
+    """Read a .npy file's header and size: an :class:`InputError` saying what is wrong with it (not a
+    .npy file, a cut header, data shorter than the header promises, Python objects), or nothing."""
+    fmt = np.lib.format
+    with open(path, "rb") as f:
+        try:
+            version = fmt.read_magic(f)
+        except ValueError as err:  # fewer bytes than the magic string, or another one
+            size = os.path.getsize(path)
+            what = "is empty" if size == 0 else f"does not start like a .npy file ({err})"
+            raise InputError(f"{path} {what}: it is not a .npy file, or it is truncated (cut short while it "
+                             "was written or copied); write it again with np.save") from err
+        try:
+            shape, _, dtype = (fmt.read_array_header_1_0(f) if version == (1, 0) else
+                               fmt.read_array_header_2_0(f) if version == (2, 0) else fmt._read_array_header(f, version))
+        except (ValueError, EOFError, SyntaxError) as err:
+            raise InputError(f"{path} has a corrupt or truncated .npy header ({err}); the file was cut short or "
+                             "damaged: write it again with np.save") from err
+        data_start = f.tell()
+    if dtype.hasobject:
+        raise InputError(f"{path} holds Python objects (dtype {dtype}), which are never unpickled; save plain "
+                         "numbers (np.save with a numeric array)")
+    expected = data_start + int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    size = os.path.getsize(path)
+    if size < expected:
+        raise InputError(f"{path} is truncated: its header promises an array of shape {tuple(shape)} and dtype "
+                         f"{dtype} ({expected} bytes with the header), but the file has {size} bytes. It was cut "
+                         "short while it was written or copied; write it again with np.save")
 
 
 class _ArraySource:
