@@ -257,3 +257,38 @@ def test_in_a_network_the_ledger_balances_and_rules_name_the_options():
     assert np.abs(R.absorbed.values).sum() < np.abs(base.absorbed.values).sum()
     ledger = sx.ledger(model, x, preset={"base": "epsilon-plus", nn.Conv2d: Fallback(ZPlus())})
     assert "Fallback" in str(ledger.rule.sel(layer="dw").values)
+
+
+# -- plot_ledger --------------------------------------------------------------------------------------
+
+def test_ledger_segments_add_up_and_the_figure_names_the_layers():
+    from sciexplain.result import ledger_segments, plot_ledger
+    model = _Tiny()
+    x = torch.rand(3, 2, 8, 8)
+    x[:, :, :4] = 0.0
+    ledger = sx.ledger(model, x, preset="epsilon-plus")
+    seg = ledger_segments(ledger, min_share=0.0)
+    share = (ledger.absorbed / ledger.prediction).sum("layer").mean().item()
+    assert seg["start"] == 1.0
+    np.testing.assert_allclose(sum(seg["values"]) + seg["hidden_total"], share, rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(seg["start"] - sum(seg["values"]) - seg["hidden_total"], seg["end"], atol=1e-5)
+    one = ledger_segments(ledger, sample=1, relative=False, min_share=0.0)
+    np.testing.assert_allclose(one["start"] - sum(one["values"]), float(ledger.input_relevance[1]), rtol=1e-5, atol=1e-6)
+    fig = plot_ledger(ledger, min_share=0.0)
+    labels = [t.get_text() for t in fig.axes[0].get_yticklabels()]
+    assert labels[0] == "f(x), the explained output" and labels[-1] == "relevance on the input"
+    assert any(lab.startswith("dw (") for lab in labels) and "share of f(x)" in fig.axes[0].get_xlabel()
+    import matplotlib.pyplot as plt
+    plt.close(fig)
+
+
+def test_plot_ledger_rejects_what_is_not_a_ledger():
+    from sciexplain.errors import InputError
+    from sciexplain.result import plot_ledger
+    model = _Tiny()
+    R = sx.explain(model, torch.rand(2, 2, 8, 8), preset="epsilon-plus")
+    with pytest.raises(InputError, match="sciexplain.ledger"):
+        plot_ledger(R)
+    ledger = sx.ledger(model, torch.rand(2, 2, 8, 8), preset="epsilon-plus")
+    with pytest.raises(InputError, match="out of range"):
+        plot_ledger(ledger, sample=5)

@@ -3,6 +3,7 @@
 from .contract import BATCH_COORDS, DECOMPOSES_VALUES, DecompositionWarning, build_result, find_batch_dim
 from .ledger import LedgerError, check_ledger, ledger_residual
 from .plotting import RELEVANCE_CMAP, plot_heatmap, plot_heatmaps, pyplot, symmetric_limit
+from .ledger_plot import ledger_segments, plot_ledger
 
 __all__ = [
     "BATCH_COORDS",
@@ -16,6 +17,8 @@ __all__ = [
     "RELEVANCE_CMAP",
     "plot_heatmap",
     "plot_heatmaps",
+    "plot_ledger",
+    "ledger_segments",
     "pyplot",
     "symmetric_limit",
 ]
