@@ -282,14 +282,14 @@ class MiddleSoftmax(nn.Module):
         self.a, self.head = nn.Linear(6, 4), nn.Linear(4, 2)
 
     def forward(self, x):
-        return self.head(F.softmax(self.a(x), dim=1))
+        return self.head(F.log_softmax(self.a(x), dim=1))  # (a softmax inside is explained: AttnLRP)
 
 
 @pytest.mark.parametrize("model,match", [
     (Transposed(), r"- up: no relevance rule for module type ConvTranspose1d"),
     (Normed(), r"- encoder\.inner: no relevance rule for module type LayerNorm"),
     (WithExp(), r"exp.*inside module 'block'.*operation exp"),
-    (MiddleSoftmax(), r"softmax.*only supported as the final operation"),
+    (MiddleSoftmax(), r"log_softmax.*only supported as the final operation"),
     (nn.Sequential(nn.Linear(6, 4), nn.BatchNorm1d(4, track_running_stats=False), nn.Linear(4, 2)),
      r"- 1: BatchNorm1d without running statistics"),
 ], ids=["conv_transpose", "layernorm", "exp", "middle_softmax", "batchnorm_no_stats"])

@@ -170,7 +170,7 @@ def _assign_rules(fw: Forward, steps: dict[int, Step], rule_map: RuleMap, regist
             continue
         name = st.node.name
         if takes == "product":
-            st.rule = rule_map.product_rule(st.node.scope)
+            st.rule = rule_map.product_rule(st.node.scope, st.kind.rule_keys)  # "op:mul", "op:matmul"...
             if isinstance(st.rule, SignalTakeAll) and st.signal is None:
                 raise RuleError(
                     f"{name}: cannot tell the gate from the signal in this product of two input-dependent "

@@ -14,6 +14,8 @@ from .registry import Kind, _mro_keys
 
 
 def _softmax_module(m: nn.Module, node: Node) -> Kind:
+    if isinstance(m, nn.Softmax):  # inside the network: AttnLRP's rule (sciexplain.kinds.attention)
+        return Kind("softmax", type(m).__name__, _mro_keys(m) + ("op:softmax",), final_squash=True)
     return Kind("squash", type(m).__name__, _mro_keys(m), final_squash=True)
 
 
@@ -32,6 +34,8 @@ def _squash_function(node: Node) -> Kind:
         return Kind("unsupported", f"{node.op} with an input-dependent second argument")
     if node.op in ("sigmoid", "sigmoid_", "hardsigmoid"):
         return Kind("pass", node.op, ("op:" + node.op,), gate=True, final_squash=node.op != "hardsigmoid")
+    if node.op == "softmax":  # inside the network: AttnLRP's rule (sciexplain.kinds.attention)
+        return Kind("softmax", node.op, ("op:softmax",), final_squash=True)
     return Kind("squash", node.op, ("op:" + node.op,), final_squash=True)
 
 

@@ -26,9 +26,9 @@ def _batchnorm_module(m: nn.Module, node: Node) -> Kind:
 
 
 def _matmul_function(node: Node) -> Kind:
-    if len(node.parents) != 1:
-        return Kind("unsupported", f"{node.op} of two input-dependent tensors (e.g. attention): only "
-                    "element-wise products have product rules")
+    if len(node.parents) != 1:  # two input-dependent operands (attention): sciexplain.kinds.attention
+        keys = ("op:matmul",) if node.op in ("matmul", "__matmul__", "__rmatmul__") else ("op:" + node.op, "op:matmul")
+        return Kind("bilinear", node.op, keys)
     return Kind("affine", node.op, (nn.Linear, "op:matmul"), weighted=True)
 
 

@@ -19,7 +19,11 @@ recogniser returns a :class:`~sciexplain.kinds.registry.Kind` naming the entry t
                (signal-take-all by default) (:mod:`~sciexplain.kinds.products`)
 ``embedding``  an embedding lookup of integer inputs: relevance of the looked-up vectors is
                summed over the embedding dimension onto each index (:mod:`~sciexplain.kinds.embedding`)
-``squash``     softmax / log-softmax: stripped when final (a final sigmoid too), an error elsewhere
+``squash``     softmax / log-softmax: stripped when final (a final sigmoid too); inside the network a
+               log-softmax is an error, a softmax the ``softmax`` kind
+``softmax``, ``bilinear``, ``attention``, ``einsum``  a softmax inside the network, matmul/bmm/einsum
+               of two input-dependent tensors, ``F.scaled_dot_product_attention``, einsum with a
+               constant: AttnLRP's rules, CP-LRP as an option (:mod:`~sciexplain.kinds.attention`)
 ``leaf``       a module registered with :func:`sciexplain.register` (:mod:`~sciexplain.kinds.leaves`)
 
 Anything else is ``unsupported`` and becomes an error naming the node. What each kind adds to
@@ -45,6 +49,8 @@ from ..record.op_names import (_ACT_FUNCS, _ACT_MODULES, _BN_MODULES, _CONV_FUNC
                                _SUM_FUNCS, _WEIGHT_FREE_FUNCS)
 from .activations import (_activation_function, _activation_module, _sigmoid_module, _softmax_module,
                           _squash_function, propagate_pass)
+from .attention import (_einsum_function, _multihead_module, _sdpa_function, propagate_attention,
+                        propagate_bilinear, propagate_einsum, propagate_softmax)
 from .affine import (_batch_norm_function, _batchnorm_module, _conv_function, _linear_function, _matmul_function,
                      _weighted_module, propagate_affine, propagate_folded)
 from .embedding import _embedding_function, _embedding_module, propagate_embedding
@@ -88,5 +94,18 @@ for _kind in (
     OpKind("product", propagate_product, "product rule", takes_rule="product"),
     OpKind("embedding", propagate_embedding, "sum over embedding"),
     OpKind("leaf", propagate_leaf, "registered module", takes_rule="leaf", describe=describe_leaf),
+):
+    REGISTRY.add_kind(_kind)
+
+# attention (sciexplain.kinds.attention): a softmax inside the network, matmul/bmm/einsum of two
+# input-dependent tensors, F.scaled_dot_product_attention (AttnLRP; CP-LRP as an option)
+REGISTRY.recognise_functions(["einsum"], _einsum_function)
+REGISTRY.recognise_functions(["scaled_dot_product_attention"], _sdpa_function)
+REGISTRY.recognise_modules((nn.MultiheadAttention,), _multihead_module)
+for _kind in (
+    OpKind("softmax", propagate_softmax, "linearised softmax (AttnLRP)", takes_rule="product"),
+    OpKind("bilinear", propagate_bilinear, "product rule of two input-dependent tensors", takes_rule="product"),
+    OpKind("attention", propagate_attention, "scaled dot-product attention, decomposed", takes_rule="product"),
+    OpKind("einsum", propagate_einsum, "LRP rule (einsum with a constant)", takes_rule="affine"),
 ):
     REGISTRY.add_kind(_kind)

@@ -178,8 +178,8 @@ def _describe_index(i: Any) -> str:
 
 
 def _matmul(node: Node, known: dict[Ref, int], shape_of) -> int:
-    if len(known) != 1:
-        raise _BatchLost("is a product of two input-dependent matrices")
+    if len(node.parents) != 1:
+        return _two_operand_matmul(node, known, shape_of)
     (ref, b), = known.items()
     x_ndim = len(shape_of(ref))
     out_ndim = node.outputs[0].ndim
@@ -194,6 +194,73 @@ def _matmul(node: Node, known: dict[Ref, int], shape_of) -> int:
     if w_ndim == 1:  # the contracted dim is removed, the others keep their places
         return b if b < contracted else b - 1
     return b + out_ndim - x_ndim
+
+
+def _batch_of_operands(node: Node, operands: list, known: dict[Ref, int], shape_of, what: str) -> int:
+    """matmul/bmm or attention of input-dependent tensors: each one's batch dim must be one of the
+    leading (batch) dims, not one of the two matrix dims, and all land on the same output dim
+    (aligned from the last dim)."""
+    out_ndim, at = node.outputs[0].ndim, set()
+    for name, o in operands:
+        if not isinstance(o, _Placeholder):
+            continue
+        if o.ref not in known:
+            raise _BatchLost(f"combines its {name}, which lost the batch dim, with another operand that has it")
+        b, nd = known[o.ref], len(shape_of(o.ref))
+        if b >= nd - 2:
+            raise _BatchLost(f"{what} over the batch dim (dim {b} of its {nd}-d {name}, one of the two matrix dims)")
+        at.add(b + out_ndim - nd)
+    if len(at) > 1:
+        raise _BatchLost(f"combines different samples: its operands' batch dims land on output dims {sorted(at)}")
+    return at.pop()
+
+
+def _two_operand_matmul(node: Node, known: dict[Ref, int], shape_of) -> int:
+    other = node.args[1] if len(node.args) > 1 else node.kwargs.get("other", node.kwargs.get("mat2"))
+    return _batch_of_operands(node, [("first operand", node.args[0]), ("second operand", other)], known,
+                              shape_of, "multiplies matrices")
+
+
+def _einsum_subscripts(eq: str, ndims: list[int]) -> tuple[list[str], str]:
+    """One subscript per dim of each operand and of the output (an ellipsis expanded, the implicit
+    output of an equation without ``->`` made explicit)."""
+    lhs, arrow, rhs = eq.replace(" ", "").partition("->")
+    ins = lhs.split(",")
+    n_ell = max((nd - len(s) + 3 for s, nd in zip(ins, ndims) if "..." in s), default=0)
+    ell = "".join(chr(0x100 + i) for i in range(n_ell))  # characters no equation uses
+    ins = [s.replace("...", ell[n_ell - (nd - len(s) + 3):]) if "..." in s else s for s, nd in zip(ins, ndims)]
+    if arrow:
+        return ins, rhs.replace("...", ell)
+    letters = "".join(ins)
+    return ins, ell + "".join(sorted(c for c in set(letters) if letters.count(c) == 1 and c not in ell))
+
+
+def _einsum(node: Node, known: dict[Ref, int], shape_of) -> int:
+    """einsum: the operands' batch dims must carry one subscript, which the output keeps."""
+    eq, ops = node.args[0] if node.args else node.kwargs.get("equation"), list(node.args[1:])
+    if len(ops) == 1 and isinstance(ops[0], (list, tuple)):
+        ops = list(ops[0])
+    if not isinstance(eq, str):
+        raise _BatchLost("is an einsum in the sublist format")
+    ndims = [len(shape_of(o.ref)) if isinstance(o, _Placeholder) else np.ndim(o) for o in ops]
+    ins, out = _einsum_subscripts(eq, ndims)
+    labels = set()
+    for o, s in zip(ops, ins):
+        if isinstance(o, _Placeholder):
+            if o.ref not in known:
+                raise _BatchLost("combines an operand that lost the batch dim with one that has it")
+            labels.add(s[known[o.ref]])
+    if len(labels) > 1:
+        raise _BatchLost(f"combines different samples: the operands' batch dims have the subscripts {sorted(labels)}")
+    label = labels.pop()
+    if label not in out:
+        raise _BatchLost(f"sums over the batch dim (subscript {label!r} of {eq!r})")
+    return out.index(label)
+
+
+def _attention(node: Node, known: dict[Ref, int], shape_of) -> int:
+    operands = [(name, _arg(node, i, name)) for i, name in enumerate(("query", "key", "value"))]
+    return _batch_of_operands(node, operands, known, shape_of, "attends")
 
 
 _ELEMENTWISE_FUNCS = (_ACT_FUNCS | _SUM_FUNCS | _SCALE_FUNCS | {"where", "batch_norm", "sigmoid", "sigmoid_",
@@ -266,6 +333,10 @@ def _function_rule(node: Node, b: int, ref: Ref, shape: tuple, known, shape_of, 
         return _broadcast(node, known, shape_of)
     if name in _MATMUL_FUNCS:
         return _matmul(node, known, shape_of)
+    if name == "einsum":
+        return _einsum(node, known, shape_of)
+    if name == "scaled_dot_product_attention":
+        return _attention(node, known, shape_of)
     if name == "linear":
         if b == ndim - 1:
             raise _BatchLost("F.linear acts on the last dim, which is the batch dim")

@@ -116,7 +116,8 @@ def _axes(node: Node, known: dict[Ref, Any], shape_of, B: int) -> tuple[list, st
             axes = _sequence_rule(node, known, shape_of)
             if axes is None and node.op in _ELEMENTWISE_FUNCS:
                 axes = _broadcast(node, known, shape_of)  # sums, products, where, activations
-            elif axes is None and (len(known) == 1 or node.op in ("max", "min") or node.op in _MATMUL_FUNCS):
+            elif axes is None and (len(known) == 1 or node.op in ("max", "min") or node.op in _MATMUL_FUNCS
+                                   or node.op in ("einsum", "scaled_dot_product_attention")):
                 axes = _function_rule(node, b, ref, shape, known, shape_of, B)
         if axes is None:  # a registered module, or an operation with no rule of its own
             out_shapes = [tuple(o.shape) for o in node.outputs]

@@ -1,6 +1,7 @@
 """LRP rules (``sx.rules``): small, named, picklable objects, and presets that map them to layers."""
 
 from .affine import DEFAULT_STABILIZER, AlphaBeta, Epsilon, Flat, Gamma, Pass, WSquare, ZBox, ZPlus
+from .attention import BilinearUniform, ConstantAttention, LinearisedSoftmax, SoftmaxRule
 from .conservation import BiasToInputs, Fallback
 from .products import ProductRule, ProportionalProduct, SignalTakeAll, UniformProduct
 from .presets import PRESETS, uses_bounds
@@ -24,6 +25,10 @@ __all__ = [
     "SignalTakeAll",
     "UniformProduct",
     "ProportionalProduct",
+    "BilinearUniform",
+    "ConstantAttention",
+    "SoftmaxRule",
+    "LinearisedSoftmax",
     "DEFAULT_STABILIZER",
     "PRESETS",
     "uses_bounds",

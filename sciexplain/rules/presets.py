@@ -18,6 +18,13 @@ Two patterns that both match one layer are an error. A weighted layer that no en
 an error (never a silent default); weight-free linear operations (average pooling, mean, sum,
 scaling by constants, standalone BatchNorm) and sums of tensors default to the proportional
 rule ``Epsilon(1e-9)`` unless mapped.
+
+Attention blocks under every preset (unless mapped by ``"op:softmax"``, ``"op:matmul"``,
+``"op:einsum"``, ``"op:scaled_dot_product_attention"`` or a module path): a softmax inside the
+network by AttnLRP's ``LinearisedSoftmax()``, products of two input-dependent tensors that sum
+over terms (matmul, bmm, einsum, the two products of ``F.scaled_dot_product_attention``) by
+``BilinearUniform(1e-6)``; the linear projections take the preset's dense-layer rule.
+``"attnlrp"`` and ``"cp-lrp"`` are the presets of the two papers (see :data:`PRESETS`).
 """
 
 from __future__ import annotations
@@ -31,7 +38,8 @@ from torch import nn
 
 from ..errors import RuleError
 from .affine import DEFAULT_STABILIZER, AlphaBeta, Epsilon, Flat, Gamma, Pass, WSquare, ZBox, ZPlus
-from .products import ProductRule, SignalTakeAll
+from .attention import BilinearUniform, ConstantAttention, LinearisedSoftmax, rule_family
+from .products import UniformProduct
 from .terms import Rule, Term
 
 __all__ = ["RuleMap", "PRESETS", "resolve_preset", "PROPORTIONAL", "ByConvKind", "ScaledEpsilon", "NoBias", "conv_kind"]
@@ -54,7 +62,13 @@ PRESETS: dict[str, str] = {
                  "and full convolutions and dense layers, ZBox on the first layer when bounds are given "
                  "(Flat otherwise); the image plugin's default, chosen by "
                  "benchmarks/bench_image_faithfulness.py",
+    "attnlrp": "AttnLRP (Achtibat et al. 2024) for transformers: Epsilon(1e-6) on every layer with weights, "
+               "the linearised softmax, BilinearUniform on matmul/einsum/attention, UniformProduct on "
+               "element-wise products",
+    "cp-lrp": "CP-LRP (Ali et al. 2022): as 'attnlrp', but the attention weights held constant "
+              "(ConstantAttention: relevance through the values only)",
 }
+
 
 
 @dataclass
@@ -99,19 +113,23 @@ class RuleMap:
         the first (so neither the first-layer rule nor the weight-free default applies)."""
         return self.resolve(name, keys, weighted=True, first=False)
 
-    def product_rule(self, scope: str) -> Rule:
-        """The product rule for the products recorded inside module ``scope``: the one this map
-        names for that module or an enclosing one, else its ``"op:mul"`` rule, else
-        signal-take-all."""
+    def product_rule(self, scope: str, keys: tuple = ("op:mul",)) -> Rule:
+        """The rule for a product (or softmax) recorded inside module ``scope`` with the preset
+        ``keys``: the one of its family (:func:`~sciexplain.rules.attention.rule_family`) this map
+        names for that module or an enclosing one, else for the first of ``keys`` it maps, else
+        the family's default (signal-take-all for element-wise products, ``BilinearUniform()``
+        for matmul/einsum/attention, ``LinearisedSoftmax()`` for a softmax)."""
+        accepts, default = rule_family(tuple(keys))
         while scope:  # "a.b.c", then "a.b", then "a"
             rule = self.explicit(scope, ())
-            if isinstance(rule, ProductRule):
+            if isinstance(rule, accepts):
                 return rule
             scope = scope.rpartition(".")[0]
-        rule = self.by_type.get("op:mul")
-        if isinstance(rule, ProductRule):
-            return rule
-        return SignalTakeAll()
+        for key in keys:
+            rule = self.by_type.get(key)
+            if isinstance(rule, accepts):
+                return rule
+        return default
 
 
 def _check_rule(value: Any, where: str) -> Rule:
@@ -144,6 +162,11 @@ def _named(name: str, bounds: tuple | None) -> RuleMap:
                        uses_bounds=box is not None)
     if name == "mobilenet":
         return _mobilenet(box)
+    if name in ("attnlrp", "cp-lrp"):
+        product = BilinearUniform() if name == "attnlrp" else ConstantAttention()
+        by_type = {**types(Epsilon(1e-6), Epsilon(1e-6)), "op:mul": UniformProduct(), "op:matmul": product,
+                   "op:softmax": LinearisedSoftmax()}
+        return RuleMap(by_type=by_type, description=name)
     raise RuleError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}, a rule, or a mapping "
                     "from module names / layer types to rules")
 
