@@ -1,15 +1,20 @@
 """Command line of sciexplain.
 
-``sciexplain run FILE.toml [--scheduler ADDRESS|threads|processes|serial] [--out DIR] [--small]``
-    run a pipeline file (see examples/README.md)
-``sciexplain check FILE.toml``
-    validate a pipeline file without running anything
+``sciexplain run FILE.toml [--scheduler ADDRESS|threads|processes|serial] [--out DIR] [--small] [--overwrite]``
+    run a pipeline file (see examples/README.md); one run at a time per output folder
+``sciexplain check FILE.toml [--probe]``
+    validate a pipeline file without writing anything (--probe: also load the data and the
+    model and explain the first sample with every method, as the run's first step does)
 ``sciexplain demo --out results`` / ``sciexplain domains``
     the end-to-end demos on bundled real data / the installed domain plugins
 
 Exit codes: 0 success; 1 the pipeline file has problems (each printed with its line);
 2 bad command-line usage; 3 the run failed (the message names the step and the sample;
-outputs written so far stay readable and rerunning resumes).
+outputs written so far stay readable and rerunning resumes); 4 the output folder cannot be
+written (read-only, a path under a file, or a folder sciexplain did not write holding files the
+run would replace; nothing was changed); 5 the output folder is being written by another run
+(the message names it: pid, host, start time; a lock left by a killed run on this host is
+taken over, one from another host must be deleted by hand once that run is known to be over).
 """
 
 from __future__ import annotations
@@ -28,7 +33,9 @@ def main(argv: list[str] | None = None) -> int:
     d.add_argument("--out", default="results", help="output folder (default: results)")
     d.add_argument("--only", nargs="*", default=None, help="run only these parts (core and/or domain names)")
     sub.add_parser("domains", help="list installed domain plugins")
-    r = sub.add_parser("run", help="run a pipeline file (TOML)")
+    codes = __doc__[__doc__.index("Exit codes:"):]
+    r = sub.add_parser("run", help="run a pipeline file (TOML)", epilog=codes,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
     r.add_argument("file", help="the pipeline file")
     r.add_argument("--scheduler", default=None,
                    help="serial, threads, processes, or a Dask scheduler address such as tcp://host:8786 "
@@ -36,8 +43,15 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--out", default=None, help="output folder (default: the file's run.out)")
     r.add_argument("--small", action="store_true", default=None, help="apply the file's [run.small_settings]")
     r.add_argument("--no-progress", action="store_true", help="no progress bars")
-    c = sub.add_parser("check", help="validate a pipeline file without running it")
+    r.add_argument("--overwrite", action="store_true",
+                   help="replace relevance stores in the output folder that hold another computation (only stores "
+                        "sciexplain wrote; other folders are never removed)")
+    c = sub.add_parser("check", help="validate a pipeline file without running it", epilog=codes,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
     c.add_argument("file", help="the pipeline file")
+    c.add_argument("--probe", action="store_true",
+                   help="also load the data and the model and explain the first sample with every method")
+    c.add_argument("--small", action="store_true", default=None, help="probe with the file's [run.small_settings]")
     args = parser.parse_args(argv)
     import matplotlib
     matplotlib.use("Agg")
@@ -71,23 +85,33 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+#: exit codes (documented in the module docstring, which is also ``--help``)
+EXIT_OK, EXIT_CONFIG, EXIT_USAGE, EXIT_RUN, EXIT_OUTPUT, EXIT_LOCKED = 0, 1, 2, 3, 4, 5
+
+
 def _pipeline(args: argparse.Namespace) -> int:
     from .errors import SciexplainError
-    from .pipeline import ConfigError, PipelineError, check, run
+    from .pipeline import ConfigError, LockError, OutputError, PipelineError, check, run
     try:
         if args.command == "check":
-            config = check(args.file)
+            config = check(args.file, probe=args.probe, small=args.small)
             print(f"{args.file}: OK ({len(config.get('methods', []))} methods, "
                   f"{len(config.get('pooling', []))} pooling steps, {len(config.get('figures', []))} figures)")
             return 0
         result = run(args.file, scheduler=args.scheduler, out=args.out, small=args.small,
-                     progress=False if args.no_progress else None)
+                     progress=False if args.no_progress else None, overwrite=args.overwrite)
     except ConfigError as err:
         print(str(err), file=sys.stderr)
-        return 1
+        return EXIT_CONFIG
+    except LockError as err:
+        print(f"sciexplain {args.command} {args.file}: {err}", file=sys.stderr)
+        return EXIT_LOCKED
+    except OutputError as err:
+        print(f"sciexplain {args.command} {args.file}: {err}", file=sys.stderr)
+        return EXIT_OUTPUT
     except (PipelineError, SciexplainError) as err:
         print(f"sciexplain {args.command} {args.file}: {err}", file=sys.stderr)
-        return 3
+        return EXIT_RUN
     for row in result.evaluation:
         print(f"{row['method']:>24} {row['order']:>26}  AOPC {row['aopc']:.4f}")
     for row in result.checks:

@@ -1,7 +1,8 @@
 """Checking a pipeline configuration against the schema: every problem at once, each with its line.
 
 :func:`validate` reports unknown keys with close-match suggestions, wrong types and values,
-missing files, unknown plugins, loaders, models and figures, before any work starts.
+missing files, unknown plugins, loaders, models and figures, before any work starts; the values
+themselves are checked by the code the run uses (:mod:`.values`).
 """
 
 from __future__ import annotations
@@ -11,11 +12,13 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from ..canonizers.torchscript import script_file_problems
 from ..explain.engine import METHODS
 from ..rules.presets import PRESETS
 from .domains import load_named_domains, named_plugins, plugin_tables
 from .lines import dotted, key_lines, line_of
 from .problems import Problem
+from .values import check_values
 from .schema import (
     FIGURE_KINDS,
     FORMATS,
@@ -192,6 +195,8 @@ def validate(config: Mapping, text: str = "", base: str | Path = ".", *, domains
             plugin_member(("model", "name"), model.get("plugin"), "pipeline_models", model.get("name"), "model")
         if "torchscript" in model:
             c.file(("model", "torchscript"), model.get("torchscript"))
+            for message in script_file_problems(c.base, model.get("torchscript")):  # refused operators: before a run
+                c.add(("model", "torchscript"), message)
             for key in ("plugin", "params", "architecture"):
                 if key in model:
                     c.add(("model", key), f"{key} does not apply to a TorchScript model")
@@ -311,4 +316,5 @@ def validate(config: Mapping, text: str = "", base: str | Path = ".", *, domains
         c.choice(("figures", i, "format"), f.get("format"), ("png", "pdf", "svg"), "figure format")
         if isinstance(f.get("method"), str):
             method_refs(("figures", i, "method"), [f["method"]])
+    check_values(config, c.base, c.add)
     return c.problems

@@ -20,7 +20,8 @@ import xarray as xr
 
 from ..errors import SciexplainError
 
-__all__ = ["PipelineData", "ModelLoadError", "DataLoadError", "load_data", "load_model", "prepare_inputs"]
+__all__ = ["PipelineData", "ModelLoadError", "DataLoadError", "load_data", "load_labels", "load_model",
+           "prepare_inputs"]
 
 
 class ModelLoadError(SciexplainError, ValueError):
@@ -127,10 +128,48 @@ def load_data(cfg: Mapping, domains: Mapping[str, Any]) -> PipelineData:
     else:
         data = _read_file(Path(cfg["file"]), cfg.get("variable"), cfg.get("dims"))
     if "target_file" in cfg:
-        y = np.load(cfg["target_file"], allow_pickle=False)
-        data.y = np.asarray(y).astype(np.int64).reshape(-1)
+        data.y = load_labels(cfg["target_file"])
         data.files.append(Path(cfg["target_file"]))
+    if data.dims is not None and data.x is not None and len(data.dims) != len(data.x.shape):
+        raise DataLoadError(f"data.dims names {len(data.dims)} dims {list(data.dims)}, but the data have "
+                            f"{len(data.x.shape)} (shape {tuple(data.x.shape)}): give one name per axis, samples first")
     return data
+
+
+def load_labels(path: str | Path) -> np.ndarray:
+    """Integer class labels, one per sample, from a ``.npy`` file (read with ``allow_pickle=False``).
+
+    Labels must be integers: an integer array, or a float array whose values are all whole
+    numbers (``2.0``). Anything else (``2.9``, NaN, booleans, strings, more than one label per
+    sample) is an error naming the first bad row; nothing is rounded or truncated.
+
+    Raises
+    ------
+    DataLoadError
+        The file cannot be read or holds non-integer labels.
+    """
+    path = Path(path)
+    try:
+        y = np.load(path, allow_pickle=False)
+    except Exception as err:  # noqa: BLE001 -- a truncated or pickled file, named
+        raise DataLoadError(f"target_file {path} could not be read as a .npy array of integer labels: "
+                            f"{type(err).__name__}: {err}") from err
+    if y.ndim == 2 and y.shape[1] == 1:
+        y = y[:, 0]
+    if y.ndim != 1:
+        raise DataLoadError(f"target_file {path} holds an array of shape {y.shape}; expected one integer label per "
+                            "sample (shape (n,))")
+    if np.issubdtype(y.dtype, np.integer):
+        return y.astype(np.int64)
+    if not np.issubdtype(y.dtype, np.floating):
+        raise DataLoadError(f"target_file {path} holds {y.dtype} values; expected integer class labels")
+    whole = np.isfinite(y) & (y == np.round(y)) & (np.abs(y) < 2 ** 53)
+    if not whole.all():
+        row = int(np.flatnonzero(~whole)[0])
+        raise DataLoadError(f"target_file {path}: row {row} holds {y[row]!r}, not an integer class label (labels "
+                            "are never rounded or truncated; save integer labels, e.g. np.save(path, "
+                            "y.astype(int)) once they are right)")
+    return y.astype(np.int64)
 
 
 def prepare_inputs(data: PipelineData, model: Any, samples: int | None) -> PipelineData:

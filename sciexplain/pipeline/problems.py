@@ -1,4 +1,4 @@
-"""A problem in a pipeline file, with its line, and the error that lists every problem found."""
+"""A problem in a pipeline file, with its line; the error that lists every problem found, and the run's error."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from ..errors import SciexplainError
 
-__all__ = ["ConfigError", "Problem"]
+__all__ = ["ConfigError", "PipelineError", "Problem"]
 
 
 class ConfigError(SciexplainError, ValueError):
@@ -17,6 +17,10 @@ class ConfigError(SciexplainError, ValueError):
         self.source = source
         lines = [p.format(source) for p in self.problems]
         super().__init__(f"{len(lines)} problem{'s' if len(lines) != 1 else ''} in {source}:\n  " + "\n  ".join(lines))
+
+
+class PipelineError(SciexplainError, RuntimeError):
+    """A pipeline run stopped; the message says at which step and why. Outputs written so far stay readable."""
 
 
 @dataclass(frozen=True)

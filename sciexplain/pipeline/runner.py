@@ -16,16 +16,18 @@ from ..errors import SciexplainError
 from ..result import DecompositionWarning
 from ..result.plotting import plot_heatmap, pyplot
 from . import provenance as prov
+from ..scale.atomic import OutputError
 from .config import load_config, resolve
 from .domains import load_named_domains, named_plugins
+from .folder import discard_if_empty, mark_output, open_output
 from .loading import PipelineData, _head, load_data, load_model, prepare_inputs
-from .outputs import save_figure, write_csv, write_netcdf
+from .methods import explain_kwargs as _explain_kwargs
+from .methods import method_target as _target
+from .methods import probe_methods
+from .outputs import save_figure, write_csv, write_netcdf, write_text
+from .problems import ConfigError, PipelineError
 
 __all__ = ["run", "check", "RunResult", "PipelineError"]
-
-
-class PipelineError(SciexplainError, RuntimeError):
-    """A pipeline run stopped; the message says at which step and why. Outputs written so far stay readable."""
 
 
 @dataclass
@@ -59,47 +61,50 @@ class RunResult:
     checks: list = field(default_factory=list)
 
 
-def check(source: str | Path | Mapping) -> dict:
-    """Validate a pipeline file (or dict) without running anything; returns the parsed config.
+def check(source: str | Path | Mapping, *, probe: bool = False, small: bool | None = None) -> dict:
+    """Validate a pipeline file (or dict) without writing anything; returns the parsed config.
+
+    Every value is checked with the code the run uses (:mod:`sciexplain.pipeline.values`). With
+    ``probe=True`` the data and the model are loaded too and the first sample is explained with
+    every method, exactly as the run's first step does, so that what only the model or the data
+    can refuse (a target beyond the model's classes) is found as well.
 
     Raises
     ------
     ConfigError
         Every problem, each named with its line.
+    PipelineError
+        With ``probe=True``: the data or the model could not be loaded (the message names the step).
     """
-    return load_config(source)[0]
+    config, text, base, name = load_config(source)
+    if probe:
+        cfg = resolve(config, base, small=small, name=Path(name).stem if not isinstance(source, Mapping) else "pipeline")
+        domains, _ = load_named_domains(named_plugins(config))
+        _load_and_probe(cfg, domains, text, name)
+    return config
 
 
-def _explain_kwargs(method: Mapping, data: PipelineData, model: Any) -> dict:
-    defaults = data.explain(model) if callable(data.explain) else dict(data.explain)
-    kwargs = {k: v for k, v in defaults.items() if k in ("preset", "bounds", "max_pool")}
-    kwargs["method"] = method["method"]
-    if "preset" not in kwargs and data.domain is not None:  # as sx.explain does for the domain's data
-        kwargs["preset"] = data.domain.default_preset
-    if "preset" in method:
-        kwargs["preset"] = method["preset"]
-    if "bounds" in method:
-        kwargs["bounds"] = tuple(method["bounds"])
-    if "max_pool" in method:
-        kwargs["max_pool"] = method["max_pool"]
-    if kwargs["method"] != "lrp":
-        for key in ("preset", "bounds", "max_pool"):
-            if key not in method:
-                kwargs.pop(key, None)
-    kwargs.update(method.get("options", {}))
-    return kwargs
+def _step(what: str, fn, *args, **kwargs):
+    """Run one step; any failure becomes a PipelineError that names the step."""
+    from ..scale import SampleError
+    try:
+        return fn(*args, **kwargs)
+    except (SampleError, PipelineError, ConfigError, OutputError):
+        raise
+    except SciexplainError as err:
+        raise PipelineError(f"{what}: {err}") from err
+    except Exception as err:  # noqa: BLE001 -- any failure is named with its step
+        raise PipelineError(f"{what} failed: {type(err).__name__}: {err}") from err
 
 
-def _target(method: Mapping, data: PipelineData) -> Any:
-    t = method.get("target", "predicted")
-    if t == "predicted":
-        return None
-    if t == "true":
-        if data.y is None:
-            raise PipelineError(f"method {method['name']!r} explains target = 'true', but the data have no labels "
-                                "(give data.target_file, or use a loader that provides labels)")
-        return data.y
-    return int(t)
+def _load_and_probe(cfg: Mapping, domains: Mapping, text: str, name: str) -> tuple[PipelineData, Any]:
+    """The run's first step: data and model loaded, the first sample explained with every method."""
+    seed = int(cfg["run"]["seed"])
+    data = _step("loading the data", load_data, cfg["data"], domains)
+    model = _step("loading the model", load_model, cfg["model"], domains, seed=seed)
+    data = _step("preparing the inputs", prepare_inputs, data, model, cfg["data"].get("samples"))
+    probe_methods(cfg["methods"], data, model, chunk=int(cfg["run"]["chunk"]), text=text, source=name)
+    return data, model
 
 
 def _pool(R: xr.DataArray, step: Mapping, data: PipelineData, model: Any) -> xr.DataArray | xr.Dataset:
@@ -181,7 +186,7 @@ def plot_perturbation_curves(curves: Mapping[tuple[str, str], xr.DataArray], *, 
 
 
 def run(source: str | Path | Mapping, *, scheduler: Any = None, out: str | Path | None = None,
-        small: bool | None = None, progress: bool | None = None) -> RunResult:
+        small: bool | None = None, progress: bool | None = None, overwrite: bool = False) -> RunResult:
     """Run a pipeline file (or dict): explanations, pooling, evaluation and figures into ``out``.
 
     Parameters
@@ -198,6 +203,9 @@ def run(source: str | Path | Mapping, *, scheduler: Any = None, out: str | Path 
         Overrides ``run.small`` (apply ``[run.small_settings]``).
     progress : bool, optional
         Overrides ``run.progress``.
+    overwrite : bool
+        Replace relevance stores in ``out`` that hold another computation (a changed file)
+        instead of refusing them; only stores sciexplain wrote are ever replaced.
 
     Returns
     -------
@@ -206,18 +214,22 @@ def run(source: str | Path | Mapping, *, scheduler: Any = None, out: str | Path 
     Raises
     ------
     ConfigError
-        The file has problems (all listed with their lines); nothing was run.
+        The file has problems (all listed with their lines), or a method is refused on the
+        first sample (:func:`check` with ``probe=True`` finds the same); nothing was written.
+    OutputError
+        The output folder cannot be created or written, or it holds files sciexplain did not
+        write that the run would replace (nothing is changed then).
+    LockError
+        Another run is writing the output folder (the message names it: pid, host, start time).
+        A lock left by a killed run on this host is taken over, with a ``StaleLockWarning``.
     PipelineError
         A step failed; the message names it (and the sample, for a failed explanation).
         Completed chunks stay in their stores, and rerunning resumes after them.
     """
-    from ..scale import (SampleError, continuity_dataset, explain_dataset, perturbation_dataset,
-                         randomization_dataset)
     from ..scale.schedulers import scheduler_name
-    from ..evaluate import abpc, aopc
 
     started = prov.now()
-    config, _text, base, name = load_config(source)
+    config, text, base, name = load_config(source)
     domains, _ = load_named_domains(named_plugins(config))
     stem = Path(name).stem if not isinstance(source, Mapping) else "pipeline"
     cfg = resolve(config, base, small=small,
@@ -226,32 +238,41 @@ def run(source: str | Path | Mapping, *, scheduler: Any = None, out: str | Path 
     runcfg = cfg["run"]
     sched = scheduler if scheduler is not None and not isinstance(scheduler, str) else runcfg["scheduler"]
     show = runcfg["progress"] if progress is None else bool(progress)
-    seed = int(runcfg["seed"])
     outdir = Path(runcfg["out"])
-    outdir.mkdir(parents=True, exist_ok=True)
-    result = RunResult(out=outdir, provenance={})
-
-    def step(what: str, fn, *args, **kwargs):
+    lock, created = open_output(outdir, cfg)  # one run per output folder, from here to the end
+    try:
         try:
-            return fn(*args, **kwargs)
-        except (SampleError, PipelineError):
+            data, model = _load_and_probe(cfg, domains, text, name)
+        except ConfigError:
+            lock.release()
+            discard_if_empty(outdir, created)
             raise
-        except SciexplainError as err:
-            raise PipelineError(f"{what}: {err}") from err
-        except Exception as err:  # noqa: BLE001 -- any failure is named with its step
-            raise PipelineError(f"{what} failed: {type(err).__name__}: {err}") from err
+        return _produce(cfg, None if isinstance(source, Mapping) else str(Path(source).resolve()), data, model,
+                        outdir, started=started, sched=sched, sched_name=scheduler_name(sched), show=show,
+                        overwrite=overwrite)
+    finally:
+        lock.release()
 
-    data = step("loading the data", load_data, cfg["data"], domains)
-    model = step("loading the model", load_model, cfg["model"], domains, seed=seed)
-    data = step("preparing the inputs", prepare_inputs, data, model, cfg["data"].get("samples"))
+
+def _produce(cfg: Mapping, config_file: str | None, data: PipelineData, model: Any, outdir: Path, *, started: str,
+             sched: Any, sched_name: str, show: bool, overwrite: bool) -> RunResult:
+    """Everything a run writes, into its (locked) output folder."""
+    from ..evaluate import abpc, aopc
+    from ..scale import SampleError, continuity_dataset, explain_dataset, perturbation_dataset, randomization_dataset
+
+    runcfg = cfg["run"]
+    seed = int(runcfg["seed"])
+    result = RunResult(out=outdir, provenance={})
+    step = _step
     inputs = [p for p in data.files]
     for key in ("torchscript", "state_dict"):
         if key in cfg["model"]:
             inputs.append(Path(cfg["model"][key]))
-    record = prov.collect(cfg, config_file=None if isinstance(source, Mapping) else str(Path(source).resolve()),
+    record = prov.collect(cfg, config_file=config_file,
                           inputs=inputs, seeds={"run": seed, "torch": seed, "numpy": seed, "perturbation": seed},
-                          scheduler=scheduler_name(sched), started=started)
+                          scheduler=sched_name, started=started)
     result.provenance = record
+    mark_output(outdir, record)
     dims = data.dims or None
     fmt = runcfg["format"]
     work = outdir if fmt == "zarr" else outdir / "_chunks"
@@ -266,11 +287,13 @@ def run(source: str | Path | Mapping, *, scheduler: Any = None, out: str | Path 
         try:
             R = explain_dataset(model, data.x, chunk=chunk, scheduler=sched, store=store, target=_target(method, data),
                                 dims=dims, coords=data.coords, attrs={**data.attrs, "pipeline_method": label},
-                                provenance=record, n_workers=workers, progress=show,
+                                provenance=record, n_workers=workers, progress=show, overwrite=overwrite,
                                 **_explain_kwargs(method, data, model))
         except SampleError as err:
             raise PipelineError(f"method {label!r}: {err} (rerun the same command to resume; "
                                 f"finished chunks are in {store})") from err
+        except OutputError:
+            raise
         except SciexplainError as err:
             raise PipelineError(f"method {label!r}: {err}") from err
         if method.get("target", "predicted") == "predicted" and dims:
@@ -385,7 +408,7 @@ def run(source: str | Path | Mapping, *, scheduler: Any = None, out: str | Path 
         result.checks = checks
     if markdown:
         markdown.append(f"\n<!-- provenance: config_sha256 {record['config_sha256']}, see provenance.json -->")
-        (outdir / "evaluation.md").write_text("\n".join(markdown) + "\n")
+        write_text(outdir / "evaluation.md", "\n".join(markdown) + "\n")
         result.files.append("evaluation.md")
 
     # figures
@@ -406,6 +429,6 @@ def run(source: str | Path | Mapping, *, scheduler: Any = None, out: str | Path 
     record["finished"] = prov.now()
     record["outputs"] = sorted(result.files)
     record["chunks_computed"] = dict(result.chunks_computed)
-    (outdir / "provenance.json").write_text(prov.as_json(record, indent=2) + "\n")
+    write_text(outdir / "provenance.json", prov.as_json(record, indent=2) + "\n")
     result.files.append("provenance.json")
     return result

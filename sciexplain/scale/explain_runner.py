@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping, Sequence
+import secrets
+import shutil
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +26,10 @@ from ..explain.engine import Explainer
 from .jobs import SampleError, _chunks, _data_setup, _explain_spec, _Job, _target_slice, _targets
 from .schedulers import MODEL_LOCK, _run_jobs
 from .sources import _ArraySource, _Slice
-from .stores import (_STORE_FORMAT, StoreError, _finish_store, _jsonable, _store_attrs, _store_key,
-                     open_relevance)
+from .atomic import PARTIAL_MARK, OutputError
+from .locks import FolderLock
+from .stores import (_STORE_FORMAT, STORE_MARKER, StoreError, _finish_store, _jsonable, _store_attrs, _store_key,
+                     is_sciexplain_store, open_relevance)
 
 
 def _explain_batch(model: Any, x: np.ndarray, target: Any, spec: dict):
@@ -109,7 +113,9 @@ def explain_dataset(model: Any, data: Any, chunk: int = 256, scheduler: Any = "t
     n_workers : int, optional
         Workers of the local schedulers (default: the CPU count).
     overwrite : bool
-        Replace a store holding another computation instead of refusing it.
+        Replace a store holding another computation instead of refusing it. Only a store that
+        sciexplain wrote is ever replaced: a folder without the store marker is refused and left
+        untouched (an empty folder is used).
     progress : bool
         A tqdm bar over the chunks.
     **explain_kwargs
@@ -129,10 +135,12 @@ def explain_dataset(model: Any, data: Any, chunk: int = 256, scheduler: Any = "t
         A sample could not be explained; the message names its index. Finished chunks stay
         in the store and a rerun resumes after them.
     StoreError
-        ``store`` holds a different computation (and ``overwrite`` is False).
+        ``store`` holds a different computation (and ``overwrite`` is False), or is a file or a
+        folder sciexplain did not write (whatever ``overwrite`` says).
+    LockError
+        Another process is writing ``store`` (one writer per store: a lock file beside it,
+        :mod:`sciexplain.scale.locks`).
     """
-    import dask.array as da
-
     source, n, dims, batch_coords, other_coords = _data_setup(data, chunk, dims, coords)
     chunk = int(chunk)
     target = _targets(target, n)
@@ -147,35 +155,96 @@ def explain_dataset(model: Any, data: Any, chunk: int = 256, scheduler: Any = "t
     sample_vars = [name for name, c in probe.coords.items() if c.dims == (bdim,) and name not in batch_coords]
     spec["sample_vars"] = sample_vars
 
-    done = np.zeros(len(bounds), dtype=bool)
-    if store.exists():
+    with _locked(store):
+        done = _open_or_create(store, key, overwrite, lambda: _layout(probe, bounds, n, chunk, bdim, sample_vars,
+                                                                     batch_coords, attrs, provenance, key,
+                                                                     scheduler), len(bounds))
+        return _run_store(model, source, target, spec, store, bounds, done, scheduler, n, n_workers, progress,
+                          provenance)
+
+
+def _locked(store: Path) -> FolderLock:
+    try:
+        store.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise OutputError(f"cannot create the folder of the store {store}: {type(err).__name__}: "
+                          f"{err.strerror or err}") from err
+    return FolderLock(store, inside=False, what="store")
+
+
+def _layout(probe: xr.DataArray, bounds: list, n: int, chunk: int, bdim: str, sample_vars: list,
+            batch_coords: Mapping, attrs: Mapping | None, provenance: Mapping | None, key: str,
+            scheduler: Any) -> xr.Dataset:
+    """The store's layout (lazy zeros), written with ``compute=False`` before any chunk."""
+    import dask.array as da
+    shape = (n,) + tuple(probe.shape[1:])
+    variables = {"relevance": (probe.dims, da.zeros(shape, chunks=(chunk,) + shape[1:], dtype=probe.dtype))}
+    for name in sample_vars:
+        v = np.asarray(probe.coords[name].values)
+        variables[name] = ((bdim,), da.zeros((n,), chunks=(chunk,), dtype=v.dtype))
+    variables["chunk_done"] = (("chunk",), np.zeros(len(bounds), dtype="int8"))
+    probe_coords = {name: (c.dims, c.values) for name, c in probe.coords.items() if bdim not in c.dims}
+    ds = xr.Dataset(variables, coords={**probe_coords, **dict(batch_coords)})
+    ds.attrs = _store_attrs(probe.attrs, attrs, provenance, key, chunk, scheduler)
+    return ds
+
+
+def _open_or_create(store: Path, key: str, overwrite: bool, layout: Callable[[], xr.Dataset], n_chunks: int
+                    ) -> np.ndarray:
+    """The chunks already done in ``store``; creates the store (atomically) when there is none.
+
+    ``overwrite`` replaces a store holding another computation, but only a store sciexplain wrote:
+    a foreign folder is refused and left untouched.
+    """
+    _remove_partial_stores(store)
+    if store.exists() and not store.is_dir():
+        raise StoreError(f"{store} is a file, not a store: it was left untouched; choose another store path")
+    if store.exists() and not is_sciexplain_store(store):
+        if any(store.iterdir()):
+            raise StoreError(f"{store} is a folder that sciexplain did not write (it has no sciexplain store "
+                             "marker): it was left untouched, also with overwrite=True, which replaces only "
+                             "stores sciexplain wrote; choose another store path")
+    elif store.exists():
+        complete = False
         try:
             with xr.open_zarr(store) as old:
-                old_key = old.attrs.get("sciexplain_store_key")
-                if old_key == key and "chunk_done" in old:
-                    done = old["chunk_done"].values.astype(bool)
-        except Exception as err:  # noqa: BLE001 -- an unreadable folder is reported below
+                old_key = old.attrs.get(STORE_MARKER)
+                complete = "chunk_done" in old and "relevance" in old and old.sizes.get("chunk") == n_chunks
+                done = old["chunk_done"].values.astype(bool) if complete else None
+        except Exception as err:  # noqa: BLE001 -- an unreadable store is reported below
             old_key = f"unreadable ({type(err).__name__})"
-        if old_key != key:
-            if not overwrite:
-                raise StoreError(f"{store} already holds a different computation (another model, data, chunking "
-                                 "or method); choose a new store, delete it, or pass overwrite=True")
-            import shutil
-            shutil.rmtree(store)
-    if not store.exists():
-        shape = (n,) + tuple(probe.shape[1:])
-        variables = {"relevance": (probe.dims, da.zeros(shape, chunks=(chunk,) + shape[1:], dtype=probe.dtype))}
-        for name in sample_vars:
-            v = np.asarray(probe.coords[name].values)
-            variables[name] = ((bdim,), da.zeros((n,), chunks=(chunk,), dtype=v.dtype))
-        variables["chunk_done"] = (("chunk",), np.zeros(len(bounds), dtype="int8"))
-        probe_coords = {name: (c.dims, c.values) for name, c in probe.coords.items()
-                        if bdim not in c.dims}
-        ds = xr.Dataset(variables, coords={**probe_coords, **batch_coords})
-        ds.attrs = _store_attrs(probe.attrs, attrs, provenance, key, chunk, scheduler)
-        encoding = {"chunk_done": {"chunks": (1,)}}
-        ds.to_zarr(store, mode="w", compute=False, zarr_format=_STORE_FORMAT, consolidated=True, encoding=encoding)
+        if old_key == key and complete:
+            return done
+        if old_key != key and not overwrite:  # (the same computation, left incomplete at creation, is redone)
+            raise StoreError(f"{store} already holds a different computation (another model, data, chunking "
+                             "or method) or an unreadable one; choose a new store, delete it, or replace it "
+                             "with overwrite=True (sciexplain run --overwrite)")
+        shutil.rmtree(store)
+    tmp = store.with_name(f".{store.name}{PARTIAL_MARK}{os.getpid()}-{secrets.token_hex(4)}")
+    try:
+        layout().to_zarr(tmp, mode="w", compute=False, zarr_format=_STORE_FORMAT, consolidated=True,
+                         encoding={"chunk_done": {"chunks": (1,)}})
+        if store.exists():  # an empty folder
+            store.rmdir()
+        os.replace(tmp, store)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return np.zeros(n_chunks, dtype=bool)
 
+
+def _remove_partial_stores(store: Path) -> None:
+    """Layouts a killed run left half-created beside ``store`` (only while holding its lock)."""
+    if not store.parent.is_dir():
+        return
+    for p in store.parent.glob(f".{store.name}{PARTIAL_MARK}*"):
+        if p.is_dir():  # the name is made only by _open_or_create, and the lock keeps other writers out
+            shutil.rmtree(p, ignore_errors=True)
+
+
+def _run_store(model: Any, source: Any, target: Any, spec: dict, store: Path, bounds: list, done: np.ndarray,
+               scheduler: Any, n: int, n_workers: int | None, progress: bool, provenance: Mapping | None
+               ) -> xr.DataArray:
     jobs = []
     in_memory = isinstance(source, _ArraySource)
     local = scheduler in ("serial", "sync", "synchronous", "threads")

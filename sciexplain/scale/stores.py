@@ -3,6 +3,9 @@
 Resuming: every chunk, once written, is marked in the store's ``chunk_done`` variable. Running
 the same call again on the same store skips the marked chunks; a store made by a different
 model, data set, chunking or method is refused (pass ``overwrite=True`` to replace it).
+``overwrite=True`` replaces only what sciexplain wrote: a folder is recognised as a store by the
+``sciexplain_store_key`` attribute every store carries from its creation on
+(:func:`is_sciexplain_store`); any other folder is refused and left untouched.
 """
 
 from __future__ import annotations
@@ -25,6 +28,25 @@ _STORE_FORMAT = 2  # Zarr v2 metadata: stable for strings and readable by every 
 
 class StoreError(SciexplainError, ValueError):
     """The output store exists but holds another computation, or cannot be used."""
+
+
+STORE_MARKER = "sciexplain_store_key"  # the attr every store written by explain_dataset carries
+
+
+def is_sciexplain_store(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is a store written by :func:`sciexplain.explain_dataset` (its group attrs carry
+    :data:`STORE_MARKER`). Only such stores are ever removed by ``overwrite=True``."""
+    path = Path(path)
+    for meta, key in ((".zattrs", None), ("zarr.json", "attributes")):
+        f = path / meta
+        if f.is_file():
+            try:
+                attrs = json.loads(f.read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                return False
+            attrs = attrs.get(key, {}) if key and isinstance(attrs, dict) else attrs
+            return isinstance(attrs, dict) and STORE_MARKER in attrs
+    return False
 
 
 def _sha256_model(model: Any) -> str:
