@@ -337,14 +337,14 @@ def test_training_mode_other_methods(method):
     assert_state_equal(model, state)
 
 
-class MidwayLayerNorm(nn.Module):
-    """A dense layer, then a LayerNorm (no rule): discovered after the forward pass."""
+class MidwaySoftmin(nn.Module):
+    """A dense layer, then a Softmin (no rule): discovered after the forward pass."""
 
     def __init__(self):
         super().__init__()
         self.fc = nn.Linear(6, 8)
         self.bn = nn.BatchNorm1d(8)
-        self.norm = nn.LayerNorm(8)
+        self.norm = nn.Softmin(dim=1)
         self.out = nn.Linear(8, 2)
 
     def forward(self, x):
@@ -365,8 +365,8 @@ class RaisesInForward(nn.Module):
 
 
 def _error_cases():
-    def layernorm():
-        return set_bn_stats(MidwayLayerNorm()), torch.randn(3, 6), {}, UnsupportedModelError, "LayerNorm"
+    def softmin():
+        return set_bn_stats(MidwaySoftmin()), torch.randn(3, 6), {}, UnsupportedModelError, "Softmin"
 
     def forward_raises():
         return set_bn_stats(RaisesInForward()), torch.randn(3, 6), {}, InputError, "failure in the middle"
@@ -385,7 +385,7 @@ def _error_cases():
         return set_bn_stats(model), torch.randn(3, 6), {"method": "guided_backprop"}, \
             UnsupportedModelError, "ReLU"
 
-    return {"layernorm": layernorm, "forward_raises": forward_raises, "target": target_out_of_range,
+    return {"softmin": softmin, "forward_raises": forward_raises, "target": target_out_of_range,
             "bounds": bounds_mismatch, "guided_tanh": guided_on_tanh}
 
 

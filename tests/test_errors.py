@@ -43,7 +43,7 @@ def test_errors_are_catchable_as_builtin_types(mlp):
     with pytest.raises(SciexplainError):
         sx.explain(model, x[0])
     with pytest.raises(TypeError):
-        sx.explain(nn.Sequential(nn.Linear(6, 4), nn.LayerNorm(4), nn.Linear(4, 2)).eval(), x)
+        sx.explain(nn.Sequential(nn.Linear(6, 4), nn.Softmin(dim=1), nn.Linear(4, 2)).eval(), x)
 
 
 def test_one_dimensional_x(mlp):
@@ -232,8 +232,8 @@ class Transposed(nn.Module):
     def __init__(self):
         super().__init__()
         self.encoder = Encoder(nn.Identity())
-        self.up = nn.ConvTranspose1d(1, 2, 3)
-        self.head = nn.Linear(2 * 6, 2)
+        self.up = nn.LPPool1d(2, 3, stride=1)
+        self.head = nn.Linear(2, 2)
 
     def forward(self, x):
         return self.head(self.up(self.encoder(x)[:, None, :]).flatten(1))
@@ -242,7 +242,7 @@ class Transposed(nn.Module):
 class Normed(nn.Module):
     def __init__(self):
         super().__init__()
-        self.encoder = Encoder(nn.LayerNorm(4))
+        self.encoder = Encoder(nn.Softmin(dim=1))
         self.head = nn.Linear(4, 2)
 
     def forward(self, x):
@@ -264,7 +264,7 @@ class ExpBlock(nn.Module):
         self.lin = nn.Linear(6, 4)
 
     def forward(self, x):
-        return torch.exp(self.lin(x))
+        return torch.cumsum(self.lin(x), dim=1)
 
 
 class WithExp(nn.Module):
@@ -286,13 +286,13 @@ class MiddleSoftmax(nn.Module):
 
 
 @pytest.mark.parametrize("model,match", [
-    (Transposed(), r"- up: no relevance rule for module type ConvTranspose1d"),
-    (Normed(), r"- encoder\.inner: no relevance rule for module type LayerNorm"),
-    (WithExp(), r"exp.*inside module 'block'.*operation exp"),
+    (Transposed(), r"- up: no relevance rule for module type LPPool1d"),
+    (Normed(), r"- encoder\.inner: no relevance rule for module type Softmin"),
+    (WithExp(), r"cumsum.*inside module 'block'.*operation cumsum"),
     (MiddleSoftmax(), r"log_softmax.*only supported as the final operation"),
     (nn.Sequential(nn.Linear(6, 4), nn.BatchNorm1d(4, track_running_stats=False), nn.Linear(4, 2)),
      r"- 1: BatchNorm1d without running statistics"),
-], ids=["conv_transpose", "layernorm", "exp", "middle_softmax", "batchnorm_no_stats"])
+], ids=["lp_pool", "softmin", "cumsum", "middle_softmax", "batchnorm_no_stats"])
 def test_unsupported_layer_is_named(mlp, model, match):
     _, x = mlp
     with pytest.raises(UnsupportedModelError, match=match) as info:
@@ -305,11 +305,11 @@ def test_unsupported_layer_also_for_lrp_variants(mlp):
     """The check does not depend on the preset."""
     _, x = mlp
     for preset in ("epsilon", "alpha2-beta1", ZPlus()):
-        with pytest.raises(UnsupportedModelError, match="LayerNorm"):
+        with pytest.raises(UnsupportedModelError, match="Softmin"):
             sx.explain(Normed().eval(), x, preset=preset)
 
 
-def test_pass_by_name_makes_layernorm_explainable(mlp):
+def test_pass_by_name_makes_an_unsupported_module_explainable(mlp):
     _, x = mlp
     torch.manual_seed(0)
     model = Normed().eval()

@@ -282,6 +282,7 @@ def test_a_gate_scaled_by_a_number_is_scaled_not_absorbed():
     x = torch.randn(3, 4, dtype=torch.float64)
     R = sx.explain(BoundedOutput(10.0).eval().double(), x, preset="epsilon")
     assert_balances(R)
-    unscaled = sx.explain(BoundedOutput(None).eval().double(), x, preset="epsilon")
+    # (scale None would end in sigmoid -> squeeze, a final squash that is stripped: the logit)
+    unscaled = sx.explain(BoundedOutput(1.0).eval().double(), x, preset="epsilon")
     assert float(np.abs(unscaled.values).max()) > 1e-3
     np.testing.assert_allclose(R.values, 10.0 * unscaled.values, rtol=1e-6, atol=1e-12)

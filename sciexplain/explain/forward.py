@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from ..errors import ExplainWarning, InputError, SciexplainError, UnsupportedModelError
+from ..kinds.activations import strip_squash_before_shape_ops
 from ..kinds.registry import REGISTRY, Registry
 from ..record.tape import Ref, Tape, record
 
@@ -186,6 +187,8 @@ def record_forward(model: nn.Module, x: torch.Tensor, grad: bool, leaf_names: se
     if kind.final_squash:
         squash = kind.detail
         ref = node.parents[0]
+    else:
+        squash = strip_squash_before_shape_ops(tape, ref, registry)
     logits = tape.node_of(ref).value(ref.k)
     if logits.ndim not in (1, 2) or logits.shape[0] != x.shape[0]:
         raise UnsupportedModelError(f"the model output has shape {tuple(logits.shape)}; explanations "

@@ -6,7 +6,7 @@ from __future__ import annotations
 from torch import nn
 
 from ..record.call_args import _live_positions
-from ..record.op_names import _CONV_FUNCS
+from ..record.op_names import _CONV_FUNCS, _CONV_TRANSPOSE_FUNCS
 from ..record.tape import Node, Ref, _Placeholder
 from ..rules.propagation import lrp_affine
 from .affine_layers import affine_layer
@@ -16,6 +16,27 @@ from .registry import Kind, _mro_keys
 
 def _weighted_module(m: nn.Module, node: Node) -> Kind:
     return Kind("affine", type(m).__name__, _mro_keys(m), weighted=True)
+
+
+#: the convolution whose preset rule a transposed convolution takes unless it is mapped itself
+_CONV_OF_TRANSPOSE = {nn.ConvTranspose1d: nn.Conv1d, nn.ConvTranspose2d: nn.Conv2d, nn.ConvTranspose3d: nn.Conv3d}
+
+
+def _conv_transpose_module(m: nn.Module, node: Node) -> Kind:
+    # keys: the transposed type (and its bases) first, then the convolution of the same dimension,
+    # so a preset's convolution rule covers decoders unless ConvTranspose*d is mapped itself
+    base = next(c for c in type(m).__mro__ if c in _CONV_OF_TRANSPOSE)
+    if len(node.parents) != 1 or not isinstance(node.args[0], _Placeholder):
+        return Kind("unsupported", f"{type(m).__name__} with an input-dependent output_size")
+    return Kind("affine", type(m).__name__, _mro_keys(m) + (_CONV_OF_TRANSPOSE[base],), weighted=True)
+
+
+def _conv_transpose_function(node: Node) -> Kind:
+    kw_live = [k for k, v in node.kwargs.items() if isinstance(v, _Placeholder)]
+    if _live_positions(node) != [0] or kw_live:
+        return Kind("unsupported", f"F.{node.op} with an input-dependent weight or bias")
+    t = _CONV_TRANSPOSE_FUNCS[node.op]
+    return Kind("affine", node.op, (t, _CONV_OF_TRANSPOSE[t], "op:" + node.op), weighted=True)
 
 
 def _batchnorm_module(m: nn.Module, node: Node) -> Kind:

@@ -9,8 +9,8 @@ from torch import nn
 from torch.func import functional_call
 
 from ..record.call_args import _constant_operand
-from ..record.op_names import (_BN_MODULES, _CONV_FUNCS, _CONV_MODULES, _MATMUL_FUNCS, _SCALE_FUNCS,
-                               _WEIGHT_FREE_FUNCS)
+from ..record.op_names import (_BN_MODULES, _CONV_FUNCS, _CONV_MODULES, _CONV_TRANSPOSE_FUNCS,
+                               _CONV_TRANSPOSE_MODULES, _MATMUL_FUNCS, _SCALE_FUNCS, _WEIGHT_FREE_FUNCS)
 from ..record.tape import Node, _Placeholder
 from ..rules.propagation import AffineLayer
 from .registry import Kind
@@ -56,6 +56,29 @@ def _module_conv_apply(m: nn.Module):
     return (lambda x, w: m._conv_forward(x, w, None)), base
 
 
+def _conv_transpose_apply(m: nn.Module, node: Node, x: torch.Tensor):
+    """``x -> conv_transpose(x; w)`` without the bias, with the output size of the recorded call."""
+    base = next(c for c in type(m).__mro__ if c in _CONV_TRANSPOSE_MODULES)
+    rest = tuple(node.args[1:])
+    if type(m).forward is not base.forward:
+        out_ch = m.weight.shape[1] * m.groups
+
+        def apply_custom(x_, w):
+            zero = torch.zeros(out_ch, dtype=w.dtype, device=w.device)
+            return functional_call(m, {"weight": w, "bias": zero}, (x_, *rest), dict(node.kwargs))
+        return apply_custom
+    output_size = rest[0] if rest else node.kwargs.get("output_size")
+    k = len(m.kernel_size)
+    # the output padding that the module's own forward derives from output_size
+    output_padding = m._output_padding(x, output_size, m.stride, m.padding, m.kernel_size, k, m.dilation)
+    func = {1: F.conv_transpose1d, 2: F.conv_transpose2d, 3: F.conv_transpose3d}[k]
+    stride, padding, groups, dilation = m.stride, m.padding, m.groups, m.dilation
+
+    def apply(x_, w):
+        return func(x_, w, None, stride, padding, output_padding, groups, dilation)
+    return apply
+
+
 def affine_layer(node: Node, kind: Kind, x: torch.Tensor, out_ndim: int,
                  fuse_bn_after: Node | None = None, fuse_bn_before: Node | None = None) -> AffineLayer:
     """Build the :class:`AffineLayer` of an affine node (optionally with BatchNorm folded in)."""
@@ -67,6 +90,10 @@ def affine_layer(node: Node, kind: Kind, x: torch.Tensor, out_ndim: int,
             w = m.weight.detach()
             b = None if m.bias is None else m.bias.detach()
             layer = AffineLayer(name, detail, w, b, apply, True)
+        elif isinstance(m, _CONV_TRANSPOSE_MODULES):
+            w = m.weight.detach()
+            b = None if m.bias is None else m.bias.detach()
+            layer = AffineLayer(name, detail, w, b, _conv_transpose_apply(m, node, x), True)
         elif isinstance(m, _BN_MODULES):
             scale, shift = _bn_scale_shift(m)
             shape = _channel_shape(x.ndim)
@@ -83,7 +110,7 @@ def affine_layer(node: Node, kind: Kind, x: torch.Tensor, out_ndim: int,
         layer = _fuse_before(layer, fuse_bn_before, x)
     # bias: reshape a per-channel vector so it broadcasts over the output
     if layer.bias is not None and layer.bias.ndim == 1 and out_ndim > 2 and node.kind == "module" \
-            and isinstance(node.target, _CONV_MODULES):
+            and isinstance(node.target, (*_CONV_MODULES, *_CONV_TRANSPOSE_MODULES)):
         layer.bias = layer.bias.reshape(_channel_shape(out_ndim))
     return layer
 
@@ -96,7 +123,7 @@ def _function_affine(node: Node, kind: Kind, x: torch.Tensor) -> AffineLayer:
         b = args[2] if len(args) > 2 else kwargs.get("bias")
         return AffineLayer(name, "linear", w.detach(), None if b is None else b.detach(),
                            lambda x_, w_: F.linear(x_, w_), True)
-    if op in _CONV_FUNCS:
+    if op in _CONV_FUNCS or op in _CONV_TRANSPOSE_FUNCS:
         w = args[1] if len(args) > 1 else kwargs["weight"]
         b = args[2] if len(args) > 2 else kwargs.get("bias")
         rest = tuple(args[3:])

@@ -25,6 +25,12 @@ recogniser returns a :class:`~sciexplain.kinds.registry.Kind` naming the entry t
                of two input-dependent tensors, ``F.scaled_dot_product_attention``, einsum with a
                constant: AttnLRP's rules, CP-LRP as an option (:mod:`~sciexplain.kinds.attention`)
 ``leaf``       a module registered with :func:`sciexplain.register` (:mod:`~sciexplain.kinds.leaves`)
+``normalisation`` LayerNorm, RMSNorm, GroupNorm, InstanceNorm: AttnLRP's rule, the normalising
+               scale held constant (:mod:`~sciexplain.kinds.normalisation`)
+
+Element-wise maps (exp, log, sqrt, pow by a constant, ``x * x``) are ``pass`` nodes and
+``masked_fill`` a ``layout`` node (:mod:`~sciexplain.kinds.elementwise`); transposed convolutions
+are ``affine`` (:mod:`~sciexplain.kinds.affine`).
 
 Anything else is ``unsupported`` and becomes an error naming the node. What each kind adds to
 the ledger:
@@ -38,24 +44,29 @@ the ledger:
               uniform lose nothing)
 ``embedding`` nothing: the looked-up vector's relevance is summed onto its index
 ``leaf``      what the registered propagator reports (or entering - leaving)
+``normalisation`` the affine part's bias and stabiliser terms and the centring's stabiliser share
 """
 
 from __future__ import annotations
 
 from torch import nn
 
-from ..record.op_names import (_ACT_FUNCS, _ACT_MODULES, _BN_MODULES, _CONV_FUNCS, _CONV_MODULES, _LAYOUT_FUNCS,
-                               _LAYOUT_MODULES, _MATMUL_FUNCS, _POOL_MODULES, _SCALE_FUNCS, _SQUASH_FUNCS,
-                               _SUM_FUNCS, _WEIGHT_FREE_FUNCS)
+from ..record.op_names import (_ACT_FUNCS, _ACT_MODULES, _BN_MODULES, _CONV_FUNCS, _CONV_MODULES,
+                               _CONV_TRANSPOSE_FUNCS, _CONV_TRANSPOSE_MODULES, _ELEMENTWISE_MAPS, _LAYOUT_FUNCS,
+                               _LAYOUT_MODULES, _MASKED_FILL_FUNCS, _MATMUL_FUNCS, _NORM_FUNCS, _NORM_MODULES,
+                               _POOL_MODULES, _SCALE_FUNCS, _SQUASH_FUNCS, _SUM_FUNCS, _WEIGHT_FREE_FUNCS)
 from .activations import (_activation_function, _activation_module, _sigmoid_module, _softmax_module,
                           _squash_function, propagate_pass)
 from .attention import (_einsum_function, _multihead_module, _sdpa_function, propagate_attention,
                         propagate_bilinear, propagate_einsum, propagate_softmax)
-from .affine import (_batch_norm_function, _batchnorm_module, _conv_function, _linear_function, _matmul_function,
-                     _weighted_module, propagate_affine, propagate_folded)
+from .affine import (_batch_norm_function, _batchnorm_module, _conv_function, _conv_transpose_function,
+                     _conv_transpose_module, _linear_function, _matmul_function, _weighted_module, propagate_affine,
+                     propagate_folded)
+from .elementwise import _elementwise_function
 from .embedding import _embedding_function, _embedding_module, propagate_embedding
 from .layout import _layout_function, _layout_module, propagate_layout
 from .leaves import describe_leaf, propagate_leaf
+from .normalisation import _normalisation_function, _normalisation_module, propagate_normalisation
 from .pooling import _interpolate_function, _pool_module, _upsample_module, _weight_free_function
 from .products import _scale_function, propagate_product
 from .registry import REGISTRY, OpKind
@@ -84,6 +95,12 @@ REGISTRY.recognise_functions(["linear"], _linear_function)
 REGISTRY.recognise_functions(sorted(_CONV_FUNCS), _conv_function)
 REGISTRY.recognise_functions(["batch_norm"], _batch_norm_function)
 REGISTRY.recognise_functions(["embedding"], _embedding_function)
+REGISTRY.recognise_modules(_NORM_MODULES, _normalisation_module)
+REGISTRY.recognise_functions(sorted(_NORM_FUNCS), _normalisation_function)
+REGISTRY.recognise_modules(_CONV_TRANSPOSE_MODULES, _conv_transpose_module)
+REGISTRY.recognise_functions(sorted(_CONV_TRANSPOSE_FUNCS), _conv_transpose_function)
+REGISTRY.recognise_functions(sorted(_ELEMENTWISE_MAPS), _elementwise_function)
+REGISTRY.recognise_functions(sorted(_MASKED_FILL_FUNCS), _layout_function)
 
 for _kind in (
     OpKind("affine", propagate_affine, "LRP rule", takes_rule="affine"),
@@ -94,6 +111,8 @@ for _kind in (
     OpKind("product", propagate_product, "product rule", takes_rule="product"),
     OpKind("embedding", propagate_embedding, "sum over embedding"),
     OpKind("leaf", propagate_leaf, "registered module", takes_rule="leaf", describe=describe_leaf),
+    OpKind("normalisation", propagate_normalisation, "AttnLRP: normalising scale held constant",
+           takes_rule="affine"),
 ):
     REGISTRY.add_kind(_kind)
 

@@ -25,6 +25,9 @@ def _scale_function(node: Node) -> Kind:
         return Kind("unsupported", f"{name} by an input-dependent tensor")
     if kw_live:
         return Kind("unsupported", f"{name} with an input-dependent keyword argument")
+    if len(node.parents) == 2 and len(live) == 2 and node.parents[0] == node.parents[1] and "mul" in name:
+        # x * x: an element-wise square, the identity rule (sciexplain.kinds.elementwise)
+        return Kind("pass", f"{name} (x * x)", ("op:square",))
     if len(node.parents) >= 2 and len(live) == 2:
         # a product of two input-dependent tensors (gating): a product rule decides the split
         return Kind("product", name, ("op:mul",))

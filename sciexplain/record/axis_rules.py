@@ -19,8 +19,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from .call_args import _arg, _constant_operand
-from .op_names import (_ACT_FUNCS, _ACT_MODULES, _BN_MODULES, _CONV_FUNCS, _CONV_MODULES, _MATMUL_FUNCS,
-                       _MAX_FUNCS, _MAX_MODULES, _POOL_MODULES, _SCALE_FUNCS, _SUM_FUNCS)
+from .op_names import (_ACT_FUNCS, _ACT_MODULES, _BN_MODULES, _CONV_FUNCS, _CONV_MODULES, _CONV_TRANSPOSE_FUNCS,
+                       _CONV_TRANSPOSE_MODULES, _ELEMENTWISE_MAPS, _MASKED_FILL_FUNCS, _MATMUL_FUNCS, _MAX_FUNCS,
+                       _MAX_MODULES, _POOL_MODULES, _SCALE_FUNCS, _SUM_FUNCS)
 from .tape import _PADS, Node, OneSample, Ref, _Placeholder, replay_args
 
 
@@ -265,6 +266,7 @@ def _attention(node: Node, known: dict[Ref, int], shape_of) -> int:
 
 _ELEMENTWISE_FUNCS = (_ACT_FUNCS | _SUM_FUNCS | _SCALE_FUNCS | {"where", "batch_norm", "sigmoid", "sigmoid_",
                                                                   "hardsigmoid"})
+_ELEMENTWISE_FUNCS |= _ELEMENTWISE_MAPS | _MASKED_FILL_FUNCS  # exp, log, pow..., masked_fill
 _RESHAPE_FUNCS = {"flatten", "view", "reshape", "view_as", "reshape_as", "unflatten"}
 _PERMUTE_FUNCS = {"permute", "transpose", "transpose_", "t", "movedim", "moveaxis", "swapaxes", "swapdims"}
 _POOL_FUNCS = _MAX_FUNCS - {"amax", "max"} | {"avg_pool1d", "avg_pool2d", "avg_pool3d", "adaptive_avg_pool1d",
@@ -273,8 +275,32 @@ _SPLIT_FUNCS = {"split", "chunk", "tensor_split", "split_with_sizes"}
 _CAT_FUNCS = {"cat", "concat", "concatenate"}
 
 
+def _ndims(shape: Any) -> int:
+    return 1 if isinstance(shape, int) else len(tuple(shape))
+
+
+def _normalised(what: str, b: int, ndim: int, trailing: int | None) -> int:
+    """A normalisation: over the last ``trailing`` dims (LayerNorm, RMSNorm), or, with None, over
+    every dim after the first for each index of dim 0 (GroupNorm, InstanceNorm)."""
+    if trailing is None:
+        if b != 0:
+            raise _BatchLost(f"{what} normalises each entry of dim 0 over all other dims, the batch dim "
+                             f"(dim {b}) among them")
+        return b
+    return _trailing(b, ndim, trailing, what)
+
+
 def _module_rule(m: nn.Module, node: Node, b: int, shape: tuple, known, shape_of, B: int) -> int | None:
     ndim = len(shape)
+    if isinstance(m, (nn.LayerNorm, nn.RMSNorm)):
+        return _normalised(type(m).__name__, b, ndim, len(m.normalized_shape))
+    if isinstance(m, (nn.GroupNorm, nn.InstanceNorm1d, nn.InstanceNorm2d, nn.InstanceNorm3d)):
+        return _normalised(type(m).__name__, b, ndim, None)
+    if isinstance(m, _CONV_TRANSPOSE_MODULES):
+        if b != 0 or ndim != len(m.kernel_size) + 2:
+            raise _BatchLost(f"{type(m).__name__} takes the batch as dim 0 of a (batch, channels, ...) "
+                             f"input; here it is dim {b} of shape {tuple(shape)}")
+        return 0
     if isinstance(m, nn.Linear):
         if b == ndim - 1:
             raise _BatchLost("Linear acts on the last dim, which is the batch dim")
@@ -331,6 +357,15 @@ def _function_rule(node: Node, b: int, ref: Ref, shape: tuple, known, shape_of, 
         return b
     if name in _ELEMENTWISE_FUNCS:
         return _broadcast(node, known, shape_of)
+    if name in ("layer_norm", "rms_norm"):
+        return _normalised(name, b, ndim, _ndims(_arg(node, 1, "normalized_shape")))
+    if name in ("group_norm", "instance_norm"):
+        return _normalised(name, b, ndim, None)
+    if name in _CONV_TRANSPOSE_FUNCS:
+        if b != 0 or ndim != _spatial_k(name) + 2:
+            raise _BatchLost(f"F.{name} takes the batch as dim 0 of a (batch, channels, ...) input; here "
+                             f"it is dim {b} of shape {tuple(shape)}")
+        return 0
     if name in _MATMUL_FUNCS:
         return _matmul(node, known, shape_of)
     if name == "einsum":

@@ -10,7 +10,8 @@ _ACT_FUNCS = {
     "selu", "selu_", "celu", "celu_", "gelu", "silu", "mish", "tanh", "tanh_", "sigmoid",
     "sigmoid_", "softplus", "hardswish", "hardsigmoid", "softsign", "prelu", "rrelu", "clamp",
     "clamp_", "clip", "clip_", "clamp_min", "clamp_min_", "clamp_max", "clamp_max_", "threshold",
-    "threshold_", "logsigmoid", "tanhshrink",
+    "threshold_", "logsigmoid", "tanhshrink", "silu_", "mish_", "hardswish_", "gelu_", "softplus_", "rrelu_",
+    "hardshrink", "softshrink", "softshrink_", "selu_", "celu_",
     "dropout", "dropout1d", "dropout2d", "dropout3d", "alpha_dropout", "feature_alpha_dropout",
     "clone", "contiguous", "detach", "float", "double", "half", "to", "type", "type_as",
 }
@@ -47,7 +48,8 @@ _ACT_MODULES = (
     nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.ELU, nn.SELU, nn.CELU, nn.GELU, nn.SiLU, nn.Mish, nn.Tanh,
     nn.Sigmoid, nn.Softplus, nn.Hardtanh, nn.Hardswish, nn.Hardsigmoid, nn.PReLU, nn.Softsign,
     nn.Threshold, nn.LogSigmoid, nn.Tanhshrink, nn.Dropout, nn.Dropout1d, nn.Dropout2d,
-    nn.Dropout3d, nn.AlphaDropout, nn.FeatureAlphaDropout, nn.Identity,
+    nn.Dropout3d, nn.AlphaDropout, nn.FeatureAlphaDropout, nn.Identity, nn.RReLU, nn.Hardshrink,
+    nn.Softshrink,
 )
 _RELU_LIKE_MODULES = (nn.ReLU, nn.ReLU6, nn.Hardtanh, nn.LeakyReLU)
 _LAYOUT_MODULES = (
@@ -68,3 +70,27 @@ _MAX_FUNCS = {"max_pool1d", "max_pool2d", "max_pool3d", "max_pool1d_with_indices
               "max_pool2d_with_indices", "max_pool3d_with_indices", "adaptive_max_pool1d",
               "adaptive_max_pool2d", "adaptive_max_pool3d", "adaptive_max_pool1d_with_indices",
               "adaptive_max_pool2d_with_indices", "adaptive_max_pool3d_with_indices", "amax", "max"}
+
+
+#: element-wise maps beyond the activations, as real networks use them (ShallowFBCSPNet's
+#: ``log`` of pooled power, ``exp``, ``sqrt``, squaring): the identity rule of
+#: :mod:`sciexplain.kinds.elementwise`
+_ELEMENTWISE_MAPS = {"exp", "exp_", "exp2", "expm1", "log", "log_", "log1p", "log2", "log10", "sqrt", "sqrt_",
+                     "rsqrt", "square", "square_", "pow", "pow_", "__pow__", "__ipow__", "__rpow__", "float_power",
+                     "abs", "abs_", "erf", "erfc", "reciprocal"}
+#: ``masked_fill``: entries of constant value where a constant mask is set (layout: relevance of the
+#: filled entries is absorbed)
+_MASKED_FILL_FUNCS = {"masked_fill", "masked_fill_"}
+#: normalisation layers (AttnLRP's rule: the normalising scale held constant), :mod:`sciexplain.kinds.normalisation`
+_NORM_MODULES = (nn.LayerNorm, nn.RMSNorm, nn.GroupNorm, nn.InstanceNorm1d, nn.InstanceNorm2d, nn.InstanceNorm3d)
+_NORM_FUNCS = {"layer_norm", "rms_norm", "group_norm", "instance_norm"}
+#: transposed convolutions: affine layers like the convolutions (their presets' conv rule applies)
+_CONV_TRANSPOSE_MODULES = (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
+_CONV_TRANSPOSE_FUNCS = {"conv_transpose1d": nn.ConvTranspose1d, "conv_transpose2d": nn.ConvTranspose2d,
+                         "conv_transpose3d": nn.ConvTranspose3d}
+#: operations that only change the shape of a tensor (or copy it): a final softmax followed by
+#: them alone is still the final squash
+_SHAPE_ONLY_FUNCS = {"flatten", "view", "reshape", "squeeze", "unsqueeze", "permute", "transpose", "t",
+                     "__getitem__", "select", "narrow", "movedim", "moveaxis", "swapaxes", "swapdims",
+                     "unflatten", "contiguous", "clone", "float", "double", "to", "type_as"}
+_SHAPE_ONLY_MODULES = (nn.Flatten, nn.Unflatten, nn.Identity)

@@ -50,7 +50,9 @@ _PADS = (nn.ZeroPad1d, nn.ZeroPad2d, nn.ZeroPad3d, nn.ConstantPad1d, nn.Constant
 LEAF_TYPES: tuple[type, ...] = (
     nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d,
     nn.Identity, nn.Flatten, nn.Unflatten, nn.Embedding, nn.Softmax, nn.LogSoftmax, nn.Upsample,
-    nn.PixelShuffle, nn.PixelUnshuffle, nn.ChannelShuffle,
+    nn.PixelShuffle, nn.PixelUnshuffle, nn.ChannelShuffle, nn.LayerNorm, nn.RMSNorm, nn.GroupNorm,
+    nn.InstanceNorm1d, nn.InstanceNorm2d, nn.InstanceNorm3d, nn.ConvTranspose1d, nn.ConvTranspose2d,
+    nn.ConvTranspose3d,
 ) + _ACTIVATIONS + _DROPOUT + _POOLS + _PADS
 
 _CONTAINERS = (nn.Sequential, nn.ModuleList, nn.ModuleDict)
