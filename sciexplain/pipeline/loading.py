@@ -166,7 +166,7 @@ def load_labels(path: str | Path) -> np.ndarray:
     whole = np.isfinite(y) & (y == np.round(y)) & (np.abs(y) < 2 ** 53)
     if not whole.all():
         row = int(np.flatnonzero(~whole)[0])
-        raise DataLoadError(f"target_file {path}: row {row} holds {y[row]!r}, not an integer class label (labels "
+        raise DataLoadError(f"target_file {path}: row {row} holds {y[row].item()!r}, not an integer class label (labels "
                             "are never rounded or truncated; save integer labels, e.g. np.save(path, "
                             "y.astype(int)) once they are right)")
     return y.astype(np.int64)

@@ -90,7 +90,7 @@ def _method(add: Callable[[tuple, str], None], i: int, m: Mapping, plugin_data: 
         try:
             Explainer(model, method, use_preset, **engine_kwargs, **opts)._check()
         except (SciexplainError, TypeError, ValueError) as err:
-            if key == "preset" and "bounds" in str(err) and "bounds" in m:
+            if key == "preset" and "bounds" in m and any(w in str(err) for w in ("bounds", "low", "high")):
                 key = "bounds"
             add(path + (key,), f"{err}")
             return
