@@ -408,7 +408,7 @@ def test_multihead_attention_module_is_refused_with_what_to_do():
 
         def forward(self, x):
             return self.cls(self.attn(x, x, x)[0].mean(1))
-    with pytest.raises(sx.UnsupportedModelError, match=r"attn: nn.MultiheadAttention .*scaled_dot_product_attention"):
+    with pytest.raises(sx.UnsupportedModelError, match=r"attn: no relevance rule for module type MultiheadAttention: .*scaled_dot_product_attention"):
         sx.explain(M().eval(), torch.randn(2, 3, 8))
 
 
@@ -432,3 +432,89 @@ def test_constant_attention_needs_a_softmax_operand():
             return (x @ x.transpose(-1, -2)).flatten(1)
     with pytest.raises(sx.RuleError, match="no operand comes from a softmax"):
         sx.Explainer(Plain().eval(), preset="cp-lrp").explain(torch.randn(2, 3, 2))
+
+
+# -- transformers built from tiny configs (LayerNorm and GELU: sciexplain.kinds.normalisation/elementwise) --
+
+class Logits(nn.Module):
+    """A Hugging Face model called with embeddings or pixels and a constant attention mask,
+    returning its logits (the ModelOutput and token-id inputs are handled elsewhere)."""
+
+    def __init__(self, model, mask=None):
+        super().__init__()
+        self.model = model
+        self.register_buffer("mask", mask)
+
+    def forward(self, x):
+        if x.ndim == 4:
+            return self.model(pixel_values=x).logits
+        return self.model(inputs_embeds=x, attention_mask=self.mask).logits
+
+
+def _tiny(name, impl):
+    transformers = pytest.importorskip("transformers")
+    torch.manual_seed(11)
+    common = dict(num_labels=3, attn_implementation=impl)
+    if name == "bert":
+        cfg = transformers.BertConfig(vocab_size=30, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
+                                      intermediate_size=24, **common)
+        return transformers.BertForSequenceClassification(cfg).eval()
+    if name == "distilbert":
+        cfg = transformers.DistilBertConfig(vocab_size=30, dim=16, n_layers=2, n_heads=2, hidden_dim=24, **common)
+        return transformers.DistilBertForSequenceClassification(cfg).eval()
+    cfg = transformers.ViTConfig(image_size=8, patch_size=4, num_channels=3, hidden_size=16, num_hidden_layers=2,
+                                 num_attention_heads=2, intermediate_size=24, **common)
+    return transformers.ViTForImageClassification(cfg).eval()
+
+
+@pytest.mark.parametrize("impl", ["eager", "sdpa"])
+@pytest.mark.parametrize("name", ["bert", "distilbert", "vit"])
+def test_transformers_from_tiny_configs(name, impl):
+    hf = _tiny(name, impl)
+    mask = torch.tensor([[1, 1, 1, 1, 0], [1, 1, 1, 1, 1]])  # the first text's last token is padding
+    model = Logits(hf, None if name == "vit" else mask).eval()
+    x = torch.randn(2, 3, 8, 8) if name == "vit" else torch.randn(2, 5, 16)
+    state = {k: v.clone() for k, v in hf.state_dict().items()}
+    for preset in ("attnlrp", "cp-lrp"):
+        R = sx.Explainer(model, preset=preset).explain(x)
+        total = R.values.reshape(2, -1).astype(np.float64).sum(1) + R.absorbed.values
+        np.testing.assert_allclose(total, R.prediction.values, rtol=1e-5, atol=1e-6)
+        if name != "vit":
+            assert np.all(R.values[0, 4] == 0)  # the padded token is never attended to
+    assert all(torch.equal(state[k], v) for k, v in hf.state_dict().items())
+
+
+class PreNormBlock(nn.Module):
+    """A pre-LayerNorm transformer encoder block (LayerNorm, SDPA or eager attention, GELU MLP)."""
+
+    def __init__(self, d=8, heads=2, sdpa=True):
+        super().__init__()
+        self.ln1, self.ln2, self.ln_f = nn.LayerNorm(d), nn.LayerNorm(d), nn.LayerNorm(d)
+        self.attn = Block(d, heads, sdpa)  # its q/k/v/o projections and attention, called below
+        self.mlp = nn.Sequential(nn.Linear(d, 16), nn.GELU(), nn.Linear(16, d))
+        self.cls = nn.Linear(d, 3)
+
+    def forward(self, x):
+        B, L, D = x.shape
+        h = self.ln1(x)
+        a = self.attn
+        q, k, v = a.split(a.q(h)), a.split(a.k(h)), a.split(a.v(h))
+        if a.sdpa:
+            o = F.scaled_dot_product_attention(q, k, v)
+        else:
+            o = torch.softmax(q @ k.transpose(-2, -1) / math.sqrt(D // a.heads), dim=-1) @ v
+        x = x + a.o(o.transpose(1, 2).reshape(B, L, D))
+        x = x + self.mlp(self.ln2(x))
+        return self.cls(self.ln_f(x)[:, 0])
+
+
+@pytest.mark.parametrize("preset", ["epsilon", "attnlrp", "cp-lrp"])
+@pytest.mark.parametrize("sdpa", [True, False], ids=["sdpa", "eager"])
+def test_full_transformer_block_with_layernorm_and_gelu(preset, sdpa):
+    torch.manual_seed(12)
+    model = PreNormBlock(sdpa=sdpa).eval()
+    x = torch.randn(3, 5, 8)
+    R, led = sx.Explainer(model, preset=preset).explain_with_ledger(x)
+    total = R.values.astype(np.float64).sum((1, 2)) + R.absorbed.values
+    np.testing.assert_allclose(total, R.prediction.values, rtol=1e-5, atol=1e-6)
+    assert ("ConstantAttention" if preset == "cp-lrp" else "BilinearUniform") in R.attrs["rules"]

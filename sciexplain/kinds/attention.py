@@ -293,7 +293,7 @@ def propagate_einsum(walk: WalkView, step: Step, outs):
 
 
 def _multihead_module(m: nn.Module, node: Node) -> Kind:
-    return Kind("unsupported", "nn.MultiheadAttention runs F.multi_head_attention_forward as one fused call "
-                "whose steps are not recorded; write the block with nn.Linear projections for q, k, v and "
+    return Kind("unsupported", "no relevance rule for module type MultiheadAttention: it runs "
+                "F.multi_head_attention_forward as one fused call whose steps are not recorded; write the block with nn.Linear projections for q, k, v and "
                 "the output and F.scaled_dot_product_attention (or matmul + softmax), which are explained "
                 "with AttnLRP's rules (its weights load with in_proj_weight.chunk(3))")
