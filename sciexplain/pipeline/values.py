@@ -53,8 +53,9 @@ def non_finite(obj: Any, path: tuple = ()) -> list[tuple[tuple, float]]:
 
 def _stand_in() -> Any:
     import torch
-    torch.manual_seed(0)
-    return torch.nn.Sequential(torch.nn.Linear(2, 2))
+    with torch.random.fork_rng(devices=[]):  # the caller's random state is left as it was
+        torch.manual_seed(0)
+        return torch.nn.Sequential(torch.nn.Linear(2, 2))
 
 
 def _method(add: Callable[[tuple, str], None], i: int, m: Mapping, plugin_data: bool) -> None:
