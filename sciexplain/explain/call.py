@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from .forward import Forward, record_forward
+from .inputs import ModelInputs
 from .plan import make_plan
 from ..rules.presets import RuleMap
 
@@ -27,9 +28,11 @@ class Call:
     options: dict = field(default_factory=dict)
     canonizers: tuple = ()
     applied: list = field(default_factory=list)
+    output: int | str | None = None  # which output to explain, for models returning several
 
-    def _forward(self, x: torch.Tensor, grad: bool, leaf_names: set[str] | frozenset = frozenset()) -> Forward:
-        return record_forward(self.model, x, grad, leaf_names)
+    def _forward(self, x: torch.Tensor | ModelInputs, grad: bool, leaf_names: set[str] | frozenset = frozenset(),
+                 batch: int | None = None) -> Forward:
+        return record_forward(self.model, x, grad, leaf_names, output=self.output, batch=batch)
 
     def plan(self, fw: Forward, rule_map: RuleMap | None, keep=frozenset()) -> None:
         self.applied = self.applied + make_plan(fw, rule_map, self.canonizers, keep)

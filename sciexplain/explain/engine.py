@@ -34,7 +34,10 @@ from ..kinds import builtin as _builtin  # noqa: F401  (registers the built-in o
 from ..kinds.affine_layers import affine_layer
 from ..errors import InputError, RuleError
 from .call import Call
-from .forward import as_input, default_dims, eval_mode, explained_text, prediction, targets
+from .forward import (as_input, default_dims, eval_mode, explained_text, float32_model, prediction, targets,
+                      to_float32)
+from .inputs import is_several, model_inputs
+from .multi import explain_several
 from .ledger import ledger_dataset, rules_summary
 from ..rules.presets import RuleMap, resolve_preset
 from ..kinds.registry import REGISTRY
@@ -73,6 +76,15 @@ class Explainer:
         How the model is rewritten before it is explained (default
         :func:`sciexplain.canonizers.default`: recurrent layers unrolled, BatchNorm folded).
         The applied ones are listed in the result's ``attrs["canonizers"]``.
+    inputs : str, int, sequence of them, or None
+        For several inputs (a tuple or a mapping of them): which are explained (see
+        :func:`sciexplain.explain`); the others are constants.
+    output : int, str or None
+        For a model that returns a tuple or a dict: the output to explain (default: the one
+        named ``"logits"``).
+    views : int, optional
+        The batch holds this many views of each sample, which the model combines (see
+        :func:`sciexplain.explain`).
     **options
         Method parameters: ``baseline``, ``steps``, ``batch_size`` (integrated gradients);
         ``n_samples``, ``noise``, ``seed``, ``batch_size`` (SmoothGrad); ``progress`` (tqdm bar).
@@ -80,8 +92,12 @@ class Explainer:
 
     def __init__(self, model: nn.Module, method: str = "lrp", preset: str | Rule | Mapping = "epsilon-plus",
                  *, bounds: tuple | None = None, max_pool: str = "winner-take-all",
-                 canonizers: Sequence[_canonizers.Canonizer] | None = None, **options: Any):
+                 canonizers: Sequence[_canonizers.Canonizer] | None = None, inputs: Any = None,
+                 output: int | str | None = None, views: int | None = None, **options: Any):
         self.model = model
+        self.inputs = inputs
+        self.output = output
+        self.views = views
         self.method = method
         self.preset = preset
         self.bounds = bounds
@@ -133,7 +149,7 @@ class Explainer:
 
     def _call(self, model: nn.Module, applied: list[str]) -> Call:
         return Call(model, self.method, self.max_pool, dict(self.options),
-                    _canonizers.validate(self.canonizers), list(applied))
+                    _canonizers.validate(self.canonizers), list(applied), output=self.output)
 
     # -- public API --------------------------------------------------------------------------
     def layers(self, x: Any) -> list[tuple[str, str, str]]:
@@ -205,18 +221,57 @@ class Explainer:
             rules = self._check()
             if (at is not None or through is not None) and self.method != "lrp":
                 raise InputError("at= and through= are available for method='lrp'")
-            xt = as_input(x)
-            with eval_mode(self.model), _canonizers.canonized(self.model, _canonizers.validate(self.canonizers),
-                                                              rules) as (model, applied):
-                rule_map = self._check(model)
-                call = self._call(model, applied)
-                if self.method == "lrp":
-                    R, led = self._explain_lrp(call, xt, target, rule_map, dims, coords, at, through, full_ledger)
-                else:
-                    R, led = _methods.run(call, xt, target, dims, coords), None
-            if call.applied:
-                R.attrs["canonizers"] = "; ".join(call.applied)
+            several = is_several(x)
+            base, note = float32_model(self.model)
+            if several or self.views is not None or self.inputs is not None:
+                R, led = self._run_several(base, x, target, dims, coords, at, through, full_ledger, rules, several)
+            else:
+                R, led = self._run_one(base, x, target, dims, coords, at, through, full_ledger, rules)
+            if note:
+                R.attrs["precision"] = note
             return R, led
+
+    def _run_one(self, base, x, target, dims, coords, at, through, full_ledger, rules):
+        """One input tensor: the result is a DataArray."""
+        xt = to_float32(as_input(x)) if base is not self.model else as_input(x)
+        with eval_mode(base), _canonizers.canonized(base, _canonizers.validate(self.canonizers),
+                                                    rules) as (model, applied):
+            rule_map = self._check(model)
+            call = self._call(model, applied)
+            if self.method == "lrp":
+                R, led = self._explain_lrp(call, xt, target, rule_map, dims, coords, at, through, full_ledger)
+            else:
+                R, led = _methods.run(call, xt, target, dims, coords), None
+        if call.applied:
+            R.attrs["canonizers"] = "; ".join(call.applied)
+        return R, led
+
+    def _run_several(self, base, x, target, dims, coords, at, through, full_ledger, rules, several):
+        """Several inputs (a Dataset), or a grouped batch of views (see :mod:`sciexplain.explain.multi`)."""
+        if self.method != "lrp":
+            raise InputError(f"several inputs, inputs= and views= are explained with method='lrp'; "
+                             f"method {self.method!r} takes one input tensor")
+        if at is not None or through is not None:
+            raise InputError("at= and through= take one input tensor; they are not available with several "
+                             "inputs, inputs= or views=")
+        if not several:
+            if not isinstance(x, (torch.Tensor, np.ndarray)):
+                as_input(x)  # the error for data that is neither
+            if self.inputs is not None:
+                raise InputError("inputs= chooses among several inputs (a tuple or a mapping of tensors); "
+                                 "x is one tensor, which is explained: remove inputs=")
+        inp = model_inputs(x if several else (x,), self.inputs, as_input)
+        if base is not self.model:
+            inp.values = {k: to_float32(v) if isinstance(v, torch.Tensor) else v for k, v in inp.values.items()}
+        with eval_mode(base), _canonizers.canonized(base, _canonizers.validate(self.canonizers),
+                                                    rules) as (model, applied):
+            rule_map = self._check(model)
+            call = self._call(model, applied)
+            R, led = explain_several(call, inp, target, rule_map, _unit_names(rule_map), self.max_pool, dims,
+                                     coords, self.views, single=not several, full_ledger=full_ledger)
+        if call.applied:
+            R.attrs["canonizers"] = "; ".join(call.applied)
+        return R, led
 
     def _explain_lrp(self, call: Call, xt, target, rule_map, dims, coords, at, through, full_ledger=True):
         # recorded with autograd so that epsilon layers reuse the forward graph (no second pass)
@@ -233,7 +288,7 @@ class Explainer:
         pred = prediction(fw.logits, t)
         if Rx is None:
             Rx = torch.zeros_like(xt, dtype=fw.logits.dtype)
-        absorbed_layers = sum((r.absorbed for r in rows), torch.zeros(B, dtype=fw.logits.dtype))
+        absorbed_layers = sum((r.absorbed for r in rows), fw.logits.new_zeros(B))
         absorbed = absorbed_layers + filtered_out
         from ..result.contract import build_result
         attrs = {"preset": rule_map.description, "explained": explained_text(fw, self.max_pool)}
@@ -242,12 +297,13 @@ class Explainer:
         if through:
             attrs["through"] = "; ".join(f"{k}: {list(v)}" for k, v in through.items())
             attrs["absorbed_note"] = "absorbed includes the relevance filtered out"
+        absorbed = absorbed.detach().cpu()
         R = build_result(Rx.detach(), dims=dims or default_dims(Rx.ndim), coords=coords,
                          prediction=pred, target=t.numpy(), absorbed=absorbed.numpy(),
                          method="lrp", rules=rules_summary(fw), decomposes="f(x)", attrs=attrs)
         if through:
-            R = R.assign_coords(filtered_out=(R.dims[0], filtered_out.numpy()))
-        return R, (ledger_dataset(rows, R.dims[0], pred, Rx) if full_ledger else None)
+            R = R.assign_coords(filtered_out=(R.dims[0], filtered_out.cpu().numpy()))
+        return R, (ledger_dataset(rows, R.dims[0], pred, Rx.cpu()) if full_ledger else None)
 
 
 def _presets_using_bounds() -> list[str]:
@@ -268,16 +324,20 @@ def explain(model: nn.Module, data: Any, target: Any = None, *, method: str = "l
             coords: Mapping[str, Any] | None = None, bounds: tuple | None = None,
             max_pool: str = "winner-take-all", at: str | None = None,
             through: Mapping[str, Sequence[int]] | None = None,
-            canonizers: Sequence[_canonizers.Canonizer] | None = None, **options: Any) -> xr.DataArray:
+            canonizers: Sequence[_canonizers.Canonizer] | None = None, inputs: Any = None,
+            output: int | str | None = None, views: int | None = None,
+            **options: Any) -> xr.DataArray | xr.Dataset:
     """Explain the predictions of ``model`` on a batch.
 
     Parameters
     ----------
     model : torch.nn.Module
         Any PyTorch model; it is left unchanged.
-    data : torch.Tensor or numpy.ndarray
-        A batch, batch dim first. Domain data (e.g. ``mne.Epochs``) is dispatched to the
-        installed plugin that claims its type.
+    data : torch.Tensor, numpy.ndarray, tuple or mapping
+        A batch, batch dim first. Several inputs: a tuple (``model(*data)``) or a mapping of
+        keyword inputs (``model(**data)``, e.g. ``{"input_ids": ids, "attention_mask": mask}``).
+        Domain data (e.g. ``mne.Epochs``) is dispatched to the installed plugin that claims
+        its type.
     target : int, sequence of int, or None
         The class to explain, per batch or per sample; None explains the predicted class.
         The explained quantity is the target's output before any final softmax.
@@ -305,30 +365,49 @@ def explain(model: nn.Module, data: Any, target: Any = None, *, method: str = "l
         for batch-first tensors).
     canonizers : sequence of Canonizer, optional
         How the model is rewritten before it is explained (see :mod:`sciexplain.canonizers`).
+    inputs : str, int, sequence of them, or None
+        With several inputs: the ones to explain, by name (the mapping's keys; ``"input_0"``,
+        ``"input_1"``, ... for a tuple) or position; None explains every tensor input. The
+        others are constants of the model: relevance reaching them is absorbed where it enters
+        them. Integer token ids are explained at their embedding lookup, one relevance per
+        token (summed over the embedding dim).
+    output : int or str, optional
+        For a model returning a tuple, a dict or a Hugging Face ``ModelOutput``: the output to
+        explain, an index or a key; by default the entry named ``"logits"``.
+    views : int, optional
+        Test-time augmentation: the batch holds ``views`` views of each of ``n`` samples, view
+        ``v`` of sample ``j`` at row ``v * n + j``, and the model combines them into ``n``
+        output rows. Each sample is explained over its views (exact ledger per sample); the
+        relevance has a ``view`` dim after the batch dim.
     **options
         Method parameters (see :class:`Explainer`).
 
     Returns
     -------
-    xarray.DataArray
+    xarray.DataArray or xarray.Dataset
         Relevance with ``prediction``, ``target`` and ``absorbed`` coordinates on the batch dim
         and attrs ``method``, ``rules``, ``decomposes``; for decompositions of f(x) the
-        relevance plus ``absorbed`` sums to ``prediction`` per sample.
+        relevance plus ``absorbed`` sums to ``prediction`` per sample. With several inputs a
+        Dataset, one relevance variable per explained input, whose relevance together plus
+        ``absorbed`` sums to ``prediction``.
     """
-    if not isinstance(data, (torch.Tensor, np.ndarray)):
+    several = {"inputs": inputs, "output": output, "views": views}
+    if not isinstance(data, (torch.Tensor, np.ndarray)) and not is_several(data):
         from ..plugins import dispatch
         return dispatch(model, data, target=target, method=method, preset=preset, bounds=bounds,
                         max_pool=max_pool, at=at, through=through, dims=dims, coords=coords,
-                        **({"canonizers": canonizers} if canonizers is not None else {}), **options)
+                        **({"canonizers": canonizers} if canonizers is not None else {}),
+                        **{k: v for k, v in several.items() if v is not None}, **options)
     return Explainer(model, method, "epsilon-plus" if preset is None else preset, bounds=bounds,
-                     max_pool=max_pool, canonizers=canonizers, **options).explain(data, target, dims=dims, coords=coords, at=at,
-                                                           through=through)
+                     max_pool=max_pool, canonizers=canonizers, **several, **options).explain(
+        data, target, dims=dims, coords=coords, at=at, through=through)
 
 
 def ledger(model: nn.Module, x: Any, target: Any = None, *, preset: str | Rule | Mapping = "epsilon-plus",
            bounds: tuple | None = None, max_pool: str = "winner-take-all",
-           canonizers: Sequence[_canonizers.Canonizer] | None = None) -> xr.Dataset:
+           canonizers: Sequence[_canonizers.Canonizer] | None = None, inputs: Any = None,
+           output: int | str | None = None, views: int | None = None) -> xr.Dataset:
     """The per-layer relevance ledger of an LRP explanation (see :meth:`Explainer.explain_with_ledger`;
     the parameters are those of :func:`explain`)."""
-    return Explainer(model, "lrp", preset, bounds=bounds, max_pool=max_pool,
-                     canonizers=canonizers).explain_with_ledger(x, target)[1]
+    return Explainer(model, "lrp", preset, bounds=bounds, max_pool=max_pool, canonizers=canonizers,
+                     inputs=inputs, output=output, views=views).explain_with_ledger(x, target)[1]

@@ -7,6 +7,8 @@ flags restored.
 
 from __future__ import annotations
 
+import copy
+import itertools
 import threading
 import warnings
 from contextlib import contextmanager
@@ -20,10 +22,12 @@ from torch import nn
 from ..errors import ExplainWarning, InputError, SciexplainError, UnsupportedModelError
 from ..kinds.activations import strip_squash_before_shape_ops
 from ..kinds.registry import REGISTRY, Registry
-from ..record.tape import Ref, Tape, record
+from ..record.tape import Ref, Tape, _flatten, record, record_call
+from .inputs import ModelInputs, check_device
+from .outputs import select_output
 
 __all__ = ["Forward", "record_forward", "as_input", "targets", "eval_mode", "start_vector",
-           "prediction", "default_dims", "explained_text"]
+           "prediction", "default_dims", "explained_text", "float32_model", "to_float32"]
 
 
 def _caller_stacklevel() -> int:
@@ -89,6 +93,7 @@ def as_input(x: Any) -> torch.Tensor:
         raise InputError(f"x must be a torch.Tensor or numpy array of shape (batch, ...), got "
                          f"{type(x).__name__}; for data such as mne.Epochs install the matching "
                          "sciexplain plugin")
+    check_device(x)
     if x.dtype == torch.bool or x.is_complex():
         raise InputError(f"x has dtype {x.dtype}; pass real numbers (or integer token ids)")
     if x.ndim < 2:
@@ -107,14 +112,47 @@ def as_input(x: Any) -> torch.Tensor:
     return x.detach().clone()
 
 
+#: floating-point types in which a model is explained on a float32 copy
+LOW_PRECISION = (torch.float16, torch.bfloat16)
+
+
+def low_precision(model: nn.Module) -> torch.dtype | None:
+    """The half-precision dtype of the model's parameters or buffers, or None."""
+    for t in itertools.chain(model.parameters(), model.buffers()):
+        if t.dtype in LOW_PRECISION:
+            return t.dtype
+    return None
+
+
+def float32_model(model: nn.Module) -> tuple[nn.Module, str | None]:
+    """The model to explain and a note: a float16 / bfloat16 model is explained on a float32 copy.
+
+    The LRP rules divide by sums of contributions (z_j + eps): in half precision the stabiliser
+    vanishes below the type's resolution and the ledger cannot balance beyond three digits, so
+    the forward pass and every rule run in float32 on a copy of the model (the user's model stays
+    untouched), and the ledger is exact in float32 terms. The prediction is the float32 copy's.
+    """
+    dtype = low_precision(model)
+    if dtype is None:
+        return model, None
+    copy_ = copy.deepcopy(model).float()
+    return copy_, (f"the {str(dtype).replace('torch.', '')} model was explained on a float32 copy: the "
+                   "prediction and the relevance are float32 computations")
+
+
+def to_float32(x: torch.Tensor) -> torch.Tensor:
+    """A half-precision input as float32 (other tensors unchanged)."""
+    return x.float() if x.dtype in LOW_PRECISION else x
+
+
 def targets(target: Any, logits: torch.Tensor) -> torch.Tensor:
     B = logits.shape[0]
     K = logits.shape[1] if logits.ndim == 2 else 1
     if target is None:
-        t = logits.argmax(dim=1) if logits.ndim == 2 else torch.zeros(B, dtype=torch.long)
-        return t.detach().long()
+        t = logits.argmax(dim=1) if logits.ndim == 2 else torch.zeros(B, dtype=torch.long, device="cpu")
+        return t.detach().long().cpu()
     try:
-        t = torch.as_tensor(np.asarray(target) if not isinstance(target, torch.Tensor) else target)
+        t = torch.as_tensor(np.asarray(target) if not isinstance(target, torch.Tensor) else target, device="cpu")
     except (TypeError, ValueError, RuntimeError):
         t = None
     if t is None or t.dtype == torch.bool or t.is_complex():
@@ -135,7 +173,10 @@ def targets(target: Any, logits: torch.Tensor) -> torch.Tensor:
 
 @dataclass
 class Forward:
-    """One recorded forward pass: the tape, the input leaf and the explained output."""
+    """One recorded forward pass: the tape, the input leaf and the explained output.
+
+    With several explained inputs, ``leaves`` holds one leaf per input (input node ``i`` of the
+    tape is ``leaves[i]``) and ``leaf`` is the first."""
 
     tape: Tape
     leaf: torch.Tensor
@@ -143,41 +184,56 @@ class Forward:
     logits: torch.Tensor
     squash: str | None
     steps: dict = field(default_factory=dict)  # node index -> plan.Step, filled by the plan
+    leaves: list = field(default_factory=list)
 
     def value(self, ref: Ref) -> torch.Tensor:
         return self.tape.node_of(ref).value(ref.k)
 
 
-def record_forward(model: nn.Module, x: torch.Tensor, grad: bool, leaf_names: set[str] | frozenset = frozenset(),
-                   registry: Registry = REGISTRY) -> Forward:
+def _leaf_and_input(x: torch.Tensor, grad: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """The autograd leaf of an input, and the tensor the model is given (a clone of a leaf that
+    requires grad: in-place operations on such a leaf are not allowed)."""
+    # x is already a private copy (as_input); the model may even modify its input in place
+    leaf = x.detach()
+    if leaf.is_floating_point() and grad:
+        leaf.requires_grad_(True)
+        return leaf, leaf.clone()
+    return leaf, leaf
+
+
+def record_forward(model: nn.Module, x: torch.Tensor | ModelInputs, grad: bool,
+                   leaf_names: set[str] | frozenset = frozenset(), registry: Registry = REGISTRY,
+                   output: int | str | None = None, batch: int | None = None) -> Forward:
     """Run the model once on the private batch ``x`` and return its recorded :class:`Forward`.
 
     With ``grad`` the recording keeps the autograd graph (LRP's epsilon layers reuse it, gradient
     methods differentiate it). A final softmax / log-softmax / sigmoid is stripped: the
-    explained output is the logits.
+    explained output is the logits. ``x`` may be several inputs (:class:`ModelInputs`, one input
+    node per explained input); ``output`` chooses the explained output of a model that returns
+    a tuple or a dict (:func:`sciexplain.explain.outputs.select_output`); ``batch`` is the
+    number of output rows expected (default: the input batch).
     """
-    # x is already a private copy (_as_input); the model may even modify its input in place
-    leaf = x.detach()
-    if leaf.is_floating_point() and grad:
-        leaf.requires_grad_(True)
-        inp = leaf.clone()  # in-place operations on a leaf that requires grad are not allowed
-    else:
-        inp = leaf
     try:
         with torch.inference_mode(False), torch.set_grad_enabled(grad):
-            tape = record(model, inp, leaf_names, registry.leaf_types())
+            if isinstance(x, ModelInputs):
+                pairs = {name: _leaf_and_input(x.values[name], grad) for name in x.explained}
+                live = {name: inp for name, (_, inp) in pairs.items()}
+                args, kwargs = x.call(live)
+                tape = record_call(model, args, kwargs, live, leaf_names, registry.leaf_types())
+                leaves = [leaf for leaf, _ in pairs.values()]
+            else:
+                leaf, inp = _leaf_and_input(x, grad)
+                tape = record(model, inp, leaf_names, registry.leaf_types())
+                leaves = [leaf]
     except SciexplainError:  # the library's own errors (from plugins' modules too) say what to do
         raise
     except Exception as err:
-        raise InputError(f"the model's forward pass failed on x of shape {tuple(x.shape)} and dtype "
-                         f"{x.dtype}: {type(err).__name__}: {err}. Check that x has the shape and "
-                         "scaling the model expects (batch dim first).") from err
-    out = tape.output
-    if not isinstance(out, torch.Tensor):
-        raise UnsupportedModelError(f"the model returned {type(out).__name__}; explanations need a "
-                                    "single output tensor of shape (batch, n_outputs). Wrap the model "
-                                    "so that forward returns the output to explain.")
-    ref = tape.output_refs[0] if tape.output_refs else None
+        what = (f"the inputs {x.describe()}" if isinstance(x, ModelInputs) else
+                f"x of shape {tuple(x.shape)} and dtype {x.dtype}")
+        raise InputError(f"the model's forward pass failed on {what}: {type(err).__name__}: {err}. Check "
+                         "that x has the shape and scaling the model expects (batch dim first).") from err
+    out = select_output(tape.output, output)
+    ref = next((r for o, r in zip(_flatten(tape.output), tape.output_refs) if o is out), None)
     if ref is None:
         raise UnsupportedModelError("the model output does not depend on the input x (or depends on "
                                     "it only through operations that are not differentiable)")
@@ -190,10 +246,11 @@ def record_forward(model: nn.Module, x: torch.Tensor, grad: bool, leaf_names: se
     else:
         squash = strip_squash_before_shape_ops(tape, ref, registry)
     logits = tape.node_of(ref).value(ref.k)
-    if logits.ndim not in (1, 2) or logits.shape[0] != x.shape[0]:
+    B = (x.batch if isinstance(x, ModelInputs) else x.shape[0]) if batch is None else batch
+    if logits.ndim not in (1, 2) or logits.shape[0] != B:
         raise UnsupportedModelError(f"the model output has shape {tuple(logits.shape)}; explanations "
-                                    f"need (batch, n_outputs) or (batch,) with batch = {x.shape[0]}")
-    return Forward(tape, leaf, ref, logits, squash)
+                                    f"need (batch, n_outputs) or (batch,) with batch = {B}")
+    return Forward(tape, leaves[0], ref, logits, squash, leaves=leaves)
 
 
 def start_vector(logits: torch.Tensor, target: torch.Tensor, value: str) -> torch.Tensor:
@@ -203,16 +260,17 @@ def start_vector(logits: torch.Tensor, target: torch.Tensor, value: str) -> torc
     if logits.ndim == 1:
         return logits.clone() if value == "logit" else torch.ones_like(logits)
     out = torch.zeros_like(logits)
-    rows = torch.arange(logits.shape[0])
+    rows = torch.arange(logits.shape[0], device=logits.device)
+    target = target.to(logits.device)
     out[rows, target] = logits[rows, target] if value == "logit" else 1.0
     return out
 
 
 def prediction(logits: torch.Tensor, t: torch.Tensor) -> np.ndarray:
-    l = logits.detach()
+    l = logits.detach().cpu()
     if l.ndim == 2:
-        return l[torch.arange(l.shape[0]), t].numpy().astype(np.float64)
-    return l.numpy().astype(np.float64)
+        return l[torch.arange(l.shape[0], device="cpu"), t.cpu()].double().numpy()
+    return l.double().numpy()
 
 
 def default_dims(ndim: int) -> tuple[str, ...]:

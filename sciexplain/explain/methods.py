@@ -45,7 +45,7 @@ _DECOMPOSES = {"gradient": "none", "sensitivity": "squared gradient norm", "grad
 
 def _select(logits: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
     if logits.ndim == 2:
-        return logits[torch.arange(logits.shape[0]), t]
+        return logits[torch.arange(logits.shape[0], device=logits.device), t.to(logits.device)]
     return logits
 
 
@@ -95,7 +95,7 @@ def run(ex: Explainer, x: torch.Tensor, target: Any, dims, coords):
     pred = prediction(fw.logits, t)
     decomposes = _DECOMPOSES[method]
     if decomposes.startswith("f(x)"):
-        absorbed = pred - per_sample_sum(R).double().numpy()
+        absorbed = pred - per_sample_sum(R).double().cpu().numpy()
         attrs["absorbed_note"] = ("absorbed = f(x) - sum(R): the Taylor remainder" if method == "gradient_x_input"
                                   else "absorbed = f(x) - sum(R): f(baseline) plus the integration error")
     else:
@@ -120,7 +120,7 @@ def _integrated_gradients(ex: Explainer, x: torch.Tensor, target: Any, opts: dic
     if not x.is_floating_point():
         raise InputError("integrated_gradients needs a float input (for token ids, interpolate embeddings)")
     baseline = opts.get("baseline", 0.0)
-    base = torch.as_tensor(baseline, dtype=x.dtype)
+    base = torch.as_tensor(baseline, dtype=x.dtype, device=x.device)
     try:
         base = torch.broadcast_to(base, x.shape).clone()
     except RuntimeError:
@@ -129,22 +129,23 @@ def _integrated_gradients(ex: Explainer, x: torch.Tensor, target: Any, opts: dic
         raise InputError("baseline contains NaN/Inf")
     fw, t, _, _ = _grad(ex, x, None, target)
     # midpoint rule on [0, 1]: exact for linear paths of piecewise-linear networks away from kinks
-    alphas = (torch.arange(steps, dtype=x.dtype) + 0.5) / steps
+    alphas = (torch.arange(steps, dtype=x.dtype, device=x.device) + 0.5) / steps
     B = x.shape[0]
     total = torch.zeros_like(x)
     path = [(i, a) for a in alphas for i in range(B)]
     for s in _batches(len(path), batch_size, bool(opts.get("progress", False)), "integrated gradients"):
         chunk = path[s: s + batch_size]
-        idx = torch.tensor([i for i, _ in chunk])
+        idx = torch.tensor([i for i, _ in chunk], device="cpu")  # targets stay on the CPU
+        xi = idx.to(x.device)
         al = torch.stack([a for _, a in chunk]).reshape(-1, *[1] * (x.ndim - 1))
-        xs = base[idx] + al * (x[idx] - base[idx])
+        xs = base[xi] + al * (x[xi] - base[xi])
         _, _, g, _ = _grad(ex, xs, t[idx])
-        total.index_add_(0, idx, g.detach())
+        total.index_add_(0, xi, g.detach())
     R = (x - base) * total / steps
     fb, _, _, _ = _grad(ex, base, t)
     attrs = {"steps": steps, "baseline": float(base.flatten()[0]) if bool((base == base.flatten()[0]).all())
              else "tensor"}
-    attrs["baseline_prediction"] = _select(fb.logits, t).detach().double().numpy()
+    attrs["baseline_prediction"] = _select(fb.logits, t).detach().double().cpu().numpy()
     return fw, t, R, attrs
 
 
@@ -156,7 +157,7 @@ def _smoothgrad(ex: Explainer, x: torch.Tensor, target: Any, opts: dict):
         raise InputError("smoothgrad: n_samples and batch_size must be >= 1 and noise >= 0")
     if not x.is_floating_point():
         raise InputError("smoothgrad needs a float input")
-    gen = torch.Generator().manual_seed(int(opts.get("seed", 0)))
+    gen = torch.Generator(device="cpu").manual_seed(int(opts.get("seed", 0)))
     fw, t, _, _ = _grad(ex, x, None, target)
     B = x.shape[0]
     flat = x.reshape(B, -1)
@@ -164,11 +165,13 @@ def _smoothgrad(ex: Explainer, x: torch.Tensor, target: Any, opts: dict):
     total = torch.zeros_like(x)
     jobs = [i for _ in range(n) for i in range(B)]
     for s in _batches(len(jobs), batch_size, bool(opts.get("progress", False)), "smoothgrad"):
-        idx = torch.tensor(jobs[s: s + batch_size])
-        eps = torch.randn((len(idx),) + tuple(x.shape[1:]), generator=gen, dtype=x.dtype)
-        xs = x[idx] + eps * sigma[idx].reshape(-1, *[1] * (x.ndim - 1))
+        idx = torch.tensor(jobs[s: s + batch_size], device="cpu")  # targets stay on the CPU
+        xi = idx.to(x.device)
+        # the noise is drawn on the CPU, so a seed gives the same noise on every device
+        eps = torch.randn((len(idx),) + tuple(x.shape[1:]), generator=gen, dtype=x.dtype, device="cpu").to(x.device)
+        xs = x[xi] + eps * sigma[xi].reshape(-1, *[1] * (x.ndim - 1))
         _, _, g, _ = _grad(ex, xs, t[idx])
-        total.index_add_(0, idx, g.detach())
+        total.index_add_(0, xi, g.detach())
     return fw, t, total / n, {"n_samples": n, "noise": noise, "seed": int(opts.get("seed", 0))}
 
 

@@ -63,7 +63,7 @@ def make_plan(fw: Forward, rule_map: RuleMap | None, canonizers: Sequence[Canoni
         elif kind.category == "unsupported":
             where = f" inside module '{node.scope}'" if node.scope and node.kind == "function" else ""
             problems.append(f"  - {node.name}{where}: {kind.detail}")
-        elif kind.category == "embedding" and node.parents[0].node != 0:
+        elif kind.category == "embedding" and fw.tape.nodes[node.parents[0].node].kind != "input":
             problems.append(f"  - {node.name}: an embedding lookup of computed indices")
         steps[node.index] = Step(node, kind)
     if problems:
@@ -155,7 +155,7 @@ def _find_signals(fw: Forward, steps: dict[int, Step], rule_map: RuleMap) -> Non
 
 
 def _assign_rules(fw: Forward, steps: dict[int, Step], rule_map: RuleMap, registry: Registry) -> None:
-    reaches_input: dict[int, bool] = {0: True}
+    reaches_input: dict[int, bool] = {n.index: True for n in fw.tape.nodes if n.kind == "input"}
     for i in sorted(steps):
         st = steps[i]
         kind = registry.kinds.get(st.kind.category)

@@ -44,7 +44,7 @@ class Walk:
         return self.fw.logits.shape[0]
 
     def zero(self) -> torch.Tensor:
-        return torch.zeros(self.batch, dtype=self.fw.logits.dtype)
+        return self.fw.logits.new_zeros(self.batch)
 
     def value(self, ref: Ref) -> torch.Tensor:
         return self.fw.value(ref)
@@ -70,16 +70,16 @@ def reverse_walk(fw: Forward, store: dict[Ref, torch.Tensor]):
 
     Yields ``(node, outs)``, where ``outs`` holds what arrived at each of the node's outputs
     (popped from ``store``); the caller adds what it sends to the node's inputs into ``store``.
-    Nodes nothing arrived at are skipped. At the input node the walk ends, leaving its value
-    in ``store[Ref(0, 0)]``.
+    Nodes nothing arrived at are skipped. What arrives at an input node (the first nodes of the
+    tape, one per explained input) is left in ``store[Ref(i, 0)]``.
     """
     for node in reversed(fw.tape.nodes[: fw.logits_ref.node + 1]):
         outs = [store.pop(Ref(node.index, k), None) for k in range(len(node.outputs))]
         if all(o is None for o in outs):
             continue
         if node.kind == "input":
-            store[Ref(0, 0)] = outs[0]
-            return
+            store[Ref(node.index, 0)] = outs[0]
+            continue
         yield node, outs
         # every consumer of this node came later in the tape and has been visited: its recorded
         # outputs (and the autograd graph above them) are no longer needed, so memory is freed
@@ -112,7 +112,7 @@ def _filter_through(node: Node, out: torch.Tensor, channels: Sequence[int],
         raise InputError(f"through={{{node.name!r}: {channels}}}: channels must be integer "
                          f"indices into dim {dim} of that layer's output (the dim after the batch dim), "
                          f"which has {n_channels}; invalid: {bad}")
-    mask = torch.zeros(n_channels, dtype=torch.bool)
+    mask = torch.zeros(n_channels, dtype=torch.bool, device=out.device)
     if channels:
         mask[[int(c) for c in channels]] = True
     shape = [1] * out.ndim
@@ -133,12 +133,15 @@ def rule_text(step: Step, registry: Registry = REGISTRY) -> str:
 
 
 def lrp_walk(walk: Walk, target: torch.Tensor, *, stop_at: str | None = None,
-             through: Mapping[str, Sequence[int]] | None = None, full_ledger: bool = True):
+             through: Mapping[str, Sequence[int]] | None = None, full_ledger: bool = True,
+             inputs: int | None = None):
     """LRP from the explained output down to the input (or to the node ``stop_at``).
 
     Returns ``(relevance, rows, filtered_out)``: the relevance at the input (or at ``stop_at``,
     with its batch dim moved first), one :class:`~sciexplain.explain.ledger.LedgerRow` per visited node,
-    and per sample the relevance removed by ``through=`` filters.
+    and per sample the relevance removed by ``through=`` filters. With ``inputs=n`` (several
+    explained inputs, tape nodes ``0..n-1``) the relevance is a list, one entry (or None where
+    nothing arrived) per input.
 
     Every per-sample sum is taken over all dims but the batch dim of the tensor it is about
     (recorded by :func:`sciexplain.record.batch_axes.track_batch_axes`), so relevance stays per sample also
@@ -154,7 +157,7 @@ def lrp_walk(walk: Walk, target: torch.Tensor, *, stop_at: str | None = None,
     at_value = None
     explained_mass = float(per_sample_sum(R[fw.logits_ref].abs()).sum())
     warned = False
-    nan = torch.full((B,), float("nan"), dtype=logits.dtype)
+    nan = logits.new_full((B,), float("nan"))
     if fw.tape.node_of(fw.logits_ref).batch_axis(fw.logits_ref.k) not in (0, OneSample(0, 1)):
         node = fw.tape.node_of(fw.logits_ref)
         if not isinstance(node.batch_axis(fw.logits_ref.k), int):
@@ -210,4 +213,8 @@ def lrp_walk(walk: Walk, target: torch.Tensor, *, stop_at: str | None = None,
     if stop_at is not None and at_value is None:
         raise InputError(f"at={stop_at!r} is not a module on the path from input to output; "
                          "see Explainer.layers() for the names")
-    return (at_value if stop_at is not None else R.get(Ref(0, 0))), rows, filtered_out
+    if stop_at is not None:
+        return at_value, rows, filtered_out
+    if inputs is not None:
+        return [R.get(Ref(i, 0)) for i in range(inputs)], rows, filtered_out
+    return R.get(Ref(0, 0)), rows, filtered_out

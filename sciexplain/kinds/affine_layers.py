@@ -100,7 +100,7 @@ def affine_layer(node: Node, kind: Kind, x: torch.Tensor, out_ndim: int,
             layer = AffineLayer(name, detail, scale.reshape(shape), shift.reshape(shape),
                                 lambda x_, w: x_ * w, True)
         else:  # weight-free modules: pooling, upsampling
-            layer = AffineLayer(name, detail, torch.ones((), dtype=x.dtype), None,
+            layer = AffineLayer(name, detail, x.new_ones(()), None,
                                 lambda x_, w, m=m: m(x_) * w, False)
     else:
         layer = _function_affine(node, kind, x)
@@ -133,13 +133,13 @@ def _function_affine(node: Node, kind: Kind, x: torch.Tensor) -> AffineLayer:
                            lambda x_, w_: func(x_, w_, None, *rest, **kw), True)
     if op in _WEIGHT_FREE_FUNCS or op == "interpolate":
         rest, kw = tuple(args[1:]), dict(kwargs)
-        return AffineLayer(name, kind.detail, torch.ones((), dtype=x.dtype), None,
+        return AffineLayer(name, kind.detail, x.new_ones(()), None,
                            lambda x_, w_: func(x_, *rest, **kw) * w_, False)
     if op in _SCALE_FUNCS:
         if op.startswith("neg"):
-            return AffineLayer(name, op, -torch.ones((), dtype=x.dtype), None, lambda x_, w_: x_ * w_, True)
+            return AffineLayer(name, op, -x.new_ones(()), None, lambda x_, w_: x_ * w_, True)
         other = _constant_operand(args, kwargs)
-        other = torch.as_tensor(other, dtype=x.dtype).detach()
+        other = torch.as_tensor(other, dtype=x.dtype, device=x.device).detach()
         if "div" in op:
             other = 1.0 / other
         return AffineLayer(name, op, other, None, lambda x_, w_: x_ * w_, True)
@@ -177,7 +177,7 @@ def _fuse_before(layer: AffineLayer, bn: Node, x: torch.Tensor) -> AffineLayer:
     scale, shift = _bn_scale_shift(bn.target)
     w = layer.weight
     w_scaled = w * scale.reshape(1, -1)
-    b = layer.bias if layer.bias is not None else torch.zeros(w.shape[0], dtype=w.dtype)
+    b = layer.bias if layer.bias is not None else w.new_zeros(w.shape[0])
     return AffineLayer(layer.name, f"{type(bn.target).__name__}+{layer.kind}", w_scaled,
                        b + w @ shift, layer.apply, True)
 

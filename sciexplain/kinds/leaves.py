@@ -49,7 +49,7 @@ def propagate_leaf(walk: WalkView, step: Step, outs):
         result.append((live[i], r))
         leaving = leaving + walk.per_sample_sum(live[i], r)
     if got.absorbed is not None:
-        absorbed = torch.as_tensor(got.absorbed, dtype=walk.fw.logits.dtype).detach().reshape(-1)
+        absorbed = torch.as_tensor(got.absorbed, dtype=walk.fw.logits.dtype, device=walk.fw.logits.device).detach().reshape(-1)
         if absorbed.shape[0] != walk.batch:
             raise InputError(f"{node.name}: absorbed must have one value per sample ({walk.batch}), got "
                              f"shape {tuple(absorbed.shape)}")

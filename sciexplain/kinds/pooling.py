@@ -73,7 +73,7 @@ def _max_proportional(walk: WalkView, step: Step, outs):
                                     "AdaptiveMaxPool modules; use the default winner-take-all")
     if getattr(m, "dilation", 1) not in (1, (1,), (1, 1), (1, 1, 1)):
         raise UnsupportedModelError(f"{node.name}: proportional max pooling with dilation")
-    layer = AffineLayer(node.name, "max as sum pooling", torch.ones((), dtype=x.dtype), None, apply, False)
+    layer = AffineLayer(node.name, "max as sum pooling", x.new_ones(()), None, apply, False)
     axes = (walk.batch_axis(xref), walk.batch_axis(Ref(node.index, 0)))
     R_in, absorbed = lrp_affine(layer, x, outs[0], Epsilon(1e-9), batch_axes=axes)
     return [(xref, R_in)], absorbed

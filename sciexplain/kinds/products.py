@@ -55,7 +55,7 @@ def propagate_product(walk: WalkView, step: Step, outs):
     """
     node, R, rule = step.node, outs[0], step.rule
     operands = product_operands(node)
-    values = [walk.value(ref).detach() if ref is not None else torch.as_tensor(c, dtype=R.dtype)
+    values = [walk.value(ref).detach() if ref is not None else torch.as_tensor(c, dtype=R.dtype, device=R.device)
               for ref, c in operands]
     absorbed = walk.zero()
     axis = walk.batch_axis(Ref(node.index, 0))

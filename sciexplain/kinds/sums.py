@@ -49,7 +49,7 @@ def propagate_sum(walk: WalkView, step: Step, outs):
         if isinstance(operand, _Placeholder):
             contribs.append((operand.ref, sgn * walk.value(operand.ref).detach()))
         else:
-            contribs.append((None, sgn * torch.as_tensor(operand, dtype=R.dtype)))
+            contribs.append((None, sgn * torch.as_tensor(operand, dtype=R.dtype, device=R.device)))
     shape = R.shape
     total = sum(torch.broadcast_to(c, shape) for _, c in contribs)
     eps = step.rule.epsilon if isinstance(step.rule, Epsilon) else 1e-9

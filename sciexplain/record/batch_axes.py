@@ -168,7 +168,11 @@ def track_batch_axes(tape: Tape, last: int, B: int, indices: set[int] | None = N
     for i in todo:
         node = nodes[i]
         if node.kind == "input":
-            node.batch_axes, node.batch_lost = [0] * len(node.outputs), {}
+            # an input whose dim 0 holds several views of the one explained sample (a grouped
+            # batch, explained one sample at a time) is that sample's as a whole
+            node.batch_axes = [OneSample(0, 1) if B == 1 and o.ndim and o.shape[0] != 1 else 0
+                               for o in node.outputs]
+            node.batch_lost = {}
             continue
         axes, why = batch_axes(node, axis_of, shape_of, B)
         node.batch_axes = axes

@@ -35,6 +35,7 @@ __all__ = [
     "DECOMPOSES_VALUES",
     "DecompositionWarning",
     "build_result",
+    "build_dataset",
     "find_batch_dim",
 ]
 
@@ -233,6 +234,50 @@ def build_result(
     )
     result.attrs.update(all_attrs)
     return result
+
+
+def build_dataset(
+    variables: Mapping[str, tuple[Any, Sequence[str], Mapping[str, Any] | None]],
+    *,
+    prediction: Any,
+    target: Any,
+    absorbed: Any,
+    method: str,
+    rules: str,
+    decomposes: str,
+    attrs: Mapping[str, Any] | None = None,
+) -> xr.Dataset:
+    """The relevance contract for several explained inputs: one ``xarray.Dataset``.
+
+    Each explained input is one relevance variable, built by :func:`build_result` from
+    ``variables[name] = (values, dims, coords)``: its own dims and coords, the batch dim first
+    and shared by all. ``prediction``, ``target`` and ``absorbed`` are shared per-sample coords,
+    and there is one ledger: the relevance of all variables plus ``absorbed`` equals
+    ``prediction`` per sample (:func:`sciexplain.result.ledger.check_ledger` takes the Dataset).
+    A single variable ``R[name]`` keeps the coords and attrs, so its ``relevance`` accessor pools
+    it; alone it does not balance the ledger (the other inputs hold the rest).
+    """
+    if not variables:
+        raise InputError("build_dataset needs at least one variable")
+    arrays = {}
+    for name, (values, dims, coords) in variables.items():
+        arrays[name] = build_result(values, dims=dims, coords=coords, prediction=prediction, target=target,
+                                    absorbed=absorbed, method=method, rules=rules, decomposes=decomposes,
+                                    attrs={**(attrs or {}), "input": name}, name=name)
+    batch_dims = {a.dims[0] for a in arrays.values()}
+    if len(batch_dims) > 1:
+        raise InputError(f"the variables have different batch dims {sorted(batch_dims)}; all share one")
+    try:
+        dataset = xr.Dataset(arrays)
+    except (ValueError, TypeError) as error:
+        raise InputError(f"the variables' dims or coords disagree: {error}; give each input dims of its "
+                         "own names (only the batch dim is shared)") from error
+    first = next(iter(arrays.values()))
+    dataset.attrs.update({k: v for k, v in first.attrs.items() if k != "input"})
+    dataset.attrs["inputs"] = ", ".join(arrays)
+    dataset.attrs["ledger"] = ("the relevance of all variables plus absorbed equals prediction, per "
+                               "sample")
+    return dataset
 
 
 # --------------------------------------------------------------------------------------

@@ -33,15 +33,16 @@ def _require_ledger(R: xr.DataArray) -> None:
     )
 
 
-def ledger_residual(R: xr.DataArray) -> xr.DataArray:
+def ledger_residual(R: xr.DataArray | xr.Dataset) -> xr.DataArray:
     """Per batch element: total relevance + absorbed - prediction (zero when it balances).
 
     Sums are taken in float64 so that summation error does not enter the residual.
 
     Parameters
     ----------
-    R : xarray.DataArray
-        A relevance result whose ``decomposes`` is ``"f(x)"`` or ``"f(x) - f(baseline)"``.
+    R : xarray.DataArray or xarray.Dataset
+        A relevance result whose ``decomposes`` is ``"f(x)"`` or ``"f(x) - f(baseline)"``; a
+        Dataset (several explained inputs) balances with the relevance of all its variables.
 
     Returns
     -------
@@ -53,6 +54,15 @@ def ledger_residual(R: xr.DataArray) -> xr.DataArray:
     ValueError
         For results that decompose the squared gradient norm or nothing.
     """
+    if isinstance(R, xr.Dataset):  # several explained inputs: one ledger over all variables
+        _require_ledger(R)
+        parts = [ledger_residual(R[name]) - R[name].coords["absorbed"].astype(np.float64)
+                 + R[name].coords["prediction"].astype(np.float64) for name in R.data_vars]
+        residual = sum(parts[1:], parts[0]) + R.coords["absorbed"].astype(np.float64) \
+            - R.coords["prediction"].astype(np.float64)
+        residual.name = "ledger residual"
+        residual.attrs = {}
+        return residual
     batch_dim = find_batch_dim(R)
     _require_ledger(R)
     other = [d for d in R.dims if d != batch_dim]
@@ -67,15 +77,16 @@ def ledger_residual(R: xr.DataArray) -> xr.DataArray:
     return residual
 
 
-def check_ledger(R: xr.DataArray, rtol: float = 1e-4, atol: float = 1e-5) -> None:
+def check_ledger(R: xr.DataArray | xr.Dataset, rtol: float = 1e-4, atol: float = 1e-5) -> None:
     """Raise :class:`LedgerError` unless relevance + absorbed == prediction per sample.
 
     A sample passes when ``|residual| <= atol + rtol * |prediction|``.
 
     Parameters
     ----------
-    R : xarray.DataArray
-        A relevance result whose ``decomposes`` is ``"f(x)"`` or ``"f(x) - f(baseline)"``.
+    R : xarray.DataArray or xarray.Dataset
+        A relevance result whose ``decomposes`` is ``"f(x)"`` or ``"f(x) - f(baseline)"``; a
+        Dataset (several explained inputs) balances with the relevance of all its variables.
     rtol, atol : float
         Relative (to ``|prediction|``) and absolute tolerance.
 
@@ -90,7 +101,7 @@ def check_ledger(R: xr.DataArray, rtol: float = 1e-4, atol: float = 1e-5) -> Non
     if rtol < 0 or atol < 0:
         raise InputError(f"rtol and atol must be >= 0, got rtol={rtol}, atol={atol}")
     residual = ledger_residual(R)
-    batch_dim = find_batch_dim(R)
+    batch_dim = find_batch_dim(R if isinstance(R, xr.DataArray) else R[next(iter(R.data_vars))])
     prediction = np.atleast_1d(R.coords["prediction"].values.astype(np.float64))
     absorbed = np.atleast_1d(R.coords["absorbed"].values.astype(np.float64))
     res = np.atleast_1d(residual.values)

@@ -180,6 +180,11 @@ class ZPlus(Rule):
         return (SignedTerm(1.0, 0.5, 0.5, False, self.stabilizer),)
 
 
+def _cpu(v: Any) -> torch.Tensor:
+    """A bound as a tensor on the CPU (for checks, comparisons and display, whatever the default device)."""
+    return torch.as_tensor(v, device="cpu") if not isinstance(v, torch.Tensor) else v.cpu()
+
+
 @dataclass(frozen=True, eq=False)
 class ZBox(Rule):
     """The zB rule for inputs bounded in a box ``low <= x <= high`` (pixels, first layer).
@@ -193,7 +198,8 @@ class ZBox(Rule):
     stabilizer: float = DEFAULT_STABILIZER
 
     def __post_init__(self) -> None:
-        lo, hi = torch.as_tensor(self.low, dtype=torch.float64), torch.as_tensor(self.high, dtype=torch.float64)
+        lo = torch.as_tensor(self.low, dtype=torch.float64, device="cpu")  # a check of the numbers only
+        hi = torch.as_tensor(self.high, dtype=torch.float64, device="cpu")
         if not (torch.isfinite(lo).all() and torch.isfinite(hi).all()):
             raise RuleError("ZBox: low and high must be finite")
         try:
@@ -222,15 +228,15 @@ class ZBox(Rule):
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, ZBox):
             return NotImplemented
-        return (torch.equal(torch.as_tensor(self.low), torch.as_tensor(other.low))
-                and torch.equal(torch.as_tensor(self.high), torch.as_tensor(other.high))
+        return (torch.equal(_cpu(self.low), _cpu(other.low))
+                and torch.equal(_cpu(self.high), _cpu(other.high))
                 and self.stabilizer == other.stabilizer)
 
     __hash__ = None  # type: ignore[assignment]
 
     def __repr__(self) -> str:
         def show(v):
-            t = torch.as_tensor(v)
+            t = _cpu(v)
             return f"{float(t):g}" if t.numel() == 1 else f"tensor{tuple(t.shape)}"
         return f"ZBox(low={show(self.low)}, high={show(self.high)})"
 

@@ -194,7 +194,7 @@ def _signed_relevance(layer: AffineLayer, sterms: tuple[SignedTerm, ...], x: tor
             if bool(bad.any()):
                 return None
         if t.eps > 0 and sign is None:
-            st = torch.copysign(torch.tensor(t.eps, dtype=den.dtype), den)
+            st = torch.copysign(torch.tensor(t.eps, dtype=den.dtype, device=den.device), den)
             den.add_(st)
             s_t = torch.div(R, den, out=den)
             if keep is not None:
@@ -312,7 +312,7 @@ def _term_relevance(layer: AffineLayer, term: Term, R: torch.Tensor,
         bias = torch.broadcast_to(bias, den.shape)
     if term.eps > 0:
         # eps * sign(den) with sign(0) = +1: |den + stab| >= eps, never zero
-        stab = torch.copysign(torch.tensor(term.eps, dtype=den.dtype), den)
+        stab = torch.copysign(torch.tensor(term.eps, dtype=den.dtype, device=den.device), den)
         den = den.add_(stab) if private else den + stab
         s = torch.div(R, den, out=den)  # den is a fresh tensor here in both cases
         absorbed = per_sample_dot(s, stab if bias is None else bias + stab, axis)

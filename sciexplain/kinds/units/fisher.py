@@ -351,7 +351,7 @@ def fisher_lrp(fv: FisherVector, x: torch.Tensor, relevance: torch.Tensor, epsil
         R = relevance.detach().to(x.dtype)
         u, gamma = fv._unnormalized(x)
         if epsilon > 0:
-            stab = torch.copysign(torch.tensor(epsilon, dtype=u.dtype), u)
+            stab = torch.copysign(torch.tensor(epsilon, dtype=u.dtype, device=u.device), u)
             s = R / (u + stab)
             absorbed = (s * stab).sum(1)
         else:

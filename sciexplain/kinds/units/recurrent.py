@@ -83,7 +83,7 @@ def _absorb_initial_state(call):
 
 def _stab(z: torch.Tensor, eps: float) -> torch.Tensor:
     """``z + eps * sign(z)``, with the engine's sign convention (copysign)."""
-    return z + torch.copysign(torch.tensor(eps, dtype=z.dtype), z)
+    return z + torch.copysign(torch.tensor(eps, dtype=z.dtype, device=z.device), z)
 
 
 class LSTMLayer(nn.Module):
