@@ -29,7 +29,18 @@ def _layout_function(node: Node) -> Kind:
         return Kind("unsupported", f"{name} over all dims reduces the batch dim")
     if name in ("gather", "index_select", "take_along_dim") and (any(i != 0 for i in live) or kw_live):
         return Kind("unsupported", f"{name} with input-dependent float indices")
+    if name in ("__setitem__", "index_put_", "index_put") and any(i != 0 for i in live) and not _per_sample_write(node):
+        return Kind("unsupported", f"{name} writing an input-dependent value with an index that may cross samples "
+                    "(write x[:, ...] = v, keeping the batch dim whole)")
     return Kind("layout", name, ("op:" + name,), max_pool=name in _MAX_FUNCS)
+
+
+def _per_sample_write(node: Node) -> bool:
+    """``x[:, ...] = v``: an indexed write that keeps the batch dim whole, so each sample's entries
+    come from the same sample's value (the batch-axis check catches a value of another shape)."""
+    index = node.args[1] if node.op == "__setitem__" and len(node.args) > 1 else None
+    first = index[0] if isinstance(index, tuple) and index else index
+    return isinstance(first, slice) and first == slice(None)
 
 
 def propagate_layout(walk: WalkView, step: Step, outs):

@@ -33,6 +33,11 @@ _LAYOUT_FUNCS = {
     "channel_shuffle", "split", "chunk", "unbind", "tensor_split", "split_with_sizes", "unfold",
     "where",
 }
+#: writes into a tensor (in place or into a copy): the written entries come from the value (a
+#: constant's relevance is absorbed); the tape records ``x[i] = v`` as its written ``x``
+_WRITE_FUNCS = {"__setitem__", "index_put_", "index_put", "masked_fill_", "masked_fill", "fill_", "zero_", "copy_",
+                "index_fill_", "index_fill"}
+_LAYOUT_FUNCS |= _WRITE_FUNCS
 _WEIGHT_FREE_FUNCS = {"avg_pool1d", "avg_pool2d", "avg_pool3d", "adaptive_avg_pool1d",
                       "adaptive_avg_pool2d", "adaptive_avg_pool3d", "mean", "sum"}
 _SUM_FUNCS = {"add", "add_", "__add__", "__radd__", "__iadd__", "sub", "sub_", "__sub__",

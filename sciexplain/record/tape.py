@@ -29,7 +29,9 @@ from torch import nn
 from torch.overrides import TorchFunctionMode
 from torch.utils.hooks import RemovableHandle
 
-__all__ = ["Ref", "Node", "Tape", "OneSample", "record", "LEAF_TYPES"]
+from ..errors import UnsupportedModelError
+
+__all__ = ["Ref", "Node", "Tape", "OneSample", "record", "record_call", "LEAF_TYPES"]
 
 _ACTIVATIONS = (
     nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.ELU, nn.SELU, nn.CELU, nn.GELU, nn.SiLU, nn.Mish,
@@ -125,6 +127,19 @@ class Node:
         return k not in self.snapshots and self.outputs[k]._version == self.versions[k]
 
 
+class _WritesInPlace:
+    """An in-place write that returns nothing (``x[i] = v``, i.e. ``Tensor.__setitem__``), recorded as
+    the operation it is: its output is the written tensor, so later uses see the new values."""
+
+    def __init__(self, func: Any):
+        self.func = func
+        self.__name__ = func_name(func)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        self.func(*args, **kwargs)
+        return args[0]
+
+
 class _Placeholder:
     """Stands for a live tensor inside recorded args; resolved on replay."""
 
@@ -210,6 +225,7 @@ class _Recorder(TorchFunctionMode):
         self.leaf_stack: list[tuple[nn.Module, tuple]] = []
         self.name_counts: dict[str, int] = {}
         self.busy = False  # our own tensor calls (snapshots) must not be recorded
+        self.written: dict[int, str] = {}  # id(recorded tensor) -> the in-place write through a view of it
 
     # -- bookkeeping -----------------------------------------------------------------------
     def ref_of(self, t: Any) -> Ref | None:
@@ -235,8 +251,27 @@ class _Recorder(TorchFunctionMode):
                 finally:
                     self.busy = busy
 
-    def add_input(self, x: torch.Tensor) -> None:
-        self.add_node("input", "input", "input", "", None, (), {}, [], x)
+    def check_fresh(self, parents: list[Ref], consumer: str) -> None:
+        """Refuse to record a use of a tensor that was written in place after it was recorded by a
+        write the tape does not hold (through a view of it, ``x[:, 0].fill_(0)``, or of the same
+        memory): the tape would replay its old values. Tensor version counters tell."""
+        for ref in parents:
+            node = self.nodes[ref.node]
+            t = node.outputs[ref.k]
+            if t._version == node.versions[ref.k]:
+                continue
+            writer = self.written.get(id(t)) or (self.written.get(id(t._base)) if t._base is not None else None)
+            raise UnsupportedModelError(
+                f"{consumer} reads {node.name}, which was written in place after it was recorded"
+                f"{' by ' + writer if writer else ''}, through a view of it or of the same memory (e.g. "
+                "x[:, 0].fill_(0), x.view(-1)[i] = v, or a write into a tensor that shares memory with it). "
+                "The explanation cannot follow such a write. Write into the tensor itself (x[:, 0] = 0, "
+                "x.masked_fill_(mask, 0)) or out of place (x = x.masked_fill(mask, 0), torch.where, "
+                "torch.cat), or clone the tensor before writing into a view of it")
+
+    def add_input(self, x: torch.Tensor, name: str = "input") -> None:
+        """Record ``x`` as an input of the model (one input node per explained input)."""
+        self.add_node("input", "input", name, "", None, (), {}, [], x)
 
     def add_node(self, kind, op, name, scope, target, args, kwargs, parents, out) -> None:
         index = len(self.nodes)
@@ -287,6 +322,7 @@ class _Recorder(TorchFunctionMode):
             if getattr(module, "inplace", False):
                 for a in args:
                     self.snapshot(a)
+            self.check_fresh(self.placeholders(args)[1], name or "<model>")
             self.leaf_depth = 1
             self.leaf_stack.append((module, args))
 
@@ -327,14 +363,22 @@ class _Recorder(TorchFunctionMode):
             return func(*args, **kwargs)
         inplace = (name in _INPLACE_DUNDER or (name.endswith("_") and not name.startswith("__"))
                    or kwargs.get("inplace") is True)
+        scope = self.scope[-1] if self.scope else ""
+        unique = self.unique(f"{name}@{scope}" if scope else name)
+        self.check_fresh(parents, unique)
+        target = func
         if inplace and args:
             self.snapshot(args[0])
+            written = args[0]
+            if isinstance(written, torch.Tensor) and written._base is not None and self.ref_of(written._base):
+                self.written[id(written._base)] = unique  # a write through a view: named if it is read
         out = func(*args, **kwargs)
+        recorded = out
+        if inplace and out is None and args and isinstance(args[0], torch.Tensor):
+            target, recorded = _WritesInPlace(func), args[0]  # x[i] = v: the written x is its output
         if name == "embedding":
             _track_lookup(out)
-        scope = self.scope[-1] if self.scope else ""
-        self.add_node("function", name, self.unique(f"{name}@{scope}" if scope else name), scope, func,
-                      rec_args, rec_kwargs, parents, out)
+        self.add_node("function", name, unique, scope, target, rec_args, rec_kwargs, parents, recorded)
         return out
 
 
@@ -369,9 +413,22 @@ def record(model: nn.Module, x: torch.Tensor, leaf_names: set[str] | frozenset =
     registry's recognised module types) and those named in ``leaf_names`` are recorded as one
     unit each. Hooks and the function mode are removed on return and on error.
     """
+    return record_call(model, (x,), {}, {"input": x}, leaf_names, leaf_types)
+
+
+def record_call(model: nn.Module, args: tuple, kwargs: dict, explained: dict[str, torch.Tensor],
+                leaf_names: set[str] | frozenset = frozenset(),
+                leaf_types: tuple[type, ...] = LEAF_TYPES) -> Tape:
+    """Run ``model(*args, **kwargs)`` once and return the tape of operations that depend on the
+    ``explained`` tensors (name -> tensor, each passed somewhere in ``args`` or ``kwargs``).
+
+    Input node ``i`` of the tape is the ``i``-th explained tensor; every other argument is a
+    constant of the model. See :func:`record`.
+    """
     rec = _Recorder(model, set(leaf_names), tuple(leaf_types))
-    rec.add_input(x)
+    for name, x in explained.items():
+        rec.add_input(x, name)
     with _hooks(rec), rec:
-        out = model(x)
+        out = model(*args, **kwargs)
     refs = [rec.ref_of(o) for o in _flatten(out)]
     return Tape(rec.nodes, out, refs, rec.module_names)
