@@ -292,9 +292,13 @@ def test_attention_matches_the_papers_term_by_term(H, L, E, seed, mask_kind, sdp
             Rq, Rk, Rv = reference_attention(qs[h], ks[h], vs[h], additive, R_O[h], TINY,
                                              constant=preset == "cp-lrp")
             got = R.values[b, :, h]
-            np.testing.assert_allclose(got[0], Rq, rtol=1e-6, atol=1e-9)
-            np.testing.assert_allclose(got[1], Rk, rtol=1e-6, atol=1e-9)
-            np.testing.assert_allclose(got[2], Rv, rtol=1e-6, atol=1e-9)
+            # the epsilon rule divides by sums of scores that can come close to zero, where rounding
+            # of the two implementations differs by a few ulps of the largest term: an absolute
+            # tolerance relative to the head's largest relevance
+            atol = 1e-9 + 1e-6 * max(np.abs(Rq).max(), np.abs(Rk).max(), np.abs(Rv).max())
+            np.testing.assert_allclose(got[0], Rq, rtol=1e-6, atol=atol)
+            np.testing.assert_allclose(got[1], Rk, rtol=1e-6, atol=atol)
+            np.testing.assert_allclose(got[2], Rv, rtol=1e-6, atol=atol)
             if mask_kind in ("bool", "float"):  # the padded key gets nothing, through k and v
                 assert np.all(got[1][-1] == 0) and np.all(got[2][-1] == 0)
 

@@ -55,7 +55,7 @@ def _stand_in() -> Any:
     import torch
     with torch.random.fork_rng(devices=[]):  # the caller's random state is left as it was
         torch.manual_seed(0)
-        return torch.nn.Sequential(torch.nn.Linear(2, 2))
+        return torch.nn.Sequential(torch.nn.Linear(2, 2)).eval()  # eval: no training-mode warning
 
 
 def _method(add: Callable[[tuple, str], None], i: int, m: Mapping, plugin_data: bool) -> None:
