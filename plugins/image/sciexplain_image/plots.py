@@ -46,8 +46,8 @@ def plot_methods(model: Any, image: Any, methods: Sequence[tuple[str, dict]] | N
     Parameters
     ----------
     methods : list of (title, keyword arguments for explain_image)
-        Default: sensitivity, gradient x input and the LRP presets mobilenet (the domain's
-        default), epsilon-plus-box and alpha2-beta1.
+        Default: sensitivity, gradient x input and the LRP presets mobilenet-conserving (the
+        domain's default), mobilenet (the faithfulness study's choice) and epsilon-plus-box.
     """
     from .explain import _spec_for, explain_image
     plt = pyplot()
@@ -56,9 +56,9 @@ def plot_methods(model: Any, image: Any, methods: Sequence[tuple[str, dict]] | N
     if methods is None:
         methods = [("sensitivity", {"method": "sensitivity"}),
                    ("gradient x input", {"method": "gradient_x_input"}),
-                   ("LRP mobilenet (default)", {"preset": "mobilenet"}),
-                   ("LRP epsilon-plus-box", {"preset": "epsilon-plus-box"}),
-                   ("LRP alpha2-beta1", {"preset": "alpha2-beta1"})]
+                   ("LRP mobilenet-conserving (default)", {"preset": "mobilenet-conserving"}),
+                   ("LRP mobilenet", {"preset": "mobilenet"}),
+                   ("LRP epsilon-plus-box", {"preset": "epsilon-plus-box"})]
     fig, axes = plt.subplots(1, len(methods) + 1, figsize=(2.6 * (len(methods) + 1), 2.9), squeeze=False)
     axes[0, 0].imshow(seen)
     axes[0, 0].set_xticks([])
@@ -112,6 +112,7 @@ def plot_box_shares(shares: xr.Dataset):
         bottom_neg += np.where(v < 0, v, 0)
     ax.axhline(1.0, color="k", lw=0.8, ls="--")
     ax.set_ylabel("share of f(x)")
+    ax.set_title("object box, context and absorbed as parts of f(x)", fontsize=9)
     ax.legend(fontsize=8)
     fig.tight_layout()
     return fig

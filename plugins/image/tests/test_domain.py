@@ -144,5 +144,5 @@ def test_bad_input(effnet):
 
 def test_dispatch_uses_the_domain_default_preset(effnet):
     R = sx.explain(effnet, Image.fromarray(load_photo("coffee")))
-    assert R.attrs["preset"] == "mobilenet"  # the image domain's default
+    assert R.attrs["preset"] == "mobilenet-conserving"  # the image domain's default
     assert "ZBox" in R.attrs["rules"] and "ByConvKind" in R.attrs["rules"]
