@@ -22,6 +22,7 @@ from torch import nn
 from ..errors import ExplainWarning, InputError, SciexplainError, UnsupportedModelError
 from ..kinds.activations import strip_squash_before_shape_ops
 from ..kinds.registry import REGISTRY, Registry
+from ..record.state_guard import parameters_kept
 from ..record.tape import Ref, Tape, _flatten, record, record_call
 from .inputs import ModelInputs, check_device
 from .outputs import select_output
@@ -52,7 +53,9 @@ _EVAL_USERS: dict[int, list] = {}  # id(model) -> [number of explanations inside
 
 @contextmanager
 def eval_mode(model: nn.Module):
-    """Explain in eval mode; restore every module's own training flag afterwards.
+    """Explain in eval mode; restore every module's own training flag afterwards, and the
+    parameters and buffers that the model's forward writes in place (max-norm renormalisation
+    inside ``forward``, :func:`~sciexplain.record.state_guard.parameters_kept`).
 
     Safe for concurrent explanations of the same model in several threads: the flags are saved
     by the first explanation that enters and restored when the last one leaves.
@@ -73,7 +76,8 @@ def eval_mode(model: nn.Module):
                       "BatchNorm running statistics) and its training flag is restored afterwards",
                       ExplainWarning, stacklevel=_caller_stacklevel())
     try:
-        yield
+        with parameters_kept(model):
+            yield
     finally:
         with _EVAL_LOCK:
             entry[0] -= 1

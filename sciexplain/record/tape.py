@@ -30,6 +30,7 @@ from torch.overrides import TorchFunctionMode
 from torch.utils.hooks import RemovableHandle
 
 from ..errors import UnsupportedModelError
+from .state_guard import write_watch
 
 __all__ = ["Ref", "Node", "Tape", "OneSample", "record", "record_call", "LEAF_TYPES"]
 
@@ -226,6 +227,7 @@ class _Recorder(TorchFunctionMode):
         self.name_counts: dict[str, int] = {}
         self.busy = False  # our own tensor calls (snapshots) must not be recorded
         self.written: dict[int, str] = {}  # id(recorded tensor) -> the in-place write through a view of it
+        self.watch = write_watch()
 
     # -- bookkeeping -----------------------------------------------------------------------
     def ref_of(self, t: Any) -> Ref | None:
@@ -351,6 +353,8 @@ class _Recorder(TorchFunctionMode):
     # -- functions -------------------------------------------------------------------------
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
+        if self.watch is not None:  # parameters written in place are saved first (state_guard)
+            self.watch(func, args, kwargs)
         if self.leaf_depth or self.busy:
             return func(*args, **kwargs)
         name = func_name(func)
