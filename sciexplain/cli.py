@@ -26,7 +26,7 @@ from pathlib import Path
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="sciexplain", description=__doc__,
+    parser = argparse.ArgumentParser(prog="sciexplain", description=__doc__.replace("``", ""),
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     d = sub.add_parser("demo", help="run the end-to-end explanations on bundled real data")
@@ -113,7 +113,7 @@ def _pipeline(args: argparse.Namespace) -> int:
         print(f"sciexplain {args.command} {args.file}: {err}", file=sys.stderr)
         return EXIT_RUN
     for row in result.evaluation:
-        print(f"{row['method']:>24} {row['order']:>26}  AOPC {row['aopc']:.4f}")
+        print(f"{row['method']:>24} {row['order']:>12}  {row['metric']} {row['value']:.4f}")
     for row in result.checks:
         layer = f" {row['layer']}" if row.get("layer") else ""
         print(f"{row['method']:>24} {row['check']}{layer}: mean {row['mean']:.4f}, median {row['median']:.4f} "

@@ -232,6 +232,9 @@ def test_file_pipeline_provenance_everywhere_and_deterministic(tmp_path):
                                if not line.startswith("#")))
     assert {(r["method"], r["order"]) for r in rows} >= {("lrp", "morf"), ("lrp", "lerf"), ("gradient", "morf"),
                                                          ("random", "random")}
+    # ABPC rows are named ABPC, every other row is an AOPC
+    assert {r["metric"] for r in rows if r["order"] == "lerf - morf"} == {"ABPC"}
+    assert {r["metric"] for r in rows if r["order"] != "lerf - morf"} == {"AOPC"}
     with xr.open_dataarray(tmp_path / "one" / "pooled_colorless_lrp.nc") as P, \
             xr.open_dataarray(tmp_path / "two" / "pooled_colorless_lrp.nc") as Q:
         assert P.dims == ("image", "y", "x") and np.array_equal(P.values, Q.values)

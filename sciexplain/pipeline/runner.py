@@ -43,7 +43,9 @@ class RunResult:
     relevance : dict of str to xarray.DataArray
         Per method, the relevance (backed by its store).
     evaluation : list of dict
-        Rows of ``evaluation.csv``.
+        Rows of ``evaluation.csv``: ``method``, ``order`` (``morf``, ``lerf``, ``lerf - morf``,
+        ``random``), ``metric`` (``AOPC`` per order, ``ABPC`` for ``lerf - morf``), ``value``,
+        ``n_samples``, ``steps``.
     files : list of str
         Files written, relative to ``out``.
     chunks_computed : dict of str to int
@@ -338,11 +340,11 @@ def _produce(cfg: Mapping, config_file: str | None, data: PipelineData, model: A
                 write_netcdf(c.rename("f_x"), outdir / f"perturbation_{label}_{order}.nc", record)
                 result.files.append(f"perturbation_{label}_{order}.nc")
                 aopcs[order] = aopc(c)
-                rows.append({"method": label, "order": order, "aopc": float(aopcs[order].mean()),
+                rows.append({"method": label, "order": order, "metric": "AOPC", "value": float(aopcs[order].mean()),
                              "n_samples": int(c.shape[0]), "steps": int(c.shape[1] - 1)})
             if "morf" in aopcs and "lerf" in aopcs:
-                rows.append({"method": label, "order": "abpc (lerf - morf area)",
-                             "aopc": float(abpc(curves[(label, "morf")], curves[(label, "lerf")]).mean()),
+                rows.append({"method": label, "order": "lerf - morf", "metric": "ABPC",
+                             "value": float(abpc(curves[(label, "morf")], curves[(label, "lerf")]).mean()),
                              "n_samples": int(c.shape[0]), "steps": int(c.shape[1] - 1)})
         if pert["random"]:
             first = next(iter(result.relevance.values()))
@@ -352,12 +354,12 @@ def _produce(cfg: Mapping, config_file: str | None, data: PipelineData, model: A
             curves[("random", "random")] = c
             write_netcdf(c.rename("f_x"), outdir / "perturbation_random.nc", record)
             result.files.append("perturbation_random.nc")
-            rows.append({"method": "random", "order": "random", "aopc": float(aopc(c).mean()),
+            rows.append({"method": "random", "order": "random", "metric": "AOPC", "value": float(aopc(c).mean()),
                          "n_samples": int(c.shape[0]), "steps": int(c.shape[1] - 1)})
         write_csv(rows, outdir / "evaluation.csv", record)
         result.files.append("evaluation.csv")
-        markdown += ["| method | order | AOPC | samples | steps |", "|---|---|---|---|---|"]
-        markdown += [f"| {r['method']} | {r['order']} | {r['aopc']:.4f} | {r['n_samples']} | {r['steps']} |"
+        markdown += ["| method | order | metric | value | samples | steps |", "|---|---|---|---|---|---|"]
+        markdown += [f"| {r['method']} | {r['order']} | {r['metric']} | {r['value']:.4f} | {r['n_samples']} | {r['steps']} |"
                      for r in rows]
         result.evaluation = rows
 
