@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import re
 import json
 import textwrap
 from pathlib import Path
@@ -340,6 +341,20 @@ def test_torchscript_models_load_and_are_explained_like_the_eager_model(tmp_path
     np.testing.assert_allclose(result.relevance["lrp"].values, ref.values, rtol=1e-5, atol=1e-6)
     hashes = {Path(i["path"]).name: i["sha256"] for i in result.provenance["inputs"]}
     assert hashes["model.pt"] == hashlib.sha256((tmp_path / "model.pt").read_bytes()).hexdigest()
+
+
+def test_progress_announces_every_step_with_its_time(tmp_path, capsys):
+    model = torch.nn.Sequential(torch.nn.Linear(6, 3)).eval()
+    torch.jit.save(torch.jit.trace(model, torch.zeros(1, 6)), tmp_path / "model.pt")
+    np.save(tmp_path / "x.npy", np.random.default_rng(0).normal(size=(4, 6)).astype(np.float32))
+    config = {"run": {"scheduler": "serial", "chunk": 4}, "data": {"file": str(tmp_path / "x.npy")},
+              "model": {"torchscript": str(tmp_path / "model.pt")}, "methods": [{"name": "lrp"}]}
+    run(config, out=tmp_path / "shown", progress=True)
+    err = capsys.readouterr().err
+    for what in ("loading the data", "loading the model", "explaining the first sample with every method"):
+        assert f"sciexplain: {what}" in err and re.search(rf"{what}.*: done in \d+\.\d s", err), err
+    run(config, out=tmp_path / "quiet", progress=False)
+    assert "sciexplain:" not in capsys.readouterr().err
 
 
 def test_domain_protocol_defaults_and_plugin_tables():

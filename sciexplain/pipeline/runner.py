@@ -3,8 +3,11 @@ evaluation -> figures, every output carrying the run's provenance."""
 
 from __future__ import annotations
 
+import sys
+import time
 import warnings
 from collections.abc import Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -86,11 +89,26 @@ def check(source: str | Path | Mapping, *, probe: bool = False, small: bool | No
     return config
 
 
+#: whether the steps of the run in this context announce themselves on stderr (``run.progress``)
+_ANNOUNCE: ContextVar[bool] = ContextVar("sciexplain_pipeline_announce", default=False)
+
+
 def _step(what: str, fn, *args, **kwargs):
-    """Run one step; any failure becomes a PipelineError that names the step."""
+    """Run one step; any failure becomes a PipelineError that names the step.
+
+    With progress on, the step is announced on stderr when it starts and timed when it ends, so
+    that loading, training and fitting (which have no progress bar of their own) show what runs.
+    """
     from ..scale import SampleError
+    announce = _ANNOUNCE.get()
+    if announce:
+        print(f"sciexplain: {what} ...", file=sys.stderr, flush=True)
+        t0 = time.perf_counter()
     try:
-        return fn(*args, **kwargs)
+        out = fn(*args, **kwargs)
+        if announce:
+            print(f"sciexplain: {what}: done in {time.perf_counter() - t0:.1f} s", file=sys.stderr, flush=True)
+        return out
     except (SampleError, PipelineError, ConfigError, OutputError):
         raise
     except SciexplainError as err:
@@ -105,7 +123,8 @@ def _load_and_probe(cfg: Mapping, domains: Mapping, text: str, name: str) -> tup
     data = _step("loading the data", load_data, cfg["data"], domains)
     model = _step("loading the model", load_model, cfg["model"], domains, seed=seed)
     data = _step("preparing the inputs", prepare_inputs, data, model, cfg["data"].get("samples"))
-    probe_methods(cfg["methods"], data, model, chunk=int(cfg["run"]["chunk"]), text=text, source=name)
+    _step("explaining the first sample with every method (the probe)", probe_methods, cfg["methods"], data, model,
+          chunk=int(cfg["run"]["chunk"]), text=text, source=name)
     return data, model
 
 
@@ -242,6 +261,7 @@ def run(source: str | Path | Mapping, *, scheduler: Any = None, out: str | Path 
     show = runcfg["progress"] if progress is None else bool(progress)
     outdir = Path(runcfg["out"])
     lock, created = open_output(outdir, cfg)  # one run per output folder, from here to the end
+    token = _ANNOUNCE.set(show)
     try:
         try:
             data, model = _load_and_probe(cfg, domains, text, name)
@@ -253,6 +273,7 @@ def run(source: str | Path | Mapping, *, scheduler: Any = None, out: str | Path 
                         outdir, started=started, sched=sched, sched_name=scheduler_name(sched), show=show,
                         overwrite=overwrite)
     finally:
+        _ANNOUNCE.reset(token)
         lock.release()
 
 
