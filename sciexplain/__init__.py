@@ -44,6 +44,17 @@ _LAZY_MODULES = {
 }
 
 
+#: ``sx.<name>`` functions and classes imported on first use, and the module that holds each
+_LAZY_FUNCTIONS = {
+    "spray": ".analysis.spray",
+    "plot_spray": ".analysis.spray_plot",
+    "artifact_direction": ".analysis.clarc",
+    "PClArC": ".analysis.clarc",
+    "AClArC": ".analysis.clarc",
+    "clarc_report": ".analysis.clarc",
+}
+
+
 def domains() -> dict[str, str]:
     """Installed domain plugins and their versions."""
     from .plugins import domains as _domains
@@ -54,6 +65,9 @@ def __getattr__(name: str) -> Any:
     if name in _LAZY_MODULES:
         import importlib
         return importlib.import_module(_LAZY_MODULES[name], __name__)
+    if name in _LAZY_FUNCTIONS:
+        import importlib
+        return getattr(importlib.import_module(_LAZY_FUNCTIONS[name], __name__), name)
     if name in ("explain_dataset", "perturbation_dataset", "continuity_dataset",
                 "randomization_dataset"):  # Dask and Zarr are imported on first use
         from . import scale

@@ -1,0 +1,192 @@
+"""SpRAy (sx.spray): ground truth on planted shortcuts and separated maps, the Dask-store path, errors, the figure."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import xarray as xr
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import sciexplain as sx
+from sciexplain.analysis import spray as spray_mod
+from sciexplain.errors import InputError
+from shortcut_data import trained_model
+
+
+def _separated_maps(k: int, per: int = 40, seed: int = 0) -> tuple[xr.DataArray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    labels = np.repeat(np.arange(k), per)
+    maps = rng.normal(0.0, 0.05, (k * per, 8, 8))
+    for c in range(k):
+        maps[labels == c, c, :] += 1.0  # cluster c: relevance on row c
+    R = xr.DataArray(maps, dims=("sample", "y", "x"), coords={"sample": np.arange(k * per)})
+    return R, labels
+
+
+def _agree(a: np.ndarray, b: np.ndarray) -> bool:
+    """Same partition up to renaming."""
+    pairs = set(zip(a.tolist(), b.tolist()))
+    return len(pairs) == len(set(a.tolist())) == len(set(b.tolist()))
+
+
+@pytest.mark.parametrize("k", [2, 3, 5])
+def test_eigengap_picks_the_number_of_separated_groups(k):
+    R, labels = _separated_maps(k)
+    ds = sx.spray(R)
+    assert ds.attrs["n_clusters"] == k and ds.attrs["n_clusters_from"] == "eigengap"
+    assert _agree(ds.cluster.values, labels)
+    lam = ds.eigenvalues.values
+    assert np.all(np.diff(lam) >= -1e-12) and abs(lam[0]) < 1e-9
+    assert ds.attrs["chosen_gap"] == pytest.approx(lam[k] - lam[k - 1])
+    assert ds.embedding.dims == ("sample", "component") and ds.embedding.shape == (len(labels), 2)
+
+
+@pytest.fixture(scope="module")
+def tag_relevance():
+    model, x, y, tagged = trained_model()
+    cls = y == 0
+    R = sx.explain(model, torch.from_numpy(x[cls]), 0)
+    return R, tagged[cls]
+
+
+def _precision_recall(found: np.ndarray, truth: np.ndarray) -> tuple[float, float]:
+    tp = float((found & truth).sum())
+    return tp / max(found.sum(), 1), tp / max(truth.sum(), 1)
+
+
+def test_planted_corner_tag_is_recovered(tag_relevance):
+    R, tagged = tag_relevance
+    ds = sx.spray(R, 2, pool="dim_0", downsample=4)
+    # the cluster whose prototype puts more relevance on the tag corner is the shortcut cluster
+    corner = ds.prototype.isel(dim_1=slice(0, 3), dim_2=slice(0, 3)).sum(("dim_1", "dim_2")).values
+    found = ds.cluster.values == int(np.argmax(corner))
+    precision, recall = _precision_recall(found, tagged)
+    assert precision >= 0.8 and recall >= 0.8
+    assert "sum over dim_0" in ds.prototype.attrs["pooling"]  # pooled through the accessor: the ledger keeps
+
+
+def test_eigengap_clusters_on_the_tag_are_pure(tag_relevance):
+    R, tagged = tag_relevance
+    ds = sx.spray(R, pool="dim_0", downsample=4)
+    labels = ds.cluster.values
+    purity = [max(tagged[labels == c].mean(), 1 - tagged[labels == c].mean()) for c in range(ds.attrs["n_clusters"])]
+    assert min(purity) >= 0.8
+    tag_clusters = [c for c in range(ds.attrs["n_clusters"]) if tagged[labels == c].mean() > 0.5]
+    precision, recall = _precision_recall(np.isin(labels, tag_clusters), tagged)
+    assert precision >= 0.8 and recall >= 0.8
+
+
+def test_batch_coords_and_prototype_coords_are_kept(tag_relevance):
+    R, _ = tag_relevance
+    ds = sx.spray(R, 2, pool="dim_0")
+    np.testing.assert_array_equal(ds.prediction.values, R.prediction.values)
+    assert ds.prototype.dims == ("cluster_id", "dim_1", "dim_2")
+    assert ds.attrs["method"] == R.attrs["method"]
+
+
+def test_dask_store_equals_in_memory(tmp_path, tag_relevance):
+    model, x, y, _ = trained_model()
+    xs = x[y == 0][:120]
+    stored = sx.explain_dataset(model, xs, chunk=32, scheduler="serial", store=tmp_path / "r.zarr", target=0,
+                                progress=False)
+    assert stored.chunks is not None  # dask-backed: read chunk by chunk
+    memory = stored.compute()
+    a = sx.spray(stored, pool="dim_0", downsample=2)
+    b = sx.spray(memory, pool="dim_0", downsample=2)
+    np.testing.assert_array_equal(a.cluster.values, b.cluster.values)
+    np.testing.assert_allclose(a.eigenvalues.values, b.eigenvalues.values, atol=1e-10)
+    np.testing.assert_allclose(a.prototype.values, b.prototype.values, rtol=1e-12, atol=1e-15)
+
+
+@settings(max_examples=25, deadline=None)
+@given(n=st.integers(6, 40), d=st.integers(1, 12), k=st.integers(1, 4), seed=st.integers(0, 2**31 - 1),
+       normalise=st.sampled_from(["max", "sum", None]))
+def test_labels_partition_and_prototypes_are_cluster_means(n, d, k, seed, normalise):
+    rng = np.random.default_rng(seed)
+    R = xr.DataArray(rng.normal(size=(n, d, 2)), dims=("sample", "a", "b"))
+    ds = sx.spray(R, min(k, n), n_neighbors=min(5, n - 1), normalise=normalise)
+    labels = ds.cluster.values
+    kk = ds.attrs["n_clusters"]
+    assert labels.shape == (n,) and set(labels.tolist()) <= set(range(kk))
+    assert np.bincount(labels, minlength=kk).sum() == n
+    for c in range(kk):
+        if (labels == c).any():
+            np.testing.assert_allclose(ds.prototype.values[c], R.values[labels == c].mean(0), rtol=1e-12, atol=1e-14)
+
+
+def test_downsample_sums_blocks_and_keeps_totals():
+    rng = np.random.default_rng(1)
+    R = xr.DataArray(rng.normal(size=(5, 7, 7)), dims=("s", "y", "x"))
+    X = spray_mod.spray_features(R, downsample=3, normalise=None)
+    assert X.shape == (5, 9)
+    np.testing.assert_allclose(X.sum(1), R.values.sum((1, 2)), rtol=1e-5)
+    np.testing.assert_allclose(X[:, 0], R.values[:, :3, :3].sum((1, 2)), rtol=1e-5)
+    Xs = spray_mod.spray_features(R, downsample={"x": 7}, normalise="sum")
+    np.testing.assert_allclose(np.abs(Xs).sum(1), 1.0, rtol=1e-5)
+
+
+def test_knn_affinity_matches_sklearn():
+    from sklearn.neighbors import NearestNeighbors
+    rng = np.random.default_rng(2)
+    X = rng.normal(size=(150, 6)).astype(np.float32)
+    W = spray_mod.knn_affinity(X, 7, block=40).toarray()
+    nn_ = NearestNeighbors(n_neighbors=8).fit(X)
+    idx = nn_.kneighbors(X, return_distance=False)[:, 1:]
+    A = np.zeros((150, 150))
+    A[np.repeat(np.arange(150), 7), idx.ravel()] = 1.0
+    np.testing.assert_array_equal(W, (A + A.T) / 2)
+
+
+def test_sparse_spectrum_equals_dense(monkeypatch):
+    rng = np.random.default_rng(3)
+    X = np.concatenate([rng.normal(0, 1, (150, 5)), rng.normal(6, 1, (150, 5))]).astype(np.float32)
+    W = spray_mod.knn_affinity(X, 8)
+    lam_dense, _, _ = spray_mod.laplacian_spectrum(W, 6)
+    monkeypatch.setattr(spray_mod, "_DENSE_BELOW", 10)
+    lam_sparse, vec, deg = spray_mod.laplacian_spectrum(W, 6)
+    np.testing.assert_allclose(lam_sparse, lam_dense, atol=1e-8)
+    L = np.eye(300) - W.toarray() / np.sqrt(np.outer(deg, deg))
+    np.testing.assert_allclose(L @ vec, vec * lam_sparse, atol=1e-7)
+
+
+def test_tsne_embedding():
+    R, labels = _separated_maps(2, per=20)
+    ds = sx.spray(R, embedding="tsne")
+    assert ds.embedding.shape == (40, 2) and np.isfinite(ds.embedding.values).all()
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(n_clusters=0), "n_clusters"),
+    (dict(pool="nope"), "unknown dims"),
+    (dict(downsample={"nope": 2}), "unknown"),
+    (dict(normalise="l2"), "normalise"),
+    (dict(n_neighbors=60), "more samples than n_neighbors"),
+    (dict(embedding="umap"), "embedding"),
+])
+def test_bad_arguments_say_what_to_do(kwargs, match):
+    R, _ = _separated_maps(2, per=20)
+    with pytest.raises(InputError, match=match):
+        sx.spray(R, **kwargs)
+
+
+def test_nan_relevance_names_the_sample():
+    R, _ = _separated_maps(2, per=20)
+    R = R.copy()
+    R[17, 2, 3] = np.nan
+    with pytest.raises(InputError, match="sample 17"):
+        sx.spray(R)
+
+
+def test_plot_spray(tmp_path, tag_relevance):
+    R, tagged = tag_relevance
+    ds = sx.spray(R, pool="dim_0", downsample=4)
+    fig = sx.plot_spray(ds, truth=tagged)
+    assert len(fig.axes) >= 3 + ds.attrs["n_clusters"] - 1
+    fig.savefig(tmp_path / "spray.png")
+    one_d = sx.spray(_separated_maps(2, per=20)[0].sum("x"))
+    fig2 = sx.plot_spray(one_d)
+    assert fig2.axes[2].lines  # 1-D prototypes drawn as lines
+    with pytest.raises(InputError, match="sx.spray"):
+        sx.plot_spray(xr.Dataset())
