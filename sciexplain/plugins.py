@@ -79,8 +79,9 @@ class Domain:
         """The removal strategy for :func:`sciexplain.evaluate.perturbation_curve` in this domain."""
         return "uniform"
 
-    def plot(self, R: xr.DataArray, **kwargs: Any):
-        """The domain's main figure of an explanation; returns a matplotlib Figure."""
+    def plot(self, R: xr.DataArray, sample: int = 0, **kwargs: Any):
+        """The domain's main figure of one sample of an explanation (``R.relevance.plot()`` draws
+        results whose ``attrs["domain"]`` names this domain with it); returns a matplotlib Figure."""
         raise NotImplementedError
 
     def demo(self, out: Path) -> dict:

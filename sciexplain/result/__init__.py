@@ -4,6 +4,8 @@ from .contract import BATCH_COORDS, DECOMPOSES_VALUES, DecompositionWarning, bui
 from .ledger import LedgerError, check_ledger, ledger_residual
 from .plotting import RELEVANCE_CMAP, plot_heatmap, plot_heatmaps, pyplot, symmetric_limit
 from .ledger_plot import ledger_segments, plot_ledger
+from .result_plot import plot_result
+from .style import STYLE, figure_style, save_figure
 
 __all__ = [
     "BATCH_COORDS",
@@ -18,6 +20,10 @@ __all__ = [
     "plot_heatmap",
     "plot_heatmaps",
     "plot_ledger",
+    "plot_result",
+    "figure_style",
+    "save_figure",
+    "STYLE",
     "ledger_segments",
     "pyplot",
     "symmetric_limit",

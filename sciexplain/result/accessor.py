@@ -218,3 +218,15 @@ class RelevanceAccessor:
         See :func:`sciexplain.result.check_ledger`.
         """
         check_ledger(self._R, rtol=rtol, atol=atol)
+
+    # ---------------------------------------------------------------- figure
+
+    def plot(self, sample: int | None = 0, *, share: bool = False, domain: bool = True, **kwargs: Any):
+        """Draw the explanation: the domain's own view, or a view by dims (returns a Figure).
+
+        See :func:`sciexplain.result.plot_result` for the parameters: ``sample`` picks the sample,
+        ``share=True`` draws shares of f(x), ``domain=False`` the view by dims; the other keyword
+        arguments go to the domain's view.
+        """
+        from .result_plot import plot_result
+        return plot_result(self._R, sample, share=share, domain=domain, **kwargs)

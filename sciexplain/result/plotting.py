@@ -12,6 +12,7 @@ from collections.abc import Sequence
 import numpy as np
 import xarray as xr
 from ..errors import InputError
+from .style import figure_style
 
 __all__ = ["plot_heatmap", "plot_heatmaps", "symmetric_limit", "pyplot", "RELEVANCE_CMAP"]
 
@@ -67,7 +68,8 @@ def plot_heatmap(R: xr.DataArray, sample: int | None = 0, *, ax=None, image: np.
     plt = pyplot()
     M = _as_map(R, sample)
     if ax is None:
-        fig, ax = plt.subplots(figsize=(4, 3.6))
+        with figure_style():
+            fig, ax = plt.subplots(figsize=(4, 3.6))
     else:
         fig = ax.figure
     lim = vmax if vmax is not None else symmetric_limit(M.values)
@@ -87,10 +89,12 @@ def plot_heatmap(R: xr.DataArray, sample: int | None = 0, *, ax=None, image: np.
     if colorbar:
         cb = fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
         cb.set_label("relevance", fontsize=8)
+        cb.formatter.set_powerlimits((-3, 4))  # 1e-5 scales as an offset above the bar, not clipped ticks
+        cb.update_ticks()
     return fig
 
 
-def plot_heatmaps(maps: Sequence[xr.DataArray], titles: Sequence[str], *, images: Sequence | None = None,
+def plot_heatmaps(maps: Sequence[xr.DataArray], titles: Sequence[str] | None = None, *, images: Sequence | None = None,
                   ncols: int | None = None, shared_scale: bool = False, figsize_per: float = 2.2):
     """A grid of relevance maps (one per entry of ``maps``, each 2-D), each with its own colour bar.
 
@@ -105,18 +109,18 @@ def plot_heatmaps(maps: Sequence[xr.DataArray], titles: Sequence[str], *, images
     n = len(maps)
     if n == 0:
         raise InputError("plot_heatmaps needs at least one map")
-    if len(titles) != n:
+    if titles is not None and len(titles) != n:
         raise InputError(f"{n} maps but {len(titles)} titles")
     ncols = ncols or min(n, 6)
     nrows = int(np.ceil(n / ncols))
-    fig, axes = plt.subplots(nrows, ncols, figsize=(figsize_per * ncols * 1.15, figsize_per * nrows),
-                             squeeze=False)
+    with figure_style():
+        fig, axes = plt.subplots(nrows, ncols, figsize=(figsize_per * ncols * 1.3, figsize_per * nrows + 0.3),
+                                 squeeze=False)
     lim = symmetric_limit(np.concatenate([np.ravel(m.values) for m in maps])) if shared_scale else None
     for i, ax in enumerate(axes.flat):
         if i >= n:
             ax.axis("off")
             continue
         img = None if images is None else images[i]
-        plot_heatmap(maps[i], None, ax=ax, image=img, vmax=lim, title=titles[i])
-    fig.tight_layout()
+        plot_heatmap(maps[i], None, ax=ax, image=img, vmax=lim, title=None if titles is None else titles[i])
     return fig

@@ -45,10 +45,10 @@ class EEGDomain(Domain):
         from .perturbation import block_removal
         return block_removal(**options)
 
-    def plot(self, R, **kwargs: Any):
+    def plot(self, R, sample: int = 0, **kwargs: Any):
         """The headline figure: single-trial topomaps of relevance summed in time windows."""
         from .plots import plot_topomap
-        return plot_topomap(R, **kwargs)
+        return plot_topomap(R, **{"epoch": sample, **kwargs})  # epoch= is the same, by its EEG name
 
     def demo(self, out: Path) -> dict:
         """Train on FingerMovements, explain the test epochs, write figures and netCDF into ``out``."""

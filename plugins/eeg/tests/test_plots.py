@@ -45,6 +45,11 @@ def test_single_trial_topomaps(R, tmp_path):
     assert [ax.get_title() for ax in fig.axes if ax.get_title()] == ["whole epoch"]
     fig = DOMAIN.plot(R, epoch=1, windows=[0.0, 0.3, 0.6], names=True)
     _check(fig, tmp_path, "domain")
+    # R.relevance.plot(): the EEG view of the chosen epoch, as the domain draws it
+    assert R.attrs["domain"] == "eeg"
+    fig = R.relevance.plot(3, windows=0.2)
+    assert [ax.get_title() for ax in fig.axes if ax.get_title()][-1] == "whole epoch"
+    assert fig._suptitle.get_text() == plot_topomap(R, 3, windows=0.2)._suptitle.get_text()
 
 
 def test_class_topomaps_with_difference(R, tmp_path):

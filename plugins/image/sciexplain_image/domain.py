@@ -58,9 +58,10 @@ class ImageDomain(Domain):
     def removal(self, **options: Any):
         return "uniform"
 
-    def plot(self, R, **kwargs: Any):
+    def plot(self, R, sample: int = 0, **kwargs: Any):
+        """The headline figure: the relevance map (over the image when ``image=`` is given)."""
         from .plots import plot_overlay
-        return plot_overlay(R, **kwargs)
+        return plot_overlay(R, sample=sample, **kwargs)
 
     def demo(self, out: Path) -> dict:
         from .demo import run_demo

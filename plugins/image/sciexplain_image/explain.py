@@ -142,7 +142,7 @@ def explain_image(model: Any, images: Any, target: Any = None, *, preprocess: Pr
     class_names = getattr(model, "class_names", None)
     if class_names is not None:
         R = R.assign_coords(target_name=("image", [str(class_names[int(t)]) for t in R.target.values]))
-    attrs = dict(R.attrs)
+    attrs = {**R.attrs, "domain": "image"}
     for key, value in prepared[0].to_dict().items():
         attrs[key] = _netcdf_value(value)
     R.attrs = attrs

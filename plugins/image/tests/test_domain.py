@@ -118,6 +118,20 @@ def test_figures(chelsea_R, effnet):
     assert all(isinstance(f, matplotlib.figure.Figure) for f in figs)
 
 
+def test_the_accessor_draws_the_domains_view(chelsea_R):
+    fig = chelsea_R.relevance.plot(0)  # the image domain's overlay, without the photo: the heatmap alone
+    assert chelsea_R.attrs["domain"] == "image"
+    (ax,) = [a for a in fig.axes if a.get_images()]
+    (im,) = ax.get_images()
+    lo, hi = im.get_clim()
+    assert np.isclose(lo, -hi) and hi > 0
+    M = chelsea_R.isel(image=0)
+    np.testing.assert_allclose(np.asarray(im.get_array()), (M.sum("color") if "color" in M.dims else M).values,
+                               rtol=1e-6)
+    fig = chelsea_R.relevance.plot(0, domain=False, share=True)  # the view by dims, shares of f(x)
+    assert any(t.get_text() == "share of f(x)" for t in fig.findobj(lambda a: hasattr(a, "get_text")))
+
+
 def test_input_bounds_match_scaling():
     lo, hi = input_bounds(Preprocess(mean=127.0, scale=128.0))
     assert torch.allclose(lo, torch.full((1, 3, 1, 1), -127 / 128))

@@ -62,9 +62,10 @@ class TextDomain(Domain):
             return delete_tokens(x_batch, mask, pad_id)
         return remove
 
-    def plot(self, R, **kwargs: Any):
+    def plot(self, R, sample: int = 0, **kwargs: Any):
+        """The headline figure: the document as a heatmap of its words."""
         from .plots import plot_document
-        return plot_document(R, **kwargs)
+        return plot_document(R, **{"document": sample, **kwargs})
 
     def demo(self, out: Path) -> dict:
         from .demo import run_demo

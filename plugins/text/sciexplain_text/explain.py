@@ -122,6 +122,7 @@ def explain_documents(model: nn.Module, docs: Documents, target: Any = None, *, 
     R = label_documents(R.assign_coords(predicted=("document", predicted)), names)
     R.attrs.update(docs.attrs())
     R.attrs["model"] = type(model).__name__
+    R.attrs["domain"] = "text"
     return R
 
 

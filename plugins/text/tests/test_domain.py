@@ -33,6 +33,15 @@ def test_list_of_strings_is_not_claimed(cnn, texts):
         sx.explain(cnn, texts)
 
 
+def test_the_accessor_draws_the_document_view(cnn, tok, texts):
+    R = sx.explain(cnn, st.Documents(texts, tok))
+    assert R.attrs["domain"] == "text"
+    fig = R.relevance.plot(1)  # the text domain's word heatmap of document 1
+    shown = " ".join(t.get_text() for t in fig.findobj(lambda a: hasattr(a, "get_text")))
+    words = [w for w in texts[1].split() if w.isalpha()][:3]
+    assert all(w.lower() in shown.lower() for w in words), (words, shown[:300])
+
+
 def test_bbc_model_held_out():
     model, tok = st.load_model("bbc_cnn")
     rec = model.training_record

@@ -52,10 +52,10 @@ class VideoDomain(Domain):
         """Motion blocks zeroed (both components, all frames of a block-frame region)."""
         return "zero"
 
-    def plot(self, R, **kwargs: Any):
+    def plot(self, R, sample: int = 0, **kwargs: Any):
         """The headline figure: relevance per frame (the curve under Samek et al. 2017, Fig. 2C)."""
         from .plots import plot_frame_curve
-        return plot_frame_curve(R, **kwargs)
+        return plot_frame_curve(R, **{"clip": sample, **kwargs})
 
     def demo(self, out: Path) -> dict:
         """Explain generated and real clips with the bundled models; figures and netCDF into ``out``."""

@@ -20,6 +20,8 @@ def test_frame_curve_and_frames(cnn, fields, clips):
     assert "no vectors" in titles[0] and "(P)" in titles[1]
     fig = sv.DOMAIN.plot(R)
     assert isinstance(fig, matplotlib.figure.Figure)
+    fig = R.relevance.plot(1, truth=clips[1][1])  # the video view of clip 1: its frame curve
+    assert [t.get_text() for t in fig.axes[0].texts].count("I") == 2
     matplotlib.pyplot.close("all")
 
 
