@@ -159,12 +159,12 @@ def spray_features(R: xr.DataArray, *, pool: str | Sequence[str] | None = None,
 # ---------------------------------------------------------------------------- graph and spectrum
 
 
-def knn_affinity(X: np.ndarray, n_neighbors: int, block: int = _KNN_BLOCK):
+def knn_affinity(X: np.ndarray, n_neighbors: int, block: int | None = None):
     """The symmetric k-nearest-neighbour affinity ``W = (A + A^T) / 2`` as a ``scipy.sparse`` CSR matrix.
 
     ``A_ij = 1`` if ``x_j`` is among the ``n_neighbors`` nearest neighbours of ``x_i`` by Euclidean
     distance (``i`` itself excluded; ties broken by the lower index). Exact, by blocked brute force:
-    memory ``block x n`` at a time.
+    memory ``block x n`` at a time (by default about 16 MB); neighbours ranked with ``torch.topk``.
     """
     import scipy.sparse as sp
 
@@ -172,15 +172,23 @@ def knn_affinity(X: np.ndarray, n_neighbors: int, block: int = _KNN_BLOCK):
     if n < n_neighbors + 1:
         raise InputError(f"SpRAy needs more samples than n_neighbors: got {n} samples and n_neighbors={n_neighbors}; "
                          "pass a smaller n_neighbors or more samples")
+    import torch  # its top-k is several times faster than numpy's argpartition
+
+    if block is None:  # about 16 MB of distances per block
+        block = int(min(_KNN_BLOCK, max(16, 2**22 // max(n, 1))))
+    # ||x_i - x_j||^2 = ||x_i||^2 + ||x_j||^2 - 2 x_i.x_j; the first term is the same along a row,
+    # so the neighbours of x_i are the smallest entries of ||x_j||^2 - 2 x_i.x_j
     sq = np.einsum("ij,ij->i", X, X, dtype=np.float64).astype(X.dtype)
     cols = np.empty((n, n_neighbors), dtype=np.int64)
     for s in range(0, n, block):
         e = min(s + block, n)
-        d2 = sq[s:e, None] + sq[None, :] - 2.0 * (X[s:e] @ X.T)
+        d2 = X[s:e] @ X.T
+        d2 *= -2.0
+        d2 += sq[None, :]
         d2[np.arange(e - s), np.arange(s, e)] = np.inf
-        part = np.argpartition(d2, n_neighbors - 1, axis=1)[:, :n_neighbors]
-        # sort the k candidates by (distance, index) so ties resolve the same on every run
-        dist = np.take_along_axis(d2, part, axis=1)
+        dist, part = torch.topk(torch.from_numpy(d2), n_neighbors, dim=1, largest=False, sorted=False)
+        dist, part = dist.numpy(), part.numpy()
+        # order the k neighbours by (distance, index) so that every run lists them alike
         order = np.lexsort((part, dist), axis=1)
         cols[s:e] = np.take_along_axis(part, order, axis=1)
     rows = np.repeat(np.arange(n), n_neighbors)

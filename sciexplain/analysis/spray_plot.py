@@ -32,9 +32,15 @@ def draw_prototype_default(ax: Any, prototype: xr.DataArray, vmax: float) -> Any
         return None
     if values.ndim > 2:  # sum the leading dims (e.g. colour) for display
         values = values.reshape(-1, *values.shape[-2:]).sum(0)
-    image = ax.imshow(values, cmap="RdBu_r", vmin=-vmax, vmax=vmax, interpolation="nearest")
+    rows, cols = values.shape
+    square = max(rows, cols) <= 3 * min(rows, cols)  # image-like; otherwise (channel x time) fill the panel
+    image = ax.imshow(values, cmap="RdBu_r", vmin=-vmax, vmax=vmax, interpolation="nearest",
+                      aspect="equal" if square else "auto")
     ax.set_xticks([])
     ax.set_yticks([])
+    if not square:
+        ax.set_ylabel(str(prototype.dims[-2]))
+        ax.set_xlabel(str(prototype.dims[-1]))
     return image
 
 
@@ -89,7 +95,7 @@ def plot_spray(result: xr.Dataset, draw_prototype: Callable[[Any, xr.DataArray, 
         ax_emb.scatter(emb[sel, 0], emb[sel, 1], s=10, color=colors(c % 10), label=f"cluster {c} (n={sel.sum()})")
     if truth is not None:
         t = np.asarray(truth, dtype=bool)
-        ax_emb.scatter(emb[t, 0], emb[t, 1], s=36, facecolors="none", edgecolors="k", linewidths=0.6,
+        ax_emb.scatter(emb[t, 0], emb[t, 1], s=30, facecolors="none", edgecolors="k", linewidths=0.4, alpha=0.5,
                        label="known subset")
     ax_emb.set_title(f"embedding ({result.attrs.get('embedding', '')})")
     ax_emb.set_xlabel("component 1")
