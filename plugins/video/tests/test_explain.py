@@ -113,7 +113,9 @@ def test_fisher_lrp_balances_at_block_level(fisher_model, fields):
     assert (R.isel(frame=[0, 12]).values == 0).all()
     # the descriptor-level explanation of the core, spread over blocks, conserves its total
     x, records = sv.descriptor_batch(fields, fisher_model.spec)
-    Rd = sx.explain(fisher_model, x, dims=("clip", "descriptor", "feature"))
+    # the plugin's default preset, as the block-level call above uses it
+    Rd = sx.explain(fisher_model, x, dims=("clip", "descriptor", "feature"),
+                    preset=sv.explain.DEFAULT_PRESET)
     Rd.relevance.check()
     np.testing.assert_allclose(R.relevance.total().values + R.absorbed_unassigned.values,
                                Rd.relevance.total().values, rtol=1e-5, atol=1e-6)
@@ -170,3 +172,19 @@ def test_regions_of_the_frame(cnn, fields):
         sv.pool_regions(R, {"a": (0, 0, 40, 40), "b": (16, 16, 64, 64)})
     with pytest.raises(ValueError, match="pixel box"):
         sv.pool_regions(R, {"a": (10, 0, 5, 40)})
+
+
+def test_the_default_passes_the_svm_bias_share_on_to_the_blocks(fisher_model, fields):
+    """Issue 20: under the default the SVM's bias absorbs nothing (BiasToInputs on dense layers);
+    under plain epsilon-plus it absorbs its share, b R / (z + eps), which the blocks then lack."""
+    R = sv.explain_motion(fisher_model, fields)
+    R.relevance.check()
+    assert "BiasToInputs" in R.attrs["rules"]
+    pred = R.prediction.values
+    # what is left is the Fisher vector unit's own (its stabilisers), ~1e-4 of f(x)
+    np.testing.assert_allclose(R.absorbed_model.values, 0.0, atol=1e-3 * float(np.abs(pred).max()))
+    old = sv.explain_motion(fisher_model, fields, preset="epsilon-plus")
+    b = fisher_model.linear.bias.detach().numpy()[R.target.values.astype(int)]
+    # Epsilon(1e-6) on the SVM: its bias keeps b / f(x) of the relevance f(x) entering it
+    np.testing.assert_allclose(old.absorbed_model.values, b, atol=1e-3 * float(np.abs(pred).max()))
+    assert np.all(np.abs(b) > 1e-3)

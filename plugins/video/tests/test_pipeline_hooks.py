@@ -28,7 +28,7 @@ def test_the_fisher_model_gets_descriptor_sets_and_their_relevance_maps_back(fie
     assert torch.equal(x, ref) and labels["dims"] == ("clip", "descriptor", "feature")
     assert len(labels["coords"]["feature"]) == x.shape[2]
     # the core's explanation of the descriptors, mapped to blocks, is explain_motion's result
-    Rd = sx.explain(fisher_model, x, dims=labels["dims"])
+    Rd = sx.explain(fisher_model, x, dims=labels["dims"], preset=DOMAIN.default_preset)  # as the pipeline calls it
     blocks = descriptors_to_blocks(fisher_model, fields, Rd)
     direct = explain_motion(fisher_model, fields)
     np.testing.assert_allclose(blocks.values, direct.values, rtol=1e-6, atol=1e-7)
