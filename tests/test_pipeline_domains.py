@@ -229,7 +229,7 @@ def test_video_example_runs_small_twice_against_the_plugin(tmp_path):
         np.testing.assert_allclose(cont["continuity"].values, cont["ratio"].max("pair").values)
     with xr.open_dataset(tmp_path / "one" / "randomization_lrp.nc") as rand:
         x = sv.fields_to_tensor(fields, model)[0]
-        ref_rand = sx.evaluate.randomization(model, x, "lrp", seed=0, preset="epsilon-plus")
+        ref_rand = sx.evaluate.randomization(model, x, "lrp", seed=0, preset=sv.explain.DEFAULT_PRESET)  # the run's
         np.testing.assert_allclose(rand["spearman"].values, ref_rand["spearman"].values, rtol=1e-6, atol=1e-9)
     checks = {(r["method"], r["check"].split(" ")[0]) for r in _rows(tmp_path / "one" / "checks.csv")}
     assert checks == {(m, c) for m in ("lrp", "gradient_x_input") for c in ("continuity", "randomization")}
