@@ -100,7 +100,7 @@ def plot_box_shares(shares: xr.Dataset):
     S = shares["share"]
     batch = S.dims[0]
     labels = [str(v) for v in S.coords[batch].values]
-    fig, ax = plt.subplots(figsize=(1.2 + 0.9 * len(labels), 3.4))
+    fig, ax = plt.subplots(figsize=(2.4 + 0.9 * len(labels), 3.4))
     bottom_pos = np.zeros(len(labels))
     bottom_neg = np.zeros(len(labels))
     colors = {"object": "tab:red", "context": "tab:blue", "absorbed": "tab:gray"}
@@ -113,6 +113,6 @@ def plot_box_shares(shares: xr.Dataset):
     ax.axhline(1.0, color="k", lw=0.8, ls="--")
     ax.set_ylabel("share of f(x)")
     ax.set_title("object box, context and absorbed as parts of f(x)", fontsize=9)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # outside: never over a bar
     fig.tight_layout()
     return fig
