@@ -20,7 +20,8 @@ from conftest import assert_balances, assert_no_hooks, assert_state_equal, state
 
 
 class WritesItsWeights(nn.Module):
-    """A linear layer whose forward first rescales its own weights in place (by ``how``)."""
+    """A linear layer whose forward first rescales its own weights in place (by ``how``; ``"buffer"``
+    leaves them), and counts its calls in a buffer."""
 
     def __init__(self, how: str, n: int = 5, k: int = 3, seed: int = 0, fail: bool = False):
         super().__init__()
@@ -102,7 +103,11 @@ def test_a_model_that_writes_nothing_is_not_copied():
 
 
 def test_concurrent_explanations_of_one_model_give_it_back_after_the_last():
-    model = WritesItsWeights("imul").eval()
+    """Several threads explain one model that counts its calls in a buffer: the buffer is put back
+    when the last explanation leaves. (A model that rewrites a weight in place cannot run forward
+    and backward in two threads at once even in plain torch: one thread's write invalidates the
+    other's autograd graph.)"""
+    model = WritesItsWeights("buffer").eval()
     before = state_copy(model)
     x = torch.randn(6, 5, generator=torch.Generator().manual_seed(3))
     alone = sx.explain(model, x)
