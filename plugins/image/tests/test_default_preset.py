@@ -35,7 +35,8 @@ LABEL_OF_PRESET = {"mobilenet": "zB + Gamma(0.25) depthwise + ScaledEpsilon(0.25
 FAITHFULNESS_PRESET = "mobilenet"
 CONSERVATION = ROOT / "benchmarks" / "results" / "conservation.json"
 #: the conservation benchmark's label of the default's composite on EfficientNet-Lite0
-CONSERVATION_LABEL = {"mobilenet-conserving": "epsilon-plus-box, WSquare on depthwise convs (issue's probe)"}
+CONSERVATION_LABEL = {"mobilenet-conserving": "mobilenet-conserving (new default): epsilon-plus-box, WSquare on "
+                                               "depthwise convs (issue's probe)"}
 
 
 def _table() -> dict:
