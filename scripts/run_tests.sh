@@ -7,4 +7,6 @@ bash scripts/setup.sh
 export MPLBACKEND=Agg
 # the architecture: layers import only downwards, no cycles, plugins use the public namespaces
 lint-imports --no-cache
+# the documentation site builds offline with warnings as errors (docs/_build/html)
+bash scripts/build_docs.sh
 python -m pytest -q -p no:cacheprovider tests plugins "$@"

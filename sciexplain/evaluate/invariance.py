@@ -97,8 +97,8 @@ def input_invariance(model: nn.Module, x: Any, method: str = "lrp", shift: float
     -------
     xarray.Dataset
         ``original`` and ``shifted`` relevance (the explanations of x and of x + shift on the
-        twin), per sample ``max_abs_difference`` and ``relative_difference`` (max |difference|
-        / max |original|), ``prediction``; attrs ``max_relative_difference``, ``first_layer``.
+        twin), per sample ``max_abs_difference`` and ``relative_difference`` (max ``|difference|``
+        / max ``|original|``), ``prediction``; attrs ``max_relative_difference``, ``first_layer``.
     """
     xt = _as_tensor(x)
     if not xt.is_floating_point():

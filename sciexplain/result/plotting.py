@@ -59,7 +59,7 @@ def plot_heatmap(R: xr.DataArray, sample: int | None = 0, *, ax=None, image: np.
     image : array, optional
         Drawn in grey underneath, with the heatmap at ``alpha`` on top (an overlay).
     vmax : float, optional
-        Colour limit; default: the 99.5th percentile of |R| of this map.
+        Colour limit; default: the 99.5th percentile of ``|R|`` of this map.
 
     Returns
     -------

@@ -91,7 +91,7 @@ def plot_result(R: xr.DataArray, sample: int | None = 0, *, share: bool = False,
     ax : matplotlib Axes, optional
         Draw into this axes (the view by dims only).
     vmax : float, optional
-        Colour (or y) limit; default: the 99.5th percentile of |relevance| of the drawn sample.
+        Colour (or y) limit; default: the 99.5th percentile of ``|relevance|`` of the drawn sample.
     title : str, optional
         Default: the explained class, f(x) and the absorbed part.
     **kwargs
