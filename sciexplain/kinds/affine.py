@@ -90,7 +90,17 @@ def propagate_affine(walk: WalkView, step: Step, outs):
         # the recorded forward already computed z = Wx + b with autograd: plain terms reuse it
         cached = (xnode.outputs[xref.k], node.outputs[0])
     axes = (walk.batch_axis(xref), walk.batch_axis(Ref(node.index, 0)))
-    R_in, absorbed = lrp_affine(layer, x.detach(), R, step.rule, cached, axes)
+    recorded = {}
+    if cached is None and layer.adjoint is not None:
+        # the folded layer's output as the model computed it: the BatchNorm's output, or this
+        # node's own where the BatchNorm feeds it (the rule then needs no second forward pass)
+        if step.fuse_after is not None:
+            if step.recorded is not None:
+                recorded = {"recorded": step.recorded}
+        elif node.pristine(0):
+            recorded = {"recorded": node.outputs[0]}
+    step.recorded = None
+    R_in, absorbed = lrp_affine(layer, x.detach(), R, step.rule, cached, axes, **recorded)
     return [(xref, R_in)], absorbed
 
 
@@ -99,7 +109,10 @@ def propagate_folded(walk: WalkView, step: Step, outs):
     that layer's output relevance; folded into the following layer, that layer sends relevance
     past it and none arrives here."""
     node = step.node
-    if walk.fw.steps[step.folded_into.index].fuse_after is node:
+    layer = walk.fw.steps[step.folded_into.index]
+    if layer.fuse_after is node:
+        if node.pristine(0):  # the layer's output as the model computed it, for its rule
+            layer.recorded = node.outputs[0]
         return [(node.parents[0], outs[0])], walk.zero()
     return [], walk.zero()
 

@@ -56,6 +56,40 @@ def _module_conv_apply(m: nn.Module):
     return (lambda x, w: m._conv_forward(x, w, None)), base
 
 
+def _linear_adjoint(u: torch.Tensor, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """``W^T u`` of ``F.linear(x, w)``."""
+    return torch.matmul(u, w)
+
+
+def _conv_adjoint(stride, padding, dilation, groups):
+    """``W^T u`` of a zero-padded convolution with these settings: the input gradient of the
+    convolution, without its forward pass and without weight gradients."""
+    if isinstance(padding, str):
+        if padding != "valid":
+            return None  # "same": the padding depends on the kernel; the forward pass is differentiated
+        padding = 0
+    def as_list(v, k):
+        return [int(v)] * k if isinstance(v, int) else [int(e) for e in v]
+
+    def adjoint(u, x, w):
+        k = w.ndim - 2
+        return torch.ops.aten.convolution_backward(
+            u, x, w, None, as_list(stride, k), as_list(padding, k), as_list(dilation, k), False, [0] * k,
+            groups, [True, False, False])[0]
+    return adjoint
+
+
+def _module_adjoint(m: nn.Module, base: type):
+    """The adjoint of a Linear or zero-padded convolution module with torch's own forward, else None."""
+    if type(m).forward is not base.forward:
+        return None
+    if base is nn.Linear:
+        return _linear_adjoint
+    if getattr(m, "padding_mode", "zeros") != "zeros":
+        return None
+    return _conv_adjoint(m.stride, m.padding, m.dilation, m.groups)
+
+
 def _conv_transpose_apply(m: nn.Module, node: Node, x: torch.Tensor):
     """``x -> conv_transpose(x; w)`` without the bias, with the output size of the recorded call."""
     base = next(c for c in type(m).__mro__ if c in _CONV_TRANSPOSE_MODULES)
@@ -89,7 +123,7 @@ def affine_layer(node: Node, kind: Kind, x: torch.Tensor, out_ndim: int,
             apply, base = _module_conv_apply(m)
             w = m.weight.detach()
             b = None if m.bias is None else m.bias.detach()
-            layer = AffineLayer(name, detail, w, b, apply, True)
+            layer = AffineLayer(name, detail, w, b, apply, True, _module_adjoint(m, base))
         elif isinstance(m, _CONV_TRANSPOSE_MODULES):
             w = m.weight.detach()
             b = None if m.bias is None else m.bias.detach()
@@ -122,7 +156,7 @@ def _function_affine(node: Node, kind: Kind, x: torch.Tensor) -> AffineLayer:
         w = args[1] if len(args) > 1 else kwargs["weight"]
         b = args[2] if len(args) > 2 else kwargs.get("bias")
         return AffineLayer(name, "linear", w.detach(), None if b is None else b.detach(),
-                           lambda x_, w_: F.linear(x_, w_), True)
+                           lambda x_, w_: F.linear(x_, w_), True, _linear_adjoint)
     if op in _CONV_FUNCS or op in _CONV_TRANSPOSE_FUNCS:
         w = args[1] if len(args) > 1 else kwargs["weight"]
         b = args[2] if len(args) > 2 else kwargs.get("bias")
@@ -169,7 +203,7 @@ def _fuse_after(layer: AffineLayer, bn: Node, out_ndim: int) -> AffineLayer:
     if out_ndim > 2:
         bias = bias.reshape(_channel_shape(out_ndim))
     return AffineLayer(layer.name, f"{layer.kind}+{type(bn.target).__name__}", w_scaled, bias,
-                       layer.apply, True)
+                       layer.apply, True, layer.adjoint)
 
 
 def _fuse_before(layer: AffineLayer, bn: Node, x: torch.Tensor) -> AffineLayer:
@@ -179,5 +213,5 @@ def _fuse_before(layer: AffineLayer, bn: Node, x: torch.Tensor) -> AffineLayer:
     w_scaled = w * scale.reshape(1, -1)
     b = layer.bias if layer.bias is not None else w.new_zeros(w.shape[0])
     return AffineLayer(layer.name, f"{type(bn.target).__name__}+{layer.kind}", w_scaled,
-                       b + w @ shift, layer.apply, True)
+                       b + w @ shift, layer.apply, True, layer.adjoint)
 

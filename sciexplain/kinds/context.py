@@ -28,6 +28,9 @@ class Step:
     folded_into: Node | None = None  # this BatchNorm is folded into that layer
     first: bool = False  # a weighted layer fed by the input through transparent operations only
     signal: int | None = None  # products: the operand that is not a gate
+    #: a layer with a BatchNorm folded after it: that BatchNorm's recorded output, handed on by
+    #: the BatchNorm's step when the walk passes it (the walk frees it once the layer is done)
+    recorded: torch.Tensor | None = None
 
 
 class WalkView(Protocol):

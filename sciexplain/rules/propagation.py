@@ -94,7 +94,8 @@ def _may_cancel(p: float, q: float, corr: torch.Tensor | None, sign: float | Non
 
 
 def _signed_relevance(layer: AffineLayer, sterms: tuple[SignedTerm, ...], x: torch.Tensor, R: torch.Tensor,
-                      cached: tuple[torch.Tensor, torch.Tensor] | None, axis: int = 0):
+                      cached: tuple[torch.Tensor, torch.Tensor] | None, axis: int = 0,
+                      recorded: torch.Tensor | None = None):
     """All terms of a sign-split rule at once (``Rule.signed_terms``), or None when a
     denominator is too close to zero for the shared form to be accurate (the caller then
     evaluates the rule's own terms one by one).
@@ -111,6 +112,10 @@ def _signed_relevance(layer: AffineLayer, sterms: tuple[SignedTerm, ...], x: tor
     alpha-beta as ``z0 - lin(x; W^+)``) loses the digits of the parts it cancels. Where it is
     smaller than ``sqrt(machine eps)`` times those parts for any selected neuron, this returns
     None, so the result always agrees with the rule's terms to floating-point tolerance.
+
+    Without ``cached`` but with the layer's ``recorded`` output and an adjoint
+    (:attr:`AffineLayer.adjoint`), ``z`` is the recorded output and ``W^T u`` the adjoint: no
+    forward pass of the plain layer is run again (a layer with a BatchNorm folded into it).
     """
     W = layer.weight.detach()
     bias = None if layer.bias is None else layer.bias.detach()
@@ -127,6 +132,8 @@ def _signed_relevance(layer: AffineLayer, sterms: tuple[SignedTerm, ...], x: tor
         if cached is not None:
             leaf0, graph0 = cached  # the recorded forward pass: z = lin(x; W) + bias
             z = graph0.detach()
+        elif recorded is not None and layer.adjoint is not None:
+            z = recorded.detach()  # the recorded output, bias included; W^T u by the adjoint below
         else:
             leaf0 = _leaf(xd)
             with torch.enable_grad():
@@ -258,15 +265,15 @@ def _signed_relevance(layer: AffineLayer, sterms: tuple[SignedTerm, ...], x: tor
         acc, f = (v, f_v) if fold[0] == 2 else (u, f_u)
         absorbed = absorbed + per_sample_sum(acc, axis) * (fold[1] * f)
 
+    if u is None and v is None:
+        return torch.zeros_like(xd), absorbed
     outs, leaves, grads = [], [], []
-    if u is not None:
+    if u is not None and graph0 is not None:
         outs.append(graph0), leaves.append(leaf0), grads.append(u)
     if v is not None:
         outs.append(graphq), leaves.append(leafq), grads.append(v)
-    if not outs:
-        return torch.zeros_like(xd), absorbed
-    got = torch.autograd.grad(outs, leaves, grad_outputs=grads, allow_unused=True)
-    g0 = got[0] if u is not None else None
+    got = torch.autograd.grad(outs, leaves, grad_outputs=grads, allow_unused=True) if outs else ()
+    g0 = None if u is None else (got[0] if graph0 is not None else layer.adjoint(u, xd, W))
     gq = got[-1] if v is not None else None
     if nonneg and g0 is not None and gq is not None:  # x (f_u W^T u + f_v W+^T v)
         h = gq if f_v == 1 else gq.mul_(f_v)
@@ -283,7 +290,8 @@ def _signed_relevance(layer: AffineLayer, sterms: tuple[SignedTerm, ...], x: tor
 
 
 def _term_relevance(layer: AffineLayer, term: Term, R: torch.Tensor,
-                    cached: tuple[torch.Tensor, torch.Tensor] | None, axis: int = 0):
+                    cached: tuple[torch.Tensor, torch.Tensor] | None, axis: int = 0,
+                    recorded: torch.Tensor | None = None):
     """One term. ``cached = (x, z)``: the layer's recorded input and full output (bias included),
     still connected by autograd, so a plain term needs no second forward pass. ``R`` is already
     masked to the neurons the term selects (``Term.outputs``).
@@ -292,7 +300,13 @@ def _term_relevance(layer: AffineLayer, term: Term, R: torch.Tensor,
     as much as a tenth of a convolution.
     """
     bias = None if term.bias is None else term.bias.detach()
-    if term.plain and cached is not None:
+    adjoint = None  # W^T s computed directly: a plain term on the recorded output (see _signed_relevance)
+    if term.plain and cached is None and recorded is not None and layer.adjoint is not None:
+        values = [term.parts[0][0].detach()]
+        adjoint = (layer.adjoint, term.parts[0][1].detach())
+        z = None
+        den, private = recorded.detach(), False
+    elif term.plain and cached is not None:
         # the recorded output already is z = lin(x) + bias: the denominator, read-only
         leaves, z = [cached[0]], cached[1]
         values = [cached[0].detach()]
@@ -320,7 +334,10 @@ def _term_relevance(layer: AffineLayer, term: Term, R: torch.Tensor,
         dead = den == 0  # with eps == 0 that relevance cannot be distributed: it is absorbed
         s = torch.where(dead, torch.zeros_like(R), R / torch.where(dead, torch.ones_like(den), den))
         absorbed = per_sample_sum(torch.where(dead, R, torch.zeros_like(R) if bias is None else s * bias), axis)
-    grads = torch.autograd.grad(z, leaves, grad_outputs=s, allow_unused=True)
+    if adjoint is not None:
+        grads = [adjoint[0](s, values[0], adjoint[1])]
+    else:
+        grads = torch.autograd.grad(z, leaves, grad_outputs=s, allow_unused=True)
     R_in = None
     for value, g in zip(values, grads):
         if g is None:
@@ -347,8 +364,14 @@ def _conserves(R: torch.Tensor, R_in: torch.Tensor, absorbed: torch.Tensor, axes
 
 
 def lrp_affine(layer: AffineLayer, x: torch.Tensor, R: torch.Tensor, rule: Rule,
-               cached: tuple[torch.Tensor, torch.Tensor] | None = None, batch_axes: tuple[int, int] = (0, 0)):
+               cached: tuple[torch.Tensor, torch.Tensor] | None = None, batch_axes: tuple[int, int] = (0, 0),
+               recorded: torch.Tensor | None = None):
     """Redistribute ``R`` (shaped like the layer output) onto ``x`` with ``rule``.
+
+    ``cached = (x, z)`` is the layer's recorded input and output still joined by autograd;
+    ``recorded`` is the layer's recorded output alone (``z = lin(x; W) + b`` as the model computed
+    it, e.g. the output of a BatchNorm folded into the layer), used with the layer's adjoint in
+    place of a second forward pass.
 
     ``batch_axes`` are the dims of ``x`` and of the output that index the samples (the per-sample
     ``absorbed`` is summed over all other dims), e.g. ``(1, 1)`` for a Linear on a (time, batch,
@@ -365,7 +388,7 @@ def lrp_affine(layer: AffineLayer, x: torch.Tensor, R: torch.Tensor, rule: Rule,
     sterms = rule.signed_terms() if layer.weighted else None
     if sterms is not None and not (len(sterms) == 1 and sterms[0].b == 0 and sterms[0].outputs == "all"):
         # (a single x w term, i.e. epsilon, already is one backward pass of the recorded graph)
-        out = _signed_relevance(layer, sterms, x, R, cached, batch_axes[1])
+        out = _signed_relevance(layer, sterms, x, R, cached, batch_axes[1], recorded)
         if out is not None and _conserves(R, *out, batch_axes):
             return out
     R_in, absorbed = None, None
@@ -374,12 +397,16 @@ def lrp_affine(layer: AffineLayer, x: torch.Tensor, R: torch.Tensor, rule: Rule,
     if any(t.outputs != "all" for t in terms):
         if cached is not None:
             plain_z = cached[1].detach()
+        elif recorded is not None:
+            plain_z = recorded.detach()
         else:
             with torch.no_grad():
                 plain_z = layer.forward(x.detach())
     # the batch dim is passed only where it is not the first (batch-first calls keep the
     # four-argument form that tests spy on)
     at = {} if batch_axes[1] == 0 else {"axis": batch_axes[1]}
+    if recorded is not None:
+        at["recorded"] = recorded
     for term in terms:
         R_t = R
         if term.outputs != "all":

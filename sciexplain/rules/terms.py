@@ -47,6 +47,13 @@ class AffineLayer:
         Broadcastable to the output.
     apply : callable
         ``apply(x, weight) -> z`` without bias; must be linear in ``x``.
+    weighted : bool
+        Whether the layer has weights (False for weight-free maps such as pooling).
+    adjoint : callable, optional
+        ``adjoint(u, x, weight) -> W^T u``, shaped like ``x`` (``x`` gives the shape only): the
+        transpose of ``apply``, computed directly (one transposed convolution or matrix product),
+        so that a rule can use the recorded output of the layer instead of running its forward
+        pass again to differentiate it. None where only ``apply`` is known.
     """
 
     name: str
@@ -55,6 +62,7 @@ class AffineLayer:
     bias: torch.Tensor | None
     apply: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
     weighted: bool = True
+    adjoint: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor] | None = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         z = self.apply(x, self.weight)

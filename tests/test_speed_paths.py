@@ -1,0 +1,123 @@
+"""The engine's fast paths (issue 22) give the results of the plain paths they replace."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+import sciexplain as sx
+from sciexplain.kinds.affine_layers import _conv_adjoint, _linear_adjoint, _module_adjoint
+from sciexplain.rules import AlphaBeta, Epsilon, Gamma, ZPlus
+from sciexplain.rules.propagation import AffineLayer, lrp_affine
+
+
+def _vjp(apply, x, w, u):
+    """W^T u by differentiating the forward pass (the reference the adjoint replaces)."""
+    leaf = x.detach().clone().requires_grad_(True)
+    return torch.autograd.grad(apply(leaf, w), leaf, grad_outputs=u)[0]
+
+
+@pytest.mark.parametrize("conv, shape", [
+    (nn.Conv1d(3, 4, 5, stride=2, padding=1), (2, 3, 17)),
+    (nn.Conv2d(4, 6, 3, stride=(2, 1), padding=(1, 2), dilation=(1, 2), groups=2), (2, 4, 9, 11)),
+    (nn.Conv2d(6, 6, (5, 1), groups=6, padding="valid"), (3, 6, 8, 4)),
+    (nn.Conv3d(2, 3, 2, stride=2), (1, 2, 5, 6, 7)),
+])
+def test_conv_adjoint_is_the_transpose_of_the_convolution(conv, shape):
+    torch.manual_seed(0)
+    x = torch.randn(shape, dtype=torch.float64)
+    conv = conv.double()
+    w = torch.randn_like(conv.weight)
+    u = torch.randn_like(conv._conv_forward(x, w, None))
+    adjoint = _module_adjoint(conv, type(conv))
+    assert adjoint is not None
+    expected = _vjp(lambda a, b: conv._conv_forward(a, b, None), x, w, u)
+    torch.testing.assert_close(adjoint(u, x, w), expected, rtol=1e-12, atol=1e-12)
+
+
+def test_linear_adjoint_and_where_there_is_none():
+    torch.manual_seed(0)
+    x, w = torch.randn(2, 3, 5, dtype=torch.float64), torch.randn(4, 5, dtype=torch.float64)
+    u = torch.randn(2, 3, 4, dtype=torch.float64)
+    torch.testing.assert_close(_linear_adjoint(u, x, w), _vjp(lambda a, b: a @ b.T, x, w, u))
+    # "same" padding, other padding modes and custom forward passes keep differentiating the forward
+    assert _conv_adjoint(1, "same", 1, 1) is None
+    assert _module_adjoint(nn.Conv1d(2, 2, 3, padding=1, padding_mode="reflect"), nn.Conv1d) is None
+
+    class Custom(nn.Conv1d):
+        def forward(self, x):
+            return super().forward(x) * 1.0
+    assert _module_adjoint(Custom(2, 2, 3), nn.Conv1d) is None
+
+
+@pytest.mark.parametrize("rule", [Epsilon(1e-6), ZPlus(), AlphaBeta(2, 1), Gamma(0.25)])
+def test_rule_on_the_recorded_output_with_the_adjoint_matches_the_forward_pass(rule):
+    """lrp_affine with the layer's recorded output (no second forward pass) gives the relevance of
+    the plain evaluation, on mixed-sign and non-negative inputs."""
+    torch.manual_seed(1)
+    conv = nn.Conv2d(3, 5, 3, padding=1).double()
+    w, b = conv.weight.detach(), conv.bias.detach().reshape(1, -1, 1, 1)
+    plain = AffineLayer("c", "Conv2d", w, b, lambda x_, w_: conv._conv_forward(x_, w_, None), True)
+    fast = AffineLayer("c", "Conv2d", w, b, plain.apply, True, _module_adjoint(conv, nn.Conv2d))
+    for x in (torch.randn(2, 3, 6, 6, dtype=torch.float64), torch.rand(2, 3, 6, 6, dtype=torch.float64)):
+        z = plain.forward(x)
+        R = torch.randn_like(z)
+        R_ref, a_ref = lrp_affine(plain, x, R, rule)
+        R_fast, a_fast = lrp_affine(fast, x, R, rule, recorded=z)
+        torch.testing.assert_close(R_fast, R_ref, rtol=1e-9, atol=1e-12)
+        torch.testing.assert_close(a_fast, a_ref, rtol=1e-9, atol=1e-12)
+
+
+class _ConvBN(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv1d(3, 6, 5, padding=2)
+        self.bn = nn.BatchNorm1d(6)
+        self.conv2 = nn.Conv1d(6, 4, 3)
+        self.bn2 = nn.BatchNorm1d(4)
+        self.fc = nn.Linear(4 * 14, 3)
+
+    def forward(self, x):
+        h = torch.relu(self.bn(self.conv(x)))
+        return self.fc(torch.relu(self.bn2(self.conv2(h))).flatten(1))
+
+
+def _conv_bn():
+    torch.manual_seed(2)
+    m = _ConvBN()
+    for bn in (m.bn, m.bn2):
+        bn.running_mean.normal_(0, 0.3)
+        bn.running_var.uniform_(0.5, 2.0)
+        bn.weight.data.uniform_(0.5, 1.5)
+        bn.bias.data.normal_(0, 0.2)
+    return m.eval()
+
+
+@pytest.mark.parametrize("preset", ["epsilon", "epsilon-plus", "alpha2-beta1"])
+def test_layers_with_a_folded_batchnorm_run_no_second_plain_forward(preset, monkeypatch):
+    """A convolution with a BatchNorm folded into it takes z from the BatchNorm's recorded output:
+    its plain forward runs once (the model's own), plus one modified forward where the rule needs
+    one (z+ on the mixed-sign first layer), and the ledger balances."""
+    m = _conv_bn()
+    before = {k: v.clone() for k, v in m.state_dict().items()}
+    x = torch.randn(4, 3, 16)
+    calls = []
+    original = m.conv._conv_forward
+
+    def counting(inp, weight, bias):
+        calls.append(inp.shape)
+        return original(inp, weight, bias)
+    monkeypatch.setattr(m.conv, "_conv_forward", counting)
+    R = sx.explain(m, x, preset=preset)
+    n_first = len(calls)
+    # epsilon: the recorded forward only; z+ on the mixed-sign input: plus the one |x| |W| pass
+    # (alpha-beta falls back to its terms here, near-zero denominators, and is checked by its ledger)
+    if preset != "alpha2-beta1":
+        assert n_first == (1 if preset == "epsilon" else 2)
+    total = R.sum([d for d in R.dims if d != "sample"]).values + R.absorbed.values
+    torch.testing.assert_close(torch.as_tensor(total, dtype=torch.float64),
+                               torch.as_tensor(R.prediction.values, dtype=torch.float64), rtol=1e-5, atol=1e-6)
+    monkeypatch.undo()
+    for k, v in m.state_dict().items():
+        assert torch.equal(v, before[k]), k
