@@ -1,0 +1,369 @@
+"""braindecode's EEG networks (ShallowFBCSPNet, Deep4Net, EEGNetv4, EEGConformer, ATCNet) as plugin models.
+
+A braindecode network takes ``(batch, n_chans, n_times)`` and ends in a log-softmax; the plugin's
+models carry ``n_channels``, ``n_times``, ``ch_names``, ``sfreq`` and ``scaling`` so that
+:func:`sciexplain_eeg.fit` and :func:`sciexplain_eeg.explain_epochs` (``sx.explain(model, epochs)``)
+can check and label epochs. :class:`BraindecodeEEG` wraps a braindecode network with those
+attributes; :func:`make_braindecode` builds one from the registry :data:`ZOO` (architectures sized
+for 1 s epochs at 100 Hz, the plugin's synthetic epochs), :func:`wrap_braindecode` wraps a network
+built or trained elsewhere, and :func:`load_zoo` loads the weights shipped with the plugin (trained
+here on the synthetic ground-truth epochs by ``benchmarks/bench_eeg_zoo.py``).
+
+The core explains the networks as braindecode builds them, with one exception that is adapted
+here, not in the core: ATCNet's multi-head attention folds its heads into the batch dim
+(``torch.cat(q.split(head_dim, -1), 0)``), which LRP cannot follow per sample. The wrappers swap
+each such block for :class:`HeadsApartMHA`, the same computation with the heads on their own dim,
+reusing the block's own ``nn.Linear`` layers (state dict keys unchanged); and ATCNet's ``MaxNormLinear``
+rescales its weight in place in every forward, also in eval mode, which the wrappers restrict to
+training mode so that the explained network is a fixed function. The registry's networks are
+built without braindecode's final log-softmax (``add_log_softmax=False``), so they return logits like
+the plugin's own networks; a wrapped network that keeps it is explained before it (the core strips a
+final log-softmax), while perturbation curves then follow its log-probabilities.
+"""
+
+from __future__ import annotations
+
+import copy
+import importlib.resources
+import inspect
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+from sciexplain.errors import DataNotFoundError, InputError, MissingDependencyError
+
+from .models import _EEGModel
+
+__all__ = ["ZOO", "ZooEntry", "BraindecodeEEG", "HeadsApartMHA", "make_braindecode", "wrap_braindecode",
+           "load_zoo", "zoo_weights_path"]
+
+
+@dataclass(frozen=True)
+class ZooEntry:
+    """One braindecode network in the plugin's registry.
+
+    Attributes
+    ----------
+    name : str
+        The braindecode class name.
+    params : dict
+        Keyword arguments of the braindecode class for 1 s epochs at 100 Hz (besides ``n_chans``,
+        ``n_outputs``, ``n_times``); braindecode's defaults are for 250 Hz (128 Hz for EEGNet) and
+        epochs of 4 s, so kernel and pooling lengths are scaled to the sampling rate here.
+    default_preset : str
+        The LRP preset :func:`sciexplain_eeg.explain_epochs` uses for it, chosen by the faithfulness
+        study of ``benchmarks/bench_eeg_zoo.py`` (highest ABPC of the channel-time block
+        perturbation on the synthetic epochs).
+    accuracy : float or None
+        Test accuracy of the shipped weights on 400 fresh synthetic epochs (seed 1000, default
+        noise), as measured by ``benchmarks/bench_eeg_zoo.py``.
+    description : str
+        What the network is, in one sentence, and its reference.
+    """
+
+    name: str
+    params: Mapping[str, Any] = field(default_factory=dict)
+    default_preset: str = "epsilon"
+    accuracy: float | None = None
+    description: str = ""
+
+
+#: the braindecode networks the plugin trains, explains and ships weights for
+ZOO: dict[str, ZooEntry] = {
+    "ShallowFBCSPNet": ZooEntry(
+        "ShallowFBCSPNet",
+        {"filter_time_length": 10, "pool_time_length": 30, "pool_time_stride": 6, "final_conv_length": "auto"},
+        default_preset="alpha2-beta1", accuracy=0.9875,
+        description="temporal conv, spatial conv, BatchNorm, square, mean pooling, log (Schirrmeister et al. "
+                    "2017): a learned filter-bank CSP"),
+    "Deep4Net": ZooEntry(
+        "Deep4Net",
+        {"filter_time_length": 4, "filter_length_2": 4, "filter_length_3": 4, "filter_length_4": 4,
+         "pool_time_length": 2, "pool_time_stride": 2, "final_conv_length": "auto"},
+        default_preset="epsilon", accuracy=0.99,
+        description="four conv-BatchNorm-ELU-max-pool blocks (Schirrmeister et al. 2017)"),
+    "EEGNetv4": ZooEntry(
+        "EEGNetv4", {"kernel_length": 50},
+        default_preset="epsilon", accuracy=0.9925,
+        description="temporal conv, depthwise spatial conv, separable conv, BatchNorm, ELU, average pooling "
+                    "(Lawhern et al. 2018)"),
+    "EEGConformer": ZooEntry(
+        "EEGConformer",
+        {"filter_time_length": 10, "pool_time_length": 30, "pool_time_stride": 6, "att_depth": 2,
+         "final_fc_length": "auto"},
+        default_preset="cp-lrp", accuracy=0.99,
+        description="shallow conv stem, then transformer encoder layers (LayerNorm, multi-head attention, "
+                    "GELU MLP) over time tokens (Song et al. 2023)"),
+    "ATCNet": ZooEntry(
+        "ATCNet",
+        {"conv_block_kernel_length_1": 26, "conv_block_pool_size_1": 4, "conv_block_pool_size_2": 3,
+         "n_windows": 3},
+        default_preset="epsilon", accuracy=1.0,
+        description="EEGNet-style conv block, sliding windows each with multi-head attention and a temporal "
+                    "conv net, averaged (Altaheri et al. 2023)"),
+}
+
+
+class HeadsApartMHA(nn.Module):
+    """ATCNet's multi-head attention with the heads on their own dim instead of folded into the batch.
+
+    ``softmax(q_h k_h^T / sqrt(d)) v_h`` per head ``h``, heads concatenated along features, then
+    ``fc_o`` and dropout: the computation of ``braindecode.models.atcnet._MHA``, with the same
+    ``fc_q``, ``fc_k``, ``fc_v``, ``fc_o`` and ``dropout`` modules (so the same state dict keys).
+    """
+
+    def __init__(self, source: nn.Module) -> None:
+        super().__init__()
+        self.head_dim = int(source.head_dim)
+        self.n_heads = int(source.embed_dim) // self.head_dim
+        self.fc_q, self.fc_k, self.fc_v = source.fc_q, source.fc_k, source.fc_v
+        self.fc_o, self.dropout = source.fc_o, source.dropout
+
+    def _heads(self, t: torch.Tensor) -> torch.Tensor:
+        b, s, _ = t.shape
+        return t.reshape(b, s, self.n_heads, self.head_dim).transpose(1, 2)
+
+    def forward(self, Q: torch.Tensor, K: torch.Tensor, V: torch.Tensor) -> torch.Tensor:
+        """(batch, seq, input_dim) x 3 -> (batch, seq, output_dim)."""
+        q, k, v = self._heads(self.fc_q(Q)), self._heads(self.fc_k(K)), self._heads(self.fc_v(V))
+        w = torch.softmax(q @ k.transpose(-2, -1) / math.sqrt(self.head_dim), -1)
+        h = (w @ v).transpose(1, 2)
+        return self.dropout(self.fc_o(h.reshape(h.shape[0], h.shape[1], -1)))
+
+
+def _max_norm_in_training_only(module: nn.Module) -> None:
+    """Make a braindecode ``MaxNormLinear`` apply its weight constraint only in training mode.
+
+    braindecode's ``MaxNormLinear.forward`` rescales its weight in place on every call, in eval mode
+    too, by ``norm / (1e-5 + norm)`` even when the norm is within the limit: each forward shrinks
+    the weights by about 1e-4 relative, so an explanation would not explain the model the caller
+    keeps (and repeated calls drift). A constraint is a training device (Keras applies it after
+    each optimiser step); with this the evaluated network is a fixed function.
+    """
+    original = type(module).forward
+
+    def forward(X, _self=module, _original=original):
+        if _self.training:
+            return _original(_self, X)
+        return nn.Linear.forward(_self, X)
+
+    module.forward = forward
+
+
+def _swap_attention(net: nn.Module) -> int:
+    """Adapt a braindecode network in place (it must be the plugin's own copy) so that LRP can follow it.
+
+    Every ``atcnet._MHA`` becomes :class:`HeadsApartMHA`, and every ``MaxNormLinear`` applies its
+    constraint in training mode only (:func:`_max_norm_in_training_only`). Returns how many
+    attention blocks were swapped.
+    """
+    swapped = 0
+    for module in list(net.modules()):
+        if type(module).__name__ == "MaxNormLinear" and isinstance(module, nn.Linear):
+            _max_norm_in_training_only(module)
+        for child_name, child in list(module.named_children()):
+            if type(child).__name__ == "_MHA" and type(child).__module__.endswith("atcnet"):
+                setattr(module, child_name, HeadsApartMHA(child))
+                swapped += 1
+    return swapped
+
+
+class BraindecodeEEG(_EEGModel):
+    """A braindecode network with the plugin's model attributes: input (batch, channel, time).
+
+    Parameters
+    ----------
+    net : torch.nn.Module
+        The braindecode network (used as given: wrap a copy, see :func:`wrap_braindecode`).
+    n_channels, n_times, n_classes : int
+        Its input shape and number of outputs.
+    architecture : str
+        The braindecode class name (the registry key).
+    default_preset : str, optional
+        The LRP preset used when :func:`sciexplain_eeg.explain_epochs` gets none; default the
+        registry's choice for ``architecture``, else the plugin's default.
+
+    Attributes
+    ----------
+    net : torch.nn.Module
+    ch_names, sfreq, scaling
+        As for the plugin's other models (set by :func:`sciexplain_eeg.fit`).
+    default_preset : str
+    params : dict
+        The braindecode keyword arguments it was built with (empty when wrapped).
+    """
+
+    def __init__(self, net: nn.Module, n_channels: int, n_times: int, n_classes: int, *,
+                 architecture: str, default_preset: str | None = None, params: Mapping[str, Any] | None = None
+                 ) -> None:
+        super().__init__(n_channels, n_times, n_classes)
+        self.net = net
+        self.architecture = str(architecture)
+        entry = ZOO.get(self.architecture)
+        if default_preset is None:
+            from .explain import DEFAULT_PRESET
+            default_preset = entry.default_preset if entry is not None else DEFAULT_PRESET
+        self.default_preset = default_preset
+        self.params = dict(params or {})
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The network's output (batch, n_classes): logits for the registry's networks."""
+        self._check_input(x)
+        return self.net(x)
+
+    def extra_repr(self) -> str:
+        return f"architecture={self.architecture!r}, default_preset={self.default_preset!r}"
+
+
+def _braindecode_class(name: str):
+    if name not in ZOO:
+        raise InputError(f"unknown braindecode network {name!r}; the registry has {sorted(ZOO)}")
+    try:
+        import braindecode.models as bd
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        raise MissingDependencyError("the braindecode networks need braindecode 0.8.1: pip install --no-deps "
+                          "braindecode==0.8.1 skorch einops torchinfo docstring-inheritance pandas h5py "
+                          "(braindecode >= 1.0 imports torchaudio)") from exc
+    return getattr(bd, name)
+
+
+def make_braindecode(name: str, n_channels: int, n_times: int, *, n_classes: int = 2, sfreq: float = 100.0,
+                     seed: int | None = 0, **params: Any) -> BraindecodeEEG:
+    """Build a registry network for epochs of ``n_channels`` x ``n_times`` samples.
+
+    Parameters
+    ----------
+    name : str
+        A key of :data:`ZOO`.
+    n_channels, n_times, n_classes : int
+        Input shape and outputs.
+    sfreq : float
+        Sampling rate in Hz (ATCNet needs it; recorded as ``model.sfreq``).
+    seed : int or None
+        Seeds the initial weights (the global torch RNG is left as it was); None draws from it.
+    **params
+        Override the registry's braindecode keyword arguments.
+
+    Returns
+    -------
+    BraindecodeEEG
+        In eval mode; ``ch_names`` and ``scaling`` stay None until :func:`sciexplain_eeg.fit`.
+    """
+    import warnings
+
+    cls = _braindecode_class(name)
+    kwargs = {**ZOO[name].params, **params}
+    if "add_log_softmax" in inspect.signature(cls.__init__).parameters:
+        kwargs.setdefault("add_log_softmax", False)  # logits, as the plugin's own networks return
+    if name == "ATCNet":
+        kwargs.setdefault("sfreq", float(sfreq))
+        kwargs.setdefault("input_window_seconds", None)
+    with warnings.catch_warnings():  # braindecode warns about its own deprecated argument names
+        warnings.simplefilter("ignore")
+        with torch.random.fork_rng(devices=[]):
+            if seed is not None:
+                torch.manual_seed(int(seed))
+            try:
+                net = cls(n_chans=int(n_channels), n_outputs=int(n_classes), n_times=int(n_times), **kwargs)
+            except (ValueError, RuntimeError) as exc:
+                raise InputError(f"braindecode could not build {name} for {n_channels} channels x {n_times} "
+                                 f"samples with {kwargs}: {exc}. Shorter kernels or pooling (pass them as "
+                                 "keyword arguments) fit shorter epochs.") from exc
+    _swap_attention(net)
+    model = BraindecodeEEG(net, n_channels, n_times, n_classes, architecture=name, params=kwargs)
+    model.sfreq = float(sfreq)
+    return model.eval()
+
+
+def wrap_braindecode(net: nn.Module, *, ch_names: list[str] | None = None, sfreq: float | None = None,
+                     scaling: float | None = None, default_preset: str | None = None) -> BraindecodeEEG:
+    """Wrap a braindecode network built or trained elsewhere, so the plugin can check and label epochs.
+
+    The network is copied (the caller's object is left untouched), attention blocks that fold heads
+    into the batch are swapped for :class:`HeadsApartMHA`, and the copy is put in eval mode.
+
+    Parameters
+    ----------
+    net : torch.nn.Module
+        A braindecode model (``n_chans``, ``n_times``, ``n_outputs`` are read from it).
+    ch_names : list of str, optional
+        Its channels in training order; default the names in ``net.chs_info`` if braindecode has them.
+    sfreq : float, optional
+        Its sampling rate; default braindecode's, if it knows it.
+    scaling : float, optional
+        Factor from volts to its input units (1e6 if it was trained on microvolts).
+    default_preset : str, optional
+        The LRP preset for it; default the registry's choice for its class.
+    """
+    for attr in ("n_chans", "n_times", "n_outputs"):
+        try:
+            if getattr(net, attr) is None:
+                raise ValueError
+        except (AttributeError, ValueError):
+            raise InputError(f"{type(net).__name__} does not say its {attr}; wrap_braindecode takes braindecode "
+                             "models built with n_chans, n_times and n_outputs") from None
+    copy_ = copy.deepcopy(net)
+    _swap_attention(copy_)
+    model = BraindecodeEEG(copy_, int(net.n_chans), int(net.n_times), int(net.n_outputs),
+                           architecture=type(net).__name__, default_preset=default_preset)
+    if ch_names is None:
+        try:
+            info = net.chs_info
+            ch_names = [c["ch_name"] for c in info] if info else None
+        except (AttributeError, ValueError, KeyError, TypeError):
+            ch_names = None
+    if sfreq is None:
+        try:
+            sfreq = float(net.sfreq)
+        except (AttributeError, ValueError, TypeError):
+            sfreq = None
+    model.ch_names = None if ch_names is None else [str(c) for c in ch_names]
+    model.sfreq = sfreq
+    model.scaling = scaling
+    return model.eval()
+
+
+def zoo_weights_path(name: str):
+    """The shipped weight file of a registry network (``sciexplain_eeg/weights/zoo_<name>.pt``)."""
+    if name not in ZOO:
+        raise InputError(f"unknown braindecode network {name!r}; the registry has {sorted(ZOO)}")
+    return importlib.resources.files("sciexplain_eeg") / "weights" / f"zoo_{name}.pt"
+
+
+def load_zoo(name: str) -> BraindecodeEEG:
+    """A registry network with the weights shipped in the plugin (trained on the synthetic epochs).
+
+    Trained by ``python benchmarks/bench_eeg_zoo.py --write-weights`` on 200 epochs of
+    ``make_synthetic_epochs(seed=0)`` (30 channels, 101 samples at 100 Hz, microvolts), seed 0.
+    The file is read with ``torch.load(..., weights_only=True)``: tensors and plain values only.
+
+    Returns
+    -------
+    BraindecodeEEG
+        In eval mode, with ``ch_names``, ``sfreq`` and ``scaling`` as in training.
+    """
+    path = zoo_weights_path(name)
+    if not path.is_file():
+        raise DataNotFoundError(f"no shipped weights for {name} at {path}; train them with "
+                                "python benchmarks/bench_eeg_zoo.py --write-weights")
+    with path.open("rb") as fh:
+        saved = torch.load(fh, map_location="cpu", weights_only=True)
+    meta = saved["meta"]
+    model = make_braindecode(name, meta["n_channels"], meta["n_times"], n_classes=meta["n_classes"],
+                             sfreq=meta["sfreq"], seed=None, **meta.get("overrides", {}))
+    model.load_state_dict(saved["state_dict"])
+    model.ch_names = list(meta["ch_names"])
+    model.scaling = float(meta["scaling"])
+    return model.eval()
+
+
+def save_zoo(model: BraindecodeEEG, path: Any, *, overrides: Mapping[str, Any] | None = None) -> None:
+    """Write a trained registry network as the file :func:`load_zoo` reads (state dict + plain metadata)."""
+    meta = {"architecture": model.architecture, "n_channels": model.n_channels, "n_times": model.n_times,
+            "n_classes": model.n_classes, "sfreq": float(model.sfreq), "ch_names": list(model.ch_names or []),
+            "scaling": float(model.scaling if model.scaling is not None else 1.0),
+            "overrides": dict(overrides or {})}
+    torch.save({"state_dict": model.state_dict(), "meta": meta}, path)
