@@ -14,6 +14,14 @@ Models
 Training
     :func:`fit`, :class:`FitResult`, :func:`evaluate`;
     :meth:`LinearEEG.fit_logistic`.
+braindecode's networks (needs braindecode 0.8.1)
+    :data:`ZOO` (the registry: ShallowFBCSPNet, Deep4Net, EEGNetv4, EEGConformer, ATCNet),
+    :func:`make_braindecode`, :func:`load_zoo` (shipped weights), :func:`wrap_braindecode`,
+    :class:`BraindecodeEEG`.
+ICLabel (needs mne-icalabel and psutil)
+    :func:`explain_iclabel`, :func:`iclabel_features`, :func:`input_shares`, :func:`plot_iclabel`,
+    :func:`load_iclabelnet`, :data:`ICLABEL_CLASSES`; a simulated recording with known sources:
+    :func:`simulate_recording`, :func:`fit_ica`, :func:`match_components`.
 Explaining
     :func:`explain_epochs` (also reached as ``sciexplain.explain(model, epochs)``),
     :func:`epochs_to_tensor`, the domain object ``DOMAIN``.
@@ -77,6 +85,20 @@ _EXPORTS = {
     "ground_truth_scores": "acceptance",
     "run_acceptance": "acceptance",
     "run_demo": "demo",
+    "ZOO": "zoo",
+    "BraindecodeEEG": "zoo",
+    "load_zoo": "zoo",
+    "make_braindecode": "zoo",
+    "wrap_braindecode": "zoo",
+    "ICLABEL_CLASSES": "iclabel",
+    "explain_iclabel": "iclabel",
+    "iclabel_features": "iclabel",
+    "input_shares": "iclabel",
+    "load_iclabelnet": "iclabel",
+    "plot_iclabel": "iclabel",
+    "fit_ica": "icsim",
+    "match_components": "icsim",
+    "simulate_recording": "icsim",
     "FitResult": "training",
     "evaluate": "training",
     "fit": "training",
@@ -107,6 +129,10 @@ if TYPE_CHECKING:  # pragma: no cover
     from .rois import channel_regions, default_rois, pool_rois
     from .synthetic import DEFAULT_CH_NAMES, GroundTruth, make_synthetic_epochs
     from .training import FitResult, evaluate, fit
+    from .zoo import ZOO, BraindecodeEEG, load_zoo, make_braindecode, wrap_braindecode
+    from .iclabel import (ICLABEL_CLASSES, explain_iclabel, iclabel_features, input_shares, load_iclabelnet,
+                          plot_iclabel)
+    from .icsim import fit_ica, match_components, simulate_recording
 
 
 def __getattr__(name: str) -> Any:

@@ -328,7 +328,8 @@ def explain_epochs(model: Any, epochs: Any, target: Any = None, *, scaling: floa
         Any method of :func:`sciexplain.explain` (``"lrp"``, ``"sensitivity"``,
         ``"gradient_x_input"``, ...).
     preset : str, Rule or mapping, optional
-        LRP rules; default :data:`DEFAULT_PRESET`.
+        LRP rules; default ``model.default_preset`` if the model has one (the braindecode
+        networks of :mod:`sciexplain_eeg.zoo`), else :data:`DEFAULT_PRESET`.
     picks, ch_names, sfreq, n_times, allow_bads
         Channel selection and what the model expects; see :func:`epochs_to_tensor` and the
         module docstring.
@@ -364,7 +365,9 @@ def explain_epochs(model: Any, epochs: Any, target: Any = None, *, scaling: floa
         target = labels["labels"]
         if (target < 0).any():
             raise InputError("target='true' needs every epoch's event code in epochs.event_id")
-    explainer = sx.Explainer(model, method, DEFAULT_PRESET if preset is None else preset, bounds=bounds,
+    if preset is None:  # a model may carry its own default (the braindecode networks of sciexplain_eeg.zoo)
+        preset = getattr(model, "default_preset", None) or DEFAULT_PRESET
+    explainer = sx.Explainer(model, method, preset, bounds=bounds,
                              max_pool=max_pool, **options)
     R = explainer.explain(x, target, dims=DIMS, coords=labels["coords"], through=through)
     R = R.assign_coords(predicted=("epoch", _predicted(model, x)))

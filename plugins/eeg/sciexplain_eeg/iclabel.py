@@ -28,7 +28,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-from sciexplain.errors import InputError
+from sciexplain.errors import InputError, MissingDependencyError
 
 __all__ = ["ICLABEL_CLASSES", "ICLABEL_INPUTS", "load_iclabelnet", "iclabel_features", "explain_iclabel",
            "input_shares", "plot_iclabel"]
@@ -51,7 +51,7 @@ def _need_icalabel():
         from mne_icalabel.iclabel.features import get_iclabel_features
         from mne_icalabel.iclabel.network.utils import _format_input
     except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise ImportError("explaining ICLabel needs mne-icalabel (and psutil): pip install mne-icalabel==0.10.0 "
+        raise MissingDependencyError("explaining ICLabel needs mne-icalabel (and psutil): pip install mne-icalabel==0.10.0 "
                           "psutil") from exc
     return network, get_iclabel_features, _format_input
 
