@@ -82,19 +82,26 @@ class Documents:
         self.tokenizer = tokenizer
         self.max_length = None if max_length is None else int(max_length)
         self.truncation = truncation
+        # special tokens a subword tokenizer puts around each document ([CLS] ... [SEP])
+        prefix = [tokenizer.special(s) for s in getattr(tokenizer, "prefix", ())]
+        suffix = [tokenizer.special(s) for s in getattr(tokenizer, "suffix", ())]
+        n_special = len(prefix) + len(suffix)
+        if self.max_length is not None and self.max_length <= n_special:
+            raise TextInputError(f"max_length={self.max_length} leaves no room for text beside the tokenizer's "
+                                 f"{n_special} special tokens; pass a larger max_length")
         tokens, n_tokens = [], []
         for i, text in enumerate(self.texts):
             toks = tokenizer.tokenize(text)
             if not toks:
                 raise TextInputError(f"document {i} has no tokens ({text[:40]!r}); remove empty documents "
                                      "before explaining (there is nothing to attribute relevance to)")
-            n_tokens.append(len(toks))
-            if self.max_length is not None and len(toks) > self.max_length:
+            n_tokens.append(len(toks) + n_special)
+            if self.max_length is not None and len(toks) + n_special > self.max_length:
                 if truncation == "error":
-                    raise TextInputError(f"document {i} has {len(toks)} tokens, more than max_length="
+                    raise TextInputError(f"document {i} has {len(toks) + n_special} tokens, more than max_length="
                                          f"{self.max_length}; shorten it or pass truncation='truncate'")
-                toks = toks[: self.max_length]
-            tokens.append(toks)
+                toks = toks[: self.max_length - n_special]
+            tokens.append(prefix + toks + suffix if n_special else toks)
         self.tokens: list[list[Token]] = tokens
         self.n_tokens = np.asarray(n_tokens, dtype=np.int64)
         self.truncated = np.array([len(t) < n for t, n in zip(tokens, n_tokens)])
@@ -106,14 +113,18 @@ class Documents:
         length = max(longest, pad_to or 0)
         ids = np.zeros((len(tokens), length), dtype=np.int64)
         for i, toks in enumerate(tokens):
-            ids[i, : len(toks)] = [tokenizer.lookup(t.text) for t in toks]
+            ids[i, : len(toks)] = [t.id if t.id is not None else tokenizer.lookup(t.text) for t in toks]
         self.ids = torch.from_numpy(ids)
         self.is_padding = np.zeros_like(ids, dtype=bool)
         for i, toks in enumerate(tokens):
             self.is_padding[i, len(toks):] = True
         self.is_oov = (ids == tokenizer.unk_id) & ~self.is_padding
+        self.is_special = np.zeros_like(self.is_padding)
+        for i, toks in enumerate(tokens):
+            self.is_special[i, : len(toks)] = [t.special for t in toks]
+        self.has_specials = n_special > 0
         if not allow_all_unknown:
-            none_known = [i for i, toks in enumerate(tokens) if self.is_oov[i, : len(toks)].all()]
+            none_known = [i for i, toks in enumerate(tokens) if (self.is_oov | self.is_special)[i, : len(toks)].all()]
             if none_known:
                 raise TextInputError(f"documents {none_known[:10]} have no token in the vocabulary; the model "
                                      "would see only the unknown token. Pass allow_all_unknown=True to explain "
@@ -168,6 +179,8 @@ class Documents:
             "n_tokens": ("document", self.n_tokens.copy()),
             "truncated": ("document", self.truncated.copy()),
         }
+        if self.has_specials:
+            c["is_special"] = (("document", "token"), self.is_special.copy())
         if self.labels is not None:
             c["label"] = ("document", self.labels.copy())
         return c
@@ -192,9 +205,13 @@ class Documents:
 
 
 def find_embedding(model: nn.Module) -> nn.Embedding:
-    """The (single) ``nn.Embedding`` of a text model."""
+    """The (single) ``nn.Embedding`` of a text model, or the one it names as ``model.token_embedding``
+    (a transformer also embeds positions)."""
     if not isinstance(model, nn.Module):
         raise TextInputError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    named = getattr(model, "token_embedding", None)
+    if isinstance(named, nn.Embedding):
+        return named
     embs = [m for m in model.modules() if isinstance(m, nn.Embedding)]
     if len(embs) != 1:
         raise VocabularyError(f"a text model needs exactly one nn.Embedding of the token ids, found {len(embs)}")

@@ -106,9 +106,12 @@ def explain_documents(model: nn.Module, docs: Documents, target: Any = None, *, 
             # the core's gradient methods differentiate at the embedding's output, which needs a
             # graph there; a frozen embedding gets one for the call and is frozen again after it
             emb.weight.requires_grad_(True)
-        R = sx.explain(model, docs.ids, target, method=method,
-                       preset=DEFAULT_PRESET if preset is None else preset, dims=DIMS, coords=docs.coords(),
-                       **kwargs)
+        if getattr(model, "takes_attention_mask", False):
+            R = _explain_masked(model, docs, target, method, preset, kwargs)
+        else:
+            R = sx.explain(model, docs.ids, target, method=method,
+                           preset=DEFAULT_PRESET if preset is None else preset, dims=DIMS, coords=docs.coords(),
+                           **kwargs)
     finally:
         if frozen:
             emb.weight.requires_grad_(False)
@@ -126,6 +129,25 @@ def explain_documents(model: nn.Module, docs: Documents, target: Any = None, *, 
     return R
 
 
+def _explain_masked(model: nn.Module, docs: Documents, target: Any, method: str, preset: Any,
+                    kwargs: dict) -> xr.DataArray:
+    """A transformer (``model.takes_attention_mask``): LRP of ``{"input_ids", "attention_mask"}`` with the
+    token ids explained and the mask a constant; other methods on the ids (the model masks padding itself)."""
+    import sciexplain as sx
+    if preset is None:
+        from .transformer import DEFAULT_TRANSFORMER_PRESET as preset
+    if method != "lrp":
+        return sx.explain(model, docs.ids, target, method=method, preset=preset, dims=DIMS, coords=docs.coords(),
+                          **kwargs)
+    mask = torch.from_numpy((~docs.is_padding).astype(np.int64))
+    ds = sx.explain(model, {"input_ids": docs.ids, "attention_mask": mask}, target, method=method, preset=preset,
+                    inputs="input_ids", dims={"input_ids": DIMS}, coords={"input_ids": docs.coords()}, **kwargs)
+    R = ds["input_ids"]
+    R.attrs = {**ds.attrs, **R.attrs, "attention_mask": "from the documents' padding (1 = token, 0 = padding); "
+               "a constant of the model"}
+    return R
+
+
 def label_documents(R: xr.DataArray, names: Sequence[str] | None) -> xr.DataArray:
     """Add the per-document labels of a text result: ``padding_relevance`` (the relevance of the
     padding tokens, summed), and with class ``names`` ``target_name``, ``predicted_name`` (when
@@ -136,6 +158,9 @@ def label_documents(R: xr.DataArray, names: Sequence[str] | None) -> xr.DataArra
     """
     pad = np.where(R.coords["is_padding"].values, R.values, 0.0).sum(axis=1)
     R = R.assign_coords(padding_relevance=("document", pad))
+    if "is_special" in R.coords:  # [CLS] / [SEP] of a subword tokenizer
+        special = np.where(R.coords["is_special"].values, R.values, 0.0).sum(axis=1)
+        R = R.assign_coords(special_relevance=("document", special))
     if names is not None:
         names = [str(n) for n in names]
         t = R.coords["target"].values.astype(int)
@@ -170,36 +195,50 @@ def group_words(R: xr.DataArray) -> xr.DataArray:
 
     Returns dims ``("document", "word")`` with one entry per word of the longest document plus
     a final entry ``"<pad>"`` holding each document's padding relevance, so that the total per
-    document is unchanged. Coords: ``word_text`` (the word as written, from the original text),
-    ``word_start``, ``word_end``, ``is_empty`` (slots beyond a document's last word).
+    document is unchanged. Special tokens of a subword tokenizer (``[CLS]``, ``[SEP]``) get one
+    entry each, before ``"<pad>"`` (coord ``is_special``). Coords: ``word_text`` (the word as
+    written, from the original text), ``word_start``, ``word_end``, ``is_empty`` (slots beyond a
+    document's last word).
     """
     if tuple(R.dims) != DIMS or "word_index" not in R.coords:
         raise TextInputError(f"group_words needs a text result with dims {DIMS}, got {R.dims}")
     idx = R.coords["word_index"].values
     n_words = int(idx.max()) + 1 if idx.size else 0
     n = R.sizes["document"]
-    out = np.zeros((n, n_words + 1), dtype=np.float64)
-    text = np.full((n, n_words + 1), "", dtype=object)
-    start = np.full((n, n_words + 1), -1, dtype=np.int64)
-    end = np.full((n, n_words + 1), -1, dtype=np.int64)
+    special = R.coords["is_special"].values if "is_special" in R.coords else np.zeros(idx.shape, dtype=bool)
+    token_text = R.coords["word"].values
+    special_names = list(dict.fromkeys(token_text[special].tolist()))
+    width = n_words + len(special_names) + 1
+    out = np.zeros((n, width), dtype=np.float64)
+    text = np.full((n, width), "", dtype=object)
+    start = np.full((n, width), -1, dtype=np.int64)
+    end = np.full((n, width), -1, dtype=np.int64)
     vals = R.values.astype(np.float64)
     starts, ends = R.coords["start"].values, R.coords["end"].values
     texts = R.coords["text"].values
     for d in range(n):
         ok = idx[d] >= 0
         np.add.at(out[d], idx[d][ok], vals[d][ok])
-        out[d, -1] = vals[d][~ok].sum()
+        for k, name in enumerate(special_names):
+            out[d, n_words + k] = vals[d][special[d] & (token_text[d] == name)].sum()
+        out[d, -1] = vals[d][~ok & ~special[d]].sum()
         for w in np.unique(idx[d][ok]):
             sel = idx[d] == w
             start[d, w], end[d, w] = starts[d][sel].min(), ends[d][sel].max()
             text[d, w] = str(texts[d])[start[d, w]: end[d, w]]
     text[:, -1] = PAD
+    for k, name in enumerate(special_names):
+        text[:, n_words + k] = name
     empty = start < 0
-    empty[:, -1] = False
+    empty[:, n_words:] = False
     coords = _batch_coords(R)
-    coords.update(word=np.arange(n_words + 1), word_text=(("document", "word"), text.astype(str)),
+    coords.update(word=np.arange(width), word_text=(("document", "word"), text.astype(str)),
                   word_start=(("document", "word"), start), word_end=(("document", "word"), end),
                   is_empty=(("document", "word"), empty))
+    if "is_special" in R.coords:
+        is_special_word = np.zeros((n, width), dtype=bool)
+        is_special_word[:, n_words: n_words + len(special_names)] = True
+        coords["is_special"] = (("document", "word"), is_special_word)
     G = xr.DataArray(out.astype(R.dtype), dims=("document", "word"), coords=coords, name=R.name)
     G.attrs = dict(R.attrs)
     entry = "token -> word (sum; last entry <pad> = padding relevance)"

@@ -34,7 +34,7 @@ __all__ = ["TextCNN", "BiLSTMClassifier", "glove_embedding", "load_model", "save
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 #: shipped models: name -> (class, data set)
 SHIPPED = {"newsgroups_cnn": "20 Newsgroups (200 posts)", "newsgroups_lstm": "20 Newsgroups (200 posts)",
-           "bbc_cnn": "BBC News (2225 articles)"}
+           "bbc_cnn": "BBC News (2225 articles)", "newsgroups_bert": "20 Newsgroups (200 posts)"}
 
 
 def glove_embedding(vocabulary: Sequence[str], freeze: bool = True, seed: int = 0) -> nn.Embedding:
@@ -168,7 +168,8 @@ def load_model(name: str = "newsgroups_cnn", folder: str | Path | None = None) -
     Parameters
     ----------
     name : str
-        ``"newsgroups_cnn"``, ``"newsgroups_lstm"`` or ``"bbc_cnn"`` (see :data:`SHIPPED`), or the
+        ``"newsgroups_cnn"``, ``"newsgroups_lstm"``, ``"bbc_cnn"`` or ``"newsgroups_bert"`` (a
+        :class:`~sciexplain_text.TransformerClassifier` with its subword tokenizer; see :data:`SHIPPED`), or the
         stem of files written by :func:`save_model`.
     folder : path-like, optional
         Default: the package's ``weights/``.
@@ -189,13 +190,21 @@ def load_model(name: str = "newsgroups_cnn", folder: str | Path | None = None) -
     if digest != record.get("sha256"):
         raise ComputationError(f"{path} has sha256 {digest}, the record says {record.get('sha256')}: the weights "
                            "were changed or damaged; retrain with plugins/text/scripts/train_models.py")
-    tokenizer = WordTokenizer.from_json(vocab_path)
-    model = _CLASSES[record["model"]](**record["config"])
+    if record["model"] == "TransformerClassifier":  # subword tokenizer, transformers imported only here
+        from .subword import SubwordTokenizer
+        from .transformer import TransformerClassifier
+        tokenizer: Any = SubwordTokenizer.from_json(vocab_path)
+        model = TransformerClassifier(**record["config"])
+    else:
+        tokenizer = WordTokenizer.from_json(vocab_path)
+        model = _CLASSES[record["model"]](**record["config"])
     with np.load(path, allow_pickle=False) as arrays:
         state = {k: torch.from_numpy(arrays[k].copy()) for k in arrays.files}
     model.load_state_dict(state, strict=True)
-    if model.embedding.num_embeddings != len(tokenizer):
-        raise VocabularyError(f"{vocab_path} has {len(tokenizer)} entries, the model {model.embedding.num_embeddings}")
+    from .documents import find_embedding
+    if find_embedding(model).num_embeddings != len(tokenizer):
+        raise VocabularyError(f"{vocab_path} has {len(tokenizer)} entries, the model "
+                              f"{find_embedding(model).num_embeddings}")
     model.eval()
     model.class_names = list(record["class_names"])
     model.training_record = record

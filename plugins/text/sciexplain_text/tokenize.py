@@ -27,12 +27,19 @@ UNK = "<unk>"
 
 @dataclass(frozen=True)
 class Token:
-    """One token: its string, ``text[start:end]`` in the original text, and its word's index."""
+    """One token: its string, ``text[start:end]`` in the original text, and its word's index.
+
+    ``id`` is the vocabulary id when the tokenizer knows it (subword tokenizers; otherwise it is
+    looked up from ``text``); ``special`` marks tokens such as ``[CLS]`` that stand for no text
+    (offsets -1, word -1).
+    """
 
     text: str
     start: int
     end: int
     word: int
+    id: int | None = None
+    special: bool = False
 
 
 class Tokenizer:

