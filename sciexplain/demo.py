@@ -63,9 +63,33 @@ def train_digits_cnn(seed: int = 0, epochs: int = 40):
     return model, acc, (Xtr, ytr, Xte, yte)
 
 
+def _methods_figure(inputs: np.ndarray, labels: np.ndarray, rows: list[list[np.ndarray]], names: list[str]):
+    """Digits (grey) and their explanations (one column per method), each map scaled to its largest |value|."""
+    from .result import RELEVANCE_CMAP, figure_style, pyplot, symmetric_limit
+    plt = pyplot()
+    with figure_style():
+        fig, axes = plt.subplots(len(rows), len(names) + 1, figsize=(7.0, 1.0 * len(rows) + 0.9), squeeze=False)
+        im = None
+        for r, (digit, label, maps) in enumerate(zip(inputs, labels, rows)):
+            axes[r, 0].imshow(digit, cmap="gray_r", vmin=0, vmax=1)
+            axes[r, 0].set_ylabel(f"label {label}")
+            for c, M in enumerate(maps, start=1):
+                im = axes[r, c].imshow(M / symmetric_limit(M, 100), cmap=RELEVANCE_CMAP, vmin=-1, vmax=1)
+        for c, name in enumerate(["input"] + names):
+            axes[0, c].set_title(name)
+        for ax in axes.flat:
+            ax.set_xticks([])
+            ax.set_yticks([])
+        cb = fig.colorbar(im, ax=list(axes[:, 1:].flat), shrink=0.7, aspect=30)
+        cb.set_ticks([-1, 0, 1], labels=["-max", "0", "max"])
+        cb.set_label("relevance, scaled to the\nlargest |value| of each map")
+        fig.suptitle("Held-out digits explained by six methods\n(red: evidence for the predicted class, blue: against)")
+    return fig
+
+
 def run_digits_demo(out: str | Path) -> dict:
     """Train, explain and write ``digits_*`` figures, netCDF and a JSON summary into ``out``."""
-    from .result.plotting import plot_heatmaps
+    from .result.style import save_figure
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     model, acc, (_, _, Xte, yte) = train_digits_cnn()
@@ -76,23 +100,21 @@ def run_digits_demo(out: str | Path) -> dict:
     R = sx.explain(model, x, preset="epsilon-plus-box", bounds=(0.0, 1.0), dims=dims, coords=coords)
     R.relevance.check()
     R.to_netcdf(out / "digits_relevance.nc")
-    R2 = R.relevance.pool("color")
     methods = [("sensitivity", {}), ("gradient_x_input", {}), ("integrated_gradients", {}),
                ("lrp", {"preset": "epsilon-plus-box", "bounds": (0.0, 1.0)}),
                ("lrp", {"preset": "alpha2-beta1"}), ("lrp", {"preset": "deep-taylor", "bounds": (0.0, 1.0)})]
-    maps, titles, images = [], [], []
+    rows = []
     for i in range(4):
-        maps.append(R2.isel(image=i) * 0 + x[i, 0].numpy())
-        titles.append(f"input (label {yte[i]})")
-        images.append(None)
+        row = []
         for m, kw in methods:
             Ri = sx.explain(model, x[i:i + 1], method=m, dims=dims, coords={"y": np.arange(8), "x": np.arange(8)},
                             **kw).relevance.pool("color").isel(image=0)
-            maps.append(Ri)
-            titles.append(kw.get("preset", m).replace("_", " "))
-            images.append(None)
-    fig = plot_heatmaps(maps, titles, ncols=len(methods) + 1)
-    fig.savefig(out / "digits_methods.png", dpi=120)
+            row.append(np.asarray(Ri.values, dtype=float))
+        rows.append(row)
+    names = ["sensitivity", "gradient\nx input", "integrated\ngradients", "LRP eps-\nplus-box", "LRP\nalpha2-beta1",
+             "LRP deep\nTaylor"]
+    fig = _methods_figure(x[:4, 0].numpy(), yte[:4], rows, names)
+    save_figure(fig, out / "digits_methods.png")
     residual = (R.relevance.total() + R.absorbed - R.prediction)
     summary = {"test_accuracy": acc, "n_explained": int(R.sizes["image"]),
                "max_ledger_residual": float(abs(residual).max()),

@@ -24,12 +24,14 @@ def texts(fig) -> list:
     """Every drawn, non-empty text of the figure: titles, axis labels, drawn tick labels, offset texts,
     legends and free texts."""
     fig.canvas.draw()
-    found = list(fig.texts)
-    for ax in fig.axes:
+    found = list(fig.texts) + [t for legend in fig.legends for t in legend.get_texts()]
+    for ax in [a for parent in fig.axes for a in (parent, *parent.child_axes)]:  # inset colour bars too
         if not ax.get_visible():
             continue
-        found += [ax.title, ax._left_title, ax._right_title, ax.xaxis.label, ax.yaxis.label,
-                  ax.xaxis.get_offset_text(), ax.yaxis.get_offset_text(), *ax.texts, *_drawn_tick_labels(ax)]
+        found += [ax.title, ax._left_title, ax._right_title, *ax.texts]
+        if ax.axison:  # ax.axis("off") hides the axes' labels and ticks (not its title and texts)
+            found += [ax.xaxis.label, ax.yaxis.label, ax.xaxis.get_offset_text(), ax.yaxis.get_offset_text(),
+                      *_drawn_tick_labels(ax)]
         if ax.get_legend() is not None:
             found += list(ax.get_legend().get_texts())
     return [t for t in found if t.get_visible() and t.get_text().strip()]

@@ -9,6 +9,7 @@ import xarray as xr
 
 from ..errors import InputError
 from .plotting import pyplot
+from .style import figure_style
 
 __all__ = ["plot_ledger", "ledger_segments"]
 
@@ -116,7 +117,8 @@ def plot_ledger(ledger: xr.Dataset, sample: int | None = None, *, relative: bool
     plt = pyplot()
     rows = ["f(x), the explained output"] + seg["labels"] + ["relevance on the input"]
     if ax is None:
-        fig, ax = plt.subplots(figsize=(9.0, 1.4 + 0.3 * len(rows)))
+        with figure_style():
+            fig, ax = plt.subplots(figsize=(7.0, 1.2 + 0.22 * len(rows)))
     else:
         fig = ax.figure
     y = np.arange(len(rows))[::-1]
@@ -146,5 +148,4 @@ def plot_ledger(ledger: xr.Dataset, sample: int | None = None, *, relative: bool
                    f"{seg['hidden_total']:+.2g} in all)")
     ax.set_xlabel(xlabel, fontsize=8)
     ax.set_title(title or f"Where f(x) is absorbed, from the output down to the input ({who})", fontsize=9)
-    fig.tight_layout()
     return fig

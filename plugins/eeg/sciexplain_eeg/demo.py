@@ -36,11 +36,48 @@ def _absorbed_share(R: Any, what: str, domain: str) -> dict[str, Any]:
                          f"worst {worst:.1%}); the rest reaches the input. Every network of the plugin: "
                          f"python benchmarks/bench_conservation.py --only {domain}"}
 
+#: the time windows of every windowed EEG figure (class and single-trial maps, the joint plot, MNE's maps)
+WINDOW = 0.07
+
+
 def _save(fig: Any, path: Path, written: list[str]) -> None:
     import matplotlib.pyplot as plt
-    fig.savefig(path, dpi=110, bbox_inches="tight")
+
+    from sciexplain.result import save_figure
+    save_figure(fig, path)  # 300 dpi
     plt.close(fig)
     written.append(path.name)
+
+
+def _mne_topomaps(evoked: Any, R: Any, window: float, title: str):
+    """MNE's own ``Evoked.plot_topomap`` of the evoked relevance, in the windows of the other figures.
+
+    MNE averages over each window; scaled by the samples per window it shows the sum in the window,
+    the same quantity (and labels) as :func:`plot_class_topomaps` where every window holds the same
+    number of samples (as the demo's do).
+    """
+    import matplotlib.pyplot as plt
+
+    from sciexplain.result import RELEVANCE_CMAP, figure_style, symmetric_limit
+    W = R.relevance.windows("time", window)
+    starts, ends = W["time_start"].values, W["time_end"].values
+    sfreq = float(evoked.info["sfreq"])
+    n_per = int(round(window * sfreq))
+    sums = [evoked.data[:, k * n_per:(k + 1) * n_per].sum(axis=1) for k in range(len(starts))]
+    lim = symmetric_limit(np.concatenate(sums), 100)  # the colour scale of the window sums shown
+    centres = [min(float(a) + (n_per - 1) / (2 * sfreq), float(evoked.times[-1])) for a in starts]
+    with figure_style():
+        fig, axes = plt.subplots(1, len(centres), figsize=(1.25 * len(centres) + 0.9, 2.1), squeeze=False)
+        evoked.plot_topomap(times=centres, average=window - 0.5 / sfreq, scalings=n_per, axes=list(axes[0]),
+                            colorbar=False, cmap=RELEVANCE_CMAP, vlim=(-lim, lim), time_format="", contours=0,
+                            show=False)
+        for ax, a, b in zip(axes[0], starts, ends):
+            ax.set_title(f"{float(a) * 1000:.0f}-{float(b) * 1000:.0f} ms")
+        cb = fig.colorbar(axes[0, 0].images[0], ax=list(axes[0]), fraction=0.03, pad=0.02)
+        cb.set_ticks([-lim, 0.0, lim], labels=[f"{-lim:.2g}", "0", f"{lim:.2g}"])
+        cb.set_label("mean relevance per epoch\n(sum in window)")
+        fig.suptitle(title)
+    return fig
 
 
 def run_demo(out: str | Path, *, seed: int = 0, acceptance: bool = True) -> dict:
@@ -105,14 +142,14 @@ def run_demo(out: str | Path, *, seed: int = 0, acceptance: bool = True) -> dict
     for condition in ("left", "right"):
         hits = [i for i in correct if R.condition.values[i] == condition]
         if hits:
-            _save(plot_topomap(R, hits[0], windows=0.07), out / f"eeg_single_trial_{condition}.png", written)
-    _save(plot_class_topomaps(R_right, windows=0.07, difference=True), out / "eeg_class_topomaps.png", written)
-    _save(plot_joint(R, windows=[(0.0, 0.09), (0.1, 0.19), (0.2, 0.27)]), out / "eeg_joint.png", written)
+            _save(plot_topomap(R, hits[0], windows=WINDOW), out / f"eeg_single_trial_{condition}.png", written)
+    _save(plot_class_topomaps(R_right, windows=WINDOW, difference=True), out / "eeg_class_topomaps.png", written)
+    _save(plot_joint(R, windows=WINDOW), out / "eeg_joint.png", written)
     _save(plot_roi_timecourse(R_right, window=0.03), out / "eeg_roi_timecourse.png", written)
     _save(plot_left_right(R_right), out / "eeg_left_right.png", written)
     right = to_evoked(R_right, test.info, by_event_type=True, as_dict=True)["right"]
-    fig = right.plot_topomap(times=[0.05, 0.15, 0.25], average=0.09, scalings=1, units="relevance",
-                                        show=False)
+    fig = _mne_topomaps(right, R_right, WINDOW, "MNE's Evoked.plot_topomap of the evidence for 'right', "
+                                                "'right' epochs")
     _save(fig, out / "eeg_mne_topomap_right.png", written)
 
     pert = perturbation_comparison(model, test, block=4, steps=60)

@@ -12,16 +12,43 @@ the **mean over epochs** of those sums, which is a summary, not a decomposition.
 
 from __future__ import annotations
 
+import functools
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
-from sciexplain.result import RELEVANCE_CMAP, pyplot, symmetric_limit
+from sciexplain.result import RELEVANCE_CMAP, figure_style, pyplot, symmetric_limit
 from sciexplain.errors import InputError, SciexplainError
 
 __all__ = ["plot_topomap", "plot_class_topomaps", "plot_joint", "plot_roi_timecourse", "plot_left_right",
            "plot_perturbation", "MontageMissingError"]
+
+
+def _styled(fn):
+    """Run a ``plot_*`` inside the project's figure style (constrained layout, sizes)."""
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        with figure_style():
+            return fn(*args, **kwargs)
+    return wrapper
+
+
+def _method(R: Any) -> str:
+    """The method in words for a title: the LRP preset when there is one, never a code repr."""
+    preset, method = str(R.attrs.get("preset") or ""), str(R.attrs.get("method", ""))
+    if method in ("", "lrp"):
+        if preset.startswith("custom mapping"):  # a rule mapping, recorded as "custom mapping (base='...')"
+            base = re.search(r"base='([^']+)'", preset)
+            return f"LRP, {base.group(1)} with custom rules" if base else "LRP, custom rules"
+        return f"LRP {preset}" if preset else "LRP"
+    return method.replace("_", " ")
+
+
+def _ticks(cb, lim: float) -> None:
+    """Colour-bar ticks at -lim, 0 and lim, written out (short labels, no offset text)."""
+    cb.set_ticks([-lim, 0.0, lim], labels=[f"{-lim:.2g}", "0", f"{lim:.2g}"])
 
 
 class MontageMissingError(SciexplainError, ValueError):
@@ -85,6 +112,7 @@ def _topomap_row(fig, grid, maps, titles, info, lim: float, label: str, *, extra
         im = _topo(ax, values, info, lim, extrapolate=extrapolate)
         ax.set_title(title, fontsize=fontsize)
     cb = fig.colorbar(im, ax=fig.axes[:len(maps)], fraction=fraction, pad=0.02)
+    _ticks(cb, lim)
     cb.set_label(label, fontsize=8)
 
 
@@ -99,9 +127,10 @@ def _epoch_title(R: Any, i: int) -> str:
     return ", ".join(parts)
 
 
+@_styled
 def plot_topomap(R: Any, epoch: int = 0, *, windows: float | Sequence[float] | None = 0.1, total: bool = True,
                  vmax: float | None = None, names: bool = False, extrapolate: str = "local",
-                 size: float = 1.6):
+                 size: float = 1.25):
     """Single-trial scalp maps of relevance summed in time windows (Sturm et al. 2016).
 
     Each panel is the relevance of one epoch summed over the samples of one window, per
@@ -145,7 +174,7 @@ def plot_topomap(R: Any, epoch: int = 0, *, windows: float | Sequence[float] | N
         labels.append("whole epoch")
     lim = vmax if vmax is not None else symmetric_limit(np.concatenate([np.ravel(p) for p in panels]), 100)
     n = len(panels)
-    fig, axes = plt.subplots(1, n, figsize=(size * n + 0.9, size + 0.9), squeeze=False)
+    fig, axes = plt.subplots(1, n, figsize=(size * n + 0.9, size + 0.8), squeeze=False)
     im = None
     for ax, values, label in zip(axes[0], panels, labels):
         im = _topo(ax, values, info, lim, names=names, extrapolate=extrapolate)
@@ -153,8 +182,9 @@ def plot_topomap(R: Any, epoch: int = 0, *, windows: float | Sequence[float] | N
     sub = single.isel(epoch=0)
     absorbed = float(sub.absorbed) if "absorbed" in sub.coords else float("nan")
     fig.suptitle(f"{_epoch_title(R, int(epoch))}; absorbed {absorbed:.3g} "
-                 f"({R.attrs.get('method', '')})", fontsize=9)
+                 f"({_method(R)})", fontsize=9)
     cb = fig.colorbar(im, ax=list(axes[0]), fraction=0.02, pad=0.02)
+    _ticks(cb, lim)
     cb.set_label("relevance (sum in window)", fontsize=8)
     return fig
 
@@ -164,9 +194,10 @@ def _groups(R: Any, by: str | None) -> list[tuple[str, np.ndarray]]:
     return groups(R, by)
 
 
+@_styled
 def plot_class_topomaps(R: Any, *, by: str | None = "condition", windows: float | Sequence[float] | None = 0.1,
                         total: bool = True, difference: bool = False, vmax: float | None = None,
-                        extrapolate: str = "local", size: float = 1.5):
+                        extrapolate: str = "local", size: float = 1.2):
     """Class-average scalp maps: per group (row), the mean over its epochs of the window sums.
 
     Parameters
@@ -226,16 +257,39 @@ def plot_class_topomaps(R: Any, *, by: str | None = "condition", windows: float 
         label = name if idx is None else f"{name}\n(n={len(idx)})"
         axes[r, 0].text(-0.25, 0.5, label, transform=axes[r, 0].transAxes, rotation=90,
                         ha="center", va="center", fontsize=9)
-    fig.suptitle(f"mean over epochs of relevance summed in windows ({R.attrs.get('method', '')})", fontsize=9)
+    fig.suptitle(f"mean over epochs of relevance summed in windows ({_method(R)})", fontsize=9)
     cb = fig.colorbar(im, ax=list(axes[:n_groups].flat), fraction=0.02, pad=0.02)
+    _ticks(cb, lim)
     cb.set_label("mean relevance per epoch", fontsize=8)
     if difference:
         cb2 = fig.colorbar(im_diff, ax=list(axes[-1]), fraction=0.02, pad=0.02)
+        _ticks(cb2, lim_diff)
         cb2.set_label("difference\n(own scale)", fontsize=8)
     return fig
 
 
-def plot_joint(R: Any, epoch: int | None = None, *, windows: Sequence[Sequence[float]] | None = None,
+def _joint_windows(R: Any, windows: Any) -> tuple[list[tuple[float, float]], list[str]]:
+    """(first, last sample time) per window and its label, from a size, edges or (start, end) pairs."""
+    times = np.asarray(R.time.values, dtype=np.float64)
+    if windows is None:  # three equal thirds of the epoch
+        windows = list(np.linspace(times[0], times[-1] + (times[1] - times[0] if times.size > 1 else 1.0), 4))
+    if np.ndim(windows) == 2:  # (start, end) pairs, both ends inclusive
+        pairs = [(float(a), float(b)) for a, b in windows]
+        return pairs, [f"{a * 1000:.0f}-{b * 1000:.0f} ms" for a, b in pairs]
+    W = _windowed(R.isel(epoch=[0]), windows)  # the same windows and labels as plot_topomap / class topomaps
+    pairs, labels = [], []
+    for k in range(W.sizes["time"]):
+        start, end = float(W["time_start"].values[k]), float(W["time_end"].values[k])
+        last = k == W.sizes["time"] - 1
+        inside = times[(times >= start - 1e-9) & ((times <= end + 1e-9) if last else (times < end - 1e-9))]
+        if inside.size:
+            pairs.append((float(inside[0]), float(inside[-1])))
+            labels.append(_window_label(W, k))
+    return pairs, labels
+
+
+@_styled
+def plot_joint(R: Any, epoch: int | None = None, *, windows: Any = None,
                vmax: float | None = None, extrapolate: str = "local"):
     """Channel x time relevance image with scalp maps of chosen windows above it.
 
@@ -244,17 +298,16 @@ def plot_joint(R: Any, epoch: int | None = None, *, windows: Sequence[Sequence[f
     epoch : int, optional
         One epoch (single trial); default: the mean over all epochs (a summary, not a
         decomposition).
-    windows : list of (start, end) in seconds, optional
-        Windows whose relevance sums are drawn as maps (default: three equal thirds of the
-        epoch). They are shaded on the image.
+    windows : float, sequence of float, or list of (start, end), optional
+        Windows whose relevance sums are drawn as maps, shaded on the image: a window size in
+        seconds or window edges (as in :func:`plot_topomap`, with the same labels), or
+        ``(first, last)`` sample times in seconds (both included). Default: three equal thirds
+        of the epoch.
     """
     plt = pyplot()
     info = _info(R)
     times = np.asarray(R.time.values, dtype=np.float64)
-    if windows is None:
-        edges = np.linspace(times[0], times[-1], 4)
-        windows = [(edges[i], edges[i + 1]) for i in range(3)]
-    windows = [(float(a), float(b)) for a, b in windows]
+    windows, window_labels = _joint_windows(R, windows)
     if epoch is None:
         image = R.values.mean(axis=0)
         what = f"mean over {R.sizes['epoch']} epochs"
@@ -268,10 +321,10 @@ def plot_joint(R: Any, epoch: int | None = None, *, windows: Sequence[Sequence[f
             raise InputError(f"window ({a}, {b}) s holds no sample of the epoch ({times[0]:.3f} to {times[-1]:.3f} s)")
         maps.append(image[:, inside].sum(axis=1))
     n = len(windows)
-    fig = plt.figure(figsize=(max(6.0, 1.8 * n + 1.5), 6.4))
-    grid = fig.add_gridspec(2, n, height_ratios=[1, 2.2], hspace=0.35)
+    fig = plt.figure(figsize=(min(7.0, max(5.5, 1.5 * n + 1.2)), 5.0))
+    grid = fig.add_gridspec(2, n, height_ratios=[1, 2.0])
     lim_map = vmax if vmax is not None else symmetric_limit(np.concatenate(maps), 100)
-    _topomap_row(fig, grid, maps, [f"{a * 1000:.0f}-{b * 1000:.0f} ms" for a, b in windows], info, lim_map,
+    _topomap_row(fig, grid, maps, window_labels, info, lim_map,
                  "sum in window", extrapolate=extrapolate, fontsize=8, fraction=0.02)
     ax_img = fig.add_subplot(grid[1, :])
     lim = symmetric_limit(image)
@@ -287,11 +340,13 @@ def plot_joint(R: Any, epoch: int | None = None, *, windows: Sequence[Sequence[f
     ax_img.set_xlabel("time (s)")
     ax_img.set_ylabel("channel")
     cb2 = fig.colorbar(shown, ax=ax_img, fraction=0.03, pad=0.01)
+    _ticks(cb2, lim)
     cb2.set_label("relevance per sample", fontsize=8)
-    fig.suptitle(f"{what} ({R.attrs.get('method', '')})", fontsize=9)
+    fig.suptitle(f"{what} ({_method(R)})", fontsize=9)
     return fig
 
 
+@_styled
 def plot_roi_timecourse(R: Any, rois: Mapping[str, Sequence[str]] | None = None, *, by: str = "lobe",
                         group: str | None = "condition", window: float | None = None):
     """Relevance time course per region of interest: summed over the region's electrodes.
@@ -317,9 +372,9 @@ def plot_roi_timecourse(R: Any, rois: Mapping[str, Sequence[str]] | None = None,
         P = _windowed(P, window)
     names = [str(v) for v in P["roi"].values]
     times = np.asarray(P.time.values, dtype=np.float64)
-    ncols = min(3, len(names))
+    ncols = min(3, int(np.ceil(np.sqrt(len(names)))))
     nrows = int(np.ceil(len(names) / ncols))
-    fig, axes = plt.subplots(nrows, ncols, figsize=(3.2 * ncols, 2.4 * nrows), squeeze=False, sharex=True,
+    fig, axes = plt.subplots(nrows, ncols, figsize=(2.9 * ncols, 2.1 * nrows + 0.3), squeeze=False, sharex=True,
                              sharey=True)
     groups = _groups(R, group)
     for k, name in enumerate(names):
@@ -335,18 +390,21 @@ def plot_roi_timecourse(R: Any, rois: Mapping[str, Sequence[str]] | None = None,
         ax.set_title(f"{name}" + (f" ({n} ch)" if n else ""), fontsize=9)
     for ax in axes.flat[len(names):]:
         ax.axis("off")
-    for ax in axes[-1]:
-        ax.set_xlabel("time (s)")
+    for c in range(ncols):  # the lowest panel in use of each column carries the time axis
+        used = [axes[r, c] for r in range(nrows) if r * ncols + c < len(names)]
+        if used:
+            used[-1].set_xlabel("time (s)")
+            used[-1].xaxis.set_tick_params(labelbottom=True)
     for ax in axes[:, 0]:
         ax.set_ylabel("relevance (sum)")
     axes.flat[0].legend(fontsize=7, frameon=False)
     unit = f"sum per {window * 1000:.0f} ms window" if window else "sum per sample"
-    fig.suptitle(f"relevance per region, {unit}; mean +- SEM over epochs ({R.attrs.get('method', '')})",
+    fig.suptitle(f"relevance per region, {unit}; mean +- SEM over epochs ({_method(R)})",
                  fontsize=9)
-    fig.tight_layout()
     return fig
 
 
+@_styled
 def plot_left_right(R: Any, *, group: str | None = "condition", extrapolate: str = "local"):
     """Left vs right: class-average maps per group and hemisphere sums per group.
 
@@ -365,8 +423,8 @@ def plot_left_right(R: Any, *, group: str | None = "condition", extrapolate: str
     maps = [T.isel(epoch=idx).values.mean(axis=0)[:, 0] for _, idx in groups]
     lim = symmetric_limit(np.concatenate(maps), 100)
     n = len(groups)
-    fig = plt.figure(figsize=(max(6.0, 2.6 * n + 1.8), 5.8))
-    grid = fig.add_gridspec(2, n, height_ratios=[1.1, 1], hspace=0.45)
+    fig = plt.figure(figsize=(max(5.0, 2.0 * n + 1.6), 4.6))
+    grid = fig.add_gridspec(2, n, height_ratios=[1.1, 1])
     _topomap_row(fig, grid, maps, [f"{label} (n={len(idx)})" for label, idx in groups], info, lim,
                  "mean relevance per epoch", extrapolate=extrapolate, fontsize=9, fraction=0.03)
     ax = fig.add_subplot(grid[1, :])
@@ -376,39 +434,78 @@ def plot_left_right(R: Any, *, group: str | None = "condition", extrapolate: str
         values = H.isel(epoch=idx, time=0).values  # (epochs, hemisphere)
         mean = values.mean(axis=0)
         sem = values.std(axis=0, ddof=1) / np.sqrt(len(idx)) if len(idx) > 1 else np.zeros_like(mean)
-        ax.bar(np.arange(len(hemis)) + (k - (n - 1) / 2) * width, mean, width, yerr=sem, capsize=3, label=label)
+        ax.bar(np.arange(len(hemis)) + (k - (n - 1) / 2) * width, mean, width, yerr=sem, capsize=3,
+               label=label if label.endswith("epochs") else f"{label} epochs")
     ax.axhline(0, color="0.5", lw=0.6)
     ax.set_xticks(np.arange(len(hemis)))
     ax.set_xticklabels(hemis)
+    ax.set_xlabel("hemisphere (midline: electrodes on the midline)")
     ax.set_ylabel("relevance summed over\nthe hemisphere and epoch")
     ax.legend(fontsize=8, frameon=False)
     if "left" in hemis and "right" in hemis:
         li, ri = hemis.index("left"), hemis.index("right")
-        text = "; ".join(f"{label}: right - left = "
-                         f"{(H.isel(epoch=idx, time=0).values[:, ri] - H.isel(epoch=idx, time=0).values[:, li]).mean():.3g}"
-                         for label, idx in groups)
-        ax.set_title(text, fontsize=8)
-    fig.suptitle(f"left vs right hemisphere ({R.attrs.get('method', '')}); mean +- SEM over epochs", fontsize=9)
+        text = ", ".join(
+            f"{(H.isel(epoch=idx, time=0).values[:, ri] - H.isel(epoch=idx, time=0).values[:, li]).mean():.3g} "
+            f"in {label if label.endswith('epochs') else label + ' epochs'}" for label, idx in groups)
+        ax.set_title(f"right minus left hemisphere: {text}", fontsize=8)
+    fig.suptitle(f"left vs right hemisphere ({_method(R)}); mean +- SEM over epochs", fontsize=9)
     return fig
 
 
+def _removal_words(removal: str) -> str:
+    """The removal strategy in words (the settings hold its repr, e.g. ``BlockRemoval(kind='mean')``)."""
+    if "mean" in removal:
+        return "removed blocks set to the channel's epoch mean"
+    if "zero" in removal:
+        return "removed blocks set to 0"
+    return f"removal: {removal}"
+
+
+@_styled
 def plot_perturbation(result: Any, *, methods: Sequence[str] | None = None):
-    """Mean MoRF (solid) and LeRF (dashed) curves per method from :func:`perturbation_comparison`."""
+    """Mean MoRF (solid) and LeRF (dashed) curves per method from :func:`perturbation_comparison`.
+
+    Each method has its own colour and marker; a method whose curves coincide with an earlier
+    method's (within 0.5 % of the y range everywhere, e.g. LRP-epsilon and gradient x input on a
+    linear model) is drawn with markers only, on top, and the legend says so.
+    """
     plt = pyplot()
-    fig, ax = plt.subplots(figsize=(5.2, 3.4))
+    fig, ax = plt.subplots(figsize=(5.5, 4.3))
     names = methods or list(dict.fromkeys(name for name, _ in result.curves))
-    colors = {}
-    for (name, order), curve in result.curves.items():
-        if name not in names:
-            continue
-        color = colors.setdefault(name, f"C{len(colors)}")
-        mean = curve.values.mean(axis=0)
-        style = {"morf": "-", "lerf": "--", "random": ":"}[order]
-        ax.plot(curve.step.values, mean, style, color=color, lw=1.5,
-                label=f"{name} {order.upper() if order != 'random' else 'order'}")
-    ax.set_xlabel(f"blocks removed (1 channel x {result.settings['block']} samples)")
+    means = {key: curve.values.mean(axis=0) for key, curve in result.curves.items() if key[0] in names}
+    orders = {name: [o for (n, o) in means if n == name] for name in names}
+    # curves that coincide on the plot: within 0.5 % of the y range everywhere (e.g. LRP-epsilon and
+    # gradient x input on a linear model, equal up to the stabiliser and ties in the ordering)
+    span = float(np.ptp(np.concatenate(list(means.values())))) if means else 0.0
+    same_as: dict[str, str] = {}
+    for k, name in enumerate(names):
+        for earlier in names[:k]:
+            if earlier not in same_as and orders[name] == orders[earlier] and all(
+                    np.allclose(means[(name, o)], means[(earlier, o)], rtol=0, atol=0.005 * span)
+                    for o in orders[name]):
+                same_as[name] = earlier
+                break
+    markers = ["o", "s", "^", "D", "v", "P", "X"]
+    n_steps = max(len(m) for m in means.values()) if means else 1
+    for k, name in enumerate(names):
+        color, marker = f"C{k}", markers[k % len(markers)]
+        for order in orders[name]:
+            curve = result.curves[(name, order)]
+            mean = means[(name, order)]
+            what = {"morf": "MoRF", "lerf": "LeRF", "random": "random order"}[order]
+            label = f"{name}, {what}" if order != "random" else "random order"
+            style = {"morf": "-", "lerf": "--", "random": ":"}[order]
+            every = max(1, n_steps // 8)
+            offset = (k * every) // max(1, len(names))  # markers of different methods at different steps
+            if name in same_as:
+                ax.plot(curve.step.values, mean, linestyle="none", marker=marker, ms=5, mfc="none", color=color,
+                        markevery=(offset, every), label=f"{label} (= {same_as[name]}: the curves coincide)",
+                        zorder=3)
+            else:
+                ax.plot(curve.step.values, mean, style, color=color, lw=1.4, marker=marker, ms=3.5,
+                        markevery=(offset, every), label=label)
+    ax.set_xlabel(f"blocks removed (1 channel x {result.settings['block']} samples each)")
     ax.set_ylabel("explained logit (mean over epochs)")
-    ax.legend(fontsize=7, frameon=False)
-    ax.set_title(f"region perturbation, removal {result.settings['removal']}", fontsize=9)
-    fig.tight_layout()
+    fig.legend(*ax.get_legend_handles_labels(), loc="outside lower center", ncols=2)
+    ax.set_title(f"region perturbation, {_removal_words(str(result.settings.get('removal', '')))}")
     return fig

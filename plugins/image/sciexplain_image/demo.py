@@ -23,6 +23,7 @@ def run_demo(out: str | Path, photos: tuple[str, ...] = DEMO_PHOTOS) -> dict:
     from .photos import load_photo, photo_box
     from .plots import plot_box_shares, plot_methods, plot_overlay, plot_pattern
     from .regions import box_shares
+    from sciexplain.result import figure_style, save_figure
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -36,19 +37,19 @@ def run_demo(out: str | Path, photos: tuple[str, ...] = DEMO_PHOTOS) -> dict:
     files = ["photos_relevance.nc"]
     for i, name in enumerate(photos):
         fig = plot_overlay(R, seen[i], i)
-        fig.savefig(out / f"{name}_overlay.png", dpi=110)
+        save_figure(fig, out / f"{name}_overlay.png")
         plt.close(fig)
         files.append(f"{name}_overlay.png")
     fig = plot_methods(model, images[0])
-    fig.savefig(out / f"{photos[0]}_methods.png", dpi=110)
+    save_figure(fig, out / f"{photos[0]}_methods.png")
     plt.close(fig)
     fig = plot_pattern(R, seen[0], 0)
-    fig.savefig(out / f"{photos[0]}_pattern.png", dpi=110)
+    save_figure(fig, out / f"{photos[0]}_pattern.png")
     plt.close(fig)
     boxes = [photo_box(p, spec) for p in photos]
     shares = box_shares(R, boxes)
     fig = plot_box_shares(shares)
-    fig.savefig(out / "box_shares.png", dpi=110)
+    save_figure(fig, out / "box_shares.png")
     plt.close(fig)
     files += [f"{photos[0]}_methods.png", f"{photos[0]}_pattern.png", "box_shares.png"]
     # where the part of f(x) that does not reach the pixels is absorbed, layer by layer
@@ -57,13 +58,14 @@ def run_demo(out: str | Path, photos: tuple[str, ...] = DEMO_PHOTOS) -> dict:
     from sciexplain.result import plot_ledger
     from .explain import DEFAULT_PRESET, input_bounds, prepare_images
     x, _ = prepare_images(images, spec)
-    # plot_ledger lays the figure out itself (tight layout); the lower panel has two rows only
-    fig, axes = plt.subplots(2, 1, figsize=(9.0, 6.4), gridspec_kw={"height_ratios": [3, 1]})
-    for ax, preset, what in ((axes[0], "mobilenet", 'the default before issue 20, "mobilenet"'),
+    # the lower panel has two rows only: the default passes f(x) on to the pixels
+    with figure_style():
+        fig, axes = plt.subplots(2, 1, figsize=(7.0, 5.6), gridspec_kw={"height_ratios": [3.2, 1]})
+    for ax, preset, what in ((axes[0], "mobilenet", 'the previous default, "mobilenet"'),
                              (axes[1], DEFAULT_PRESET, f'the default, "{DEFAULT_PRESET}"')):
         ledger = sx.ledger(model, x, preset=preset, bounds=input_bounds(spec))
-        plot_ledger(ledger, ax=ax, title=f"where f(x) goes under {what} (mean over {len(photos)} photos)")
-    fig.savefig(out / "ledger.png", dpi=110)
+        plot_ledger(ledger, ax=ax, title=f"Where f(x) goes under {what} (mean over {len(photos)} photos)")
+    save_figure(fig, out / "ledger.png")
     plt.close(fig)
     files.append("ledger.png")
     absorbed = R.absorbed.values / R.prediction.values

@@ -58,7 +58,7 @@ def run_demo(out: str | Path, n_documents: int | None = 16, models: tuple[str, .
     from .training import accuracy
     from .plots import plot_document, plot_methods, plot_top_words
     from .render import to_html, to_latex
-    from sciexplain.result import pyplot
+    from sciexplain.result import pyplot, save_figure
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -90,18 +90,18 @@ def run_demo(out: str | Path, n_documents: int | None = 16, models: tuple[str, .
         to_latex(R, tex, d, standalone=True)
         files["latex"] = tex.name
         fig = plot_document(R, d)
-        fig.savefig(out / f"{name}_document.png", dpi=120)
+        save_figure(fig, out / f"{name}_document.png")
         plt.close(fig)
         short = docs.subset([d])
         results = {m: explain_documents(model, short, int(R.target.values[d]), method=m)
                    for m in ("sensitivity", "gradient_x_input")}
         results["lrp"] = explain_documents(model, short, int(R.target.values[d]))
         fig = plot_methods(results, 0)
-        fig.savefig(out / f"{name}_methods.png", dpi=120)
+        save_figure(fig, out / f"{name}_methods.png")
         plt.close(fig)
         S = word_type_relevance(R, by="target")
         fig = plot_top_words(S)
-        fig.savefig(out / f"{name}_top_words.png", dpi=120)
+        save_figure(fig, out / f"{name}_top_words.png")
         plt.close(fig)
         files["figures"] = [f"{name}_document.png", f"{name}_methods.png", f"{name}_top_words.png"]
         summary["models"][name] = {

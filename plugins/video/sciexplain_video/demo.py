@@ -21,6 +21,8 @@ from typing import Any
 
 import numpy as np
 
+from sciexplain.result import save_figure
+
 __all__ = ["run_demo"]
 
 
@@ -69,9 +71,9 @@ def run_demo(out: str | Path, *, real: bool = True) -> dict:
             }
             for i, truth in enumerate(truths):
                 fig = sv.plot_frame_curve(R, clip=i, truth=truth)
-                fig.savefig(out / f"generated_{truth.action}_{name}_curve.png", dpi=110)
+                save_figure(fig, out / f"generated_{truth.action}_{name}_curve.png")
                 fig = sv.plot_frames(R, clip=i, n=4)
-                fig.savefig(out / f"generated_{truth.action}_{name}_frames.png", dpi=110)
+                save_figure(fig, out / f"generated_{truth.action}_{name}_frames.png")
                 plt.close("all")
     summary["generated"] = generated
     if real:
@@ -103,9 +105,9 @@ def _real(out: Path, models: dict, plt) -> dict:
                            "absorbed": round(float(R.absorbed[0]), 4),
                            "peak_frame_time_s": round(float(R.time.values[int(np.argmax(per_frame))]), 3)}
             fig = sv.plot_frame_curve(R)
-            fig.savefig(out / f"real_{clip}_{name}_curve.png", dpi=110)
+            save_figure(fig, out / f"real_{clip}_{name}_curve.png")
             fig = sv.plot_frames(R, n=4)
-            fig.savefig(out / f"real_{clip}_{name}_frames.png", dpi=110)
+            save_figure(fig, out / f"real_{clip}_{name}_frames.png")
             plt.close("all")
         result[clip] = entry
     return result

@@ -6,16 +6,27 @@ motion vectors (I-frames) are marked as such, never drawn as still frames.
 
 from __future__ import annotations
 
+import functools
 import os
+import re
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import xarray as xr
 
-from sciexplain.result import RELEVANCE_CMAP, pyplot, symmetric_limit
+from sciexplain.result import RELEVANCE_CMAP, figure_style, pyplot, symmetric_limit
 
 __all__ = ["plot_frame_curve", "plot_frames", "plot_perturbation", "frame_relevance", "block_map"]
+
+
+def _styled(fn):
+    """Run a ``plot_*`` inside the project's figure style (constrained layout, sizes)."""
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        with figure_style():
+            return fn(*args, **kwargs)
+    return wrapper
 
 
 def _clip(R: xr.DataArray, clip: int) -> xr.DataArray:
@@ -43,13 +54,25 @@ def _plain(text: str) -> str:
     return str(text).replace("$", r"\$")
 
 
+def _method(R: xr.DataArray) -> str:
+    """The method in words for a title: the LRP preset when there is one, never a code repr."""
+    preset, method = str(R.attrs.get("preset") or ""), str(R.attrs.get("method", ""))
+    if method in ("", "lrp"):
+        if preset.startswith("custom mapping"):  # a rule mapping, recorded as "custom mapping (base='...')"
+            base = re.search(r"base='([^']+)'", preset)
+            return f"LRP, {base.group(1)} with custom rules" if base else "LRP, custom rules"
+        return f"LRP {preset}" if preset else "LRP"
+    return method.replace("_", " ")
+
+
 def _title(R: xr.DataArray, clip: int) -> str:
     sub = _clip(R, clip)
     name = str(sub.coords["target_name"].values) if "target_name" in sub.coords else str(int(sub.target))
     path = os.path.basename(str(sub.coords["path"].values)) if "path" in sub.coords else ""
-    return _plain(f"{path}  class {name}, f(x) = {float(sub.prediction):.3g} ({R.attrs.get('method', '')})")
+    return _plain(f"{path + ': ' if path else ''}class {name}, f(x) = {float(sub.prediction):.3g} ({_method(R)})")
 
 
+@_styled
 def plot_frame_curve(R: xr.DataArray, clip: int = 0, *, truth: Any = None, ax=None):
     """Relevance per frame against time, I-frames shaded; optionally the true motion per frame.
 
@@ -68,7 +91,7 @@ def plot_frame_curve(R: xr.DataArray, clip: int = 0, *, truth: Any = None, ax=No
     t = np.asarray(R.coords["time"].values, dtype=float)
     types, flags = _flags(R, clip)
     if ax is None:
-        fig, ax = plt.subplots(figsize=(7, 2.8))
+        fig, ax = plt.subplots(figsize=(6.5, 2.6))
     else:
         fig = ax.figure
     step = float(np.median(np.diff(t))) if t.size > 1 else 1.0
@@ -79,15 +102,14 @@ def plot_frame_curve(R: xr.DataArray, clip: int = 0, *, truth: Any = None, ax=No
         ax.text(ti, 0.98, "I", transform=ax.get_xaxis_transform(), ha="center", va="top", fontsize=7, color="0.4")
     ax.axhline(0, color="k", lw=0.5)
     ax.set_xlabel("time (s)")
-    ax.set_ylabel("relevance")
-    ax.set_title(_title(R, clip) + "; grey: frames without vectors", fontsize=8)
+    ax.set_ylabel("relevance per frame\n(sum over blocks)")
+    ax.set_title(_title(R, clip) + "\ngrey, I: frames without motion vectors")
     if truth is not None:
         motion = np.asarray(getattr(truth, "motion", truth), dtype=float)
         ax2 = ax.twinx()
         ax2.plot(t[:motion.size], motion, color="k", lw=1, marker=".", label="true motion (px/frame)")
         ax2.set_ylabel("true motion (px)")
         ax2.set_ylim(bottom=0)
-    fig.tight_layout()
     return fig
 
 
@@ -102,6 +124,7 @@ def block_map(R: xr.DataArray, clip: int, frame: int, height: int, width: int) -
     return big[:height, :width]
 
 
+@_styled
 def plot_frames(R: xr.DataArray, path: str | os.PathLike | None = None, frames: Sequence[int] | None = None, *,
                 clip: int = 0, n: int = 4, alpha: float = 0.55, vmax: float | None = None):
     """Heatmaps of block relevance over the decoded frames (the seeds' Fig. 2C).
@@ -137,21 +160,30 @@ def plot_frames(R: xr.DataArray, path: str | os.PathLike | None = None, frames: 
     lim = vmax if vmax is not None else symmetric_limit(np.stack(maps))
     types, flags = _flags(R, clip)
     t = np.asarray(R.coords["time"].values, dtype=float)
-    fig, axes = plt.subplots(1, len(frames), figsize=(2.6 * len(frames), 2.6 * h / w + 0.6), squeeze=False)
-    for ax, f, m in zip(axes[0], frames, maps):
+    # wide frames two to a row, square ones four: every thumbnail about as large as the page allows
+    ncols = min(len(frames), 2 if w / h > 1.6 else 4)
+    nrows = int(np.ceil(len(frames) / ncols))
+    panel = 6.2 / ncols
+    fig, axes = plt.subplots(nrows, ncols, figsize=(7.0, nrows * (panel * h / w + 0.35) + 0.35), squeeze=False)
+    for ax in axes.flat[len(frames):]:
+        ax.axis("off")
+    for ax, f, m in zip(axes.flat, frames, maps):
         ax.imshow(images[f], cmap="gray")
         im = ax.imshow(m, cmap=RELEVANCE_CMAP, vmin=-lim, vmax=lim, alpha=alpha)
         label = f"frame {f} ({types[f]}), {t[f]:.2f} s"
         if not flags[f]:
             label += "\nno vectors"
-        ax.set_title(label, fontsize=8)
+        ax.set_title(label)
         ax.set_xticks([])
         ax.set_yticks([])
-    fig.suptitle(_title(R, clip), fontsize=8)
-    fig.colorbar(im, ax=list(axes[0]), shrink=0.8, label="relevance per block")
+    fig.suptitle(_title(R, clip))
+    cb = fig.colorbar(im, ax=list(axes.flat), shrink=0.8, aspect=25)
+    cb.solids.set_alpha(1)  # the bar in full colour, whatever the overlay's opacity
+    cb.set_label("relevance per block")
     return fig
 
 
+@_styled
 def plot_perturbation(curves: dict, *, ax=None, title: str = "block perturbation"):
     """Explained logit against the share of blocks removed, one line per ordering.
 
@@ -163,12 +195,13 @@ def plot_perturbation(curves: dict, *, ax=None, title: str = "block perturbation
         fig, ax = plt.subplots(figsize=(4.5, 3))
     else:
         fig = ax.figure
-    for label, curve in curves.items():
+    for k, (label, curve) in enumerate(curves.items()):  # markers and dashes: coinciding curves stay visible
         values = np.asarray(curve.mean(curve.dims[0]).values, dtype=float)
-        ax.plot(np.arange(values.size), values, label=label)
+        every = max(1, values.size // 8)
+        ax.plot(np.arange(values.size), values, label=label, marker="osD^vPX"[k % 7], ms=3.5,
+                ls=["-", "--", "-.", ":"][k % 4], markevery=((k * every) // max(1, len(curves)), every))
     ax.set_xlabel("perturbation step (blocks removed)")
     ax.set_ylabel("explained logit (mean over clips)")
-    ax.set_title(title, fontsize=9)
-    ax.legend(fontsize=7)
-    fig.tight_layout()
+    ax.set_title(title)
+    ax.legend()
     return fig
