@@ -203,7 +203,11 @@ def plot_box_shares(shares: xr.Dataset):
     S = shares["share"]
     batch = S.dims[0]
     labels = [str(v) for v in S.coords[batch].values]
-    fig, ax = plt.subplots(figsize=(1.6 + 0.75 * len(labels), 3.0))
+    if "target_name" in S.coords and S.coords["target_name"].dims == (batch,):  # what each bar explains
+        import textwrap
+        labels = [f"{lab}\n" + "\n".join(textwrap.wrap(f"({name})", 11)[:2])
+                  for lab, name in zip(labels, S.coords["target_name"].values)]
+    fig, ax = plt.subplots(figsize=(1.6 + 0.85 * len(labels), 3.3))
     x = np.arange(len(labels))
     bottom_pos = np.zeros(len(labels))
     bottom_neg = np.zeros(len(labels))
@@ -217,7 +221,9 @@ def plot_box_shares(shares: xr.Dataset):
         bottom_neg += np.where(v < 0, v, 0)
     ax.axhline(1.0, color="k", lw=0.8, ls="--")
     ax.axhline(0.0, color="k", lw=0.6)
-    ax.set_xticks(x, labels, rotation=30 if max(len(s) for s in labels) > 8 else 0)
+    ax.set_xticks(x, labels)
+    if "target_name" in S.coords:
+        ax.set_xlabel("image (explained class)")
     ax.set_ylabel("share of f(x)")
     ax.set_title("f(x) split into object box,\ncontext and absorbed (sum = 1, dashed)")
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0))  # outside: never over a bar

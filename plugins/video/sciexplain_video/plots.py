@@ -90,8 +90,9 @@ def plot_frame_curve(R: xr.DataArray, clip: int = 0, *, truth: Any = None, ax=No
     curve = _clip(frame_relevance(R), clip)
     t = np.asarray(R.coords["time"].values, dtype=float)
     types, flags = _flags(R, clip)
-    if ax is None:
-        fig, ax = plt.subplots(figsize=(6.5, 2.6))
+    own = ax is None
+    if own:
+        fig, ax = plt.subplots(figsize=(6.5, 2.9 if truth is not None else 2.6))
     else:
         fig = ax.figure
     step = float(np.median(np.diff(t))) if t.size > 1 else 1.0
@@ -110,6 +111,12 @@ def plot_frame_curve(R: xr.DataArray, clip: int = 0, *, truth: Any = None, ax=No
         ax2.plot(t[:motion.size], motion, color="k", lw=1, marker=".", label="true motion (px/frame)")
         ax2.set_ylabel("true motion (px)")
         ax2.set_ylim(bottom=0)
+        ax2.spines["right"].set_visible(True)  # the style hides it; this axis needs it
+        handles = [h for a in (ax, ax2) for h in a.get_legend_handles_labels()[0]]
+        if own:
+            fig.legend(handles, [h.get_label() for h in handles], loc="outside lower center", ncols=2)
+        else:
+            ax.legend(handles, [h.get_label() for h in handles], loc="upper right")
     return fig
 
 
@@ -176,6 +183,8 @@ def plot_frames(R: xr.DataArray, path: str | os.PathLike | None = None, frames: 
         ax.set_title(label)
         ax.set_xticks([])
         ax.set_yticks([])
+        for spine in ax.spines.values():
+            spine.set_visible(False)
     fig.suptitle(_title(R, clip))
     cb = fig.colorbar(im, ax=list(axes.flat), shrink=0.8, aspect=25)
     cb.solids.set_alpha(1)  # the bar in full colour, whatever the overlay's opacity

@@ -46,7 +46,8 @@ def test_frame_curve_is_labelled(R, clips):
     ax = fig.axes[0]
     assert ax.get_xlabel() == "time (s)" and ax.get_ylabel().startswith("relevance per frame")
     assert "f(x) =" in ax.get_title() and "LRP" in ax.get_title()
-    assert fig.axes[1].get_ylabel() == "true motion (px)"
+    assert fig.axes[1].get_ylabel() == "true motion (px)" and fig.axes[1].spines["right"].get_visible()
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == ["relevance per frame", "true motion (px/frame)"]
 
 
 def test_frames_fill_the_page(R):
