@@ -16,6 +16,8 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable
 from pathlib import Path
 
+from sciexplain.errors import MissingDependencyError
+
 from .errors import TextInputError, VocabularyError
 from .tokenize import PAD, UNK, Token, Tokenizer
 
@@ -30,7 +32,8 @@ def _require_tokenizers():
     try:
         import tokenizers
     except ImportError:  # pragma: no cover - installed with the plugin's [transformer] extra
-        raise ImportError("the subword tokenizer needs the 'tokenizers' package: pip install tokenizers") from None
+        raise MissingDependencyError("the subword tokenizer needs the 'tokenizers' package: pip install "
+                                     "'sciexplain-text[transformer]' (or tokenizers)") from None
     return tokenizers
 
 

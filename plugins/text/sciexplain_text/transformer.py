@@ -17,6 +17,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from sciexplain.errors import MissingDependencyError
+
 __all__ = ["TransformerClassifier", "DEFAULT_TRANSFORMER_PRESET"]
 
 #: AttnLRP (Achtibat et al. 2024) for the transformer's attention, LayerNorm and GELU
@@ -27,8 +29,8 @@ def _transformers():
     try:
         import transformers
     except ImportError:  # pragma: no cover - installed with the plugin's [transformer] extra
-        raise ImportError("the transformer classifier needs the 'transformers' package: pip install "
-                          "'transformers>=4.40,<5'") from None
+        raise MissingDependencyError("the transformer classifier needs the 'transformers' package: pip install "
+                                     "'sciexplain-text[transformer]'") from None
     return transformers
 
 
