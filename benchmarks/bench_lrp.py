@@ -10,13 +10,19 @@ Times, interleaved in one run (so that load on the machine affects every method 
   same model, when captum is installed, with the rules set as described in
   :func:`captum_rules` (captum's LRP has no alpha2-beta1 rule)
 
-on a VGG-like CNN (6 conv layers, batch 32, 64x64 RGB) and an EEG-style Conv1d network
-(batch 64, 32 channels x 500 samples). Peak memory is measured per method in a fresh
+on the families of issue 22: a VGG-like CNN (6 conv layers, batch 32, 64x64 RGB), a
+ResNet-18-like network (torch only, no torchvision; BatchNorm with random running statistics;
+batch 8, 128x128), a MobileNetV3-small-like block stack (inverted residuals, depthwise
+convolutions, squeeze-and-excitation, hardswish; batch 8, 160x160), braindecode's EEGNetv4
+(batch 64, 22 channels x 500 samples) and EEGInception (batch 64, 8 channels x 512 samples),
+and an EEG-style Conv1d network (batch 64, 32 channels x 500 samples); all with random weights.
+zennit is not run: it imports torchvision at import time, which cannot be imported beside
+this machine's CPU build of torch. Peak memory is measured per method in a fresh
 subprocess (the kernel's high-water mark of resident memory above the size just before the call).
 Besides wall-clock time the process CPU time of each call is recorded (``time.process_time``,
 both threads together): on a machine shared with other jobs it is the steadier of the two.
 
-Usage: python benchmarks/bench_lrp.py [--repeats 15] [--rounds 1] [--write]
+Usage: python benchmarks/bench_lrp.py [--repeats 15] [--rounds 1] [--threads 1] [--cases vgg,eegnet] [--write]
 (--rounds N repeats the whole interleaved measurement N times and reports the medians of the
 per-round ratios; --write updates README.md)
 """
@@ -78,7 +84,7 @@ def captum_twin(model: nn.Module) -> nn.Module:
     """A copy of ``model`` captum's LRP can run on (same weights, same function)."""
     import copy
     twin = copy.deepcopy(model)
-    if isinstance(twin, nn.Sequential) and any(isinstance(m, nn.Flatten) for m in twin):
+    if type(twin) is nn.Sequential and any(isinstance(m, nn.Flatten) for m in twin):
         twin = _FunctionalFlatten(twin)
     return twin.eval()
 
@@ -101,13 +107,129 @@ def captum_rules(model: nn.Module, plus: bool) -> list[str]:
     return done
 
 
+class _Basic(nn.Module):
+    """ResNet's basic block: two 3x3 conv-BatchNorm pairs and a (projected) shortcut."""
+
+    def __init__(self, i: int, o: int, stride: int):
+        super().__init__()
+        self.c1, self.b1 = nn.Conv2d(i, o, 3, stride, 1, bias=False), nn.BatchNorm2d(o)
+        self.c2, self.b2 = nn.Conv2d(o, o, 3, 1, 1, bias=False), nn.BatchNorm2d(o)
+        self.relu = nn.ReLU()
+        self.down = None
+        if stride != 1 or i != o:
+            self.down = nn.Sequential(nn.Conv2d(i, o, 1, stride, bias=False), nn.BatchNorm2d(o))
+
+    def forward(self, x):
+        h = self.b2(self.c2(self.relu(self.b1(self.c1(x)))))
+        return self.relu(h + (x if self.down is None else self.down(x)))
+
+
+class ResNet18Like(nn.Module):
+    """torchvision's ResNet-18 layout (7x7 stem, max pooling, 4 stages of 2 basic blocks)."""
+
+    def __init__(self, n_classes: int = 10):
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(3, 64, 7, 2, 3, bias=False), nn.BatchNorm2d(64), nn.ReLU(),
+                                  nn.MaxPool2d(3, 2, 1))
+        blocks, c = [], 64
+        for o, stride in ((64, 1), (128, 2), (256, 2), (512, 2)):
+            blocks += [_Basic(c, o, stride), _Basic(o, o, 1)]
+            c = o
+        self.layers = nn.Sequential(*blocks)
+        self.pool, self.fc = nn.AdaptiveAvgPool2d(1), nn.Linear(512, n_classes)
+
+    def forward(self, x):
+        return self.fc(torch.flatten(self.pool(self.layers(self.stem(x))), 1))
+
+
+class _SqueezeExcite(nn.Module):
+    def __init__(self, c: int, r: int):
+        super().__init__()
+        self.pool, self.fc1, self.act = nn.AdaptiveAvgPool2d(1), nn.Conv2d(c, r, 1), nn.ReLU()
+        self.fc2, self.gate = nn.Conv2d(r, c, 1), nn.Hardsigmoid()
+
+    def forward(self, x):
+        return x * self.gate(self.fc2(self.act(self.fc1(self.pool(x)))))
+
+
+class _InvertedResidual(nn.Module):
+    def __init__(self, i: int, e: int, o: int, k: int, stride: int, se: bool, act: str):
+        super().__init__()
+        A = nn.Hardswish if act == "hs" else nn.ReLU
+        layers: list[nn.Module] = []
+        if e != i:
+            layers += [nn.Conv2d(i, e, 1, bias=False), nn.BatchNorm2d(e), A()]
+        layers += [nn.Conv2d(e, e, k, stride, k // 2, groups=e, bias=False), nn.BatchNorm2d(e), A()]
+        if se:
+            layers.append(_SqueezeExcite(e, max(8, e // 4)))
+        layers += [nn.Conv2d(e, o, 1, bias=False), nn.BatchNorm2d(o)]
+        self.block, self.residual = nn.Sequential(*layers), stride == 1 and i == o
+
+    def forward(self, x):
+        y = self.block(x)
+        return x + y if self.residual else y
+
+
+class MobileNetV3SmallLike(nn.Module):
+    """MobileNetV3-small's block table (Howard et al. 2019): inverted residuals, depthwise
+    convolutions, squeeze-and-excitation, hardswish."""
+
+    CFG = [(16, 16, 16, 3, 2, True, "re"), (16, 72, 24, 3, 2, False, "re"), (24, 88, 24, 3, 1, False, "re"),
+           (24, 96, 40, 5, 2, True, "hs"), (40, 240, 40, 5, 1, True, "hs"), (40, 240, 40, 5, 1, True, "hs"),
+           (40, 120, 48, 5, 1, True, "hs"), (48, 144, 48, 5, 1, True, "hs"), (48, 288, 96, 5, 2, True, "hs"),
+           (96, 576, 96, 5, 1, True, "hs"), (96, 576, 96, 5, 1, True, "hs")]
+
+    def __init__(self, n_classes: int = 10):
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(3, 16, 3, 2, 1, bias=False), nn.BatchNorm2d(16), nn.Hardswish())
+        self.blocks = nn.Sequential(*[_InvertedResidual(*row) for row in self.CFG])
+        self.head = nn.Sequential(nn.Conv2d(96, 576, 1, bias=False), nn.BatchNorm2d(576), nn.Hardswish(),
+                                  nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(576, 1024), nn.Hardswish(),
+                                  nn.Linear(1024, n_classes))
+
+    def forward(self, x):
+        return self.head(self.blocks(self.stem(x)))
+
+
+def _random_bn(model: nn.Module) -> nn.Module:
+    """Random running statistics (fresh BatchNorms are identities, which folding would hide)."""
+    g = torch.Generator().manual_seed(0)
+    for m in model.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            m.running_mean.copy_(torch.randn(m.num_features, generator=g) * 0.1)
+            m.running_var.copy_(torch.rand(m.num_features, generator=g) + 0.5)
+    return model.eval()
+
+
+def eegnet() -> nn.Module:
+    import warnings
+    from braindecode.models import EEGNetv4
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return _random_bn(EEGNetv4(n_chans=22, n_outputs=4, n_times=500, kernel_length=64))
+
+
+def eeginception() -> nn.Module:
+    import warnings
+    from braindecode.models import EEGInception
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return _random_bn(EEGInception(n_chans=8, n_outputs=2, n_times=512, sfreq=128, add_log_softmax=False))
+
+
 CASES = {
     "vgg-like CNN (32x3x64x64)": (vgg_like, (32, 3, 64, 64)),
+    "ResNet-18-like (8x3x128x128)": (lambda: _random_bn(ResNet18Like()), (8, 3, 128, 128)),
+    "MobileNetV3-small-like (8x3x160x160)": (lambda: _random_bn(MobileNetV3SmallLike()), (8, 3, 160, 160)),
+    "braindecode EEGNetv4 (64x22x500)": (eegnet, (64, 22, 500)),
+    "braindecode EEGInception (64x8x512)": (eeginception, (64, 8, 512)),
     "EEG Conv1d (64x32x500)": (lambda: EEGConvNet().eval(), (64, 32, 500)),
 }
+#: short names for --cases
+SHORT = dict(zip(("vgg", "resnet", "mobilenet", "eegnet", "eeginception", "eegconv"), CASES))
 
 
-def methods(model, x, target):
+def methods(model, x, target, captum: bool = True, trial: bool = True):
     import sciexplain as sx
 
     def grad_full():
@@ -129,6 +251,8 @@ def methods(model, x, target):
         "lrp epsilon-plus": lambda: ex_plus.explain(x, target),
         "lrp alpha2-beta1": lambda: ex_ab.explain(x, target),
     }
+    if not captum:
+        return out
     try:
         from captum.attr import LRP
     except ImportError:  # captum is optional (the "bench" extra)
@@ -138,9 +262,20 @@ def methods(model, x, target):
         return lrp.attribute(x.clone().requires_grad_(True), target=target)
 
     for label, plus in (("captum lrp epsilon", False), ("captum lrp epsilon-plus", True)):
-        twin = captum_twin(model)
-        out[label] = (lambda twin=twin, lrp=LRP(twin), plus=plus: run_captum(twin, lrp, plus))
+        try:  # captum's LRP runs on module-only networks; note where it does not
+            twin = captum_twin(model)
+            fn = (lambda twin=twin, lrp=LRP(twin), plus=plus: run_captum(twin, lrp, plus))
+            if trial:  # (not before a memory measurement: the trial would set the high-water mark)
+                fn()
+        except Exception as err:  # noqa: BLE001 - any failure means "captum does not run here"
+            CAPTUM_FAILED.setdefault(type(model).__name__, f"{type(err).__name__}: {str(err)[:160]}")
+            continue
+        out[label] = fn
     return out
+
+
+#: model class -> why captum's LRP did not run on it
+CAPTUM_FAILED: dict[str, str] = {}
 
 
 def setup(case: str):
@@ -185,7 +320,7 @@ def measure_in_this_process(case: str, method: str) -> float:
     it over from the parent process)."""
     import gc
     m, x, t = setup(case)
-    fn = methods(m, x, t)[method]
+    fn = methods(m, x, t, captum=method.startswith("captum"), trial=False)[method]
     gc.collect()
     with open("/proc/self/clear_refs", "w") as f:
         f.write("5")
@@ -196,7 +331,8 @@ def measure_in_this_process(case: str, method: str) -> float:
 
 def peak_memory(case: str, method: str) -> float:
     """Peak extra resident memory (MB) of one call, in a fresh process."""
-    code = (f"import sys; sys.path.insert(0, {str(HERE)!r}); import bench_lrp as b; "
+    code = (f"import sys; sys.path.insert(0, {str(HERE)!r}); import bench_lrp as b; import torch; "
+            f"torch.set_num_threads({torch.get_num_threads()}); "
             f"print(b.measure_in_this_process({case!r}, {method!r}))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     return float(out.stdout.strip().splitlines()[-1])
@@ -212,19 +348,24 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--repeats", type=int, default=15)
     ap.add_argument("--rounds", type=int, default=1, help="independent interleaved rounds (medians reported)")
+    ap.add_argument("--threads", type=int, default=1, help="torch threads (1: steadier on a shared machine)")
+    ap.add_argument("--cases", default=",".join(SHORT), help=f"comma-separated among {', '.join(SHORT)}")
+    ap.add_argument("--no-memory", action="store_true", help="skip the peak-memory subprocesses")
     ap.add_argument("--write", action="store_true", help="write the table into benchmarks/README.md")
     args = ap.parse_args()
-    torch.set_num_threads(2)
+    torch.set_num_threads(args.threads)
     load_before = os.getloadavg()[0]
     rows, captum_lines = [], []
-    for case in CASES:
+    cases = [SHORT[c.strip()] for c in args.cases.split(",") if c.strip()]
+    for case in cases:
+        print(f"{case} ...", file=sys.stderr, flush=True)
         per_round = []
         for _ in range(args.rounds):
             wall, cpu = time_case(case, args.repeats)
             per_round.append(({k: statistics.median(v) for k, v in wall.items()},
                               {k: statistics.median(v) for k, v in cpu.items()}))
         names = list(per_round[0][0])
-        mem = {k: peak_memory(case, k) for k in names}
+        mem = {k: float("nan") if args.no_memory else peak_memory(case, k) for k in names}
 
         def med(which: int, k: str, base: str | None = None) -> float:
             vals = [r[which][k] / (r[which][base] if base else 1.0) for r in per_round]
@@ -246,8 +387,8 @@ def main() -> None:
                         f"{r['mem_ratio']:.2f} |" for r in rows]
     table = "\n".join(lines)
     if captum_lines:
-        rules_vgg = captum_rules(captum_twin(setup(list(CASES)[0])[0]), plus=True)
-        rules_eeg = captum_rules(captum_twin(setup(list(CASES)[1])[0]), plus=True)
+        rules_vgg = captum_rules(captum_twin(setup(SHORT["vgg"])[0]), plus=True)
+        rules_eeg = captum_rules(captum_twin(setup(SHORT["eegconv"])[0]), plus=True)
         table += ("\n\ncaptum's LRP beside sciexplain's with the same rules (time ratio, > 1: captum slower):\n\n"
                   + "\n".join(f"- {line}" for line in captum_lines)
                   + "\n\nWhat ran in captum: EpsilonRule on Linear, AvgPool and (for `epsilon`) the convolutions, "
@@ -257,8 +398,12 @@ def main() -> None:
                     "captum's copy (captum fails on a Flatten module); ReLU passes the gradient; the EEG network's "
                     "functional `torch.relu` is not a module and is differentiated as it is. "
                     f"Rules set (epsilon-plus): vgg-like {'; '.join(rules_vgg)}. EEG {'; '.join(rules_eeg)}.")
+    if CAPTUM_FAILED:
+        table += ("\n\ncaptum's LRP did not run on: " + "; ".join(f"{k} ({v})" for k, v in CAPTUM_FAILED.items())
+                  + ". zennit was not run: it imports torchvision, which fails to import beside this machine's "
+                    "CPU build of torch.")
     load_after = os.getloadavg()[0]
-    env = (f"torch {torch.__version__}, {torch.get_num_threads()} threads, {platform.processor() or platform.machine()}, "
+    env = (f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), {platform.processor() or platform.machine()}, "
            f"{args.rounds} round(s) x {args.repeats} interleaved repeats (medians of per-round ratios), "
            f"1-min load average {load_before:.1f} before / {load_after:.1f} after on {os.cpu_count()} cores "
            f"(a load above the core count means the machine was shared with other jobs), {time.strftime('%Y-%m-%d')}")
