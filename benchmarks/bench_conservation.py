@@ -44,8 +44,8 @@ HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
 README = HERE / "README.md"
 
-#: the label of each domain's default before issue 20 (the reference of the paired differences)
-TODAY = "default before issue 20"
+#: the label of each domain's previous default (the reference of the paired differences)
+TODAY = "previous default"
 #: the mark of each domain's default after issue 20 (if it changed)
 NEW = "(new default)"
 
@@ -59,7 +59,7 @@ def image_presets(case: str = "") -> dict[str, object]:
         "epsilon-plus-box": "epsilon-plus-box",
         # the named preset "mobilenet-conserving" is exactly this composite on EfficientNet-Lite0
         # (plugins/image/tests/test_conservation.py checks it); the new image default
-        f"mobilenet-conserving {NEW}: epsilon-plus-box, WSquare on depthwise convs (issue's probe)": "mobilenet-conserving",
+        f"mobilenet-conserving {NEW}: epsilon-plus-box, WSquare on depthwise convs": "mobilenet-conserving",
         "epsilon-plus-box, Fallback(ZPlus, WSquare) on convs": {"base": "epsilon-plus-box", nn.Conv2d: fb(ZPlus())},
         "epsilon-plus-box, Fallback(ZPlus, Flat) on convs": {"base": "epsilon-plus-box", nn.Conv2d: fb(ZPlus(), Flat())},
         "mobilenet, BiasToInputs + Fallback(WSquare) on convs and fc": {
@@ -383,7 +383,7 @@ def run_domain(name: str, args) -> dict:
 
 def meets(row: dict) -> bool:
     """Issue 20's criteria: at most 20% of f(x) absorbed (median, either sign), none above 50%, and
-    ABPC not significantly below the domain's default before issue 20 (the paired interval's upper end >= 0)."""
+    ABPC not significantly below the domain's previous default (the paired interval's upper end >= 0)."""
     return (abs(row["absorbed_median"]) <= 0.2 and row["absorbed_worst"] <= 0.5
             and row["abpc_minus_today"][2] >= 0)
 
@@ -394,7 +394,7 @@ def markdown(results: dict) -> str:
         took = f" Ran in {res['seconds'] / 60:.1f} min." if "seconds" in res else ""
         out += [f"**{name}.** {res['env']}.{took}", "",
                 "| preset | absorbed / f(x), median | worst | sum abs(R) / abs(f(x)), median | ABPC (95% CI) | "
-                "ABPC minus the default before issue 20 (paired 95% CI) | meets both criteria |",
+                "ABPC minus the previous default (paired 95% CI) | meets both criteria |",
                 "|---|---|---|---|---|---|---|"]
         for label, r in res["rows"].items():
             if "absorbed_median" in r:

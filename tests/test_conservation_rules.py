@@ -312,7 +312,7 @@ def _meets(row: dict) -> bool:
 def test_the_stored_table_backs_every_default():
     """Each model's default (the row marked "(new default)", else the unchanged default) leaves at
     most 20% of f(x) absorbed (median), none above 50%, with an ABPC not significantly below the
-    default before issue 20; where none does, no row of the table does (the trade-off is documented)."""
+    previous default; where none does, no row of the table does (the trade-off is documented)."""
     import json
     if not _TABLE.exists():
         pytest.skip("benchmarks/results/conservation.json is not there")
@@ -321,7 +321,7 @@ def test_the_stored_table_backs_every_default():
     changed: dict[str, list] = {}
     for name in _MODELS:
         rows = {k: r for k, r in table[name]["rows"].items() if "absorbed_median" in r}
-        before = [k for k in rows if k.startswith("default before issue 20")]
+        before = [k for k in rows if k.startswith("previous default")]
         assert len(before) == 1, (name, list(rows))
         new = [k for k in rows if "(new default)" in k]
         assert len(new) <= 1, (name, new)

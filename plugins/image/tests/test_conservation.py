@@ -17,9 +17,9 @@ ROOT = Path(__file__).resolve().parents[3]
 TABLE = ROOT / "benchmarks" / "results" / "conservation.json"
 DOMAIN_NAME = "image: EfficientNet-Lite0"
 #: the benchmark's label of the default's composite on EfficientNet-Lite0
-DEFAULT_LABEL = "mobilenet-conserving (new default): epsilon-plus-box, WSquare on depthwise convs (issue's probe)"
-#: the label of the default before issue 20 (the reference of the paired differences)
-BEFORE = "default before issue 20: mobilenet"
+DEFAULT_LABEL = "mobilenet-conserving (new default): epsilon-plus-box, WSquare on depthwise convs"
+#: the label of the previous default (the reference of the paired differences)
+BEFORE = "previous default: mobilenet"
 FASHION = "image: Fashion-MNIST CNN"
 #: the benchmark's label of the default on the Fashion-MNIST CNN
 FASHION_LABEL = "mobilenet-conserving (new default): ScaledEpsilon(0.05) on full convs, Epsilon(1e-6) on dense"

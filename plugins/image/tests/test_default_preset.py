@@ -31,12 +31,12 @@ BENCH = ROOT / "benchmarks" / "bench_image_faithfulness.py"
 
 #: the benchmark's label of the composite each named preset implements on EfficientNet-Lite0
 LABEL_OF_PRESET = {"mobilenet": "zB + Gamma(0.25) depthwise + ScaledEpsilon(0.25) pointwise/fc"}
-#: the faithfulness study's winner, the default before issue 20
+#: the faithfulness study's winner, the previous default
 FAITHFULNESS_PRESET = "mobilenet"
 CONSERVATION = ROOT / "benchmarks" / "results" / "conservation.json"
 #: the conservation benchmark's label of the default's composite on EfficientNet-Lite0
 CONSERVATION_LABEL = {"mobilenet-conserving": "mobilenet-conserving (new default): epsilon-plus-box, WSquare on "
-                                               "depthwise convs (issue's probe)"}
+                                               "depthwise convs"}
 
 
 def _table() -> dict:
