@@ -38,6 +38,8 @@ def _absorbed_share(R: Any, what: str, domain: str) -> dict[str, Any]:
 
 #: the time windows of every windowed EEG figure (class and single-trial maps, the joint plot, MNE's maps)
 WINDOW = 0.07
+#: the same for the synthetic epochs (-0.2 to 1 s): four windows and the whole epoch fit a page width
+SYNTHETIC_WINDOW = 0.3
 
 
 def _save(fig: Any, path: Path, written: list[str]) -> None:
@@ -179,9 +181,9 @@ def run_demo(out: str | Path, *, seed: int = 0, acceptance: bool = True) -> dict
         for condition in ("left", "right"):
             hits = np.flatnonzero((Rs.predicted.values == Rs.label.values) & (Rs.condition.values == condition))
             if hits.size:
-                _save(plot_topomap(Rs, int(hits[0]), windows=0.2, names=True),
+                _save(plot_topomap(Rs, int(hits[0]), windows=SYNTHETIC_WINDOW),
                       out / f"eeg_synthetic_single_trial_{condition}.png", written)
-        _save(plot_class_topomaps(Rs, windows=0.2), out / "eeg_synthetic_class_topomaps.png", written)
+        _save(plot_class_topomaps(Rs, windows=SYNTHETIC_WINDOW), out / "eeg_synthetic_class_topomaps.png", written)
         (out / "eeg_acceptance.md").write_text(format_table(result) + "\n")
         written.append("eeg_acceptance.md")
     summary["files"] = written

@@ -108,7 +108,8 @@ def test_perturbation_shows_coinciding_methods_and_no_reprs():
               ("gradient x input", "morf"): _curve(down + 1e-4), ("gradient x input", "lerf"): _curve(up - 1e-4),
               ("sensitivity", "morf"): _curve(1 - 0.01 * steps), ("sensitivity", "lerf"): _curve(1 + 0.01 * steps),
               ("random", "random"): _curve(1 - 0.02 * steps)}
-    result = PerturbationResult(curves=curves, settings={"block": 4, "steps": 20, "removal": "BlockRemoval(kind='mean')"})
+    settings = {"block": 4, "steps": 20, "removal": "BlockRemoval(kind='mean')"}
+    result = PerturbationResult(curves=curves, settings=settings)
     fig = plot_perturbation(result)
     words = review(fig, maps=False)
     ax = fig.axes[0]

@@ -1,4 +1,4 @@
-"""Figures a reviewer would accept: no overlapping or clipped text, labels, symmetric diverging limits, no code reprs."""
+"""Image figures a reviewer would accept: no overlapping or clipped text, labels, symmetric limits, no reprs."""
 
 from __future__ import annotations
 
@@ -72,7 +72,8 @@ def test_overlay_passes_review(R, photos):
     assert "(" in fig._suptitle.get_text() and "f(x) =" in fig._suptitle.get_text()
     (cb,) = [ax for ax in fig.axes if ax.get_ylabel()]
     assert cb.get_ylabel() == "relevance (units of f(x))"
-    assert [ax.get_title() for ax in fig.axes if ax.get_title()] == ["input, relevance on top\n(opaque where |R| is large)", "relevance"]
+    assert [ax.get_title() for ax in fig.axes if ax.get_title()] == [
+        "input, relevance on top\n(opaque where |R| is large)", "relevance"]
     review(plot_overlay(R, None, 1))  # the heatmap alone, as R.relevance.plot() draws it
 
 
