@@ -136,3 +136,18 @@ def test_the_reviewer_checks_catch_what_they_look_for():
     assert "beyond the edge" in texts_outside(fig)
     assert not symmetric(diverging_limits(fig))
     plt.close(fig)
+
+
+def test_method_title_and_styled():
+    from sciexplain.result import method_title, styled
+    R = xr.DataArray([1.0], dims=("sample",), attrs={"method": "lrp", "preset": "custom mapping (base='epsilon-plus')"})
+    assert method_title(R) == "LRP, epsilon-plus with custom rules"
+    assert method_title(R.assign_attrs(preset="epsilon")) == "LRP epsilon"
+    assert method_title(R.assign_attrs(method="gradient_x_input")) == "gradient x input"
+    import matplotlib
+
+    @styled
+    def constrained():
+        return matplotlib.rcParams["figure.constrained_layout.use"], matplotlib.rcParams["savefig.dpi"]
+
+    assert constrained() == (True, 300)

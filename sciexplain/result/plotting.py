@@ -14,7 +14,7 @@ import xarray as xr
 from ..errors import InputError
 from .style import figure_style
 
-__all__ = ["plot_heatmap", "plot_heatmaps", "symmetric_limit", "pyplot", "RELEVANCE_CMAP"]
+__all__ = ["plot_heatmap", "plot_heatmaps", "symmetric_limit", "pyplot", "method_title", "RELEVANCE_CMAP"]
 
 #: diverging colormap centred at zero
 RELEVANCE_CMAP = "bwr"
@@ -25,6 +25,22 @@ def pyplot():
     without a display matplotlib falls back to a non-interactive backend by itself)."""
     import matplotlib.pyplot as plt
     return plt
+
+
+def method_title(R: xr.DataArray) -> str:
+    """The method of an explanation in words for a figure title (the LRP preset, never a code repr).
+
+    ``"LRP epsilon"``, ``"LRP, epsilon-plus with custom rules"`` for a rule mapping,
+    ``"gradient x input"`` for other methods.
+    """
+    import re
+    preset, method = str(R.attrs.get("preset") or ""), str(R.attrs.get("method", ""))
+    if method in ("", "lrp"):
+        if preset.startswith("custom mapping"):  # a rule mapping, recorded as "custom mapping (base='...')"
+            base = re.search(r"base='([^']+)'", preset)
+            return f"LRP, {base.group(1)} with custom rules" if base else "LRP, custom rules"
+        return f"LRP {preset}" if preset else "LRP"
+    return method.replace("_", " ")
 
 
 def symmetric_limit(values: np.ndarray, percentile: float = 99.5) -> float:

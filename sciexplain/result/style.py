@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
-__all__ = ["STYLE", "figure_style", "save_figure"]
+__all__ = ["STYLE", "figure_style", "styled", "save_figure"]
 
 #: rc parameters of every figure sciexplain draws: constrained layout (no clipped colour-bar ticks or
 #: overlapping titles), sizes readable when a panel is printed at column width, 300 dpi when saved
@@ -33,6 +34,15 @@ def figure_style() -> Iterator[None]:
     import matplotlib
     with matplotlib.rc_context(STYLE):
         yield
+
+
+def styled(fn):
+    """Decorate a ``plot_*`` function so that it draws inside :func:`figure_style`."""
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any):
+        with figure_style():
+            return fn(*args, **kwargs)
+    return wrapper
 
 
 def save_figure(fig: Any, path: str | Path, *, dpi: int = 300) -> Path:

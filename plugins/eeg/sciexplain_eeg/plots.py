@@ -12,38 +12,18 @@ the **mean over epochs** of those sums, which is a summary, not a decomposition.
 
 from __future__ import annotations
 
-import functools
-import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
-from sciexplain.result import RELEVANCE_CMAP, figure_style, pyplot, symmetric_limit
+from sciexplain.result import method_title, pyplot, RELEVANCE_CMAP, styled, symmetric_limit
 from sciexplain.errors import InputError, SciexplainError
 
 __all__ = ["plot_topomap", "plot_class_topomaps", "plot_joint", "plot_roi_timecourse", "plot_left_right",
            "plot_perturbation", "MontageMissingError"]
 
 
-def _styled(fn):
-    """Run a ``plot_*`` inside the project's figure style (constrained layout, sizes)."""
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        with figure_style():
-            return fn(*args, **kwargs)
-    return wrapper
-
-
-def _method(R: Any) -> str:
-    """The method in words for a title: the LRP preset when there is one, never a code repr."""
-    preset, method = str(R.attrs.get("preset") or ""), str(R.attrs.get("method", ""))
-    if method in ("", "lrp"):
-        if preset.startswith("custom mapping"):  # a rule mapping, recorded as "custom mapping (base='...')"
-            base = re.search(r"base='([^']+)'", preset)
-            return f"LRP, {base.group(1)} with custom rules" if base else "LRP, custom rules"
-        return f"LRP {preset}" if preset else "LRP"
-    return method.replace("_", " ")
 
 
 def _ticks(cb, lim: float) -> None:
@@ -127,7 +107,7 @@ def _epoch_title(R: Any, i: int) -> str:
     return ", ".join(parts)
 
 
-@_styled
+@styled
 def plot_topomap(R: Any, epoch: int = 0, *, windows: float | Sequence[float] | None = 0.1, total: bool = True,
                  vmax: float | None = None, names: bool = False, extrapolate: str = "local",
                  size: float = 1.25):
@@ -182,7 +162,7 @@ def plot_topomap(R: Any, epoch: int = 0, *, windows: float | Sequence[float] | N
     sub = single.isel(epoch=0)
     absorbed = float(sub.absorbed) if "absorbed" in sub.coords else float("nan")
     fig.suptitle(f"{_epoch_title(R, int(epoch))}; absorbed {absorbed:.3g} "
-                 f"({_method(R)})", fontsize=9)
+                 f"({method_title(R)})", fontsize=9)
     cb = fig.colorbar(im, ax=list(axes[0]), fraction=0.02, pad=0.02)
     _ticks(cb, lim)
     cb.set_label("relevance (sum in window)", fontsize=8)
@@ -194,7 +174,7 @@ def _groups(R: Any, by: str | None) -> list[tuple[str, np.ndarray]]:
     return groups(R, by)
 
 
-@_styled
+@styled
 def plot_class_topomaps(R: Any, *, by: str | None = "condition", windows: float | Sequence[float] | None = 0.1,
                         total: bool = True, difference: bool = False, vmax: float | None = None,
                         extrapolate: str = "local", size: float = 1.2):
@@ -257,7 +237,7 @@ def plot_class_topomaps(R: Any, *, by: str | None = "condition", windows: float 
         label = name if idx is None else f"{name}\n(n={len(idx)})"
         axes[r, 0].text(-0.25, 0.5, label, transform=axes[r, 0].transAxes, rotation=90,
                         ha="center", va="center", fontsize=9)
-    fig.suptitle(f"mean over epochs of relevance summed in windows ({_method(R)})", fontsize=9)
+    fig.suptitle(f"mean over epochs of relevance summed in windows ({method_title(R)})", fontsize=9)
     cb = fig.colorbar(im, ax=list(axes[:n_groups].flat), fraction=0.02, pad=0.02)
     _ticks(cb, lim)
     cb.set_label("mean relevance per epoch", fontsize=8)
@@ -288,7 +268,7 @@ def _joint_windows(R: Any, windows: Any) -> tuple[list[tuple[float, float]], lis
     return pairs, labels
 
 
-@_styled
+@styled
 def plot_joint(R: Any, epoch: int | None = None, *, windows: Any = None,
                vmax: float | None = None, extrapolate: str = "local"):
     """Channel x time relevance image with scalp maps of chosen windows above it.
@@ -342,11 +322,11 @@ def plot_joint(R: Any, epoch: int | None = None, *, windows: Any = None,
     cb2 = fig.colorbar(shown, ax=ax_img, fraction=0.03, pad=0.01)
     _ticks(cb2, lim)
     cb2.set_label("relevance per sample", fontsize=8)
-    fig.suptitle(f"{what} ({_method(R)})", fontsize=9)
+    fig.suptitle(f"{what} ({method_title(R)})", fontsize=9)
     return fig
 
 
-@_styled
+@styled
 def plot_roi_timecourse(R: Any, rois: Mapping[str, Sequence[str]] | None = None, *, by: str = "lobe",
                         group: str | None = "condition", window: float | None = None):
     """Relevance time course per region of interest: summed over the region's electrodes.
@@ -399,12 +379,12 @@ def plot_roi_timecourse(R: Any, rois: Mapping[str, Sequence[str]] | None = None,
         ax.set_ylabel("relevance (sum)")
     axes.flat[0].legend(fontsize=7, frameon=False)
     unit = f"sum per {window * 1000:.0f} ms window" if window else "sum per sample"
-    fig.suptitle(f"relevance per region, {unit}; mean +- SEM over epochs ({_method(R)})",
+    fig.suptitle(f"relevance per region, {unit}; mean +- SEM over epochs ({method_title(R)})",
                  fontsize=9)
     return fig
 
 
-@_styled
+@styled
 def plot_left_right(R: Any, *, group: str | None = "condition", extrapolate: str = "local"):
     """Left vs right: class-average maps per group and hemisphere sums per group.
 
@@ -448,7 +428,7 @@ def plot_left_right(R: Any, *, group: str | None = "condition", extrapolate: str
             f"{(H.isel(epoch=idx, time=0).values[:, ri] - H.isel(epoch=idx, time=0).values[:, li]).mean():.3g} "
             f"in {label if label.endswith('epochs') else label + ' epochs'}" for label, idx in groups)
         ax.set_title(f"right minus left hemisphere: {text}", fontsize=8)
-    fig.suptitle(f"left vs right hemisphere ({_method(R)}); mean +- SEM over epochs", fontsize=9)
+    fig.suptitle(f"left vs right hemisphere ({method_title(R)}); mean +- SEM over epochs", fontsize=9)
     return fig
 
 
@@ -461,7 +441,7 @@ def _removal_words(removal: str) -> str:
     return f"removal: {removal}"
 
 
-@_styled
+@styled
 def plot_perturbation(result: Any, *, methods: Sequence[str] | None = None):
     """Mean MoRF (solid) and LeRF (dashed) curves per method from :func:`perturbation_comparison`.
 

@@ -7,26 +7,16 @@ Every figure is drawn in the project's style (:func:`sciexplain.result.figure_st
 
 from __future__ import annotations
 
-import functools
-import re
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import xarray as xr
 
-from sciexplain.result import figure_style, plot_heatmap, pyplot, symmetric_limit
+from sciexplain.result import method_title, plot_heatmap, pyplot, styled, symmetric_limit
 
 __all__ = ["plot_heatmap", "plot_overlay", "plot_methods", "plot_pattern", "plot_box_shares"]
 
-
-def _styled(fn):
-    """Run a ``plot_*`` inside the project's figure style (constrained layout, sizes)."""
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        with figure_style():
-            return fn(*args, **kwargs)
-    return wrapper
 
 
 def _class_label(R: xr.DataArray, i: int) -> str:
@@ -79,18 +69,8 @@ def _map(ax, M: xr.DataArray, sample: int | None, lim: float, title: str, image:
     return ax.get_images()[-1]
 
 
-def _method_of(R: xr.DataArray) -> str:
-    """The method in words for a title: the LRP preset when there is one, never a code repr."""
-    preset, method = str(R.attrs.get("preset") or ""), str(R.attrs.get("method", ""))
-    if method in ("", "lrp"):
-        if preset.startswith("custom mapping"):  # a rule mapping, recorded as "custom mapping (base='...')"
-            base = re.search(r"base='([^']+)'", preset)
-            return f"LRP, {base.group(1)} with custom rules" if base else "LRP, custom rules"
-        return f"LRP {preset}" if preset else "LRP"
-    return method.replace("_", " ")
 
-
-@_styled
+@styled
 def plot_overlay(R: xr.DataArray, image: np.ndarray | None = None, sample: int = 0, *, alpha: float = 0.65,
                  vmax: float | None = None):
     """The image the model saw with the relevance on top, and the heatmap alone beside it.
@@ -109,16 +89,16 @@ def plot_overlay(R: xr.DataArray, image: np.ndarray | None = None, sample: int =
         _map(axes[0], R, sample, lim, "input, relevance on top\n(opaque where |R| is large)", image=image,
              alpha=alpha)
         im = _map(axes[1], R, sample, lim, "relevance")
-        fig.suptitle(f"{_class_label(R, sample)} ({_method_of(R)})")
+        fig.suptitle(f"{_class_label(R, sample)} ({method_title(R)})")
     else:
         fig, ax = plt.subplots(figsize=(3.6, 3.0))
         axes = [ax]
-        im = _map(ax, R, sample, lim, f"{_class_label(R, sample)}\n({_method_of(R)})")
+        im = _map(ax, R, sample, lim, f"{_class_label(R, sample)}\n({method_title(R)})")
     _colorbar(fig, im, list(axes), lim, "relevance (units of f(x))")
     return fig
 
 
-@_styled
+@styled
 def plot_methods(model: Any, image: Any, methods: Sequence[tuple[str, dict]] | None = None, *,
                  preprocess: Any = None, target: int | None = None, ncols: int = 3):
     """The same image explained by several methods, the input first (each panel its own colour scale).
@@ -166,7 +146,7 @@ def plot_methods(model: Any, image: Any, methods: Sequence[tuple[str, dict]] | N
     return fig
 
 
-@_styled
+@styled
 def plot_pattern(R: xr.DataArray, image: np.ndarray, sample: int = 0):
     """Where the evidence is: the input, and the input weighted by its positive relevance (display only).
 
@@ -188,11 +168,11 @@ def plot_pattern(R: xr.DataArray, image: np.ndarray, sample: int = 0):
     axes[1].set_title("input x positive relevance\n(black: no evidence for the class)")
     for ax in axes:
         _bare(ax)
-    fig.suptitle(f"{_class_label(R, sample)} ({_method_of(R)})")
+    fig.suptitle(f"{_class_label(R, sample)} ({method_title(R)})")
     return fig
 
 
-@_styled
+@styled
 def plot_box_shares(shares: xr.Dataset):
     """Stacked bars: the share of f(x) drawn from the object box, its context, and absorbed.
 

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Mapping
 
 import numpy as np
 import xarray as xr
 
-from sciexplain.result import RELEVANCE_CMAP, figure_style, pyplot, symmetric_limit
+from sciexplain.result import pyplot, RELEVANCE_CMAP, styled, symmetric_limit
 
 from .errors import TextInputError
 from .render import _check, _documents, document_segments
@@ -21,14 +20,6 @@ _METHOD_TITLES = {"lrp": "LRP", "sensitivity": "sensitivity (squared gradient; n
 #: points per character of the monospace words: the layout below assumes this font size
 _FONT = 7.0
 
-
-def _styled(fn):
-    """Run a ``plot_*`` inside the project's figure style (constrained layout, sizes)."""
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        with figure_style():
-            return fn(*args, **kwargs)
-    return wrapper
 
 
 def _figure_header(R: xr.DataArray, d: int, method: str | None = None) -> str:
@@ -79,7 +70,7 @@ def _draw_words(ax, R: xr.DataArray, d: int, limit: float, width: int, max_token
     return row + 1
 
 
-@_styled
+@styled
 def plot_document(R: xr.DataArray, document: int = 0, *, max_tokens: int = 160, width: int = 100,
                   ax=None, title: str | None = None):
     """One document as a heatmap of its words (red: for the class, blue: against).
@@ -118,7 +109,7 @@ def plot_document(R: xr.DataArray, document: int = 0, *, max_tokens: int = 160, 
     return fig
 
 
-@_styled
+@styled
 def plot_methods(results: Mapping[str, xr.DataArray], document: int = 0, *, max_tokens: int = 120, width: int = 100):
     """The same document explained by several methods, one row each with its own colour scale.
 
@@ -138,7 +129,7 @@ def plot_methods(results: Mapping[str, xr.DataArray], document: int = 0, *, max_
     return fig
 
 
-@_styled
+@styled
 def plot_top_words(S: xr.DataArray, k: int = 12, min_count: int = 2):
     """Per class, the word types with the highest summed relevance (from :func:`word_type_relevance`)."""
     from .explain import top_words
@@ -160,7 +151,7 @@ def plot_top_words(S: xr.DataArray, k: int = 12, min_count: int = 2):
     return fig
 
 
-@_styled
+@styled
 def plot_deletion(curves: xr.DataArray | Mapping[str, xr.DataArray], title: str = "word deletion"):
     """Accuracy against the number of deleted words, one line per method.
 

@@ -6,27 +6,17 @@ motion vectors (I-frames) are marked as such, never drawn as still frames.
 
 from __future__ import annotations
 
-import functools
 import os
-import re
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import xarray as xr
 
-from sciexplain.result import RELEVANCE_CMAP, figure_style, pyplot, symmetric_limit
+from sciexplain.result import method_title, pyplot, RELEVANCE_CMAP, styled, symmetric_limit
 
 __all__ = ["plot_frame_curve", "plot_frames", "plot_perturbation", "frame_relevance", "block_map"]
 
-
-def _styled(fn):
-    """Run a ``plot_*`` inside the project's figure style (constrained layout, sizes)."""
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        with figure_style():
-            return fn(*args, **kwargs)
-    return wrapper
 
 
 def _clip(R: xr.DataArray, clip: int) -> xr.DataArray:
@@ -54,25 +44,15 @@ def _plain(text: str) -> str:
     return str(text).replace("$", r"\$")
 
 
-def _method(R: xr.DataArray) -> str:
-    """The method in words for a title: the LRP preset when there is one, never a code repr."""
-    preset, method = str(R.attrs.get("preset") or ""), str(R.attrs.get("method", ""))
-    if method in ("", "lrp"):
-        if preset.startswith("custom mapping"):  # a rule mapping, recorded as "custom mapping (base='...')"
-            base = re.search(r"base='([^']+)'", preset)
-            return f"LRP, {base.group(1)} with custom rules" if base else "LRP, custom rules"
-        return f"LRP {preset}" if preset else "LRP"
-    return method.replace("_", " ")
-
 
 def _title(R: xr.DataArray, clip: int) -> str:
     sub = _clip(R, clip)
     name = str(sub.coords["target_name"].values) if "target_name" in sub.coords else str(int(sub.target))
     path = os.path.basename(str(sub.coords["path"].values)) if "path" in sub.coords else ""
-    return _plain(f"{path + ': ' if path else ''}class {name}, f(x) = {float(sub.prediction):.3g} ({_method(R)})")
+    return _plain(f"{path + ': ' if path else ''}class {name}, f(x) = {float(sub.prediction):.3g} ({method_title(R)})")
 
 
-@_styled
+@styled
 def plot_frame_curve(R: xr.DataArray, clip: int = 0, *, truth: Any = None, ax=None):
     """Relevance per frame against time, I-frames shaded; optionally the true motion per frame.
 
@@ -131,7 +111,7 @@ def block_map(R: xr.DataArray, clip: int, frame: int, height: int, width: int) -
     return big[:height, :width]
 
 
-@_styled
+@styled
 def plot_frames(R: xr.DataArray, path: str | os.PathLike | None = None, frames: Sequence[int] | None = None, *,
                 clip: int = 0, n: int = 4, alpha: float = 0.55, vmax: float | None = None):
     """Heatmaps of block relevance over the decoded frames (the seeds' Fig. 2C).
@@ -192,7 +172,7 @@ def plot_frames(R: xr.DataArray, path: str | os.PathLike | None = None, frames: 
     return fig
 
 
-@_styled
+@styled
 def plot_perturbation(curves: dict, *, ax=None, title: str = "block perturbation"):
     """Explained logit against the share of blocks removed, one line per ordering.
 
