@@ -56,7 +56,7 @@ def composites(box: ZBox) -> dict[str, dict]:
     return {
         "epsilon-plus-box (old default)": dict(preset="epsilon-plus-box"),
         "Epsilon(1) everywhere": dict(preset=Epsilon(1.0)),
-        "zB + Gamma(0.25) ReLU6 convs + Epsilon(1e-6) proj/fc (issue)": dict(
+        "zB + Gamma(0.25) ReLU6 convs + Epsilon(1e-6) proj/fc": dict(
             preset={STEM: box, DW: g, EXPAND: g, HEAD: g, PROJ: Epsilon(1e-6), FC: Epsilon(1e-6)}),
         "zB + Gamma(0.25) ReLU6 convs + ScaledEpsilon(0.25) proj/fc": dict(
             preset={STEM: box, DW: g, EXPAND: g, HEAD: g, PROJ: se, FC: se}),
