@@ -190,3 +190,49 @@ def test_plot_spray(tmp_path, tag_relevance):
     assert fig2.axes[2].lines  # 1-D prototypes drawn as lines
     with pytest.raises(InputError, match="sx.spray"):
         sx.plot_spray(xr.Dataset())
+
+
+# the spectrum of the stored Fashion-MNIST planted-tag case (benchmarks/results/spray_fashion.json)
+_FASHION_SPECTRUM = np.array([0.0, 0.0009, 0.0189, 0.0243, 0.0457, 0.0498, 0.0576, 0.0881, 0.0912, 0.0971, 0.0985])
+
+
+def _gap_reference(lam: np.ndarray, m: int, gap: str) -> int:
+    """The eigengap rules written out with a loop (the test's own reference)."""
+    best, k_best = -np.inf, None
+    floor = max(1e-6 * lam[m], 1e-300)
+    for k in range(1 if gap == "absolute" else 2, m + 1):  # lam[k - 1] is lambda_k
+        value = lam[k] - lam[k - 1] if gap == "absolute" else max(lam[k], floor) / max(lam[k - 1], floor)
+        if value > best:
+            best, k_best = value, k
+    return k_best
+
+
+def test_relative_gap_reads_the_first_clear_gap_of_a_slowly_rising_spectrum():
+    assert spray_mod.eigengap(_FASHION_SPECTRUM, 10)[0] == 7 == _gap_reference(_FASHION_SPECTRUM, 10, "absolute")
+    k, ratio = spray_mod.eigengap(_FASHION_SPECTRUM, 10, "relative")
+    assert k == 2 == _gap_reference(_FASHION_SPECTRUM, 10, "relative")
+    assert ratio == pytest.approx(0.0189 / 0.0009)
+
+
+@given(st.lists(st.floats(0.0, 2.0), min_size=3, max_size=12), st.integers(1, 11), st.sampled_from(["absolute",
+                                                                                                   "relative"]))
+@settings(max_examples=60, deadline=None)
+def test_eigengap_rules_match_their_formulas(values, max_clusters, gap):
+    lam = np.sort(np.asarray(values))
+    m = min(max_clusters, len(lam) - 1)
+    k, _ = spray_mod.eigengap(lam, max_clusters, gap)
+    assert k == (_gap_reference(lam, m, gap) if gap == "absolute" or m >= 2 else _gap_reference(lam, m, "absolute"))
+
+
+@pytest.mark.parametrize("k", [2, 3, 5])
+def test_relative_gap_picks_the_number_of_separated_groups(k):
+    R, labels = _separated_maps(k)
+    ds = sx.spray(R, gap="relative")
+    assert ds.attrs["n_clusters"] == k and ds.attrs["gap"] == "relative"
+    assert _agree(ds.cluster.values, labels)
+
+
+def test_unknown_gap_rule_is_refused():
+    R, _ = _separated_maps(2, per=20)
+    with pytest.raises(InputError, match="gap must be one of"):
+        sx.spray(R, gap="ratio")

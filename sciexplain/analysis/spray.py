@@ -14,7 +14,8 @@ class), SpRAy
 3. computes the smallest eigenvalues ``0 = lambda_1 <= lambda_2 <= ...`` of the normalised graph
    Laplacian ``L = I - D^{-1/2} W D^{-1/2}`` (``D`` the degree matrix);
 4. reads the number of clusters ``k`` from the largest eigengap,
-   ``k = argmax_{1 <= i <= max_clusters} (lambda_{i+1} - lambda_i)`` (or takes it as given);
+   ``k = argmax_{1 <= i <= max_clusters} (lambda_{i+1} - lambda_i)``, or with ``gap="relative"``
+   the largest ratio ``lambda_{i+1} / lambda_i`` for ``i >= 2`` (or takes ``k`` as given);
 5. clusters by spectral clustering (Ng, Jordan & Weiss 2002): k-means with a fixed seed on the
    rows of the ``k`` first eigenvectors, each row scaled to unit length.
 
@@ -37,10 +38,11 @@ from .._version import __version__
 from ..errors import InputError, InputTypeError, MissingDependencyError
 from ..result.contract import find_batch_dim
 
-__all__ = ["spray", "spray_features", "knn_affinity", "laplacian_spectrum", "eigengap"]
+__all__ = ["spray", "spray_features", "knn_affinity", "laplacian_spectrum", "eigengap", "check_parameters"]
 
 _NORMALISE = ("max", "sum", None)
 _EMBEDDINGS = ("spectral", "tsne")
+_GAPS = ("absolute", "relative")
 _DENSE_BELOW = 2000  # samples: below this the spectrum is computed densely (exact, fast enough)
 _KNN_BLOCK = 1024  # query rows per block of the brute-force neighbour search
 
@@ -224,14 +226,31 @@ def laplacian_spectrum(W, n_eigen: int, random_state: int = 0) -> tuple[np.ndarr
     return lam, vec, deg
 
 
-def eigengap(eigenvalues: np.ndarray, max_clusters: int) -> tuple[int, float]:
-    """``k = argmax_{1 <= i <= max_clusters} (lambda_{i+1} - lambda_i)`` and that gap (eigenvalues ascending)."""
+def eigengap(eigenvalues: np.ndarray, max_clusters: int, gap: str = "absolute") -> tuple[int, float]:
+    """The number of clusters read from the spectrum (eigenvalues ascending) and the gap that chose it.
+
+    ``gap="absolute"``: ``k = argmax_{1 <= k <= max_clusters} (lambda_{k+1} - lambda_k)``, returning
+    that difference. ``gap="relative"``: ``k = argmax_{2 <= k <= max_clusters} lambda_{k+1} / lambda_k``,
+    both eigenvalues floored at ``1e-6 * lambda_{max_clusters+1}`` (so that numerically zero
+    eigenvalues of disconnected components compare as equal), returning that ratio. The relative
+    gap reads the first clear gap of a spectrum that rises slowly (a small first gap followed by
+    larger absolute steps between larger eigenvalues); it never picks ``k = 1``.
+    """
+    if gap not in _GAPS:
+        raise InputError(f"gap must be one of {_GAPS}, got {gap!r}")
     m = min(max_clusters, len(eigenvalues) - 1)
     if m < 1:
         raise InputError("the eigengap needs at least two eigenvalues")
-    gaps = np.diff(eigenvalues[: m + 1])
-    k = int(np.argmax(gaps)) + 1
-    return k, float(gaps[k - 1])
+    lam = np.asarray(eigenvalues[: m + 1], dtype=np.float64)
+    if gap == "absolute" or m < 2:
+        gaps = np.diff(lam)
+        k = int(np.argmax(gaps)) + 1
+        return k, float(gaps[k - 1])
+    floor = max(1e-6 * float(lam[m]), np.finfo(np.float64).tiny)
+    kept = np.maximum(lam, floor)
+    ratios = kept[2:] / kept[1:-1]  # ratios[j] = lambda_{j+3} / lambda_{j+2}, i.e. k = j + 2
+    k = int(np.argmax(ratios)) + 2
+    return k, float(ratios[k - 2])
 
 
 def _spectral_labels(vec: np.ndarray, k: int, random_state: int) -> np.ndarray:
@@ -252,20 +271,36 @@ def _spectral_labels(vec: np.ndarray, k: int, random_state: int) -> np.ndarray:
 # ---------------------------------------------------------------------------- the analysis
 
 
-def _validate(R: Any, n_clusters: int | None, n_neighbors: int, max_clusters: int, embedding: str) -> None:
+def check_parameters(*, n_clusters: int | None = None, n_neighbors: int = 10, max_clusters: int = 10,
+                     embedding: str = "spectral", normalise: str | None = "max", gap: str = "absolute") -> None:
+    """Raise :class:`~sciexplain.errors.InputError` for a parameter of :func:`spray` it would refuse.
+
+    The message starts with the parameter's name (a pipeline file names the key with it).
+    """
+    if n_clusters is not None and (isinstance(n_clusters, bool) or not isinstance(n_clusters, (int, np.integer))
+                                   or n_clusters < 1):
+        raise InputError(f"n_clusters must be an integer >= 1 or None (read from the eigengap), got {n_clusters!r}")
+    if isinstance(n_neighbors, bool) or not isinstance(n_neighbors, (int, np.integer)) or n_neighbors < 1:
+        raise InputError(f"n_neighbors must be an integer >= 1, got {n_neighbors!r}")
+    if isinstance(max_clusters, bool) or not isinstance(max_clusters, (int, np.integer)) or max_clusters < 1:
+        raise InputError(f"max_clusters must be an integer >= 1, got {max_clusters!r}")
+    if embedding not in _EMBEDDINGS:
+        raise InputError(f"embedding must be one of {_EMBEDDINGS}, got {embedding!r}")
+    if normalise not in _NORMALISE:
+        raise InputError(f"normalise must be one of {_NORMALISE}, got {normalise!r}")
+    if gap not in _GAPS:
+        raise InputError(f"gap must be one of {_GAPS}, got {gap!r}")
+
+
+def _validate(R: Any, n_clusters: int | None, n_neighbors: int, max_clusters: int, embedding: str,
+              normalise: str | None, gap: str) -> None:
     if not isinstance(R, xr.DataArray):
         raise InputTypeError(f"sx.spray takes a relevance xarray.DataArray (from sx.explain or sx.explain_dataset), "
                              f"got {type(R).__name__}")
     if R.ndim < 2:
         raise InputError(f"sx.spray needs maps: a batch dim and at least one more, got dims {list(R.dims)}")
-    if n_clusters is not None and (not isinstance(n_clusters, (int, np.integer)) or n_clusters < 1):
-        raise InputError(f"n_clusters must be an integer >= 1 or None (read from the eigengap), got {n_clusters!r}")
-    if not isinstance(n_neighbors, (int, np.integer)) or n_neighbors < 1:
-        raise InputError(f"n_neighbors must be an integer >= 1, got {n_neighbors!r}")
-    if not isinstance(max_clusters, (int, np.integer)) or max_clusters < 1:
-        raise InputError(f"max_clusters must be an integer >= 1, got {max_clusters!r}")
-    if embedding not in _EMBEDDINGS:
-        raise InputError(f"embedding must be one of {_EMBEDDINGS}, got {embedding!r}")
+    check_parameters(n_clusters=n_clusters, n_neighbors=n_neighbors, max_clusters=max_clusters, embedding=embedding,
+                     normalise=normalise, gap=gap)
 
 
 def _prototypes(maps: xr.DataArray, bdim: str, labels: np.ndarray, k: int) -> np.ndarray:
@@ -297,7 +332,7 @@ def _embedding(kind: str, X: np.ndarray, vec: np.ndarray, deg: np.ndarray, rando
 def spray(R: xr.DataArray, n_clusters: int | None = None, *, pool: str | Sequence[str] | None = None,
           downsample: int | Mapping[str, int] | None = None, normalise: str | None = "max",
           n_neighbors: int = 10, max_clusters: int = 10, n_eigen: int | None = None,
-          embedding: str = "spectral", random_state: int = 0) -> xr.Dataset:
+          embedding: str = "spectral", gap: str = "absolute", random_state: int = 0) -> xr.Dataset:
     """Spectral relevance analysis: the strategies of a model over many explanations.
 
     Parameters
@@ -322,6 +357,10 @@ def spray(R: xr.DataArray, n_clusters: int | None = None, *, pool: str | Sequenc
         Eigenvalues computed (default ``max(max_clusters, n_clusters) + 1``, at least 3).
     embedding : {"spectral", "tsne"}
         The 2-D view: Laplacian eigenmaps (eigenvectors 2 and 3, free) or t-SNE on the features.
+    gap : {"absolute", "relative"}
+        How the eigengap is read (:func:`eigengap`): the largest difference
+        ``lambda_{k+1} - lambda_k`` (default), or the largest ratio ``lambda_{k+1} / lambda_k``
+        for ``k >= 2`` (the first clear gap of a slowly rising spectrum).
     random_state : int
         Seed of k-means, t-SNE and the eigensolver's start vector.
 
@@ -334,7 +373,8 @@ def spray(R: xr.DataArray, n_clusters: int | None = None, *, pool: str | Sequenc
         ``prototype`` (``cluster_id`` x R's non-batch dims after ``pool``, with their coords):
         the mean relevance of each cluster's samples, not downsampled or normalised;
         ``cluster_size`` (``cluster_id``). (The dim is not called ``cluster``: that name is the
-        per-sample variable.) Attrs: ``n_clusters``, ``chosen_gap`` (its value),
+        per-sample variable.) Attrs: ``n_clusters``, ``chosen_gap`` (its value: the
+        difference, or the ratio with ``gap="relative"``),
         ``n_clusters_from`` (``"eigengap"`` or ``"given"``), the parameters, R's ``method``.
 
     Raises
@@ -344,7 +384,7 @@ def spray(R: xr.DataArray, n_clusters: int | None = None, *, pool: str | Sequenc
         sample), unknown dims in ``pool``/``downsample``, ``n_clusters < 1`` or more clusters
         than samples.
     """
-    _validate(R, n_clusters, n_neighbors, max_clusters, embedding)
+    _validate(R, n_clusters, n_neighbors, max_clusters, embedding, normalise, gap)
     bdim = _batch_dim(R)
     n = R.sizes[bdim]
     if n < n_neighbors + 1:
@@ -357,18 +397,18 @@ def spray(R: xr.DataArray, n_clusters: int | None = None, *, pool: str | Sequenc
     want = max(max_clusters, n_clusters or 0) + 1 if n_eigen is None else int(n_eigen)
     lam, vec, deg = laplacian_spectrum(W, max(3, want), random_state)
     if n_clusters is None:
-        k, gap = eigengap(lam, max_clusters)
+        k, chosen = eigengap(lam, max_clusters, gap)
         source = "eigengap"
     else:
         k, source = int(n_clusters), "given"
-        gap = float(lam[k] - lam[k - 1]) if k < len(lam) else float("nan")
+        chosen = float(lam[k] - lam[k - 1]) if k < len(lam) else float("nan")
     labels = _spectral_labels(vec, k, random_state)
     maps = _pooled(R, bdim, pool)
     proto = _prototypes(maps, bdim, labels, k)
     emb = _embedding(embedding, X, vec, deg, random_state)
-    return _dataset(R, maps, bdim, labels, lam, emb, proto, k, gap, source,
+    return _dataset(R, maps, bdim, labels, lam, emb, proto, k, chosen, source,
                     dict(pool=pool, downsample=downsample, normalise=normalise, n_neighbors=n_neighbors,
-                         max_clusters=max_clusters, embedding=embedding, random_state=random_state))
+                         max_clusters=max_clusters, embedding=embedding, gap=gap, random_state=random_state))
 
 
 def _attr(value: Any) -> Any:
