@@ -297,6 +297,10 @@ def validate(config: Mapping, text: str = "", base: str | Path = ".", *, domains
         elif isinstance(table.get("layers"), list) and not all(isinstance(v, str) for v in table["layers"]):
             c.add(("evaluation", section, "layers"), f"{table['layers']!r}; expected module paths (strings)")
 
+    analysis = config.get("analysis") if isinstance(config.get("analysis"), dict) else {}
+    if isinstance(analysis.get("spray"), dict):  # its values: values.check_values, with sx.spray's own checks
+        method_refs(("analysis", "spray", "methods"), analysis["spray"].get("methods"))
+
     figures = config.get("figures") if isinstance(config.get("figures"), list) else []
     for i, f in enumerate(figures):
         if not isinstance(f, dict):

@@ -29,6 +29,7 @@ from .methods import method_target as _target
 from .methods import probe_methods
 from .outputs import save_figure, write_csv, write_netcdf, write_text
 from .problems import ConfigError, PipelineError
+from .spray_step import run_spray
 
 __all__ = ["run", "check", "RunResult", "PipelineError"]
 
@@ -55,6 +56,8 @@ class RunResult:
         Per method, chunks computed by this run (0 when everything was already in the store).
     checks : list of dict
         Rows of ``checks.csv``: continuity and randomization per method (when the file asks).
+    spray : dict of str to xarray.Dataset
+        Per method, the ``[analysis.spray]`` result (also ``spray_<method>.nc``).
     """
 
     out: Path
@@ -64,6 +67,7 @@ class RunResult:
     files: list = field(default_factory=list)
     chunks_computed: dict = field(default_factory=dict)
     checks: list = field(default_factory=list)
+    spray: dict = field(default_factory=dict)
 
 
 def check(source: str | Path | Mapping, *, probe: bool = False, small: bool | None = None) -> dict:
@@ -429,6 +433,10 @@ def _produce(cfg: Mapping, config_file: str | None, data: PipelineData, model: A
         markdown += [f"| {r['method']} | {r['check']} | {r['layer'] or '-'} | {r['mean']:.4f} | {r['median']:.4f} | "
                      f"{r['n_samples']} |" for r in checks]
         result.checks = checks
+    result.spray, spray_files, spray_lines = run_spray(cfg, result.relevance, outdir, record, step)
+    result.files += spray_files
+    if spray_lines:
+        markdown += ([""] if markdown else []) + ["SpRAy (spectral relevance analysis) of one class:", ""] + spray_lines
     if markdown:
         markdown.append(f"\n<!-- provenance: config_sha256 {record['config_sha256']}, see provenance.json -->")
         write_text(outdir / "evaluation.md", "\n".join(markdown) + "\n")

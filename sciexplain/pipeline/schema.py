@@ -96,6 +96,21 @@ _RANDOMIZATION = {
 _EVALUATION = {"perturbation": (TABLE, False, "region perturbation curves and AOPC"),
                "continuity": (TABLE, False, "explanation continuity along short paths from each sample"),
                "randomization": (TABLE, False, "model-parameter randomization test (Spearman per layer)")}
+_SPRAY = {
+    "methods": (LIST, False, "the methods whose relevance is clustered (default: all)"),
+    "target": ((INT, STR), False, "the class whose explanations are clustered: an integer class or 'predicted' "
+                                  "(default: the class the model predicts most often)"),
+    "pool": (LIST, False, "dims of the relevance summed first (e.g. ['color'])"),
+    "downsample": ((INT, TABLE), False, "sum blocks of this many neighbouring entries (all dims, or {dim = n})"),
+    "normalise": (STR, False, "'max' (default), 'sum' or 'none': how each map is scaled"),
+    "n_clusters": (INT, False, "the number of clusters (default: read from the eigengap)"),
+    "max_clusters": (INT, False, "the largest number of clusters the eigengap may pick (default 10)"),
+    "gap": (STR, False, "'absolute' (default) or 'relative': how the eigengap is read"),
+    "n_neighbors": (INT, False, "neighbours per sample in the affinity graph (default 10)"),
+    "embedding": (STR, False, "'spectral' (default) or 'tsne': the 2-D view"),
+    "figure": (BOOL, False, "draw figures/spray_<method>.png (default true)"),
+}
+_ANALYSIS = {"spray": (TABLE, False, "spectral relevance analysis (SpRAy): the model's strategies on one class")}
 _FIGURE = {
     "name": (STR, True, "a unique label used in file names"),
     "kind": (STR, True, "'plugin', 'heatmap' or 'perturbation'"),
@@ -113,10 +128,12 @@ SCHEMA: dict[str, tuple[dict, str]] = {
     "methods": (_METHOD, "array"),
     "pooling": (_POOLING, "array"),
     "evaluation": (_EVALUATION, "table"),
+    "analysis": (_ANALYSIS, "table"),
     "figures": (_FIGURE, "array"),
 }
 NESTED = {("run", "small_settings"): _SMALL, ("evaluation", "perturbation"): _PERTURBATION,
-          ("evaluation", "continuity"): _CONTINUITY, ("evaluation", "randomization"): _RANDOMIZATION}
+          ("evaluation", "continuity"): _CONTINUITY, ("evaluation", "randomization"): _RANDOMIZATION,
+          ("analysis", "spray"): _SPRAY}
 _FREE_TABLES = {"params", "options", "groups", "data_params", "model_params", "removal_params"}
 
 SCHEDULER_NAMES = ("serial", "threads", "processes")

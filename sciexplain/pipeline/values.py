@@ -5,8 +5,8 @@ non-finite numbers, options the pipeline sets itself (``options = {dims = ...}``
 configuration as the engine's :class:`~sciexplain.explain.Explainer` checks it (presets,
 bounds: reversed, NaN or infinite ones are refused by the rules), method options checked by
 explaining one stand-in sample, negative targets, ``data.dims`` against the data file's shape,
-the labels of ``target_file`` (:func:`~sciexplain.pipeline.loading.load_labels`), and an output
-folder that cannot be created. What needs the model or the data themselves (a target beyond the
+the labels of ``target_file`` (:func:`~sciexplain.pipeline.loading.load_labels`), the values of
+``[analysis.spray]`` as :func:`sciexplain.spray` checks them, and an output folder that cannot be created. What needs the model or the data themselves (a target beyond the
 model's classes) is checked by :func:`sciexplain.pipeline.probe.probe_methods`.
 """
 
@@ -25,6 +25,7 @@ from ..rules.presets import PRESETS
 from ..scale import explain_dataset
 from .loading import DataLoadError, load_labels
 from .schema import INT, LIST, type_ok
+from .spray_step import check_spray
 
 __all__ = ["check_values", "RESERVED_OPTIONS", "non_finite"]
 
@@ -156,5 +157,8 @@ def check_values(config: Mapping, base: Path, add: Callable[[tuple, str], None])
                 load_labels(p)
             except DataLoadError as err:
                 add(("data", "target_file"), str(err))
+    analysis = config.get("analysis") if isinstance(config.get("analysis"), dict) else {}
+    if isinstance(analysis.get("spray"), dict):
+        check_spray(analysis["spray"], add)
     run = config.get("run") if isinstance(config.get("run"), dict) else {}
     _writable_out(add, run.get("out"), base)
