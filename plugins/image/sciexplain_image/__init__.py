@@ -15,6 +15,8 @@ lazily from the submodules:
 * :mod:`sciexplain_image.fashion` -- :func:`load_fashion_mnist`,
   :class:`FashionCNN`, :func:`load_fashion_cnn`, :func:`fashion_to_tensor`,
   ``FASHION_CLASSES``, ``FASHION_PREPROCESS``
+* :mod:`sciexplain_image.fashion_modern` -- :class:`FashionViT`, :class:`FashionConvNeXt`,
+  :func:`load_fashion_vit`, :func:`load_fashion_convnext`
 * :mod:`sciexplain_image.explain` -- :func:`explain_image`, :func:`input_bounds`,
   the domain object ``DOMAIN`` registered under ``sciexplain.domains``
 * :mod:`sciexplain_image.regions` -- :func:`box_shares`, :func:`pool_regions`,
@@ -52,6 +54,10 @@ _EXPORTS = {
     "fashion_to_tensor": "fashion",
     "load_fashion_cnn": "fashion",
     "load_fashion_mnist": "fashion",
+    "FashionConvNeXt": "fashion_modern",
+    "FashionViT": "fashion_modern",
+    "load_fashion_convnext": "fashion_modern",
+    "load_fashion_vit": "fashion_modern",
     "explain_image": "explain",
     "input_bounds": "explain",
     "prepare_images": "explain",

@@ -45,7 +45,7 @@ class ImageDomain(Domain):
     def explain(self, model: Any, data: Any, **kwargs: Any):
         kwargs = {k: v for k, v in kwargs.items() if not (k in ("dims", "coords", "bounds") and v is None)}
         if kwargs.get("preset") is None:
-            kwargs["preset"] = self.default_preset
+            kwargs["preset"] = getattr(model, "default_preset", self.default_preset)
         for key in ("at", "through"):
             if kwargs.get(key) is None:
                 kwargs.pop(key, None)

@@ -103,7 +103,8 @@ def explain_image(model: Any, images: Any, target: Any = None, *, preprocess: Pr
     preprocess : Preprocess, optional
         Resize, crop and scaling; defaults to ``model.preprocess``. Recorded in the result's attrs.
     method, preset, **kwargs
-        As for :func:`sciexplain.explain`. ``preset=None`` is :data:`DEFAULT_PRESET`
+        As for :func:`sciexplain.explain`. ``preset=None`` is ``model.default_preset`` where the
+        model has one (the Fashion-MNIST ViT and ConvNeXt do), else :data:`DEFAULT_PRESET`
         (``"mobilenet-conserving"``: ZBox on the first layer, WSquare on depthwise convolutions,
         ZPlus on pointwise ones, Epsilon(1e-6) on dense layers; see the plugin README for the
         measurement that chose it, how much of f(x) it leaves absorbed, and the other presets).
@@ -129,8 +130,8 @@ def explain_image(model: Any, images: Any, target: Any = None, *, preprocess: Pr
         raise InputError(f"{len(names)} names for {n} images")
     if "bounds" not in kwargs and method == "lrp":
         from sciexplain.rules import uses_bounds
-        if preset is None:
-            preset = DEFAULT_PRESET
+        if preset is None:  # a model may name its own default (the Fashion ViT: "attnlrp")
+            preset = getattr(model, "default_preset", DEFAULT_PRESET)
         if uses_bounds(preset):
             kwargs["bounds"] = input_bounds(spec)
     coords: dict[str, Any] = {
