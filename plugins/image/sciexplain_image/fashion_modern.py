@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .fashion import FASHION_CLASSES, FASHION_PREPROCESS, _sha256
-from sciexplain.errors import ComputationError, DataNotFoundError
+from sciexplain.errors import ComputationError, DataNotFoundError, InputError
 
 __all__ = [
     "DEFAULT_PRESETS",
@@ -54,7 +54,7 @@ class Attention(nn.Module):
     def __init__(self, dim: int, heads: int) -> None:
         super().__init__()
         if dim % heads:
-            raise ValueError(f"dim {dim} is not divisible by heads {heads}")
+            raise InputError(f"dim {dim} is not divisible by heads {heads}; choose heads dividing dim")
         self.heads = heads
         self.qkv = nn.Linear(dim, 3 * dim)
         self.proj = nn.Linear(dim, dim)

@@ -51,6 +51,9 @@ def test_architectures_are_small_and_plain(cls):
     assert sum(p.numel() for p in model.parameters()) < 100_000
     assert not any(isinstance(m, (nn.BatchNorm2d, nn.Dropout, nn.MaxPool2d)) for m in model.modules())
     assert model(torch.rand(3, 1, 28, 28)).shape == (3, 10)
+    if cls is FashionViT:
+        with pytest.raises(ValueError, match="heads dividing dim"):
+            FashionViT(dim=30, heads=4)
 
 
 @pytest.mark.parametrize("key", sorted(LOADERS))
