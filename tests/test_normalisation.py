@@ -237,6 +237,7 @@ class Block(nn.Module):
        preset=st.sampled_from(["epsilon", "epsilon-plus", "alpha2-beta1"]))
 def test_conservation_over_shapes(kind, batch, tokens, groups, seed, preset):
     d = 8
+    torch.manual_seed(seed)  # every layer's initial weights from the example's seed: a replayable example
     if kind == "layer":
         norm, shape = nn.LayerNorm(d), (batch, tokens, 5)
     elif kind == "rms":
@@ -256,7 +257,11 @@ def test_conservation_over_shapes(kind, batch, tokens, groups, seed, preset):
     x = torch.randn(*shape, generator=torch.Generator().manual_seed(seed))
     before = state_copy(model)
     R = sx.explain(model, x, preset=preset)
-    assert_balances(R, rtol=1e-5, atol=1e-5)
+    # alpha2-beta1 passes alpha + beta = 3 times the relevance through each layer's two parts, which
+    # cancel: in float32 the rounding reaches a few 1e-5 of f(x) behind a GroupNorm (measured up to
+    # 5.3e-5 over 900 seeded cases), the other presets stay below 1e-5
+    tol = 1e-4 if preset == "alpha2-beta1" else 1e-5
+    assert_balances(R, rtol=tol, atol=tol)
     assert_state_equal(model, before)
 
 
