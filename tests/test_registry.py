@@ -296,6 +296,33 @@ def test_relevance_that_explodes_gets_a_warning_naming_the_layer():
         sx.explain(model, torch.tensor([[1.0, 0.5]], dtype=torch.float64), preset=sx.rules.Epsilon(0.0))
 
 
+class _HalfLost(sx.rules.Rule):
+    """Passes on half of the epsilon relevance and absorbs nothing: a rule that leaks."""
+
+    def terms(self, layer, x):
+        from sciexplain.rules.terms import Term
+        return [Term(0.5, [(x, layer.weight)], layer.bias, 0.0)]
+
+
+def test_a_ledger_that_does_not_balance_gets_a_warning_naming_the_layer():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 5), nn.ReLU(), nn.Linear(5, 2)).eval().double()
+    x = torch.rand(3, 4, dtype=torch.float64)
+    before = copy.deepcopy(model.state_dict())
+    with pytest.warns(ExplainWarning, match=r"does not balance for 3 of 3 samples.*most of it at 0 "):
+        R, led = sx.Explainer(model, preset={"base": "epsilon", "0": _HalfLost()}).explain_with_ledger(x)
+    with pytest.raises(sx.LedgerError):
+        R.relevance.check()
+    gap = (led.entering - led.leaving - led.absorbed).sel(layer="0").values
+    assert np.abs(gap).min() > 1e-3  # the layer it names is the one that leaked
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    with pytest.warns(ExplainWarning, match=r"does not balance"):  # also without the full ledger
+        sx.explain(model, x, preset={"base": "epsilon", "0": _HalfLost()})
+    with warnings.catch_warnings():  # a conserving preset is silent
+        warnings.simplefilter("error", ExplainWarning)
+        assert_balances(sx.explain(model, x, preset="epsilon"))
+
+
 # -- one error hierarchy -----------------------------------------------------------------------
 
 _BUILTIN = {"ValueError", "TypeError", "RuntimeError", "FileNotFoundError", "ImportError",

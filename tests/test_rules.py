@@ -625,6 +625,38 @@ def test_zbox_bound_that_does_not_broadcast_names_shapes():
         lrp_affine(layer, x, torch.ones(2, 2, dtype=torch.float64), ZBox(torch.zeros(3), torch.ones(3)))
 
 
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 2**16), patches=st.lists(st.sampled_from(["black", "white", "random"]),
+                                                    min_size=16, max_size=16),
+       scale=st.sampled_from([1e-2, 1.0, 1e3]))
+def test_zbox_balances_in_float32_where_patches_touch_the_box(seed, patches, scale):
+    """A 2x2/stride-2 stem on [0, 1] images (Fashion-MNIST's ConvNeXt): a channel whose weights are
+    all >= 0 sees a black patch with a zB denominator of exactly 0 (all-<= 0: a white patch). Its
+    relevance, of either sign as behind a linear head, cannot be passed on and is absorbed; the
+    ledger balances in float32 to rounding, and the relevance agrees with the float64 formula."""
+    g = torch.Generator().manual_seed(seed)
+    conv = nn.Conv2d(1, 4, 2, stride=2)
+    with torch.no_grad():
+        w = torch.randn(4, 1, 2, 2, generator=g)
+        w[0], w[1] = w[0].abs(), -w[1].abs()
+        conv.weight.copy_(w)
+        conv.bias.copy_(torch.randn(4, generator=g))
+    x = torch.rand(2, 1, 8, 8, generator=g)
+    for k, kind in enumerate(patches):  # the 16 non-overlapping 2x2 patches of each image
+        i, j = 2 * (k // 4), 2 * (k % 4)
+        if kind != "random":
+            x[:, :, i:i + 2, j:j + 2] = 0.0 if kind == "black" else 1.0
+    R = torch.randn(2, 4, 4, 4, generator=g) * scale
+    R_in, absorbed = run_rule(affine_of(conv, (4, 4, 4)), x, R, ZBox(0.0, 1.0))
+    gap = R.sum(dim=(1, 2, 3)) - R_in.sum(dim=(1, 2, 3)) - absorbed
+    assert (gap.abs() <= 1e-5 * R.abs().sum(dim=(1, 2, 3))).all(), gap
+    W, b, _ = dense(conv.double(), (1, 8, 8))
+    ref, ref_absorbed = reference_batch(ZBox(0.0, 1.0), x.double(), R.double(), W, b,
+                                        np.zeros(x.shape), np.ones(x.shape))
+    np.testing.assert_allclose(R_in.numpy(), ref, rtol=0, atol=1e-5 * np.abs(ref).max() + 1e-7)
+    np.testing.assert_allclose(absorbed.numpy(), ref_absorbed, rtol=1e-5, atol=1e-6 * scale)
+
+
 ALL_RULES = [Epsilon(0.0), Epsilon(0.25), Gamma(0.25), Gamma(1.0, stabilizer=1e-4), AlphaBeta(2, 1),
              AlphaBeta(1, 0), AlphaBeta(2, 1, include_bias=True), ZPlus(), ZBox(0.0, 1.0),
              ZBox(torch.tensor([0.0, -1.0]).reshape(1, 2, 1, 1), torch.tensor([1.0, 2.0]).reshape(1, 2, 1, 1)),

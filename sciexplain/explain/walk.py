@@ -23,11 +23,15 @@ from ..kinds.registry import REGISTRY, Registry
 from ..kinds.context import Step, batch_check, lost_batch_error
 from ..record.tape import Node, OneSample, Ref
 
-__all__ = ["Walk", "reverse_walk", "lrp_walk", "GROWTH_WARNING_FACTOR"]
+__all__ = ["Walk", "reverse_walk", "lrp_walk", "GROWTH_WARNING_FACTOR", "LEDGER_WARNING_RTOL"]
 
 #: a layer whose relevance mass (sum of |R|) exceeds this multiple of sum |f(x)| gets a warning:
 #: the rule is numerically unstable there (e.g. a gamma or z+ denominator near zero)
 GROWTH_WARNING_FACTOR = 1e4
+
+#: a sample whose ledger (input relevance + absorbed = f(x)) misses by more than this fraction of
+#: ``|f(x)| + sum |absorbed|`` gets a warning: relevance was lost or created on the way
+LEDGER_WARNING_RTOL = 1e-3
 
 
 @dataclass
@@ -155,6 +159,7 @@ def lrp_walk(walk: Walk, target: torch.Tensor, *, stop_at: str | None = None,
     filtered_out = walk.zero()
     through = dict(through or {})
     at_value = None
+    explained = per_sample_sum(R[fw.logits_ref].detach())
     explained_mass = float(per_sample_sum(R[fw.logits_ref].abs()).sum())
     warned = False
     nan = logits.new_full((B,), float("nan"))
@@ -215,6 +220,37 @@ def lrp_walk(walk: Walk, target: torch.Tensor, *, stop_at: str | None = None,
                          "see Explainer.layers() for the names")
     if stop_at is not None:
         return at_value, rows, filtered_out
-    if inputs is not None:
-        return [R.get(Ref(i, 0)) for i in range(inputs)], rows, filtered_out
-    return R.get(Ref(0, 0)), rows, filtered_out
+    found = [R.get(Ref(i, 0)) for i in range(inputs if inputs is not None else 1)]
+    _warn_if_unbalanced(walk, explained, found, rows, filtered_out)
+    return (found if inputs is not None else found[0]), rows, filtered_out
+
+
+def _warn_if_unbalanced(walk: Walk, explained: torch.Tensor, found: list[torch.Tensor | None],
+                        rows: list[LedgerRow], filtered_out: torch.Tensor) -> None:
+    """Warn when a sample's ledger misses: input relevance + absorbed != f(x) beyond rounding
+    (:data:`LEDGER_WARNING_RTOL`). Names the worst sample and, with the full ledger, the layer
+    where the most relevance went missing."""
+    B = walk.batch
+    reached = walk.zero()
+    for i, r in enumerate(found):
+        if r is not None:
+            reached = reached + per_sample_sum(r.detach(), walk.batch_axis(Ref(i, 0)))
+    absorbed = sum((row.absorbed for row in rows), walk.zero()) + filtered_out
+    size = explained.abs() + sum((row.absorbed.abs() for row in rows), walk.zero()) + filtered_out.abs()
+    gap = (explained - reached - absorbed).double()
+    bad = gap.abs() > LEDGER_WARNING_RTOL * size.double() + 1e-6
+    if not bool(bad.any()):
+        return
+    worst = int(torch.argmax(torch.where(bad, gap.abs() / size.double().clamp(min=1e-30), -1.0)))
+    where = ""
+    gaps = [(row.layer, float(row.entering[worst] - row.leaving[worst] - row.absorbed[worst])) for row in rows]
+    gaps = [g for g in gaps if g[1] == g[1]]  # NaN unless the full ledger was kept
+    if gaps:
+        layer, g = max(gaps, key=lambda item: abs(item[1]))
+        where = f"; most of it at {layer} ({g:.4g} entered and neither left nor was absorbed)"
+    warnings.warn(
+        f"the relevance ledger does not balance for {int(bad.sum())} of {B} samples: for sample "
+        f"{worst}, input relevance {float(reached[worst]):.6g} + absorbed {float(absorbed[worst]):.6g} "
+        f"!= f(x) = {float(explained[worst]):.6g} (missing {float(gap[worst]):.4g}){where}. A rule lost or "
+        "created relevance (a custom rule that does not conserve, or rounding in a denominator); "
+        "explain_with_ledger() shows every layer and R.relevance.check() raises on it", ExplainWarning, stacklevel=_caller_stacklevel())

@@ -222,7 +222,10 @@ class ZBox(Rule):
     def terms(self, layer, x):
         w = layer.weight
         lo, hi = self._bound(self.low, x, "low"), self._bound(self.high, x, "high")
-        parts = [(x, w), (lo, -_pos(w)), (hi, -_neg(w))]
+        # x w - l w+ - h w-, written as (x - l) w+ + (h - x) |w-|: inside the box every part and
+        # product is >= 0, so a denominator is 0 only where every contribution is exactly 0 and
+        # no relevance divided by the stabilizer comes back through a cancelling sum
+        parts = [(x - lo, _pos(w)), (hi - x, -_neg(w))]
         return [Term(1.0, parts, None, self.stabilizer)]
 
     def __eq__(self, other: object) -> bool:
