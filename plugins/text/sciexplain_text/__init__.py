@@ -11,6 +11,7 @@ Names are resolved lazily from the submodules:
   :func:`glove_embedding`, :func:`load_model`
 * :mod:`~sciexplain_text.transformer` -- :class:`TransformerClassifier` (a small BERT from a config)
 * :mod:`~sciexplain_text.subword` -- :class:`SubwordTokenizer`, :func:`train_wordpiece` (``tokenizers``)
+* :mod:`~sciexplain_text.rollout` -- :func:`attention_rollout`, :func:`rollout_matrix` (a baseline, not a decomposition)
 * :mod:`~sciexplain_text.training` -- :func:`train_classifier`, :func:`cross_validate`, :func:`accuracy`
 * :mod:`~sciexplain_text.explain` -- :func:`explain_documents`, :func:`group_words`,
   :func:`word_type_relevance`, :func:`top_words`
@@ -37,6 +38,7 @@ _EXPORTS = {
     "TextCNN": "models", "BiLSTMClassifier": "models", "glove_embedding": "models", "load_model": "models",
     "save_model": "models",
     "TransformerClassifier": "transformer", "SubwordTokenizer": "subword", "train_wordpiece": "subword",
+    "attention_rollout": "rollout", "rollout_matrix": "rollout",
     "train_classifier": "training", "cross_validate": "training", "accuracy": "training",
     "predict": "training", "stratified_folds": "training",
     "explain_documents": "explain", "group_words": "explain", "word_type_relevance": "explain",
