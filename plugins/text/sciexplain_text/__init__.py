@@ -20,6 +20,8 @@ Names are resolved lazily from the submodules:
   :func:`plot_deletion` (each returns a Figure)
 * :mod:`~sciexplain_text.deletion` -- :func:`word_deletion`, :func:`delete_tokens`
 * :mod:`~sciexplain_text.synthetic` -- :func:`planted_keyword_corpus`, :func:`keyword_hit_rate`
+* :mod:`~sciexplain_text.shortcut` -- the header shortcut: :func:`headers_kept_corpus`, :func:`header_spans`,
+  :func:`header_mask`, :func:`header_share`, :func:`relevance_by_word_type`, :func:`header_clusters`
 * :mod:`~sciexplain_text.domain` -- the domain object ``DOMAIN`` registered under ``sciexplain.domains``
 """
 
@@ -48,6 +50,10 @@ _EXPORTS = {
     "word_deletion": "deletion", "delete_tokens": "deletion", "deletion_order": "deletion",
     "planted_keyword_corpus": "synthetic", "keyword_hit_rate": "synthetic", "PlantedCorpus": "synthetic",
     "TextDomain": "domain", "DOMAIN": "domain",
+    "HEADER_MODEL": "shortcut", "header_spans": "shortcut", "header_block": "shortcut", "with_header": "shortcut",
+    "headers_kept_corpus": "shortcut", "header_mask": "shortcut", "header_share": "shortcut",
+    "relevance_by_word_type": "shortcut", "header_vocabulary": "shortcut", "header_clusters": "shortcut",
+    "train_header_cnn": "shortcut",
     "run_demo": "demo",
     "TextInputError": "errors", "VocabularyError": "errors", "UnsafePickleError": "errors",
     "MissingDataError": "errors",
