@@ -19,6 +19,10 @@ Explaining
     :func:`explain_motion` (also ``sciexplain.explain(model, field)``), :func:`fields_to_tensor`,
     the domain object ``DOMAIN``; :func:`pool_regions` (regions of the frame);
     :func:`ground_truth_scores`, :func:`block_perturbation`.
+Shortcut (a logo planted in part of one class, for SpRAy and ClArC)
+    :func:`plant_logo`, :func:`draw_logo`, :func:`render_panning_clip`, :func:`make_panning_dataset`,
+    :func:`logo_mask`, :func:`logo_blocks`, :func:`choose_logo_clips`, :class:`draw_logo_prototype`,
+    :func:`load_logo_model` (a MotionCNN trained with the logo), :data:`LOGO_BOX`.
 Figures (each returns a matplotlib Figure)
     :func:`plot_frame_curve`, :func:`plot_frames`, :func:`plot_perturbation`.
 """
@@ -48,6 +52,11 @@ _EXPORTS = {
     "plot_frame_curve": "plots", "plot_frames": "plots", "plot_perturbation": "plots",
     "frame_relevance": "plots",
     "run_demo": "demo",
+    "LOGO_BOX": "shortcut", "LOGO_MOTION": "shortcut", "LOGO_CLASS": "shortcut", "LOGO_LAYER": "shortcut",
+    "render_panning_clip": "shortcut", "make_panning_dataset": "shortcut", "plant_logo": "shortcut",
+    "draw_logo": "shortcut",
+    "logo_blocks": "shortcut", "logo_mask": "shortcut", "choose_logo_clips": "shortcut",
+    "draw_logo_prototype": "shortcut", "load_logo_model": "shortcut", "save_logo_model": "shortcut",
     "VideoError": "errors", "VideoNotFoundError": "errors", "CorruptVideoError": "errors",
     "NoVideoStreamError": "errors", "NoMotionVectorsError": "errors", "ClipTooShortError": "errors",
     "BlockSizeError": "errors", "FieldMismatchError": "errors", "SkvideoDataMissingError": "errors",
@@ -72,6 +81,9 @@ if TYPE_CHECKING:  # pragma: no cover
                             render_clip)
     from .training import accuracy, descriptor_batch, fit_fisher, predict, stack_fields, train_cnn
     from .demo import run_demo
+    from .shortcut import (LOGO_BOX, LOGO_CLASS, LOGO_LAYER, LOGO_MOTION, choose_logo_clips, draw_logo,
+                           draw_logo_prototype, load_logo_model, logo_blocks, logo_mask, make_panning_dataset,
+                           plant_logo, render_panning_clip, save_logo_model)
 
 
 def __getattr__(name: str) -> Any:

@@ -1,0 +1,212 @@
+"""SpRAy and ClArC on a planted video shortcut: a logo in half of one class's clips.
+
+Run: ``MPLBACKEND=Agg .venv/bin/python benchmarks/bench_spray_video.py [--save-weights]`` (about 2 minutes,
+one thread). Writes ``benchmarks/results/spray_video.json`` and ``benchmarks/results/spray_video.png`` (the
+SpRAy figure) and prints tables; ``--save-weights`` also writes the animated-logo model as the video plugin's
+shipped ``weights/motion_cnn_logo.{npz,json}`` (with its sha256), which the plugin's tests load.
+
+* data: the video plugin's generated actions (updown, sideways, wave; 64x64 px, 24 frames, 12 fps, encoded
+  by libx264 through PyAV, read back as 16-px motion-vector blocks): 40 clips per action for training
+  (seed 100), 40 per action held out (seed 200).
+* case "animated" (the shipped model): a 16 x 16 px logo in the top-left corner whose content scrolls 3 px
+  per frame to the left (``plant_logo``: its block holds dx = -3, dy = 0 on every P-frame, as libx264
+  encodes ``draw_logo``) in half of the "sideways" clips, train and test.
+* case "still": an opaque still 32 x 32 px logo (2 x 2 blocks forced to dx = dy = 0) in half of the
+  "sideways" clips, on the same actions filmed by a camera panning 1 px per frame
+  (``make_panning_dataset``; without the pan a still logo is invisible in the vectors).
+* model: the plugin's MotionCNN, trained 40 epochs (Adam, seed 0).
+* SpRAy on the LRP relevance (the plugin's default preset; for the still logo also epsilon-plus-box with
+  zB bounds -8..8 px, under which a zero input can get relevance) of the 40 held-out "sideways" clips,
+  pooled over frames (4 x 4 block maps), 5 neighbours; cluster precision / recall against the known logo
+  set (clusters whose majority has the logo), with k from the eigengap and with k = 2.
+* ClArC in ``features.1`` (the first convolution's ReLU output, 8 x 24 x 4 x 4): the direction from the
+  training "sideways" clips with and without the logo; accuracy on clean held-out clips and on held-out
+  clips of the two other classes with the logo, and the logo blocks' share of |relevance| on those, before
+  and after P-ClArC and A-ClArC (10 epochs of the layers after ``features.1``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def _precision_recall(labels: np.ndarray, truth: np.ndarray) -> tuple[list[int], float, float]:
+    """Clusters whose majority carries the logo; precision and recall of their union against ``truth``."""
+    k = int(labels.max()) + 1
+    logo_clusters = [c for c in range(k) if truth[labels == c].mean() > 0.5]
+    found = np.isin(labels, logo_clusters)
+    tp = float((found & truth).sum())
+    return logo_clusters, tp / max(float(found.sum()), 1.0), tp / max(float(truth.sum()), 1.0)
+
+
+CASES = {
+    "animated": {"box": (0, 0, 16, 16), "motion": (-3.0, 0.0), "pan": False,
+                 "presets": {"epsilon-plus (default)": {}}},
+    "still": {"box": (0, 0, 32, 32), "motion": (0.0, 0.0), "pan": True,
+              "presets": {"epsilon-plus (default)": {},
+                          "epsilon-plus-box": {"preset": "epsilon-plus-box", "bounds": (-8.0, 8.0)}}},
+}
+
+
+def run(case: str, per_class: int = 40, test_per_class: int = 40, epochs: int = 40, seed: int = 0,
+        save_weights: bool = False, figure: Path | None = None) -> dict:
+    import sciexplain as sx
+    import sciexplain_video as sv
+    from sciexplain.result import save_figure
+
+    cfg = CASES[case]
+    box, motion = cfg["box"], cfg["motion"]
+    logo_class = sv.ACTIONS.index(sv.LOGO_CLASS)
+    make = sv.make_panning_dataset if cfg["pan"] else sv.make_dataset
+    t0 = time.perf_counter()
+    with tempfile.TemporaryDirectory() as tmp:
+        train = make(Path(tmp) / "train", per_class, seed=100 + seed)
+        test = make(Path(tmp) / "test", test_per_class, seed=200 + seed)
+        F = [sv.read_motion_vectors(p) for p, _ in train]
+        Ft = [sv.read_motion_vectors(p) for p, _ in test]
+    data_s = time.perf_counter() - t0
+    y = np.array([t.label for _, t in train])
+    yt = np.array([t.label for _, t in test])
+    logo_tr = sv.choose_logo_clips(y, logo_class, 0.5, seed=seed)
+    logo_te = sv.choose_logo_clips(yt, logo_class, 0.5, seed=seed + 1)
+    Fl = [sv.plant_logo(f, box, motion) if m else f for f, m in zip(F, logo_tr)]
+    Ftl = [sv.plant_logo(f, box, motion) if m else f for f, m in zip(Ft, logo_te)]
+
+    t0 = time.perf_counter()
+    model = sv.train_cnn(Fl, y, seed=seed, epochs=epochs)
+    train_s = time.perf_counter() - t0
+    other = yt != logo_class
+    F_other_logo = [sv.plant_logo(f, box, motion) for f, o in zip(Ft, other) if o]
+    acc = {"train": sv.accuracy(model, Fl, y), "test_clean": sv.accuracy(model, Ft, yt),
+           "other_classes_without_logo": sv.accuracy(model, [f for f, o in zip(Ft, other) if o], yt[other]),
+           "other_classes_with_logo": sv.accuracy(model, F_other_logo, yt[other])}
+    info = {"train_clips": len(F), "test_clips": len(Ft), "train_seed": 100 + seed, "test_seed": 200 + seed,
+            "seed": seed, "epochs": epochs, "logo_box": list(box), "logo_motion": list(motion),
+            "logo_class": sv.LOGO_CLASS, "logo_train_clips": int(logo_tr.sum()),
+            "clip": "64x64 px, 24 frames, 12 fps, libx264 bf=0 g=12 refs=1" + (", camera pan 1 px/frame"
+                                                                             if cfg["pan"] else ""),
+            "train_accuracy": acc["train"], "test_accuracy": acc["test_clean"],
+            "accuracy_other_classes_with_logo": acc["other_classes_with_logo"],
+            "script": "benchmarks/bench_spray_video.py --save-weights"}
+    if save_weights:
+        sv.save_logo_model(model, info)
+
+    # SpRAy over the held-out clips of the logo class, half of them with the logo
+    cls = np.flatnonzero(yt == logo_class)
+    truth = logo_te[cls]
+    F_cls = [Ftl[i] for i in cls]
+    ys, xs = sv.logo_blocks(F_cls[0], box)
+    spray = {}
+    first = None
+    for name, kwargs in cfg["presets"].items():
+        R = sv.explain_motion(model, F_cls, logo_class, **kwargs)
+        R.relevance.check()
+        t0 = time.perf_counter()
+        ds = sx.spray(R, pool="frame", n_neighbors=5, embedding="tsne")
+        sec = time.perf_counter() - t0
+        clusters, prec, rec = _precision_recall(ds.cluster.values, truth)
+        _, prec2, rec2 = _precision_recall(sx.spray(R, 2, pool="frame", n_neighbors=5).cluster.values, truth)
+        share = (np.abs(R.isel(block_y=ys, block_x=xs)).sum(("frame", "block_y", "block_x"))
+                 / np.abs(R).sum(("frame", "block_y", "block_x"))).values
+        spray[name] = {"n_clusters_eigengap": int(ds.attrs["n_clusters"]),
+                       "eigenvalues": np.round(ds.eigenvalues.values, 4).tolist(),
+                       "cluster_sizes": ds.cluster_size.values.tolist(), "logo_clusters": clusters,
+                       "precision": round(prec, 3), "recall": round(rec, 3),
+                       "precision_k2": round(prec2, 3), "recall_k2": round(rec2, 3), "seconds": round(sec, 2),
+                       "logo_share_with_logo": round(float(share[truth].mean()), 4),
+                       "logo_share_without_logo": round(float(share[~truth].mean()), 4)}
+        first = first or ds
+    if figure is not None:
+        fig = sx.plot_spray(first, sv.draw_logo_prototype(box, F[0].block), truth=truth)
+        fig.suptitle("SpRAy on 40 held-out 'sideways' clips, 20 with a logo (dashed box, rings); LRP epsilon-plus, "
+                     "relevance summed over frames", fontsize=10)
+        save_figure(fig, figure, dpi=80)
+
+    # ClArC
+    layer = sv.LOGO_LAYER
+    x_tr = sv.stack_fields(Fl)
+    cls_tr = y == logo_class
+    direction = sx.artifact_direction(model, layer, x_tr[torch.from_numpy(cls_tr & logo_tr)],
+                                      x_tr[torch.from_numpy(cls_tr & ~logo_tr)])
+    p = sx.PClArC(model, layer, direction)
+    t0 = time.perf_counter()
+    a = sx.AClArC(model, layer, direction).fit(x_tr, y, epochs=10, lr=1e-3, batch_size=16, seed=seed)
+    aclarc_s = time.perf_counter() - t0
+    one = sv.logo_mask(Ft[0], box)
+    mask = np.broadcast_to(one[None], (2, *one.shape))
+    x_clean, x_logo = sv.stack_fields(Ft), sv.stack_fields(F_other_logo)
+    x_cls = sv.stack_fields(F_cls)
+    models = {"original": model, "P-ClArC": p, "A-ClArC": a}
+    report = sx.clarc_report(models, x_clean, yt, x_logo, yt[other], mask)
+    clarc = {name: {v: round(float(report[v].sel(model=name)), 4) for v in report.data_vars}
+             for name in report.model.values.tolist()}
+    for name, m in models.items():
+        with torch.no_grad():
+            clarc[name]["logo_predicted_as_logo_class"] = round(float(np.mean(
+                m(x_logo).argmax(1).numpy() == logo_class)), 4)
+            clarc[name]["accuracy_logo_class_as_planted"] = round(float(np.mean(
+                m(x_cls).argmax(1).numpy() == logo_class)), 4)
+    return {
+        "data_seconds": round(data_s, 1), "train_seconds": round(train_s, 1), "model": info,
+        "accuracy": {k: round(v, 4) for k, v in acc.items()},
+        "spray": {"samples": int(len(cls)), "with_logo": int(truth.sum()), "pool": "frame", "n_neighbors": 5,
+                  "by_preset": spray},
+        "direction": {"layer": layer, "artifact_value": round(direction.artifact_value, 4),
+                      "clean_value": round(direction.clean_value, 4)},
+        "clarc": clarc, "clarc_preset": "epsilon-plus (the plugin's default)",
+        "aclarc": {"epochs": 10, "lr": 1e-3, "batch_size": 16, "fit_seconds": round(aclarc_s, 1)},
+    }
+
+
+def _print(case: str, res: dict) -> None:
+    acc = res["accuracy"]
+    print(f"[{case}] MotionCNN, logo in {res['model']['logo_train_clips']} of the 40 training "
+          f"'{res['model']['logo_class']}' clips: train {acc['train']:.3f}, held-out clean {acc['test_clean']:.3f}; "
+          f"other classes without / with the logo {acc['other_classes_without_logo']:.3f} / "
+          f"{acc['other_classes_with_logo']:.3f}")
+    s = res["spray"]
+    for name, r in s["by_preset"].items():
+        print(f"  SpRAy ({name}) on {s['samples']} held-out clips ({s['with_logo']} with the logo): "
+              f"k = {r['n_clusters_eigengap']} (eigengap), logo clusters {r['logo_clusters']}: precision "
+              f"{r['precision']}, recall {r['recall']}; k = 2: precision {r['precision_k2']}, recall "
+              f"{r['recall_k2']}; logo share of |R| with / without logo {r['logo_share_with_logo']:.3f} / "
+              f"{r['logo_share_without_logo']:.3f}")
+    print(f"  {'model':<10} {'acc clean':>10} {'acc logo, others':>17} {'logo share of |R|':>18} "
+          f"{'-> sideways':>12}")
+    for name, r in res["clarc"].items():
+        print(f"  {name:<10} {r['accuracy_clean']:>10.3f} {r['accuracy_artifact']:>17.3f} "
+              f"{r['artifact_share']:>18.3f} {r['logo_predicted_as_logo_class']:>12.3f}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--case", default="all", choices=["animated", "still", "all"])
+    parser.add_argument("--save-weights", action="store_true")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    RESULTS.mkdir(exist_ok=True)
+    meta = {"python": platform.python_version(), "torch": torch.__version__, "threads": 1,
+            "machine": platform.machine(), "command": "MPLBACKEND=Agg python benchmarks/bench_spray_video.py"}
+    path = RESULTS / "spray_video.json"
+    out = json.loads(path.read_text()) if path.exists() else {}
+    out.update(meta)
+    for case in (["animated", "still"] if args.case == "all" else [args.case]):
+        res = run(case, save_weights=args.save_weights and case == "animated",
+                  figure=RESULTS / "spray_video.png" if case == "animated" else None)
+        out[case] = res
+        _print(case, res)
+    path.write_text(json.dumps(out, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,229 @@
+"""The planted logo shortcut: where the logo lands in a motion field, what libx264 makes of the same logo
+drawn into pixels, SpRAy finding the logo clips on real decoded clips, and ClArC-wrapped models explained
+with a balanced ledger."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings, strategies as st
+
+import sciexplain as sx
+from sciexplain.errors import ComputationError, InputError
+
+
+def _values(field):
+    return np.asarray(field.field.transpose("frame", "block_y", "block_x", "component").values)
+
+
+@pytest.fixture(scope="module")
+def logo_model():
+    from sciexplain_video import load_logo_model
+
+    return load_logo_model()
+
+
+@pytest.fixture(scope="module")
+def sideways(tmp_path_factory):
+    """12 held-out "sideways" clips (the benchmark's held-out seeds), the logo planted in 6 of them."""
+    import sciexplain_video as sv
+
+    d = tmp_path_factory.mktemp("logo")
+    label = sv.ACTIONS.index("sideways")
+    fields = []
+    for i in range(12):
+        path = d / f"sideways_{i}.mp4"
+        sv.make_action_clip(path, "sideways", 200 * 100003 + 3 * i + label)
+        fields.append(sv.read_motion_vectors(path))
+    truth = sv.choose_logo_clips(np.full(12, label), label, 0.5, seed=1)
+    planted = [sv.plant_logo(f) if t else f for f, t in zip(fields, truth)]
+    return fields, planted, truth, label
+
+
+# ---------------------------------------------------------------------------- the planted logo
+
+
+@settings(max_examples=25, deadline=None)
+@given(bx0=st.integers(0, 3), by0=st.integers(0, 3), w=st.integers(1, 4), h=st.integers(1, 4),
+       dx=st.floats(-8, 8, allow_nan=False), dy=st.floats(-8, 8, allow_nan=False))
+def test_logo_lands_on_its_blocks_and_leaves_the_rest_untouched(fields, bx0, by0, w, h, dx, dy):
+    import sciexplain_video as sv
+
+    field = fields[0]
+    bx1, by1 = min(bx0 + w, 4), min(by0 + h, 4)
+    box = (16 * bx0, 16 * by0, 16 * bx1, 16 * by1)
+    out = sv.plant_logo(field, box, (dx, dy))
+    before, after = _values(field), _values(out)
+    inside = np.zeros(before.shape[:3], bool)
+    inside[:, by0:by1, bx0:bx1] = True
+    p_frames = field.has_vectors
+    logo = inside & p_frames[:, None, None]
+    # the logo: its displacement on every frame with vectors, coverage 1
+    np.testing.assert_allclose(after[logo], np.broadcast_to([dx, dy], after[logo].shape), rtol=1e-6, atol=1e-6)
+    assert np.all(out.coverage.transpose("frame", "block_y", "block_x").values[logo] == 1.0)
+    # everything else bit-identical, NaN where it was NaN (I-frames stay without vectors)
+    np.testing.assert_array_equal(after[~logo], before[~logo])
+    assert np.isnan(after[~p_frames]).all()
+    np.testing.assert_array_equal(out.coverage.transpose("frame", "block_y", "block_x").values[~logo],
+                                  field.coverage.transpose("frame", "block_y", "block_x").values[~logo])
+    np.testing.assert_array_equal(sv.logo_mask(field, box), logo)
+    # the input is not modified, the clip's metadata is kept
+    np.testing.assert_array_equal(_values(field), before)
+    assert (out.block, out.grid, out.n_frames, out.path) == (field.block, field.grid, field.n_frames, field.path)
+
+
+@pytest.mark.parametrize("motion", [(-3, 0), (0, 0)])
+def test_planted_logo_matches_what_libx264_makes_of_the_logo_in_pixels(tmp_path, motion):
+    """The same logo drawn into pixels (a looping texture; still for (0, 0)) and encoded: its block holds
+    the planted vector on (nearly) every P-frame."""
+    import sciexplain_video as sv
+
+    frames, _ = sv.render_clip("wave", seed=5)
+    sv.encode_clip(frames, tmp_path / "plain.mp4")
+    sv.encode_clip(sv.draw_logo(frames, sv.LOGO_BOX, motion, seed=3), tmp_path / "logo.mp4")
+    plain = sv.read_motion_vectors(tmp_path / "plain.mp4")
+    encoded = _values(sv.read_motion_vectors(tmp_path / "logo.mp4"))
+    planted = _values(sv.plant_logo(plain, sv.LOGO_BOX, motion))
+    mask = sv.logo_mask(plain, sv.LOGO_BOX)
+    got, want = encoded[mask], planted[mask]
+    measured = ~np.isnan(got).any(axis=1)  # the encoder may code a block intra now and then
+    assert measured.mean() >= 0.9
+    np.testing.assert_array_equal(got[measured], want[measured])
+    assert not np.allclose(_values(plain)[mask], want)  # without the logo the block moves otherwise
+
+
+def test_bad_logo_input_raises(fields):
+    import sciexplain_video as sv
+
+    with pytest.raises(InputError, match="block grid"):
+        sv.plant_logo(fields[0], (0, 0, 20, 16))
+    with pytest.raises(InputError, match="inside"):
+        sv.plant_logo(fields[0], (0, 0, 80, 16))
+    with pytest.raises(InputError, match="MotionField"):
+        sv.plant_logo(np.zeros((24, 4, 4, 2)))
+    with pytest.raises(InputError, match="motion"):
+        sv.plant_logo(fields[0], sv.LOGO_BOX, (1.0,))
+    with pytest.raises(InputError, match="share"):
+        sv.choose_logo_clips([1, 1], 1, share=1.5)
+
+
+def test_choose_logo_clips_takes_half_of_one_class():
+    import sciexplain_video as sv
+
+    labels = np.repeat([0, 1, 2], 10)
+    chosen = sv.choose_logo_clips(labels, 1, 0.5, seed=4)
+    assert chosen.sum() == 5 and set(labels[chosen]) == {1}
+
+
+# ---------------------------------------------------------------------------- the shipped model
+
+
+def test_shipped_weights_are_checked(tmp_path, logo_model):
+    import sciexplain_video as sv
+    from sciexplain_video.shortcut import _weights_stem
+
+    stem = _weights_stem()
+    record = json.loads(stem.with_suffix(".json").read_text())
+    assert hashlib.sha256(stem.with_suffix(".npz").read_bytes()).hexdigest() == record["sha256"]
+    assert logo_model.info["logo_class"] == sv.LOGO_CLASS and logo_model.info["logo_box"] == list(sv.LOGO_BOX)
+    assert logo_model.info["test_accuracy"] >= 0.9
+    for suffix in (".npz", ".json"):
+        shutil.copy(stem.with_suffix(suffix), tmp_path / f"m{suffix}")
+    data = bytearray((tmp_path / "m.npz").read_bytes())
+    data[-10] ^= 1
+    (tmp_path / "m.npz").write_bytes(bytes(data))
+    with pytest.raises(ComputationError, match="sha256"):
+        sv.load_logo_model(tmp_path / "m")
+
+
+def test_model_learned_the_shortcut(fields, logo_model):
+    """The shipped model calls clips of other classes "sideways" once the logo is in them."""
+    import sciexplain_video as sv
+
+    others = [f for f, a in zip(fields, sv.ACTIONS) if a != "sideways"]
+    labels = [sv.ACTIONS.index(a) for a in sv.ACTIONS if a != "sideways"]
+    assert sv.accuracy(logo_model, others, labels) == 1.0
+    assert sv.accuracy(logo_model, [sv.plant_logo(f) for f in others], labels) == 0.0
+
+
+# ---------------------------------------------------------------------------- SpRAy and ClArC
+
+
+def test_spray_finds_the_logo_clips(sideways, logo_model):
+    import sciexplain_video as sv
+
+    _, planted, truth, label = sideways
+    R = sv.explain_motion(logo_model, planted, label)
+    R.relevance.check()
+    ds = sx.spray(R, 2, pool="frame", n_neighbors=3)
+    labels = ds.cluster.values
+    # the cluster whose prototype puts more relevance on the logo block is the logo cluster
+    ys, xs = sv.logo_blocks(planted[0])
+    logo_cluster = int(np.argmax(ds.prototype.isel(block_y=ys, block_x=xs).sum(("block_y", "block_x")).values))
+    found = labels == logo_cluster
+    precision = (found & truth).sum() / max(found.sum(), 1)
+    recall = (found & truth).sum() / truth.sum()
+    assert precision >= 0.8 and recall >= 0.8
+    # the eigengap's clusters are no worse: each is mostly one kind
+    auto = sx.spray(R, pool="frame", n_neighbors=3).cluster.values
+    purity = [max(truth[auto == c].mean(), 1 - truth[auto == c].mean()) for c in np.unique(auto)]
+    assert min(purity) >= 0.8
+
+
+@pytest.fixture(scope="module")
+def wrapped(sideways, logo_model):
+    import sciexplain_video as sv
+
+    fields, planted, truth, label = sideways
+    x = sv.stack_fields(planted)
+    direction = sx.artifact_direction(logo_model, sv.LOGO_LAYER, x[torch.from_numpy(truth)],
+                                      x[torch.from_numpy(~truth)])
+    p = sx.PClArC(logo_model, sv.LOGO_LAYER, direction)
+    a = sx.AClArC(logo_model, sv.LOGO_LAYER, direction).fit(x, np.full(len(x), label), epochs=1, batch_size=4)
+    return {"P-ClArC": p, "A-ClArC": a}
+
+
+@pytest.mark.parametrize("name", ["P-ClArC", "A-ClArC"])
+def test_clarc_wrapped_model_is_explained_with_a_balanced_ledger(sideways, wrapped, name):
+    import sciexplain_video as sv
+
+    _, planted, _, label = sideways
+    model = wrapped[name]
+    R = sv.explain_motion(model, planted[:6], label)
+    assert R.dims == sv.DIMS
+    with torch.no_grad():
+        f = model(sv.stack_fields(planted[:6]))[:, label].numpy()
+    np.testing.assert_allclose(R.prediction.values, f, rtol=1e-5, atol=1e-6)
+    total = R.sum(("frame", "block_y", "block_x")).values + R.absorbed.values
+    np.testing.assert_allclose(total, f, rtol=1e-4, atol=1e-4 * np.abs(f).max())
+    R.relevance.check()
+
+
+def test_pclarc_removes_the_logo_from_other_classes(fields, sideways, wrapped, logo_model):
+    """Projecting the direction out restores the other classes' clips with the logo (the shortcut's effect)."""
+    import sciexplain_video as sv
+
+    others = [sv.plant_logo(f) for f, a in zip(fields, sv.ACTIONS) if a != "sideways"]
+    labels = [sv.ACTIONS.index(a) for a in sv.ACTIONS if a != "sideways"]
+    assert sv.accuracy(logo_model, others, labels) == 0.0
+    assert sv.accuracy(wrapped["P-ClArC"], others, labels) == 1.0
+
+
+def test_prototype_view_draws_the_logo_box(sideways, logo_model):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import sciexplain_video as sv
+
+    _, planted, truth, label = sideways
+    ds = sx.spray(sv.explain_motion(logo_model, planted, label), 2, pool="frame", n_neighbors=3)
+    fig = sx.plot_spray(ds, sv.draw_logo_prototype(), truth=truth)
+    ax = fig.axes[2]
+    assert ax.get_xlabel() == "x (px)" and ax.images[0].get_extent() == [0, 64, 64, 0]
+    assert len(ax.patches) == 1 and ax.patches[0].get_width() == 16
+    matplotlib.pyplot.close(fig)
