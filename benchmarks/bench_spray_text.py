@@ -54,9 +54,9 @@ def run(train: bool, seed: int = 0) -> dict:
     import sciexplain as sx
     import sciexplain_text as st
     from sciexplain_text.models import save_model
-    from sciexplain_text.shortcut import (HEADER_MODEL, header_block, header_clusters, header_share,
-                                          header_vocabulary, headers_kept_corpus, relevance_by_word_type,
-                                          train_header_cnn, with_header)
+    from sciexplain_text.shortcut import (HEADER_MODEL, draw_word_prototype, header_block, header_clusters,
+                                          header_share, header_vocabulary, headers_kept_corpus,
+                                          relevance_by_word_type, train_header_cnn, with_header)
 
     out: dict = {}
     if train:
@@ -111,7 +111,7 @@ def run(train: bool, seed: int = 0) -> dict:
         "header_share_with_header_mean": round(float(share_R[truth].mean()), 3),
         "ledger_max_residual": float(np.abs(R.sum("token") + R.absorbed - R.prediction).max()),
     }
-    fig = sx.plot_spray(ds, truth=truth, draw_prototype=_draw_words)
+    fig = sx.plot_spray(ds, truth=truth, draw_prototype=draw_word_prototype)
     fig.savefig(RESULTS / "spray_text.png", dpi=80)
 
     # other representations, for the record (the header cluster picked the same way where word types exist,
@@ -184,23 +184,6 @@ def run(train: bool, seed: int = 0) -> dict:
                         "clean_value": direction.clean_value, "headers_used": len(headers)}
     out["aclarc"] = {"epochs": 20, "lr": 1e-3, "fit_seconds": round(acl_s, 1), "trained": "out (the read-out)"}
     return out
-
-
-def _draw_words(ax, proto, vmax):
-    """A cluster prototype as its 8 words of largest |relevance| (a bar chart)."""
-    from matplotlib.ticker import MaxNLocator
-
-    values = np.asarray(proto.values)
-    words = np.asarray(proto.coords["word"].values).astype(str)
-    top = np.argsort(-np.abs(values))[:8][::-1]
-    ax.barh(np.arange(len(top)), values[top], color=np.where(values[top] >= 0, "tab:red", "tab:blue"))
-    ax.set_yticks(np.arange(len(top)), words[top], fontsize=8)
-    lim = 1.1 * float(np.abs(values[top]).max() or 1.0)  # each cluster on its own scale: bars never clipped
-    ax.set_xlim(-lim, lim)
-    ax.xaxis.set_major_locator(MaxNLocator(3, symmetric=True))
-    ax.tick_params(axis="x", labelsize=7)
-    ax.set_xlabel("mean relevance (f(x))", fontsize=8)
-    return None
 
 
 def main() -> None:

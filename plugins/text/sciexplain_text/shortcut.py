@@ -29,7 +29,8 @@ from .data import _HEADER_FIELDS, _HEADER_LINE, Corpus, load_mini_newsgroups, st
 from .errors import TextInputError
 
 __all__ = ["HEADER_MODEL", "header_spans", "header_block", "headers_kept_corpus", "header_mask", "header_share",
-           "relevance_by_word_type", "header_vocabulary", "header_clusters", "with_header", "train_header_cnn"]
+           "relevance_by_word_type", "header_vocabulary", "header_clusters", "with_header", "train_header_cnn",
+           "draw_word_prototype"]
 
 #: name of the shipped CNN trained with headers kept on half of its training posts
 HEADER_MODEL = "newsgroups_cnn_headers"
@@ -208,6 +209,29 @@ def header_clusters(result: xr.Dataset, words: set[str]) -> tuple[list[int], np.
     share = np.divide((proto * is_header).sum(1), total, out=np.zeros(len(total)), where=total > 0)
     chosen = [int(c) for c in np.flatnonzero(share > 0.5 * share.max())] if share.max() > 0 else []
     return chosen, share
+
+
+def draw_word_prototype(ax: Any, prototype: xr.DataArray, vmax: float = 0.0, k: int = 8) -> None:
+    """Draw a SpRAy prototype of :func:`relevance_by_word_type` maps as its ``k`` words of largest |relevance|.
+
+    For ``sx.plot_spray(result, draw_prototype=draw_word_prototype)``: horizontal bars (red for the
+    class, blue against), each cluster on its own scale (``vmax`` is ignored so no bar is clipped),
+    in units of f(x).
+    """
+    from matplotlib.ticker import MaxNLocator
+
+    if "word" not in prototype.coords:
+        raise TextInputError("draw_word_prototype draws prototypes of relevance_by_word_type maps (a 'word' coord)")
+    values = np.asarray(prototype.values, dtype=np.float64)
+    words = np.asarray(prototype.coords["word"].values).astype(str)
+    top = np.argsort(-np.abs(values), kind="stable")[:k][::-1]
+    ax.barh(np.arange(len(top)), values[top], color=np.where(values[top] >= 0, "tab:red", "tab:blue"))
+    ax.set_yticks(np.arange(len(top)), words[top], fontsize=8)
+    lim = 1.1 * float(np.abs(values[top]).max() or 1.0)
+    ax.set_xlim(-lim, lim)
+    ax.xaxis.set_major_locator(MaxNLocator(3, symmetric=True))
+    ax.tick_params(axis="x", labelsize=7)
+    ax.set_xlabel("mean relevance (f(x))", fontsize=8)
 
 
 def train_header_cnn(fraction: float = 0.5, seed: int = 0, max_length: int = 400) -> tuple[Any, Any, dict]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -202,3 +203,28 @@ def test_pclarc_removes_the_header_shortcut_and_is_explained_with_a_balanced_led
     np.testing.assert_allclose(R1.sum("token") + R1.absorbed, R1.prediction, rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(R1.prediction, fixed(x_probe)[:, ATHEISM].detach().numpy(), rtol=1e-5, atol=1e-5)
     assert st.header_share(R1).mean() < st.header_share(R0).mean()
+
+
+# -- the tutorial -----------------------------------------------------------------------------------
+
+NOTEBOOK = Path(__file__).resolve().parents[3] / "tutorials" / "text_header_shortcut.ipynb"
+
+
+@pytest.mark.slow
+def test_header_shortcut_tutorial_runs(tmp_path):
+    nbformat = pytest.importorskip("nbformat")
+    nbclient = pytest.importorskip("nbclient")
+    nb = nbformat.read(NOTEBOOK, as_version=4)
+    nbclient.NotebookClient(nb, timeout=300, kernel_name="python3",
+                            resources={"metadata": {"path": str(tmp_path)}}).execute()
+    outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]
+    assert not [o for o in outputs if o.get("output_type") == "error"]
+    assert sum("image/png" in o.get("data", {}) for o in outputs) >= 3  # inline: document, SpRAy, probe
+    text = "".join(o.get("text", "") for o in outputs if o.get("output_type") == "stream")
+    assert "held-out accuracy with headers 1.000" in text
+    precision = float(text.split("precision ")[1].split(",")[0])
+    recall = float(text.split("recall ")[1].split()[0])
+    assert precision >= 0.8 and recall >= 0.8
+    probes = {line.split()[0]: float(line.split("probes ")[1].split()[0])
+              for line in text.splitlines() if "probes " in line and "accuracy:" in line}
+    assert probes["original"] <= 0.2 and probes["P-ClArC"] >= 0.8
