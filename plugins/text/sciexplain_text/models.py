@@ -17,6 +17,7 @@ import io
 import json
 import zipfile
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,12 +30,82 @@ from .tokenize import WordTokenizer
 from sciexplain.errors import ComputationError, DataNotFoundError
 
 __all__ = ["TextCNN", "BiLSTMClassifier", "glove_embedding", "load_model", "save_model", "WEIGHTS_DIR",
-           "write_npz", "SHIPPED"]
+           "write_npz", "SHIPPED", "ShippedModel", "model_info"]
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
-#: shipped models: name -> (class, data set)
-SHIPPED = {"newsgroups_cnn": "20 Newsgroups (200 posts)", "newsgroups_lstm": "20 Newsgroups (200 posts)",
-           "bbc_cnn": "BBC News (2225 articles)", "newsgroups_bert": "20 Newsgroups (200 posts)"}
+
+
+@dataclass(frozen=True)
+class ShippedModel:
+    """One entry of the registry of shipped models (:data:`SHIPPED`).
+
+    Attributes
+    ----------
+    name : str
+        The name :func:`load_model` takes.
+    architecture : str
+        The model class (``TextCNN``, ``BiLSTMClassifier``, ``TransformerClassifier``).
+    data : str
+        The data set it was trained on.
+    tokenizer : str
+        ``"word"`` (:class:`~sciexplain_text.WordTokenizer`, GloVe vectors) or ``"subword"``
+        (:class:`~sciexplain_text.SubwordTokenizer`, WordPiece trained here).
+    description : str
+        What the network is, in one sentence.
+    held_out_accuracy : float
+        Accuracy of the shipped weights on their held-out documents (``test_indices`` of the record;
+        ``plugins/text/scripts/train_models.py``).
+    n_held_out : int
+        How many documents that is (the same held-out documents for the models of one data set).
+    cv_accuracy : float or None
+        5-fold cross-validated accuracy of the whole recipe on the 200 posts, where measured
+        (``train_models.py`` for the CNN and BiLSTM, ``benchmarks/bench_text_transformer.py`` for the
+        transformer); None for BBC News, where the held-out split has 448 articles.
+    default_preset : str
+        What :func:`sciexplain.explain` runs for it by default.
+    """
+
+    name: str
+    architecture: str
+    data: str
+    tokenizer: str
+    description: str
+    held_out_accuracy: float
+    n_held_out: int
+    cv_accuracy: float | None
+    default_preset: str
+
+
+_WORD_PRESET = "epsilon (Epsilon(0.1) on sums)"
+
+#: the shipped models, by name (accuracies as measured by the scripts named in :class:`ShippedModel`)
+SHIPPED: dict[str, ShippedModel] = {m.name: m for m in (
+    ShippedModel("newsgroups_cnn", "TextCNN", "20 Newsgroups (200 posts, alt.atheism vs sci.space)", "word",
+                 "Conv1d over 3-word windows of frozen GloVe 50d vectors, ReLU, max over time, linear (400 tokens)",
+                 0.975, 40, 0.96, _WORD_PRESET),
+    ShippedModel("newsgroups_lstm", "BiLSTMClassifier", "20 Newsgroups (200 posts, alt.atheism vs sci.space)", "word",
+                 "bidirectional LSTM (2 x 32) over frozen GloVe 50d vectors, max over time, linear (200 tokens)",
+                 0.875, 40, 0.92, _WORD_PRESET),
+    ShippedModel("bbc_cnn", "TextCNN", "BBC News (2225 articles, 5 classes)", "word",
+                 "the newsgroups CNN's architecture for 5 classes (400 tokens)", 0.9531, 448, None, _WORD_PRESET),
+    ShippedModel("newsgroups_bert", "TransformerClassifier", "20 Newsgroups (200 posts, alt.atheism vs sci.space)",
+                 "subword", "BERT-style encoder from a BertConfig trained from scratch: hidden 64, 2 layers, 2 heads, "
+                 "1000 WordPiece entries, 256 tokens", 0.85, 40, 0.80, "attnlrp"),
+    ShippedModel("bbc_bert", "TransformerClassifier", "BBC News (2225 articles, 5 classes)", "subword",
+                 "the same BERT-style encoder (hidden 64, 2 layers, 2 heads) with 2000 WordPiece entries, 256 tokens",
+                 0.9263, 448, None, "attnlrp"),
+    ShippedModel("newsgroups_cnn_headers", "TextCNN", "20 Newsgroups (200 posts), headers kept on a seeded half",
+                 "word", "the newsgroups CNN trained with a header shortcut in its data (for SpRAy and ClArC; see "
+                 "sciexplain_text.shortcut); accuracy on its held-out posts with headers stripped",
+                 0.975, 40, None, _WORD_PRESET),
+)}
+
+
+def model_info(name: str) -> ShippedModel:
+    """The registry entry of a shipped model (architecture, data, measured accuracy, default preset)."""
+    if name not in SHIPPED:
+        raise DataNotFoundError(f"no shipped text model {name!r}; shipped models are {sorted(SHIPPED)}")
+    return SHIPPED[name]
 
 
 def glove_embedding(vocabulary: Sequence[str], freeze: bool = True, seed: int = 0) -> nn.Embedding:
@@ -168,9 +239,9 @@ def load_model(name: str = "newsgroups_cnn", folder: str | Path | None = None) -
     Parameters
     ----------
     name : str
-        ``"newsgroups_cnn"``, ``"newsgroups_lstm"``, ``"bbc_cnn"`` or ``"newsgroups_bert"`` (a
-        :class:`~sciexplain_text.TransformerClassifier` with its subword tokenizer; see :data:`SHIPPED`), or the
-        stem of files written by :func:`save_model`.
+        ``"newsgroups_cnn"``, ``"newsgroups_lstm"``, ``"bbc_cnn"``, ``"newsgroups_bert"`` or ``"bbc_bert"``
+        (the last two: a :class:`~sciexplain_text.TransformerClassifier` with its subword tokenizer; see
+        :data:`SHIPPED` and :func:`model_info`), or the stem of files written by :func:`save_model`.
     folder : path-like, optional
         Default: the package's ``weights/``.
 

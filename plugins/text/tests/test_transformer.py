@@ -209,3 +209,33 @@ def test_planted_keywords_are_found_by_attnlrp():
                            for p in pc.planted[160:]])
     # measured: 0.667 (CP-LRP 0.707, gradient x input 0.453); random order about 0.12
     assert np.mean(hits) >= 0.55 > random_rate + 0.3, (np.mean(hits), random_rate)
+
+
+def test_shipped_bbc_bert_accuracy_offsets_words_and_ledger():
+    model, tok = st.load_model("bbc_bert")
+    rec = model.training_record
+    assert rec["model"] == "TransformerClassifier" and model.class_names == ["business", "entertainment",
+                                                                             "politics", "sports", "tech"]
+    c = st.load_bbc_news()
+    test = np.asarray(rec["test_indices"])
+    cnn_test = json.loads((st.models.WEIGHTS_DIR / "bbc_cnn.json").read_text())["test_indices"]
+    assert test.tolist() == cnn_test  # the CNN's held-out articles
+    texts = [c.texts[i] for i in test]
+    docs = st.Documents(texts, tok, model.max_length, pad_to=model.max_length)  # tokenized once, as the model reads
+    acc = st.accuracy(model, docs.ids, c.labels[test])
+    assert acc == pytest.approx(rec["test_accuracy"], abs=1e-4) and acc >= 0.85  # chance is about 0.23
+    few = st.Documents(texts[:3], tok, labels=c.labels[test[:3]])
+    R = sx.explain(model, few, target=c.labels[test[:3]].tolist())
+    _check_ledger(R)
+    R.relevance.check()
+    assert R.dims == ("document", "token") and R.shape == (3, 256) and "attnlrp" in R.attrs["preset"].lower()
+    assert R.coords["truncated"].values.all()  # news articles are longer than 256 pieces: cut, [SEP] kept
+    words, starts, ends = (R.coords[k].values for k in ("word", "start", "end"))
+    for d, text in enumerate(texts[:3]):
+        for w, s, e in zip(words[d], starts[d], ends[d]):
+            if s >= 0 and w != "<unk>":  # every piece points at its characters in the article as written
+                assert text[s:e].lower() == (w[2:] if w.startswith("##") else w)
+    W = st.group_words(R)
+    np.testing.assert_allclose(W.sum("word").values, R.sum("token").values, rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(W.values[:, -3] + W.values[:, -2], R.coords["special_relevance"].values, rtol=1e-6)
+    assert np.all(R.coords["padding_relevance"].values == 0)
