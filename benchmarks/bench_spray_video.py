@@ -13,7 +13,7 @@ shipped ``weights/motion_cnn_logo.{npz,json}`` (with its sha256), which the plug
   encodes ``draw_logo``) in half of the "sideways" clips, train and test.
 * case "still": an opaque still 32 x 32 px logo (2 x 2 blocks forced to dx = dy = 0) in half of the
   "sideways" clips, on the same actions filmed by a camera panning 1 px per frame
-  (``make_panning_dataset``; without the pan a still logo is invisible in the vectors).
+  (``make_panning_dataset``); case "still-no-pan": the same logo on the clips without the pan.
 * model: the plugin's MotionCNN, trained 40 epochs (Adam, seed 0).
 * SpRAy on the LRP relevance (the plugin's default preset; for the still logo also epsilon-plus-box with
   zB bounds -8..8 px, under which a zero input can get relevance) of the 40 held-out "sideways" clips,
@@ -55,6 +55,8 @@ CASES = {
     "still": {"box": (0, 0, 32, 32), "motion": (0.0, 0.0), "pan": True,
               "presets": {"epsilon-plus (default)": {},
                           "epsilon-plus-box": {"preset": "epsilon-plus-box", "bounds": (-8.0, 8.0)}}},
+    "still-no-pan": {"box": (0, 0, 32, 32), "motion": (0.0, 0.0), "pan": False,
+                     "presets": {"epsilon-plus (default)": {}}},
 }
 
 
@@ -190,7 +192,7 @@ def _print(case: str, res: dict) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--case", default="all", choices=["animated", "still", "all"])
+    parser.add_argument("--case", default="all", choices=[*CASES, "all"])
     parser.add_argument("--save-weights", action="store_true")
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -200,7 +202,7 @@ def main() -> None:
     path = RESULTS / "spray_video.json"
     out = json.loads(path.read_text()) if path.exists() else {}
     out.update(meta)
-    for case in (["animated", "still"] if args.case == "all" else [args.case]):
+    for case in (list(CASES) if args.case == "all" else [args.case]):
         res = run(case, save_weights=args.save_weights and case == "animated",
                   figure=RESULTS / "spray_video.png" if case == "animated" else None)
         out[case] = res
