@@ -22,10 +22,11 @@ other entry is unchanged, so the same decoded clip is available with and without
 
 The shipped model and the benchmark use the animated logo (:data:`LOGO_BOX`, :data:`LOGO_MOTION`)
 on the plugin's generated clips: a MotionCNN learns it from half of one class's clips. A still
-logo on those clips is not learned at all (their background drifts by only a pixel on every third
+logo on those clips is hardly learned (their background drifts by only a pixel on every third
 frame); with a camera that pans one pixel per frame (:func:`render_panning_clip`) it is learned,
-but its evidence enters the network through the biases of units whose input is zero, so the
-input relevance, and SpRAy on it, hardly show it (``benchmarks/bench_spray_video.py`` runs both).
+but its blocks are zero inputs, which get no relevance under LRP's z-rules, and neither the input
+relevance nor SpRAy on it separates the clips with the logo (``benchmarks/bench_spray_video.py``
+runs all three cases).
 """
 
 from __future__ import annotations
