@@ -84,6 +84,60 @@ EEG = [
            "sensitivity (squared gradients) is the same map for every trial and does no better than random."),
     ("code", "result = se.perturbation_comparison(model, test, block=4, steps=60)\nprint(result.table())\n"
              "fig = se.plot_perturbation(result)"),
+    ("md", "## A braindecode network from the model zoo\nThe plugin ships five of the field's standard "
+           "networks from braindecode (ShallowFBCSPNet, Deep4Net, EEGNetv4, EEGConformer, ATCNet) with weights "
+           "and explains them through the same `sx.explain(model, epochs)`. `se.zoo_models()` lists them with "
+           "what was measured: on FingerMovements every one of them stays near chance (the majority class is "
+           "0.51 of the test trials, and 100 trials need 0.60 to beat it at p < 0.05), so the shipped weights "
+           "were trained on the plugin's synthetic epochs instead, where the answer is known: a deflection at "
+           "C4 in \"left\" trials and at C3 in \"right\" trials, 0.3-0.5 s after the epoch's start."),
+    ("code", "zoo = se.zoo_models()\n"
+             "zoo[['parameters', 'default_preset', 'synthetic_accuracy', 'finger_accuracy', 'finger_chance']]"),
+    ("md", "Load EEGNetv4 (1570 parameters, trained on 1 s synthetic epochs of 30 electrodes at 100 Hz) and "
+           "explain 40 fresh synthetic epochs. Without `preset=`, the plugin uses the network's own default "
+           "(`net.default_preset`), the LRP preset that was most faithful for it in the perturbation study; "
+           "the ledger still balances per epoch."),
+    ("code", "net = se.load_zoo('EEGNetv4')\nsynthetic, truth = se.make_synthetic_epochs(n_epochs=40, seed=1000)\n"
+             "Rz = sx.explain(net, synthetic)\nRz.relevance.check()\n"
+             "print('preset:', Rz.attrs['preset'], '(the registry default:', net.default_preset + ')')\n"
+             "print('accuracy on these epochs:', float((Rz.predicted == Rz.label).mean()))\n"
+             "print('absorbed / f(x), median:', float(np.median(Rz.absorbed / Rz.prediction)).__round__(3))\n"
+             "se.ground_truth_scores(Rz, truth)   # planted electrode in the top 3 / top 1, share in the true window"),
+    ("md", "A single \"right\" trial in 100 ms windows: the evidence sits over the left motor cortex (C3) in "
+           "the windows of the planted deflection. The region time courses show the same over all 40 epochs: "
+           "the central region carries the relevance, in the planted window, for both conditions."),
+    ("code", "i = int(np.flatnonzero((Rz.predicted == Rz.label).values & (Rz.condition == 'right').values)[0])\n"
+             "fig = se.plot_topomap(Rz, i, windows=0.1)"),
+    ("code", "fig = se.plot_roi_timecourse(Rz, window=0.05)"),
+    ("md", "## ICLabel: why is this ICA component an eye blink?\nICLabel (Pion-Tonachini et al. 2019) is the "
+           "pretrained network that labels independent components of a recording as brain, muscle, eye, "
+           "heart, line noise, channel noise or other, from three features: the component's scalp map, its "
+           "power spectrum and its autocorrelation. No recording ships with the packages here, so "
+           "`simulate_recording` builds one with MNE with known sources (alpha, mu, eye blinks, muscle). We "
+           "keep it short and use FastICA so that this runs in seconds; ICLabel was trained on extended "
+           "infomax, which the plugin's benchmark uses (minutes)."),
+    ("code", "import warnings\nraw, sources = se.simulate_recording(duration=20, seed=0)\n"
+             "with warnings.catch_warnings():\n    warnings.simplefilter('ignore')   # mne-icalabel warns that "
+             "ICLabel was trained on infomax\n"
+             "    prepared, ica = se.fit_ica(raw, n_components=8, method='fastica', max_iter='auto')\n"
+             "    Ric = se.explain_iclabel(prepared, ica)\n"
+             "found = se.match_components(ica, sources)   # each known source's component, by its scalp pattern\n"
+             "for name, (c, r) in found.items():\n"
+             "    print(f'{name:10s} component {c} (pattern r = {r:.3f}): ICLabel says '\n"
+             "          f'{Ric.predicted_class.values[c]}')"),
+    ("md", "`explain_iclabel` returns one relevance variable per input (`topomap`, `psd`, `autocorrelation`), "
+           "and per component the map + PSD + autocorrelation relevance + `absorbed` equals the explained "
+           "score (the class's logit). `R.share` says what part of that score each input carries."),
+    ("code", "blink = found['eye blink'][0]\n"
+             "total = sum(float(Ric[v].sel(component=blink).sum()) for v in ('topomap', 'psd', 'autocorrelation'))\n"
+             "print('relevance', round(total, 4), '+ absorbed', round(float(Ric.absorbed.sel(component=blink)), 4), "
+             "'= score', round(float(Ric.prediction.sel(component=blink)), 4))\n"
+             "picked = [c for c, _ in found.values()]\n"
+             "shares = Ric.share.sel(component=picked).to_pandas()\n"
+             "shares['absorbed'] = (Ric.absorbed / Ric.prediction).sel(component=picked).values\n"
+             "shares.index = [f'{name} (component {c})' for name, (c, _) in found.items()]\n"
+             "shares.round(2)   # each row adds up to 1: the explained score, split by input"),
+    ("code", "fig = se.plot_iclabel(Ric, component=blink)"),
     ("md", "## Save\nThe relevance is an ordinary labelled array: netCDF keeps the channel names, positions, "
            "times, conditions and the units in its attributes."),
     ("code", "import os, tempfile, xarray as xr\npath = os.path.join(tempfile.mkdtemp(), 'finger_relevance.nc')\n"

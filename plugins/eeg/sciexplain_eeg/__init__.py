@@ -16,7 +16,8 @@ Training
     :meth:`LinearEEG.fit_logistic`.
 braindecode's networks (needs braindecode 0.8.1)
     :data:`ZOO` (the registry: ShallowFBCSPNet, Deep4Net, EEGNetv4, EEGConformer, ATCNet),
-    :func:`make_braindecode`, :func:`load_zoo` (shipped weights), :func:`wrap_braindecode`,
+    :func:`zoo_models` (the registry as a table with measured accuracies), :func:`make_braindecode`,
+    :func:`load_zoo` (shipped weights), :func:`wrap_braindecode`,
     :class:`BraindecodeEEG`.
 ICLabel (needs mne-icalabel and psutil)
     :func:`explain_iclabel`, :func:`iclabel_features`, :func:`input_shares`, :func:`plot_iclabel`,
@@ -90,6 +91,7 @@ _EXPORTS = {
     "load_zoo": "zoo",
     "make_braindecode": "zoo",
     "wrap_braindecode": "zoo",
+    "zoo_models": "zoo",
     "ICLABEL_CLASSES": "iclabel",
     "explain_iclabel": "iclabel",
     "iclabel_features": "iclabel",
@@ -129,7 +131,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .rois import channel_regions, default_rois, pool_rois
     from .synthetic import DEFAULT_CH_NAMES, GroundTruth, make_synthetic_epochs
     from .training import FitResult, evaluate, fit
-    from .zoo import ZOO, BraindecodeEEG, load_zoo, make_braindecode, wrap_braindecode
+    from .zoo import ZOO, BraindecodeEEG, load_zoo, make_braindecode, wrap_braindecode, zoo_models
     from .iclabel import (ICLABEL_CLASSES, explain_iclabel, iclabel_features, input_shares, load_iclabelnet,
                           plot_iclabel)
     from .icsim import fit_ica, match_components, simulate_recording

@@ -57,8 +57,12 @@ class EEGDomain(Domain):
 
     # -- pipelines (``sciexplain run FILE.toml``) ---------------------------------------------
     def pipeline_loaders(self) -> dict:
-        """``finger_movements(split="test", montage="colin27_1020")``: the real BCI II set IV epochs."""
-        return {"finger_movements": _load_finger_movements}
+        """``finger_movements(split="test", montage="colin27_1020")``: the real BCI II set IV epochs;
+        ``synthetic(n_epochs=200, seed=1000, noise_level=1e-6)``: epochs with known sources
+        (:func:`sciexplain_eeg.make_synthetic_epochs`, the data the shipped braindecode weights were
+        trained on). Both explain with the model's ``default_preset`` where it has one (the braindecode
+        registry's networks), else the plugin's."""
+        return {"finger_movements": _load_finger_movements, "synthetic": _load_synthetic}
 
     def pipeline_models(self) -> dict:
         """``LinearEEG`` (logistic regression, penalty by CV), ``CompactEEGNet`` and ``SturmDNN``
@@ -67,9 +71,14 @@ class EEGDomain(Domain):
                 "SturmDNN": _trained("SturmDNN")}
 
     def pipeline_architectures(self) -> dict:
-        """The plugin's model classes for state dicts: ``build(n_channels=28, n_times=28, **params)``."""
+        """The plugin's model classes for state dicts: ``build(n_channels=28, n_times=28, **params)``; and
+        the braindecode registry's networks (``ShallowFBCSPNet``, ``Deep4Net``, ``EEGNetv4``,
+        ``EEGConformer``, ``ATCNet``): ``build(size="synthetic", scaling=1e6, **braindecode_params)``,
+        sized for the synthetic epochs (30 channels, 101 samples) or ``size="finger"`` (28 x 28), so
+        that the shipped weights ``sciexplain_eeg/weights/zoo_<name>.pt`` load into them."""
+        from .zoo import ZOO
         return {"LinearEEG": _architecture("LinearEEG"), "CompactEEGNet": _architecture("CompactEEGNet"),
-                "SturmDNN": _architecture("SturmDNN")}
+                "SturmDNN": _architecture("SturmDNN"), **{name: _zoo_architecture(name) for name in ZOO}}
 
     def pipeline_poolings(self) -> dict:
         """``rois(by="lobe")``: relevance summed over the montage's regions (:func:`pool_rois`)."""
@@ -82,11 +91,40 @@ class EEGDomain(Domain):
                 "left_right": _figure("plot_left_right")}
 
 
+def _model_preset(model: Any) -> dict:
+    """The explanation defaults for ``model``: its registry preset if it has one (braindecode networks)."""
+    return {"preset": getattr(model, "default_preset", None) or DEFAULT_PRESET}
+
+
 def _load_finger_movements(split: str = "test", montage: str | None = "colin27_1020") -> dict:
     from .data import _splits, finger_movements_path, load_finger_movements
     epochs = load_finger_movements(split, montage=montage)
     return {"native": epochs, "files": [finger_movements_path(s) for s in _splits(split)],
-            "extras": {"epochs": epochs}}
+            "extras": {"epochs": epochs}, "explain": _model_preset}
+
+
+def _load_synthetic(n_epochs: int = 200, seed: int = 1000, noise_level: float = 1e-6) -> dict:
+    from .synthetic import make_synthetic_epochs
+    epochs, truth = make_synthetic_epochs(n_epochs=int(n_epochs), seed=int(seed), noise_level=float(noise_level))
+    return {"native": epochs, "extras": {"epochs": epochs, "truth": truth}, "explain": _model_preset}
+
+
+def _zoo_architecture(name: str):
+    def build(size: str = "synthetic", scaling: float = 1e6, ch_names: list[str] | None = None, n_classes: int = 2,
+              **params: Any):
+        from .data import FINGER_MOVEMENTS_CH_NAMES
+        from .synthetic import DEFAULT_CH_NAMES
+        from .zoo import SIZES, make_braindecode
+        if size not in SIZES:
+            raise InputError(f"size must be one of {sorted(SIZES)}, not {size!r}")
+        n_channels, n_times, sfreq = SIZES[size]
+        model = make_braindecode(name, n_channels, n_times, n_classes=n_classes, sfreq=sfreq, size=size, **params)
+        default = DEFAULT_CH_NAMES if size == "synthetic" else FINGER_MOVEMENTS_CH_NAMES
+        model.ch_names = [str(c) for c in (ch_names or default)]
+        model.scaling = float(scaling)
+        return model
+    build.__name__ = f"build_{name}"
+    return build
 
 
 def _linear_eeg(*, seed: int, train_split: str = "train", C: Any = (1e-4, 1e-3, 1e-2, 1e-1), cv: int = 5,

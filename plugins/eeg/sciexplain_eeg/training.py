@@ -182,40 +182,44 @@ def fit(
     stopped_early = False
 
     progress = tqdm(range(max_epochs), desc="fit", unit="epoch", disable=not verbose, leave=False)
-    try:
-        for epoch in progress:
-            model.train()
-            order = torch.as_tensor(rng.permutation(len(train_idx)), device=device)
-            total_loss = 0.0
-            correct = 0
-            for start in range(0, len(order), batch_size):
-                batch = order[start : start + batch_size]
-                logits = model(x_train[batch])
-                loss = loss_fn(logits, y_train[batch])
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                total_loss += float(loss.detach()) * len(batch)
-                correct += int((logits.detach().argmax(1) == y_train[batch]).sum())
-            val_loss, val_acc = _loss_accuracy(model, x_val, y_val, loss_fn)
-            history["train_loss"].append(total_loss / len(order))
-            history["train_accuracy"].append(correct / len(order))
-            history["val_loss"].append(val_loss)
-            history["val_accuracy"].append(val_acc)
-            progress.set_postfix(train_loss=f"{total_loss / len(order):.3f}", val_loss=f"{val_loss:.3f}")
-            if not math.isfinite(val_loss):
-                raise FloatingPointError(
-                    f"Validation loss became {val_loss} at epoch {epoch}; lower lr or check the "
-                    "input scaling (epochs in volts need scaling=1e6)."
-                )
-            if val_loss < best_loss:
-                best_loss, best_epoch = val_loss, epoch
-                best_state = copy.deepcopy(model.state_dict())
-            elif epoch - best_epoch >= patience:
-                stopped_early = True
-                break
-    finally:
-        progress.close()
+    # dropout draws from torch's global RNG: seed it for the loop (on a fork, so the caller's state is
+    # untouched), else networks with dropout (braindecode's) would train differently on every call
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        try:
+            for epoch in progress:
+                model.train()
+                order = torch.as_tensor(rng.permutation(len(train_idx)), device=device)
+                total_loss = 0.0
+                correct = 0
+                for start in range(0, len(order), batch_size):
+                    batch = order[start : start + batch_size]
+                    logits = model(x_train[batch])
+                    loss = loss_fn(logits, y_train[batch])
+                    optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
+                    optimizer.step()
+                    total_loss += float(loss.detach()) * len(batch)
+                    correct += int((logits.detach().argmax(1) == y_train[batch]).sum())
+                val_loss, val_acc = _loss_accuracy(model, x_val, y_val, loss_fn)
+                history["train_loss"].append(total_loss / len(order))
+                history["train_accuracy"].append(correct / len(order))
+                history["val_loss"].append(val_loss)
+                history["val_accuracy"].append(val_acc)
+                progress.set_postfix(train_loss=f"{total_loss / len(order):.3f}", val_loss=f"{val_loss:.3f}")
+                if not math.isfinite(val_loss):
+                    raise FloatingPointError(
+                        f"Validation loss became {val_loss} at epoch {epoch}; lower lr or check the "
+                        "input scaling (epochs in volts need scaling=1e6)."
+                    )
+                if val_loss < best_loss:
+                    best_loss, best_epoch = val_loss, epoch
+                    best_state = copy.deepcopy(model.state_dict())
+                elif epoch - best_epoch >= patience:
+                    stopped_early = True
+                    break
+        finally:
+            progress.close()
 
     model.load_state_dict(best_state)
     model.eval()

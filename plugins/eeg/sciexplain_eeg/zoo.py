@@ -5,9 +5,11 @@ models carry ``n_channels``, ``n_times``, ``ch_names``, ``sfreq`` and ``scaling`
 :func:`sciexplain_eeg.fit` and :func:`sciexplain_eeg.explain_epochs` (``sx.explain(model, epochs)``)
 can check and label epochs. :class:`BraindecodeEEG` wraps a braindecode network with those
 attributes; :func:`make_braindecode` builds one from the registry :data:`ZOO` (architectures sized
-for 1 s epochs at 100 Hz, the plugin's synthetic epochs), :func:`wrap_braindecode` wraps a network
-built or trained elsewhere, and :func:`load_zoo` loads the weights shipped with the plugin (trained
-here on the synthetic ground-truth epochs by ``benchmarks/bench_eeg_zoo.py``).
+for 1 s epochs at 100 Hz, the plugin's synthetic epochs, or with ``size="finger"`` for the 280 ms
+FingerMovements epochs), :func:`wrap_braindecode` wraps a network built or trained elsewhere,
+:func:`load_zoo` loads the weights shipped with the plugin (trained here on the synthetic
+ground-truth epochs by ``benchmarks/bench_eeg_zoo.py``; their sha256 is checked), and
+:func:`zoo_models` lists the registry with its measured numbers.
 
 The core explains the networks as braindecode builds them, with one exception that is adapted
 here, not in the core: ATCNet's multi-head attention folds its heads into the batch dim
@@ -24,7 +26,9 @@ final log-softmax), while perturbation curves then follow its log-probabilities.
 from __future__ import annotations
 
 import copy
+import hashlib
 import importlib.resources
+import json
 import inspect
 import math
 from collections.abc import Mapping
@@ -33,12 +37,15 @@ from typing import Any
 
 import torch
 from torch import nn
-from sciexplain.errors import DataNotFoundError, InputError, MissingDependencyError
+from sciexplain.errors import ComputationError, DataNotFoundError, InputError, MissingDependencyError
 
 from .models import _EEGModel
 
 __all__ = ["ZOO", "ZooEntry", "BraindecodeEEG", "HeadsApartMHA", "make_braindecode", "wrap_braindecode",
-           "load_zoo", "zoo_weights_path"]
+           "load_zoo", "zoo_models", "zoo_weights_path"]
+
+#: input sizes the registry has braindecode arguments for: (n_channels, n_times, sfreq) of the data
+SIZES = {"synthetic": (30, 101, 100.0), "finger": (28, 28, 100.0)}
 
 
 @dataclass(frozen=True)
@@ -62,6 +69,19 @@ class ZooEntry:
         noise), as measured by ``benchmarks/bench_eeg_zoo.py``.
     description : str
         What the network is, in one sentence, and its reference.
+    n_parameters : int or None
+        Trainable parameters of the shipped network (synthetic size).
+    finger_params : dict
+        Keyword arguments for the FingerMovements epochs (28 channels, 28 samples = 280 ms at 100 Hz):
+        kernels and pooling shortened so that the network fits 28 samples
+        (``make_braindecode(name, 28, 28, size="finger")``).
+    finger_accuracy : float or None
+        Test accuracy on the 100 FingerMovements test trials, mean over training seeds 0, 1, 2
+        (``python benchmarks/bench_eeg_zoo.py --data finger``); chance is :attr:`finger_chance`.
+    finger_accuracy_ci : tuple of float or None
+        95 % bootstrap interval of :attr:`finger_accuracy` over the test trials.
+    finger_chance : float or None
+        The majority class's share of the FingerMovements test trials (0.51).
     """
 
     name: str
@@ -69,6 +89,11 @@ class ZooEntry:
     default_preset: str = "epsilon"
     accuracy: float | None = None
     description: str = ""
+    n_parameters: int | None = None
+    finger_params: Mapping[str, Any] = field(default_factory=dict)
+    finger_accuracy: float | None = None
+    finger_accuracy_ci: tuple[float, float] | None = None
+    finger_chance: float | None = None
 
 
 #: the braindecode networks the plugin trains, explains and ships weights for
@@ -76,32 +101,43 @@ ZOO: dict[str, ZooEntry] = {
     "ShallowFBCSPNet": ZooEntry(
         "ShallowFBCSPNet",
         {"filter_time_length": 10, "pool_time_length": 30, "pool_time_stride": 6, "final_conv_length": "auto"},
-        default_preset="alpha2-beta1", accuracy=0.9875,
+        default_preset="alpha2-beta1", accuracy=0.9875, n_parameters=49402,
+        finger_params={"filter_time_length": 5, "pool_time_length": 8, "pool_time_stride": 2},
+        finger_accuracy=0.5467, finger_accuracy_ci=(0.4767, 0.6200), finger_chance=0.51,
         description="temporal conv, spatial conv, BatchNorm, square, mean pooling, log (Schirrmeister et al. "
                     "2017): a learned filter-bank CSP"),
     "Deep4Net": ZooEntry(
         "Deep4Net",
         {"filter_time_length": 4, "filter_length_2": 4, "filter_length_3": 4, "filter_length_4": 4,
          "pool_time_length": 2, "pool_time_stride": 2, "final_conv_length": "auto"},
-        default_preset="epsilon", accuracy=0.99,
+        default_preset="epsilon", accuracy=0.99, n_parameters=125827,
+        finger_params={"filter_time_length": 3, "filter_length_2": 3, "filter_length_3": 3, "filter_length_4": 3,
+                       "pool_time_length": 2, "pool_time_stride": 1},
+        finger_accuracy=0.5033, finger_accuracy_ci=(0.4200, 0.5867), finger_chance=0.51,
         description="four conv-BatchNorm-ELU-max-pool blocks (Schirrmeister et al. 2017)"),
     "EEGNetv4": ZooEntry(
         "EEGNetv4", {"kernel_length": 50},
-        default_preset="epsilon", accuracy=0.9925,
+        default_preset="epsilon", accuracy=0.9925, n_parameters=1570,
+        finger_params={"kernel_length": 14},  # braindecode fixes EEGNet's pooling at 4 and 8: 28 samples fit
+        finger_accuracy=0.4933, finger_accuracy_ci=(0.4267, 0.5600), finger_chance=0.51,
         description="temporal conv, depthwise spatial conv, separable conv, BatchNorm, ELU, average pooling "
                     "(Lawhern et al. 2018)"),
     "EEGConformer": ZooEntry(
         "EEGConformer",
         {"filter_time_length": 10, "pool_time_length": 30, "pool_time_stride": 6, "att_depth": 2,
          "final_fc_length": "auto"},
-        default_preset="cp-lrp", accuracy=0.99,
+        default_preset="cp-lrp", accuracy=0.99, n_parameters=210826,
+        finger_params={"filter_time_length": 5, "pool_time_length": 8, "pool_time_stride": 2},
+        finger_accuracy=0.4967, finger_accuracy_ci=(0.4467, 0.5467), finger_chance=0.51,
         description="shallow conv stem, then transformer encoder layers (LayerNorm, multi-head attention, "
                     "GELU MLP) over time tokens (Song et al. 2023)"),
     "ATCNet": ZooEntry(
         "ATCNet",
         {"conv_block_kernel_length_1": 26, "conv_block_pool_size_1": 4, "conv_block_pool_size_2": 3,
          "n_windows": 3},
-        default_preset="epsilon", accuracy=1.0,
+        default_preset="epsilon", accuracy=1.0, n_parameters=74998,
+        finger_params={"conv_block_kernel_length_1": 14, "conv_block_pool_size_1": 2, "conv_block_pool_size_2": 2},
+        finger_accuracy=0.5333, finger_accuracy_ci=(0.4667, 0.6000), finger_chance=0.51,
         description="EEGNet-style conv block, sliding windows each with multi-head attention and a temporal "
                     "conv net, averaged (Altaheri et al. 2023)"),
 }
@@ -231,7 +267,7 @@ def _braindecode_class(name: str):
 
 
 def make_braindecode(name: str, n_channels: int, n_times: int, *, n_classes: int = 2, sfreq: float = 100.0,
-                     seed: int | None = 0, **params: Any) -> BraindecodeEEG:
+                     seed: int | None = 0, size: str = "synthetic", **params: Any) -> BraindecodeEEG:
     """Build a registry network for epochs of ``n_channels`` x ``n_times`` samples.
 
     Parameters
@@ -244,6 +280,10 @@ def make_braindecode(name: str, n_channels: int, n_times: int, *, n_classes: int
         Sampling rate in Hz (ATCNet needs it; recorded as ``model.sfreq``).
     seed : int or None
         Seeds the initial weights (the global torch RNG is left as it was); None draws from it.
+    size : {"synthetic", "finger"}
+        Which of the registry's arguments: ``"synthetic"`` (:attr:`ZooEntry.params`, 1 s epochs at
+        100 Hz) or ``"finger"`` (those updated with :attr:`ZooEntry.finger_params`, kernels and pooling
+        short enough for FingerMovements' 28 samples).
     **params
         Override the registry's braindecode keyword arguments.
 
@@ -255,7 +295,9 @@ def make_braindecode(name: str, n_channels: int, n_times: int, *, n_classes: int
     import warnings
 
     cls = _braindecode_class(name)
-    kwargs = {**ZOO[name].params, **params}
+    if size not in SIZES:
+        raise InputError(f"size must be one of {sorted(SIZES)}, not {size!r}")
+    kwargs = {**ZOO[name].params, **(ZOO[name].finger_params if size == "finger" else {}), **params}
     if "add_log_softmax" in inspect.signature(cls.__init__).parameters:
         kwargs.setdefault("add_log_softmax", False)  # logits, as the plugin's own networks return
     if name == "ATCNet":
@@ -333,22 +375,47 @@ def zoo_weights_path(name: str):
     return importlib.resources.files("sciexplain_eeg") / "weights" / f"zoo_{name}.pt"
 
 
+#: the sha256 of each shipped weight file, written beside them by :func:`save_zoo`
+SHA256_FILE = "zoo_sha256.json"
+
+
+def _sha256(path: Any) -> str:
+    with path.open("rb") as fh:
+        return hashlib.sha256(fh.read()).hexdigest()
+
+
 def load_zoo(name: str) -> BraindecodeEEG:
     """A registry network with the weights shipped in the plugin (trained on the synthetic epochs).
 
     Trained by ``python benchmarks/bench_eeg_zoo.py --write-weights`` on 200 epochs of
     ``make_synthetic_epochs(seed=0)`` (30 channels, 101 samples at 100 Hz, microvolts), seed 0.
-    The file is read with ``torch.load(..., weights_only=True)``: tensors and plain values only.
+    The file's sha256 is checked against ``weights/zoo_sha256.json`` and it is read with
+    ``torch.load(..., weights_only=True)``: tensors and plain values only.
 
     Returns
     -------
     BraindecodeEEG
         In eval mode, with ``ch_names``, ``sfreq`` and ``scaling`` as in training.
+
+    Raises
+    ------
+    DataNotFoundError
+        If the weights or their sha256 record are missing.
+    ComputationError
+        If the file's sha256 differs from the record (changed or damaged weights).
     """
     path = zoo_weights_path(name)
-    if not path.is_file():
-        raise DataNotFoundError(f"no shipped weights for {name} at {path}; train them with "
-                                "python benchmarks/bench_eeg_zoo.py --write-weights")
+    record = path.parent / SHA256_FILE
+    for needed in (path, record):
+        if not needed.is_file():
+            raise DataNotFoundError(f"no shipped weights for {name}: {needed} is missing; train them with "
+                                    "python benchmarks/bench_eeg_zoo.py --write-weights or reinstall sciexplain-eeg")
+    expected = json.loads(record.read_text(encoding="utf-8")).get(path.name)
+    digest = _sha256(path)
+    if digest != expected:
+        raise ComputationError(f"{path} has sha256 {digest} but {SHA256_FILE} records {expected}: the weights were "
+                               "changed or damaged; reinstall sciexplain-eeg or retrain with "
+                               "python benchmarks/bench_eeg_zoo.py --write-weights")
     with path.open("rb") as fh:
         saved = torch.load(fh, map_location="cpu", weights_only=True)
     meta = saved["meta"]
@@ -361,9 +428,47 @@ def load_zoo(name: str) -> BraindecodeEEG:
 
 
 def save_zoo(model: BraindecodeEEG, path: Any, *, overrides: Mapping[str, Any] | None = None) -> None:
-    """Write a trained registry network as the file :func:`load_zoo` reads (state dict + plain metadata)."""
+    """Write a trained registry network as the file :func:`load_zoo` reads (state dict + plain metadata),
+    and its sha256 into ``zoo_sha256.json`` in the same folder."""
+    from pathlib import Path
+
+    path = Path(path)
     meta = {"architecture": model.architecture, "n_channels": model.n_channels, "n_times": model.n_times,
             "n_classes": model.n_classes, "sfreq": float(model.sfreq), "ch_names": list(model.ch_names or []),
             "scaling": float(model.scaling if model.scaling is not None else 1.0),
             "overrides": dict(overrides or {})}
     torch.save({"state_dict": model.state_dict(), "meta": meta}, path)
+    record = path.parent / SHA256_FILE
+    digests = json.loads(record.read_text(encoding="utf-8")) if record.is_file() else {}
+    digests[path.name] = _sha256(path)
+    record.write_text(json.dumps(dict(sorted(digests.items())), indent=1) + "\n", encoding="utf-8")
+
+
+def zoo_models():
+    """The registry as a table: one row per network with its description and measured numbers.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Indexed by ``network``; columns ``description``, ``parameters``, ``default_preset``,
+        ``synthetic_accuracy`` (shipped weights, 400 fresh synthetic epochs), ``finger_accuracy``
+        (FingerMovements test trials, mean over 3 training seeds), ``finger_ci_low`` /
+        ``finger_ci_high`` (its 95 % bootstrap interval), ``finger_chance`` (the majority class's
+        share) and ``weights`` (whether shipped weights load with :func:`load_zoo`). The numbers are
+        those of ``benchmarks/bench_eeg_zoo.py`` (``--data synthetic`` and ``--data finger``).
+
+    Examples
+    --------
+    >>> import sciexplain_eeg as se
+    >>> se.zoo_models()[["default_preset", "synthetic_accuracy", "finger_accuracy"]]  # doctest: +SKIP
+    """
+    import pandas as pd
+
+    rows = []
+    for name, entry in ZOO.items():
+        ci = entry.finger_accuracy_ci or (None, None)
+        rows.append({"network": name, "description": entry.description, "parameters": entry.n_parameters,
+                     "default_preset": entry.default_preset, "synthetic_accuracy": entry.accuracy,
+                     "finger_accuracy": entry.finger_accuracy, "finger_ci_low": ci[0], "finger_ci_high": ci[1],
+                     "finger_chance": entry.finger_chance, "weights": zoo_weights_path(name).is_file()})
+    return pd.DataFrame(rows).set_index("network")

@@ -25,3 +25,9 @@ def test_eeg_tutorial_runs(tmp_path):
     assert "test accuracy" in text and "AOPC MoRF" in text
     accuracy = float(text.split("test accuracy ")[1].split()[0])
     assert 0.55 <= accuracy <= 0.8  # above chance on the held-out trials (measured 0.64)
+    # the braindecode section: the registry's default preset, and the planted electrode found
+    assert "preset: epsilon (the registry default: epsilon)" in text
+    top_hits = float(text.split("'top_hits': ")[1].split(",")[0])
+    assert top_hits >= 0.9
+    # the ICLabel section: the simulated blink and muscle components are recognised as such
+    assert "ICLabel says eye blink" in text and "ICLabel says muscle artifact" in text

