@@ -34,7 +34,6 @@ import argparse
 import json
 import platform
 import time
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -192,7 +191,6 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     torch.use_deterministic_algorithms(True)
-    warnings.filterwarnings("ignore", message=".*ledger.*")
     RESULTS.mkdir(exist_ok=True)
     res = run(args.train)
     meta = {"python": platform.python_version(), "torch": torch.__version__, "threads": 1,
