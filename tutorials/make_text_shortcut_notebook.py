@@ -83,7 +83,7 @@ SHORTCUT = [
              "x_cln = docs(stripped[i] for i in train).ids\n"
              "v = sx.artifact_direction(model, 'flatten', x_art, x_cln)\n"
              "frozen = copy.deepcopy(model)          # A-ClArC trains only the read-out: no gradient for the layers below\n"
-             "frozen.conv.requires_grad_(False)\n"
+             "frozen.conv.requires_grad_(False)\ntorch.manual_seed(0)                    # the dropout of the fine-tuning\n"
              "models = {'original': model, 'P-ClArC': sx.PClArC(model, 'flatten', v),\n"
              "          'A-ClArC': sx.AClArC(frozen, 'flatten', v).fit(docs(corpus.texts[i] for i in train).ids,\n"
              "                                                        corpus.labels[train], epochs=20, lr=1e-3)}\n"
