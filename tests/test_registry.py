@@ -288,8 +288,10 @@ def test_relevance_that_explodes_gets_a_warning_naming_the_layer():
     model = nn.Sequential(lin).eval()
     x = torch.tensor([[1.0, -1.0 + 1e-6]], dtype=torch.float64)
     model = model.double()
-    with pytest.warns(ExplainWarning, match=r"grows without bound at 0"):
+    with pytest.warns(ExplainWarning, match=r"grows without bound: sum \|R\| at the input is .*explain_with_ledger"):
         R = sx.explain(model, x, preset=sx.rules.Epsilon(0.0))
+    with pytest.warns(ExplainWarning, match=r"grows without bound at 0"):  # the full ledger names the layer
+        sx.Explainer(model, preset=sx.rules.Epsilon(0.0)).explain_with_ledger(x)
     assert_balances(R, rtol=1e-3, atol=1e-9)
     with warnings.catch_warnings():
         warnings.simplefilter("error", ExplainWarning)

@@ -25,8 +25,9 @@ from ..record.tape import Node, OneSample, Ref
 
 __all__ = ["Walk", "reverse_walk", "lrp_walk", "GROWTH_WARNING_FACTOR", "LEDGER_WARNING_RTOL"]
 
-#: a layer whose relevance mass (sum of |R|) exceeds this multiple of sum |f(x)| gets a warning:
-#: the rule is numerically unstable there (e.g. a gamma or z+ denominator near zero)
+#: relevance whose mass (sum of |R|) exceeds this multiple of sum |f(x)| gets a warning: a rule is
+#: numerically unstable (e.g. a gamma or z+ denominator near zero). With the full ledger every layer
+#: is checked and the first one named; otherwise the relevance at the input (one reduction)
 GROWTH_WARNING_FACTOR = 1e4
 
 #: a sample whose ledger (input relevance + absorbed = f(x)) misses by more than this fraction of
@@ -200,8 +201,8 @@ def lrp_walk(walk: Walk, target: torch.Tensor, *, stop_at: str | None = None,
             if full_ledger:
                 leaving = leaving + per_sample_sum(r, a)
             R[ref] = r if ref not in R else R[ref] + r
-        if not warned and step.rule is not None and contributions:
-            mass = sum(float(torch.linalg.vector_norm(r.detach().reshape(-1), ord=1)) for _, r in contributions)
+        if full_ledger and not warned and step.rule is not None and contributions:
+            mass = sum(float(r.detach().abs().sum()) for _, r in contributions)
             if mass > GROWTH_WARNING_FACTOR * max(explained_mass, 1e-30):
                 warned = True
                 warnings.warn(
@@ -221,6 +222,15 @@ def lrp_walk(walk: Walk, target: torch.Tensor, *, stop_at: str | None = None,
     if stop_at is not None:
         return at_value, rows, filtered_out
     found = [R.get(Ref(i, 0)) for i in range(inputs if inputs is not None else 1)]
+    if not warned:  # without the full ledger, the growth is checked once, where the heatmap is
+        mass = sum(float(r.detach().abs().sum()) for r in found if r is not None)
+        if mass > GROWTH_WARNING_FACTOR * max(explained_mass, 1e-30):
+            warnings.warn(
+                f"relevance grows without bound: sum |R| at the input is {mass / max(explained_mass, 1e-30):.3g} "
+                "times sum |f(x)|. The ledger may still balance, but the heatmap is dominated by cancelling "
+                "huge values: a rule is unstable on some layer (e.g. a denominator near zero); "
+                "explain_with_ledger() names the layer where it starts. Use a larger stabiliser or another "
+                "rule there", ExplainWarning, stacklevel=_caller_stacklevel())
     _warn_if_unbalanced(walk, explained, found, rows, filtered_out)
     return (found if inputs is not None else found[0]), rows, filtered_out
 

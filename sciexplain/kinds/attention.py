@@ -31,7 +31,7 @@ from ..record.call_args import _arg
 from ..record.op_names import _SCALE_FUNCS
 from ..record.tape import Node, Ref, _Placeholder
 from ..rules.attention import BilinearUniform, ConstantAttention
-from ..rules.propagation import AffineLayer, lrp_affine, sign0
+from ..rules.propagation import AffineLayer, lrp_affine, signed_eps
 from .context import Step, WalkView, local_vjp
 from .registry import Kind
 
@@ -119,7 +119,7 @@ def propagate_softmax(walk: WalkView, step: Step, outs):
 # -- products of two input-dependent tensors ------------------------------------------------------
 
 def _stabilised(z: torch.Tensor, eps: float) -> torch.Tensor:
-    return z + eps * sign0(z)
+    return z + signed_eps(z, eps)
 
 
 def _attention_operand(walk: WalkView, node: Node) -> Ref:
@@ -148,6 +148,30 @@ def _attention_operand(walk: WalkView, node: Node) -> Ref:
     return hits[0]
 
 
+_MATMULS = ("matmul", "__matmul__", "bmm")
+
+
+def _matmul_vjp(walk: WalkView, node: Node, S: torch.Tensor, keep: Ref | None):
+    """``S B^T`` and ``A^T S`` for ``O = A @ B`` with two distinct input-dependent operands of at
+    least two dims and the same batch dims (attention's products), without running the product
+    again; None for anything else (then the node's own vector-Jacobian product is used). The
+    operand ``keep`` (held constant) gets none."""
+    if node.op not in _MATMULS or node.kwargs or len(node.args) != 2:
+        return None
+    a, b = node.args
+    if not (isinstance(a, _Placeholder) and isinstance(b, _Placeholder)) or a.ref == b.ref:
+        return None
+    A, B = walk.value(a.ref).detach(), walk.value(b.ref).detach()
+    if A.ndim < 2 or B.ndim < 2 or A.shape[:-2] != B.shape[:-2] or S.shape != A.shape[:-1] + B.shape[-1:]:
+        return None
+    out = []
+    if a.ref != keep:
+        out.append((a.ref, S @ B.to(S.dtype).transpose(-2, -1)))
+    if b.ref != keep:
+        out.append((b.ref, A.to(S.dtype).transpose(-2, -1) @ S))
+    return out
+
+
 def propagate_bilinear(walk: WalkView, step: Step, outs):
     """A product of two input-dependent tensors that sums over terms (matmul, bmm, einsum).
 
@@ -161,13 +185,14 @@ def propagate_bilinear(walk: WalkView, step: Step, outs):
     node, R, rule = step.node, outs[0], step.rule
     O = node.value(0).detach().to(R.dtype)
     if isinstance(rule, BilinearUniform):
-        grads = local_vjp(walk.fw, node, [R / (2 * _stabilised(O, rule.epsilon))])
-        keep = None
+        S, keep = R / _stabilised(O, rule.epsilon).mul_(2), None
     elif isinstance(rule, ConstantAttention):
-        keep = _attention_operand(walk, node)
-        grads = local_vjp(walk.fw, node, [R / _stabilised(O, rule.epsilon)])
+        S, keep = R / _stabilised(O, rule.epsilon), _attention_operand(walk, node)
     else:  # pragma: no cover - the plan resolves a rule of the family
         raise RuleError(f"{node.name}: {rule!r} is not a rule for a product of two input-dependent tensors")
+    grads = _matmul_vjp(walk, node, S, keep)
+    if grads is None:
+        grads = local_vjp(walk.fw, node, [S])
     result, leaving = [], walk.zero()
     for ref, g in grads:
         if ref == keep:

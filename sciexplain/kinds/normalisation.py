@@ -39,6 +39,7 @@ With Epsilon on both stages this is the epsilon rule on the whole layer linearis
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -46,7 +47,7 @@ from torch import nn
 
 from ..record.tape import Node, Ref, _Placeholder
 from ..rules.affine import DEFAULT_STABILIZER, Epsilon
-from ..rules.propagation import AffineLayer, lrp_affine, sign0
+from ..rules.propagation import AffineLayer, lrp_affine, per_sample_dot, signed_eps
 from .context import Step, WalkView
 from .registry import Kind, _mro_keys
 
@@ -129,20 +130,31 @@ def _param_shape(spec: NormSpec, ndim: int, t: torch.Tensor) -> torch.Tensor:
     return t
 
 
-def centred(x: torch.Tensor, x_recorded: torch.Tensor, spec: NormSpec) -> torch.Tensor:
-    """``yhat(x)`` with the normalising scale computed from ``x_recorded`` and held constant
-    (linear in ``x``; equal to the layer's normalised value at ``x = x_recorded``)."""
+def centred(x: torch.Tensor, spec: NormSpec) -> tuple[torch.Tensor, Callable[[torch.Tensor], torch.Tensor]]:
+    """``yhat = J x`` with the normalising scale computed from ``x`` and held constant (the
+    layer's normalised value), and ``u -> J^T u``, the adjoint of that linear map (``J`` is
+    symmetric: ``s (I - 1/|G|)`` per group, ``s I`` for RMSNorm)."""
     if spec.how in ("layer", "rms"):
         dims = tuple(range(-spec.size, 0))
         eps = spec.eps if spec.eps is not None else torch.finfo(x.dtype).eps
         if spec.how == "rms":
-            return x * torch.rsqrt(x_recorded.pow(2).mean(dims, keepdim=True) + eps)
-        s = torch.rsqrt(x_recorded.var(dims, unbiased=False, keepdim=True) + eps)
-        return (x - x.mean(dims, keepdim=True)) * s
+            sc = torch.rsqrt(x.pow(2).mean(dims, keepdim=True) + eps)
+            return x * sc, lambda u: u * sc
+        var, mean = torch.var_mean(x, dims, unbiased=False, keepdim=True)
+        sc = torch.rsqrt(var + eps)
+        return (x - mean) * sc, lambda u: (u - u.mean(dims, keepdim=True)) * sc
     shape, B, G = x.shape, x.shape[0], spec.groups
-    xg, xr = x.reshape(B, G, -1), x_recorded.reshape(B, G, -1)
-    s = torch.rsqrt(xr.var(-1, unbiased=False, keepdim=True) + spec.eps)
-    return ((xg - xg.mean(-1, keepdim=True)) * s).reshape(shape)
+    var, mean = torch.var_mean(x.reshape(B, G, -1), -1, unbiased=False, keepdim=True)
+    sc = torch.rsqrt(var + spec.eps)
+
+    def adjoint(u: torch.Tensor) -> torch.Tensor:
+        ug = u.reshape(B, G, -1)
+        return ((ug - ug.mean(-1, keepdim=True)) * sc).reshape(shape)
+    return ((x.reshape(B, G, -1) - mean) * sc).reshape(shape), adjoint
+
+
+def _scale_adjoint(u: torch.Tensor, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    return u * w
 
 
 def _scale(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
@@ -191,23 +203,21 @@ def propagate_normalisation(walk: WalkView, step: Step, outs):
     if spec.mean is not None:  # running statistics: one affine layer
         R_x, absorbed = lrp_affine(_running_layer(node, spec, x.ndim, x.dtype), x, R, step.rule, None, axes)
         return [(xref, R_x)], absorbed
-    leaf = x.clone().requires_grad_(True)
-    with torch.enable_grad():
-        yhat = centred(leaf, x, spec)
-    yhat_d = yhat.detach()
+    yhat, adjoint = centred(x, spec)
     absorbed = walk.zero()
     R_hat = R
     if spec.weight is not None or spec.bias is not None:
         w = spec.weight if spec.weight is not None else torch.ones((), dtype=x.dtype, device=x.device)
         b = None if spec.bias is None else _param_shape(spec, x.ndim, spec.bias).to(x.dtype)
         layer = AffineLayer(node.name, f"{node.op} (affine part)", _param_shape(spec, x.ndim, w).to(x.dtype), b,
-                            _scale, True)
-        R_hat, absorbed = lrp_affine(layer, yhat_d, R, step.rule, None, axes)
+                            _scale, True, _scale_adjoint)
+        # the layer's recorded output is this affine part's z = w yhat + b: no second pass for it
+        recorded = {"recorded": node.outputs[0]} if node.pristine(0) and node.outputs[0] is not None else {}
+        R_hat, absorbed = lrp_affine(layer, yhat, R, step.rule, None, axes, **recorded)
     e = step.rule.epsilon if isinstance(step.rule, Epsilon) else DEFAULT_STABILIZER
-    stab = e * sign0(yhat_d)
-    s = R_hat / (yhat_d + stab)
-    (g,) = torch.autograd.grad(yhat, leaf, grad_outputs=s)
-    R_x = x * g
-    absorbed = absorbed + walk.per_sample_sum(Ref(node.index, 0), s * stab)
+    stab = signed_eps(yhat, e)
+    s = R_hat / yhat.add_(stab)
+    R_x = adjoint(s).mul_(x)
+    absorbed = absorbed + per_sample_dot(s, stab, walk.batch_axis(Ref(node.index, 0)))
     return [(xref, R_x)], absorbed
 

@@ -6,7 +6,7 @@ import torch
 
 from ..record.tape import Node, Ref, _Placeholder
 from ..rules.affine import Epsilon
-from ..rules.propagation import per_sample_sum, sign0
+from ..rules.propagation import per_sample_dot, per_sample_sum, signed_eps
 from .context import Step, WalkView
 from .registry import Kind
 
@@ -47,18 +47,22 @@ def propagate_sum(walk: WalkView, step: Step, outs):
     contribs = []
     for operand, sgn in zip((a, b), _sum_signs(node)):
         if isinstance(operand, _Placeholder):
-            contribs.append((operand.ref, sgn * walk.value(operand.ref).detach()))
+            value = walk.value(operand.ref).detach()
+            contribs.append((operand.ref, value if sgn == 1 else sgn * value))
         else:
             contribs.append((None, sgn * torch.as_tensor(operand, dtype=R.dtype, device=R.device)))
     shape = R.shape
     total = sum(torch.broadcast_to(c, shape) for _, c in contribs)
     eps = step.rule.epsilon if isinstance(step.rule, Epsilon) else 1e-9
-    stab = eps * sign0(total)
-    den = total + stab
-    dead = den == 0  # only with eps == 0: that relevance reaches no operand and is absorbed
-    s = torch.where(dead, torch.zeros_like(R), R / torch.where(dead, torch.ones_like(den), den))
     axis = walk.batch_axis(Ref(node.index, 0))
-    absorbed = per_sample_sum(s * stab, axis) + per_sample_sum(torch.where(dead, R, torch.zeros_like(R)), axis)
+    if eps > 0:  # |total + stab| >= eps: no denominator is zero
+        stab = signed_eps(total, eps)
+        s = R / total.add_(stab)  # total is a fresh tensor (the builtin sum starts from 0)
+        absorbed = per_sample_dot(s, stab, axis)
+    else:
+        dead = total == 0  # that relevance reaches no operand and is absorbed
+        s = torch.where(dead, torch.zeros_like(R), R / torch.where(dead, torch.ones_like(total), total))
+        absorbed = per_sample_sum(torch.where(dead, R, torch.zeros_like(R)), axis)
     result = []
     for ref, c in contribs:
         share = torch.broadcast_to(c, shape) * s  # shaped like R

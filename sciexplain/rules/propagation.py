@@ -14,12 +14,19 @@ import torch
 from .terms import AffineLayer, Rule, SignedTerm, Term
 from ..record.tape import OneSample
 
-__all__ = ["AffineLayer", "lrp_affine", "sign0", "per_sample_sum"]
+__all__ = ["AffineLayer", "lrp_affine", "sign0", "signed_eps", "per_sample_sum"]
 
 
 def sign0(t: torch.Tensor) -> torch.Tensor:
-    """Sign with ``sign(0) = +1``, so that a stabilized denominator is never zero."""
-    return torch.where(t >= 0, torch.ones_like(t), -torch.ones_like(t))
+    """Sign with ``sign(0) = +1`` (also at ``-0.0``), so that a stabilized denominator is never zero."""
+    return torch.where(t >= 0, t.new_ones(()), t.new_full((), -1.0))
+
+
+def signed_eps(t: torch.Tensor, eps: float) -> torch.Tensor:
+    """``eps * sign(t)`` in one pass, the stabiliser of a denominator ``t``: ``+eps`` at ``+0.0``
+    and ``-eps`` at ``-0.0`` (a sum is ``-0.0`` only when all its terms are zeros, so either sign
+    passes the same relevance, and the absorbed part uses the same value)."""
+    return torch.copysign(t.new_full((), eps), t)
 
 
 def per_sample_sum(t: torch.Tensor, axis: int | OneSample = 0) -> torch.Tensor:
@@ -49,7 +56,11 @@ def per_sample_dot(a: torch.Tensor, b: torch.Tensor, axis: int | OneSample = 0) 
         return per_sample_sum(a * b, axis)
     if axis != 0:
         a, b = a.movedim(axis, 0), b.movedim(axis, 0)
-    return torch.linalg.vecdot(a.reshape(a.shape[0], -1), b.reshape(a.shape[0], -1))
+    a, b = a.reshape(a.shape[0], -1), b.reshape(a.shape[0], -1)
+    if a.shape[0] <= 64 and a.device.type == "cpu" and a.dtype in (torch.float32, torch.float64):
+        # one BLAS dot per sample: several times faster than vecdot's reduction on the cpu
+        return torch.stack([torch.dot(a[i], b[i]) for i in range(a.shape[0])]) if a.shape[0] else a.sum(1)
+    return torch.linalg.vecdot(a, b)
 
 
 def _batch_size(t: torch.Tensor, axis: int | OneSample) -> int:
