@@ -278,6 +278,19 @@ def test_check_ledger_tolerance_scales_with_prediction():
     check_ledger(R.isel(sample=[0]))
 
 
+def test_check_ledger_tolerance_scales_with_absorbed():
+    """A small output whose biases absorbed much: float32 rounding grows with the absorbed part."""
+    values = np.zeros((2, 2))
+    values[:, 0] = [-8.0, -8.0]
+    # residual 2.7e-5 on parts of size 8 (measured on a braindecode network near chance)
+    R = _build(values=values, prediction=[0.01, 0.01], absorbed=[8.01 + 2.7e-5, 0.01 + 8.0 + 1e-2])
+    with pytest.raises(LedgerError, match="1 of 2 samples.*position 1"):  # 1e-2 is not rounding
+        check_ledger(R)
+    check_ledger(R.isel(sample=[0]))
+    with pytest.raises(LedgerError):  # the tolerance is still relative: 1e-6 of 8 is not enough
+        check_ledger(R.isel(sample=[0]), rtol=1e-6, atol=0.0)
+
+
 def test_check_ledger_rejects_non_fx_decompositions():
     for decomposes in ("squared gradient norm", "none"):
         R = make_result(decomposes=decomposes)
