@@ -399,10 +399,19 @@ def test_eeg_example_runs_small(tmp_path):
         P.relevance.check()
     methods = {r["method"] for r in result.evaluation}
     assert methods == {"lrp", "gradient_x_input", "sensitivity", "random"}
-    for name in ("single_trial_right", "single_trial_left", "class_topomaps", "left_right", "perturbation"):
+    for name in ("single_trial_right", "single_trial_left", "class_topomaps", "left_right", "perturbation",
+                 "spray_lrp_right"):
         assert (tmp_path / "figures" / f"{name}.png").stat().st_size > 1000
     assert all(provenance_of(p)["config_sha256"] == result.provenance["config_sha256"]
                for p in tmp_path.glob("*.nc"))
+    # [analysis.spray]: the 12 epochs' evidence for "right" read back from the chunked netCDF
+    # store (data in chunks of 6, per-epoch coords in one) equals sx.spray on the relevance itself
+    with xr.open_dataset(tmp_path / "spray_lrp_right.nc") as ds:
+        ref = sx.spray(result.relevance["lrp_right"].compute(), downsample={"time": 4}, n_neighbors=8,
+                       max_clusters=6)
+        np.testing.assert_array_equal(ds.cluster.values, ref.cluster.values)
+        np.testing.assert_allclose(ds.prototype.values, ref.prototype.values, rtol=1e-6, atol=1e-12)
+        assert ds.attrs["class"] == 1 and ds.sizes["epoch"] == 12
 
 
 @pytest.mark.slow

@@ -236,3 +236,38 @@ def test_unknown_gap_rule_is_refused():
     R, _ = _separated_maps(2, per=20)
     with pytest.raises(InputError, match="gap must be one of"):
         sx.spray(R, gap="ratio")
+
+
+def test_relevance_whose_coords_are_chunked_unlike_its_data():
+    """Relevance read back from a netCDF file written chunk by chunk: the data in chunks of 6
+    samples, a per-sample coord in one chunk (xarray's chunksizes refuses such an object)."""
+    import dask.array as da
+    R, labels = _separated_maps(2, per=12)
+    chunked = R.chunk({"sample": 6}).assign_coords(
+        label=("sample", da.from_array(labels, chunks=labels.size)))
+    with pytest.raises(ValueError, match="inconsistent chunks"):
+        chunked.chunksizes  # the case this test is about
+    a, b = sx.spray(chunked, n_neighbors=5), sx.spray(R, n_neighbors=5)
+    np.testing.assert_array_equal(a.cluster.values, b.cluster.values)
+    np.testing.assert_allclose(a.prototype.values, b.prototype.values, rtol=1e-12)
+    assert _agree(a.cluster.values, labels)
+
+
+def test_prototype_panels_of_channel_by_time_maps_have_labelled_axes():
+    rng = np.random.default_rng(0)
+    channels = [f"E{i}" for i in range(16)]
+    times = np.arange(40) / 100.0
+    maps = rng.normal(0.0, 0.05, (40, 16, 40))
+    maps[:20, 3, 10:14] += 1.0
+    maps[20:, 12, 30:34] += 1.0
+    R = xr.DataArray(maps, dims=("epoch", "channel", "time"),
+                     coords={"channel": channels, "time": ("time", times, {"units": "s"})})
+    fig = sx.plot_spray(sx.spray(R, n_neighbors=8))
+    panel = fig.axes[2]
+    assert panel.get_ylabel() == "channel" and panel.get_xlabel() == "time (s)"
+    ylabels = [t.get_text() for t in panel.get_yticklabels()]
+    assert ylabels[0] == "E0" and ylabels[-1] == "E15" and set(ylabels) <= set(channels)
+    xlabels = [float(t.get_text()) for t in panel.get_xticklabels()]
+    assert xlabels[0] == 0.0 and xlabels[-1] == pytest.approx(0.39)
+    image = sx.plot_spray(sx.spray(_separated_maps(2)[0], n_neighbors=8)).axes[2]  # pixels: no axes
+    assert not image.get_xticks().size and not image.get_yticks().size

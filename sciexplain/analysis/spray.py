@@ -119,7 +119,9 @@ def _normalised(X: np.ndarray, normalise: str | None) -> np.ndarray:
 
 def _blocks(R: xr.DataArray, bdim: str) -> list[tuple[int, int]]:
     n = R.sizes[bdim]
-    chunks = R.chunksizes.get(bdim) if R.chunks is not None else None
+    # the data's own chunks (its coords may be chunked otherwise, e.g. read back from netCDF
+    # written chunk by chunk, where R.chunksizes refuses)
+    chunks = R.chunks[R.get_axis_num(bdim)] if R.chunks is not None else None
     if chunks:
         edges = np.concatenate([[0], np.cumsum(chunks)])
         return [(int(a), int(b)) for a, b in zip(edges[:-1], edges[1:])]
@@ -429,7 +431,7 @@ def _dataset(R: xr.DataArray, maps: xr.DataArray, bdim: str, labels: np.ndarray,
     map_coords: dict[Hashable, Any] = {}
     for name, c in maps.coords.items():
         if c.dims and set(c.dims) <= set(map_dims):
-            map_coords[name] = (c.dims, np.asarray(c.values))
+            map_coords[name] = (c.dims, np.asarray(c.values), dict(c.attrs))  # units and all
     sizes = np.bincount(labels, minlength=k)
     gaps = np.append(np.diff(lam), np.nan)
     prototype = xr.DataArray(proto, dims=["cluster_id", *map_dims],

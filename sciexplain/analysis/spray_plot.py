@@ -32,16 +32,40 @@ def draw_prototype_default(ax: Any, prototype: xr.DataArray, vmax: float) -> Any
         return None
     if values.ndim > 2:  # sum the leading dims (e.g. colour) for display
         values = values.reshape(-1, *values.shape[-2:]).sum(0)
-    rows, cols = values.shape
-    square = max(rows, cols) <= 3 * min(rows, cols)  # image-like; otherwise (channel x time) fill the panel
+    image_like = {str(d) for d in prototype.dims[-2:]} <= _IMAGE_DIMS  # pixels: no axes
     image = ax.imshow(values, cmap="RdBu_r", vmin=-vmax, vmax=vmax, interpolation="nearest",
-                      aspect="equal" if square else "auto")
-    ax.set_xticks([])
-    ax.set_yticks([])
-    if not square:
-        ax.set_ylabel(str(prototype.dims[-2]))
-        ax.set_xlabel(str(prototype.dims[-1]))
+                      aspect="equal" if image_like else "auto")
+    if image_like:
+        ax.set_xticks([])
+        ax.set_yticks([])
+        return image
+    for dim, set_ticks, set_label in ((prototype.dims[-2], ax.set_yticks, ax.set_ylabel),
+                                      (prototype.dims[-1], ax.set_xticks, ax.set_xlabel)):
+        positions, labels = _ticks(prototype, dim)
+        set_ticks(positions, labels, fontsize=7)
+        set_label(_axis_label(prototype, dim))
     return image
+
+
+#: dim names of an image's pixel grid (drawn without axes, square pixels)
+_IMAGE_DIMS = {"y", "x", "row", "col", "height", "width", "pixel_y", "pixel_x"}
+
+
+def _ticks(prototype: xr.DataArray, dim: Any, most: int = 5) -> tuple[list[int], list[str]]:
+    """At most ``most`` tick positions along ``dim`` with their coordinate values as labels."""
+    n = prototype.sizes[dim]
+    positions = sorted({int(round(p)) for p in np.linspace(0, n - 1, min(n, most))})
+    if dim not in prototype.coords:
+        return positions, [str(p) for p in positions]
+    values = np.asarray(prototype[dim].values)
+    if np.issubdtype(values.dtype, np.number):
+        return positions, [f"{float(values[p]):.3g}" for p in positions]
+    return positions, [str(values[p]) for p in positions]
+
+
+def _axis_label(prototype: xr.DataArray, dim: Any) -> str:
+    units = prototype[dim].attrs.get("units") if dim in prototype.coords else None
+    return f"{dim} ({units})" if units else str(dim)
 
 
 def plot_spray(result: xr.Dataset, draw_prototype: Callable[[Any, xr.DataArray, float], Any] | None = None, *,
