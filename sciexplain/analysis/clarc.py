@@ -18,7 +18,15 @@ everything orthogonal to ``v`` as it was:
   so that the artifact no longer tells the classes apart. At inference the fine-tuned model runs
   without ``h``. :class:`AClArC`.
 
-``h`` is one affine layer (``nn.Linear`` with weight ``I - v v^T`` and bias ``(v^T z) v`` on the
+Several artifacts (say one header per class) are removed together by projecting out the span of
+their directions: with ``V`` (d x k) an orthonormal basis of ``span(v_1, ..., v_k)``,
+
+    h(a) = a - V V^T (a - z) = (I - V V^T) a + V V^T z,
+
+where ``z`` is any point with ``v_i^T z = r_i`` for the references ``r_i`` of the directions (the
+clean or artifact means along each ``v_i``); for k = 1 this is the map above.
+
+``h`` is one affine layer (``nn.Linear`` with weight ``I - V V^T`` and bias ``V V^T z`` on the
 flattened activations), so :func:`sciexplain.explain` explains the corrected model with its usual
 rules and an exact ledger. The user's model is never modified: the wrappers hold a copy.
 """
@@ -26,7 +34,7 @@ rules and an exact ledger. The user's model is never modified: the wrappers hold
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,7 +47,7 @@ from .._version import __version__
 from ..errors import InputError, MissingDependencyError
 
 __all__ = ["ArtifactDirection", "artifact_direction", "ArtifactProjection", "PClArC", "AClArC", "clarc_report",
-           "relevance_share"]
+           "relevance_share", "artifact_mask"]
 
 _MAX_FEATURES = 16384  # the projection is a dense D x D matrix: 1 GiB of float32 at D = 16384
 
@@ -167,31 +175,97 @@ def artifact_direction(model: nn.Module, layer: str, x_artifact: Any, x_clean: A
 
 
 class ArtifactProjection(nn.Sequential):
-    """``h(a) = (I - v v^T) a + r v``: the component of ``a`` along ``v`` set to ``r = v^T z``.
+    """``h(a) = a - V V^T (a - z)``: the components of ``a`` in the artifact span set to those of ``z``.
 
-    An ``nn.Flatten``, one ``nn.Linear`` (weight ``I - v v^T``, bias ``r v``) and an
+    One direction ``v`` (``V = v / |v|``): ``h(a) = (I - v v^T) a + r v`` with ``r = v^T z``.
+    Several directions ``v_1, ..., v_k``: ``V`` (d x k) is an orthonormal basis of their span (QR
+    of the unit directions) and ``z`` any point with ``v_i^T z = r_i`` (unit ``v_i``), so
+    ``V^T z = R^-T r`` with ``[v_1 ... v_k] = V R``; the bias ``V V^T z`` does not depend on which
+    such ``z``. An ``nn.Flatten``, one ``nn.Linear`` (weight ``I - V V^T``, bias ``V V^T z``) and an
     ``nn.Unflatten``, so every LRP rule for dense layers applies to it.
+
+    Parameters
+    ----------
+    direction : torch.Tensor
+        One direction shaped like one sample's activations, or ``k`` directions stacked along a
+        first dim ``(k, *shape)`` when ``reference`` is a sequence.
+    reference : float or sequence of float
+        ``r = v^T z`` along the unit direction; a sequence of ``k`` for ``k`` directions.
+
+    Attributes
+    ----------
+    reference : float or tuple of float
+        As given (a tuple for several directions).
+    basis : torch.Tensor
+        ``V``, float64, shape ``(d, k)``, orthonormal columns.
     """
 
-    def __init__(self, direction: torch.Tensor, reference: float) -> None:
-        shape = tuple(direction.shape)
-        v = direction.detach().reshape(-1).double()
-        d = v.numel()
+    def __init__(self, direction: torch.Tensor, reference: float | Sequence[float] | torch.Tensor) -> None:
+        several = _is_sequence(reference)
+        refs = [float(r) for r in (reference if several else [reference])]
+        vectors = direction.detach() if several else direction.detach()[None]
+        if len(vectors) != len(refs) or len(refs) == 0:
+            raise InputError(f"{len(vectors)} directions but {len(refs)} references: give one reference per "
+                             "direction (directions stacked along the first dim)")
+        shape = tuple(vectors.shape[1:])
+        flat = vectors.reshape(len(vectors), -1).double().cpu()
+        d = flat.shape[1]
         if d > _MAX_FEATURES:
             raise InputError(f"the layer has {d} activations per sample; the projection is a dense {d} x {d} "
                              f"matrix: choose a later (smaller) layer, at most {_MAX_FEATURES} activations")
-        v = v / torch.linalg.vector_norm(v)
-        linear = nn.Linear(d, d)
+        basis, coefficients = _orthonormal_span(flat, torch.tensor(refs, dtype=torch.float64))
+        linear = nn.utils.skip_init(nn.Linear, d, d)  # no random init: it would draw from the caller's RNG
         with torch.no_grad():
-            linear.weight.copy_((torch.eye(d, dtype=torch.float64) - torch.outer(v, v)).float())
-            linear.bias.copy_((float(reference) * v).float())
+            if basis.shape[1] == 1:  # one direction: (I - v v^T) a + r v, as the single-artifact model is written
+                v = basis[:, 0]
+                weight, bias = torch.eye(d, dtype=torch.float64) - torch.outer(v, v), float(coefficients[0]) * v
+            else:
+                weight, bias = torch.eye(d, dtype=torch.float64) - basis @ basis.T, basis @ coefficients
+            linear.weight.copy_(weight.float())
+            linear.bias.copy_(bias.float())
         linear.requires_grad_(False)
         super().__init__(nn.Flatten(), linear, nn.Unflatten(1, shape))
-        self.reference = float(reference)
+        self.reference = tuple(refs) if several else refs[0]
+        self.basis = basis
+
+
+def _is_sequence(x: Any) -> bool:
+    if isinstance(x, torch.Tensor):
+        return x.dim() > 0
+    if isinstance(x, np.ndarray):
+        return x.ndim > 0
+    return isinstance(x, Sequence) and not isinstance(x, str)
+
+
+def _orthonormal_span(vectors: torch.Tensor, references: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(V, V^T z)`` for float64 directions ``(k, d)`` and references ``r_i = u_i^T z`` along the unit ``u_i``."""
+    units = []
+    for i, u in enumerate(vectors):
+        norm = torch.linalg.vector_norm(u)
+        if not torch.isfinite(norm) or norm <= 0:
+            raise InputError(f"direction {i} is zero or not finite: nothing to project out")
+        units.append(u / norm)
+    if len(units) == 1:
+        return units[0][:, None], references
+    if len(units) > vectors.shape[1]:
+        raise InputError(f"{len(units)} directions in {vectors.shape[1]} activations are linearly dependent")
+    U = torch.stack(units, 1)  # (d, k), unit columns
+    Q, R = torch.linalg.qr(U)  # U = Q R
+    # unit columns: |R_ii| is the part of u_i outside the span of the earlier ones (1: orthogonal, 0: inside)
+    dependent = np.flatnonzero(R.diagonal().abs().numpy() < 1e-6)
+    if len(dependent):
+        raise InputError(f"direction {int(dependent[0])} lies in the span of the ones before it (linearly "
+                         "dependent directions have no single reference point z): drop it")
+    # U^T z = r  <=>  R^T (Q^T z) = r
+    coefficients = torch.linalg.solve_triangular(R.T, references[:, None], upper=False)[:, 0]
+    return Q, coefficients
 
 
 def _with_projection(model: nn.Module, layer: str, projection: nn.Module) -> None:
     _set_module(model, layer, nn.Sequential(_module(model, layer), projection))
+
+
+Directions = ArtifactDirection | Sequence[ArtifactDirection] | torch.Tensor
 
 
 class PClArC(nn.Module):
@@ -199,26 +273,31 @@ class PClArC(nn.Module):
 
     ``h(a) = a - v v^T (a - z)`` after ``layer`` (Anders et al. 2022, Sec. 4: P-ClArC), with
     ``v^T z`` the clean samples' mean along ``v`` (``direction.clean_value``) unless ``reference``
-    is given. No training. The wrapped model is a copy; the user's model is untouched.
+    is given. Several directions (several artifacts, e.g. one per class) are projected out
+    together: ``h(a) = a - V V^T (a - z)`` with ``V`` an orthonormal basis of their span and
+    ``v_i^T z`` the clean mean along each (see :class:`ArtifactProjection`). No training. The
+    wrapped model is a copy; the user's model is untouched.
 
     Parameters
     ----------
     model : torch.nn.Module
     layer : str
         The named submodule after whose output the projection runs (``direction.layer`` if None).
-    direction : ArtifactDirection or torch.Tensor
-        ``v``; a tensor needs ``reference``.
-    reference : float, optional
-        ``v^T z``.
+    direction : ArtifactDirection, sequence of ArtifactDirection, or torch.Tensor
+        ``v``, or several directions of the same layer. A tensor needs ``layer`` and
+        ``reference``: shaped like one sample's activations with one ``reference``, or
+        ``(k, *shape)`` (e.g. ``(k, d)``) with ``k`` references.
+    reference : float or sequence of float, optional
+        ``v^T z`` (per direction; default: each direction's ``clean_value``).
     """
 
-    def __init__(self, model: nn.Module, layer: str | None, direction: ArtifactDirection | torch.Tensor,
-                 reference: float | None = None) -> None:
+    def __init__(self, model: nn.Module, layer: str | None, direction: Directions,
+                 reference: float | Sequence[float] | None = None) -> None:
         super().__init__()
-        vector, layer, reference = _unpack(direction, layer, reference, "clean_value")
+        vectors, layer, reference = _unpack(direction, layer, reference, "clean_value")
         self.layer = layer
         self.model = copy.deepcopy(model)
-        _with_projection(self.model, layer, ArtifactProjection(vector, reference))
+        _with_projection(self.model, layer, ArtifactProjection(vectors, reference))
         self.eval()
 
     @property
@@ -231,14 +310,60 @@ class PClArC(nn.Module):
         return self.model(*args, **kwargs)
 
 
-def _unpack(direction: Any, layer: str | None, reference: float | None, which: str) -> tuple[torch.Tensor, str, float]:
+def _unpack(direction: Any, layer: str | None, reference: Any,
+            which: str) -> tuple[torch.Tensor, str, float | tuple[float, ...]]:
+    """(direction(s), layer, reference(s)) for :class:`ArtifactProjection`: a tuple of references for several."""
+    if isinstance(direction, ArtifactDirection) and _is_sequence(reference):
+        direction = [direction]
     if isinstance(direction, ArtifactDirection):
         if layer is not None and layer != direction.layer:
             raise InputError(f"the direction was found in layer {direction.layer!r}, not {layer!r}")
         return direction.vector, direction.layer, float(getattr(direction, which) if reference is None else reference)
+    if isinstance(direction, Sequence) and direction and all(isinstance(d, ArtifactDirection) for d in direction):
+        layers = sorted({d.layer for d in direction})
+        if len(layers) > 1:
+            raise InputError(f"the directions were found in different layers {layers}: project each layer's "
+                             "directions with its own wrapper")
+        if layer is not None and layer != layers[0]:
+            raise InputError(f"the directions were found in layer {layers[0]!r}, not {layer!r}")
+        shapes = {tuple(d.vector.shape) for d in direction}
+        if len(shapes) > 1:
+            raise InputError(f"the directions have different shapes {sorted(shapes)}")
+        refs = [float(getattr(d, which)) for d in direction] if reference is None else _references(reference)
+        if len(refs) != len(direction):
+            raise InputError(f"{len(direction)} directions but {len(refs)} references")
+        return torch.stack([d.vector for d in direction]), layers[0], tuple(refs)
     if not isinstance(direction, torch.Tensor) or layer is None or reference is None:
-        raise InputError("pass an ArtifactDirection (from artifact_direction), or a tensor with layer= and reference=")
+        raise InputError("pass an ArtifactDirection (from artifact_direction) or a list of them, or a tensor with "
+                         "layer= and reference= (a (k, d) tensor of k directions with k references)")
+    if _is_sequence(reference):
+        refs = _references(reference)
+        if direction.dim() < 2 or len(direction) != len(refs):
+            raise InputError(f"{len(refs)} references need a tensor of {len(refs)} directions stacked along its "
+                             f"first dim, got shape {tuple(direction.shape)}")
+        return direction, layer, tuple(refs)
     return direction, layer, float(reference)
+
+
+def _references(reference: Any) -> list[float]:
+    return [float(r) for r in (reference.tolist() if isinstance(reference, (torch.Tensor, np.ndarray)) else reference)]
+
+
+class _AutogradFrom(nn.Module):
+    """Runs ``module``, then turns autograd on for the rest of the forward.
+
+    :meth:`AClArC.fit` runs the model under ``torch.no_grad()``: the frozen layers below ``layer``
+    build no graph, and only the layers above are differentiated.
+    """
+
+    def __init__(self, module: nn.Module) -> None:
+        super().__init__()
+        self.module = module
+
+    def forward(self, a: torch.Tensor) -> torch.Tensor:
+        out = self.module(a)
+        torch.set_grad_enabled(True)  # the no_grad block in fit restores the caller's mode on exit
+        return out
 
 
 class AClArC(nn.Module):
@@ -248,53 +373,103 @@ class AClArC(nn.Module):
     ``v`` (``direction.artifact_value``) runs after ``layer``, so every training sample of every
     class carries the artifact, and the parameters after ``layer`` are fine-tuned with
     cross-entropy (Anders et al. 2022, Sec. 4: A-ClArC). The model then no longer links the artifact
-    to one class. At inference the fine-tuned copy runs without ``h``; the user's model is untouched.
+    to one class. Several directions (several artifacts) are added together:
+    ``h(a) = a - V V^T (a - z)`` with ``V`` an orthonormal basis of their span and ``v_i^T z`` each
+    direction's artifact mean (see :class:`ArtifactProjection`). At inference the fine-tuned copy
+    runs without ``h``; the user's model is untouched.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+    layer : str
+        The named submodule after whose output ``h`` runs during fitting (``direction.layer`` if None).
+    direction : ArtifactDirection, sequence of ArtifactDirection, or torch.Tensor
+        As for :class:`PClArC`.
+    reference : float or sequence of float, optional
+        ``v^T z`` (per direction; default: each direction's ``artifact_value``).
     """
 
-    def __init__(self, model: nn.Module, layer: str | None, direction: ArtifactDirection | torch.Tensor,
-                 reference: float | None = None) -> None:
+    def __init__(self, model: nn.Module, layer: str | None, direction: Directions,
+                 reference: float | Sequence[float] | None = None) -> None:
         super().__init__()
-        vector, layer, reference = _unpack(direction, layer, reference, "artifact_value")
+        vectors, layer, reference = _unpack(direction, layer, reference, "artifact_value")
         self.layer = layer
         self.model = copy.deepcopy(model)
         self.eval()
         # kept outside the module tree: it runs only inside fit()
-        self.__dict__["projection"] = ArtifactProjection(vector, reference)
+        self.__dict__["projection"] = ArtifactProjection(vectors, reference)
 
-    def _parameters_after(self) -> list[nn.Parameter]:
+    def _split(self) -> tuple[list[nn.Parameter], list[nn.Module]]:
+        """(the parameters registered after ``layer``, the modules registered up to it and ``layer`` itself)."""
         frozen: set[int] = set()
+        below: list[nn.Module] = []
+        ancestors = {self.layer.rsplit(".", i)[0] for i in range(1, self.layer.count(".") + 1)} | {""}
         for name, module in self.model.named_modules():
             frozen.update(id(p) for p in module.parameters(recurse=False))
             if name == self.layer:
                 frozen.update(id(p) for p in module.parameters())
+                below.append(module)
                 break
-        return [p for p in self.model.parameters() if id(p) not in frozen]
+            if name not in ancestors:
+                below.append(module)
+        return [p for p in self.model.parameters() if id(p) not in frozen], below
 
     def fit(self, x: Any, y: Any, *, epochs: int = 3, lr: float = 1e-3, batch_size: int = 64,
             seed: int = 0) -> AClArC:
         """Fine-tune the layers after ``layer`` (in registration order) on ``(x, y)`` with the artifact added.
 
-        Returns ``self``, in eval mode.
+        The layers up to ``layer`` are frozen: they run in eval mode (their dropout off, their
+        batch-norm statistics kept) and without autograd, so only the layers above are
+        differentiated. The layers above run in training mode (their dropout on).
+
+        Parameters
+        ----------
+        x, y : array or tensor
+            Training inputs (all classes) and their labels.
+        epochs, lr, batch_size
+            Adam with learning rate ``lr`` on cross-entropy, ``epochs`` passes in batches.
+        seed : int
+            Seeds the batch order and every random draw of the forward passes (dropout): the same
+            seed, data and thread count give the same weights. The caller's global random state
+            is left as it was (the draws run on a forked RNG).
+
+        Returns
+        -------
+        AClArC
+            ``self``, in eval mode.
         """
         x = _as_tensor(x, self.model)
         y = torch.as_tensor(np.asarray(y), dtype=torch.long, device=x.device)
         if len(x) != len(y):
             raise InputError(f"x has {len(x)} samples but y has {len(y)} labels")
-        params = self._parameters_after()
+        params, below = self._split()
         if not params:
             raise InputError(f"no parameters after layer {self.layer!r} to fine-tune")
         original = _module(self.model, self.layer)
-        _set_module(self.model, self.layer, nn.Sequential(original, self.projection))
+        _set_module(self.model, self.layer, nn.Sequential(original, _AutogradFrom(self.projection)))
         gen = torch.Generator().manual_seed(seed)
         opt = torch.optim.Adam(params, lr=lr)
+        cuda = x.device.type == "cuda"
+        devices = [x.device.index if x.device.index is not None else torch.cuda.current_device()] if cuda else []
         try:
-            self.model.train()
-            for _ in range(epochs):
-                for idx in torch.randperm(len(x), generator=gen).split(batch_size):
-                    opt.zero_grad()
-                    loss = nn.functional.cross_entropy(self.model(x[idx.to(x.device)]), y[idx.to(x.device)])
-                    loss.backward()
-                    opt.step()
+            with torch.random.fork_rng(devices=devices):
+                torch.default_generator.manual_seed(seed)
+                if cuda:
+                    torch.cuda.default_generators[devices[0]].manual_seed(seed)
+                self.model.train()
+                for module in below:
+                    module.eval()
+                for _ in range(epochs):
+                    for idx in torch.randperm(len(x), generator=gen).split(batch_size):
+                        idx = idx.to(x.device)
+                        opt.zero_grad()
+                        with torch.no_grad():  # until the projection: see _AutogradFrom
+                            out = self.model(x[idx])
+                        if not out.requires_grad:
+                            raise InputError(f"the output does not depend on the parameters after layer "
+                                             f"{self.layer!r} (does the model's forward run {self.layer!r}?)")
+                        nn.functional.cross_entropy(out, y[idx]).backward()
+                        opt.step()
         finally:
             _set_module(self.model, self.layer, original)
             self.model.eval()
@@ -306,10 +481,24 @@ class AClArC(nn.Module):
         return self.model(*args, **kwargs)
 
 
+def _batch(x: Any, model: nn.Module) -> torch.Tensor:
+    """A batch tensor of ``x``: tensors and arrays as they are, a plugin's native data through its domain."""
+    if isinstance(x, (torch.Tensor, np.ndarray)):
+        return _as_tensor(x, model)
+    from ..plugins import load_domains
+    for domain in load_domains().values():
+        if domain.claims(x):
+            return _as_tensor(domain.to_tensor(x, model)[0], model)
+    raise InputError(f"cannot read a batch from data of type {type(x).__name__}: pass a tensor or array, or data "
+                     "that an installed plugin claims (e.g. sciexplain_text.Documents)")
+
+
 @torch.no_grad()
 def _accuracy(model: nn.Module, x: Any, y: Any, batch_size: int = 512) -> float:
-    x = _as_tensor(x, model)
+    x = _batch(x, model)
     y = np.asarray(y)
+    if len(x) != len(y):
+        raise InputError(f"{len(x)} samples but {len(y)} labels")
     was = model.training
     model.eval()
     try:
@@ -319,21 +508,74 @@ def _accuracy(model: nn.Module, x: Any, y: Any, batch_size: int = 512) -> float:
     return float((pred.numpy() == y).mean())
 
 
+def artifact_mask(R: xr.DataArray, mask: Any) -> np.ndarray:
+    """``mask`` as a boolean array shaped like ``R`` (batch dim first), one mask per sample.
+
+    Parameters
+    ----------
+    R : xarray.DataArray
+        A relevance result.
+    mask : array, xarray.DataArray or callable
+        * an array shaped like one sample's map (or broadcastable to it): the same region in every sample;
+        * an array shaped like ``R`` (batch dim first; broadcastable to it): one region per sample;
+        * a DataArray whose dims are dims of ``R`` (e.g. ``("document", "token")``): aligned by dim
+          name and broadcast over the others, one region per sample where it has the batch dim;
+          index coords it shares with ``R`` must be equal;
+        * a callable ``mask(R)`` returning one of the above, for regions that a result's labels
+          locate (e.g. ``sciexplain_text.header_mask``, the header tokens of each post).
+
+    Returns
+    -------
+    numpy.ndarray of bool
+        Shape ``R.shape``.
+    """
+    if callable(mask) and not isinstance(mask, (np.ndarray, xr.DataArray)):
+        mask = mask(R)
+    if isinstance(mask, xr.DataArray):
+        extra = [d for d in mask.dims if d not in R.dims]
+        if extra:
+            raise InputError(f"the mask has dims {extra} that the relevance {tuple(R.dims)} lacks")
+        try:
+            xr.align(R, mask, join="exact", copy=False)
+        except ValueError as err:
+            raise InputError(f"the mask's coords do not match the relevance's: {err}") from err
+        for d in mask.dims:
+            if mask.sizes[d] != R.sizes[d]:
+                raise InputError(f"the mask has {mask.sizes[d]} entries along {d!r}, the relevance {R.sizes[d]}")
+        return np.asarray(mask.variable.set_dims(dict(R.sizes)).transpose(*R.dims).values, dtype=bool)
+    m = np.asarray(mask)
+    if m.dtype != bool:
+        if not (np.issubdtype(m.dtype, np.number) or m.dtype == bool):
+            raise InputError(f"the mask must be boolean, got dtype {m.dtype}")
+        m = m != 0
+    try:
+        if m.ndim >= R.ndim:  # one mask per sample
+            return np.broadcast_to(m, R.shape)
+        return np.broadcast_to(m, R.shape[1:])[None].repeat(len(R), 0)
+    except ValueError as err:
+        raise InputError(f"a mask of shape {m.shape} fits neither one sample's map {R.shape[1:]} nor the relevance "
+                         f"{R.shape} (dims {tuple(R.dims)})") from err
+
+
 def relevance_share(R: xr.DataArray, mask: Any) -> np.ndarray:
     """Per sample: the share of absolute relevance inside ``mask``, ``sum_mask |R| / sum |R|``.
 
-    ``mask`` is boolean, shaped like one sample's map (or broadcastable to it).
+    ``mask`` is one region for all samples (boolean, shaped like one sample's map or broadcastable
+    to it) or one region per sample (an array shaped like ``R``, a DataArray aligned by dim name,
+    or a callable of ``R``): see :func:`artifact_mask`. 0 for a sample without relevance.
     """
     values = np.abs(np.asarray(R.values, dtype=np.float64))
-    m = np.broadcast_to(np.asarray(mask, dtype=bool), values.shape[1:])
+    m = artifact_mask(R, mask)
     flat = values.reshape(len(values), -1)
-    inside = (flat * m.reshape(1, -1)).sum(1)
+    inside = (flat * m.reshape(len(values), -1)).sum(1)
     total = flat.sum(1)
     return np.divide(inside, total, out=np.zeros_like(inside), where=total > 0)
 
 
 def clarc_report(models: Mapping[str, nn.Module], x_clean: Any, y_clean: Any, x_artifact: Any, y_artifact: Any,
-                 mask: Any, *, explain_target: Any = None, **explain_kwargs: Any) -> xr.Dataset:
+                 mask: Any, *, explain_target: Any = None,
+                 explain: Callable[[nn.Module, Any], xr.DataArray] | None = None,
+                 **explain_kwargs: Any) -> xr.Dataset:
     """Accuracy on clean and on artifact data, and the artifact region's share of relevance, per model.
 
     Parameters
@@ -342,10 +584,20 @@ def clarc_report(models: Mapping[str, nn.Module], x_clean: Any, y_clean: Any, x_
         E.g. ``{"original": model, "P-ClArC": PClArC(...), "A-ClArC": AClArC(...).fit(...)}``.
     x_clean, y_clean : the clean test inputs and labels.
     x_artifact, y_artifact : the same kind of inputs with the artifact planted, and their true labels.
-    mask : boolean array
-        Where the artifact lies in one input (shaped like one input sample).
+        Inputs are tensors, arrays, or a plugin's native data (e.g. ``sciexplain_text.Documents``):
+        the accuracy reads the domain's batch tensor, and the default explanation dispatches the
+        native data, so the relevance keeps the domain's dims and labels.
+    mask : array, xarray.DataArray or callable
+        Where the artifact lies: one region for every sample (shaped like one sample's map, as
+        before), one region per sample (an array shaped like the relevance, batch dim first, or a
+        DataArray aligned on the relevance's dims), or a callable ``mask(R)`` that finds it in each
+        explanation (e.g. ``sciexplain_text.header_mask``). See :func:`artifact_mask`.
     explain_target : optional
         The class explained on the artifact data (default: each model's prediction).
+    explain : callable, optional
+        ``explain(model, x_artifact) -> DataArray``: how each model is explained (e.g. a domain's
+        own function). Default: :func:`sciexplain.explain` with ``explain_target`` and
+        ``**explain_kwargs``; give those to your callable instead when you pass one.
     **explain_kwargs
         Passed to :func:`sciexplain.explain` (``preset=...``).
 
@@ -353,21 +605,39 @@ def clarc_report(models: Mapping[str, nn.Module], x_clean: Any, y_clean: Any, x_
     -------
     xarray.Dataset
         Dim ``model``: ``accuracy_clean``, ``accuracy_artifact``, ``artifact_share`` (mean over the
-        artifact samples of :func:`relevance_share` of the LRP explanation).
+        artifact samples of :func:`relevance_share` of the explanation); ``artifact_share_per_sample``
+        with dims ``(model, <the relevance's batch dim>)``.
     """
-    from ..explain.engine import explain
+    from ..explain.engine import explain as _explain
 
+    if explain is not None and (explain_target is not None or explain_kwargs):
+        raise InputError("with explain= the callable decides the target and options: pass explain_target and "
+                         f"{sorted(explain_kwargs) or 'the options'} inside it, not to clarc_report")
+
+    def default(model: nn.Module, data: Any) -> xr.DataArray:
+        native = not isinstance(data, (torch.Tensor, np.ndarray))
+        return _explain(model, data if native else _as_tensor(data, model), explain_target, **explain_kwargs)
+
+    run = default if explain is None else explain
     names = list(models)
-    acc_c, acc_a, share = [], [], []
+    acc_c, acc_a, shares = [], [], []
+    batch_dim = None
     for name in names:
         m = models[name]
         acc_c.append(_accuracy(m, x_clean, y_clean))
         acc_a.append(_accuracy(m, x_artifact, y_artifact))
-        R = explain(m, _as_tensor(x_artifact, m), explain_target, **explain_kwargs)
-        share.append(float(relevance_share(R, mask).mean()))
+        R = run(m, x_artifact)
+        if not isinstance(R, xr.DataArray):
+            raise InputError(f"explaining {name!r} returned {type(R).__name__}, not a relevance DataArray")
+        batch_dim = R.dims[0] if batch_dim is None else batch_dim
+        shares.append(relevance_share(R, mask))
+    lengths = {len(s) for s in shares}
+    if len(lengths) > 1:
+        raise InputError(f"the models' explanations hold different numbers of samples {sorted(lengths)}")
     return xr.Dataset(
         {"accuracy_clean": ("model", acc_c), "accuracy_artifact": ("model", acc_a),
-         "artifact_share": ("model", share)},
+         "artifact_share": ("model", [float(s.mean()) for s in shares]),
+         "artifact_share_per_sample": (("model", batch_dim), np.stack(shares))},
         coords={"model": names},
         attrs={"analysis": "ClArC report (Anders et al. 2022)", "sciexplain_version": __version__,
                "artifact_share": "mean over artifact samples of sum_mask |R| / sum |R|"},

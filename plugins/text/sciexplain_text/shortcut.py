@@ -7,7 +7,9 @@ header instead of the text: a Clever Hans strategy (Lapuschkin et al. 2019). Thi
 
 * keeps the headers on a seeded part of the posts (:func:`headers_kept_corpus`),
 * says which characters and tokens are header (:func:`header_spans`, :func:`header_mask`): exactly
-  what :func:`~sciexplain_text.strip_headers` removes, so the header/body split has one definition,
+  what :func:`~sciexplain_text.strip_headers` removes, so the header/body split has one definition;
+  ``header_mask`` is the per-post artifact mask of ``sx.clarc_report`` (``mask=header_mask``: the header
+  is at different tokens in every post),
 * measures the header tokens' share of absolute relevance per post (:func:`header_share`),
 * sums a class's token relevance by word type (:func:`relevance_by_word_type`), the representation
   in which SpRAy separates header-reading from text-reading posts: token positions do not line up
@@ -130,7 +132,9 @@ def _texts(R: xr.DataArray) -> list[str]:
 def header_mask(R: xr.DataArray) -> np.ndarray:
     """Boolean ``(document, token)``: the tokens whose first character lies in a header line of their post.
 
-    Padding and special tokens (offset -1) are never header.
+    Padding and special tokens (offset -1) are never header. A callable of the explanation, so it
+    serves as the per-post artifact mask of ClArC's report:
+    ``sx.clarc_report(models, clean_docs, y, header_docs, y, header_mask, explain_target=...)``.
     """
     texts = _texts(R)
     start = np.asarray(R.coords["start"].values)
@@ -142,7 +146,10 @@ def header_mask(R: xr.DataArray) -> np.ndarray:
 
 
 def header_share(R: xr.DataArray) -> np.ndarray:
-    """Per document: ``sum_header |R| / sum |R|`` over its tokens (0 for a document without relevance)."""
+    """Per document: ``sum_header |R| / sum |R|`` over its tokens (0 for a document without relevance).
+
+    The ``artifact_share`` of ``sx.clarc_report`` with ``mask=header_mask``, for one explanation.
+    """
     values = np.abs(np.asarray(R.transpose("document", "token").values, dtype=np.float64))
     inside = (values * header_mask(R)).sum(1)
     total = values.sum(1)

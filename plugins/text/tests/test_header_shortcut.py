@@ -205,6 +205,25 @@ def test_pclarc_removes_the_header_shortcut_and_is_explained_with_a_balanced_led
     assert st.header_share(R1).mean() < st.header_share(R0).mean()
 
 
+def test_clarc_report_reads_documents_and_each_posts_header(raw, shipped):
+    model, tok = shipped
+    idx = [0, 1, 2, 150, 151, 152]
+    texts, labels = [raw.texts[i] for i in idx], raw.labels[idx]
+    with_headers = _docs(texts, tok, model)
+    stripped = _docs([st.strip_headers(t) for t in texts], tok, model)
+    report = sx.clarc_report({"original": model}, stripped, labels, with_headers, labels, st.header_mask,
+                             explain_target=ATHEISM)
+    R = sx.explain(model, with_headers, target=ATHEISM)
+    mask = st.header_mask(R)
+    assert len(set(mask.sum(1).tolist())) > 1  # the header covers a different number of tokens in each post
+    assert report.artifact_share_per_sample.dims == ("model", "document")  # the text result's batch dim
+    np.testing.assert_allclose(report.artifact_share_per_sample.values[0], st.header_share(R), rtol=1e-6)
+    a = np.abs(R.values.astype(np.float64))
+    np.testing.assert_allclose(report.artifact_share.item(), ((a * mask).sum(1) / a.sum(1)).mean(), rtol=1e-6)
+    assert report.accuracy_artifact.item() == st.accuracy(model, with_headers.ids, labels)
+    assert report.accuracy_clean.item() == st.accuracy(model, stripped.ids, labels)
+
+
 # -- the tutorial -----------------------------------------------------------------------------------
 
 NOTEBOOK = Path(__file__).resolve().parents[3] / "tutorials" / "text_header_shortcut.ipynb"
