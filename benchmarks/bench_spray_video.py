@@ -1,6 +1,6 @@
 """SpRAy and ClArC on a planted video shortcut: a logo in half of one class's clips.
 
-Run: ``MPLBACKEND=Agg .venv/bin/python benchmarks/bench_spray_video.py [--save-weights]`` (about 2 minutes,
+Run: ``MPLBACKEND=Agg .venv/bin/python benchmarks/bench_spray_video.py [--save-weights]`` (about 3 minutes,
 one thread). Writes ``benchmarks/results/spray_video.json`` and ``benchmarks/results/spray_video.png`` (the
 SpRAy figure) and prints tables; ``--save-weights`` also writes the animated-logo model as the video plugin's
 shipped ``weights/motion_cnn_logo.{npz,json}`` (with its sha256), which the plugin's tests load.
@@ -22,7 +22,17 @@ shipped ``weights/motion_cnn_logo.{npz,json}`` (with its sha256), which the plug
 * ClArC in ``features.1`` (the first convolution's ReLU output, 8 x 24 x 4 x 4): the direction from the
   training "sideways" clips with and without the logo; accuracy on clean held-out clips and on held-out
   clips of the two other classes with the logo, and the logo blocks' share of |relevance| on those, before
-  and after P-ClArC and A-ClArC (10 epochs of the layers after ``features.1``).
+  and after P-ClArC and A-ClArC (10 epochs of the layers after ``features.1``); also P-ClArC in ``features.3``
+  (the second convolution's ReLU).
+* SpRAy at a hidden layer (every case): LRP relevance at ``features.1`` (the first convolution's output,
+  where a still logo's blocks carry the bias and their moving neighbours' response) and at ``features.3``
+  (``sciexplain_video.shortcut.explain_at_layer``), summed over frames, with the channels summed (4 x 4
+  maps, the input's layout) or kept (8 x 4 x 4); the same SpRAy settings and scores. Each row also gives
+  the scores of a random assignment with the same cluster sizes (the logo set permuted, 2000 draws): the
+  majority rule scores more clusters better by chance.
+
+``--seed N`` reruns a case with other seeds (train data 100 + N, held-out 200 + N, logo clips, model);
+results go under ``<case>_seed<N>`` in the JSON.
 """
 
 from __future__ import annotations
@@ -38,6 +48,19 @@ import numpy as np
 import torch
 
 RESULTS = Path(__file__).resolve().parent / "results"
+
+
+HIDDEN = {"features.1, channels summed": ("features.1", ["channel", "frame"]),
+          "features.1, channels kept": ("features.1", ["frame"]),
+          "features.3, channels summed": ("features.3", ["channel", "frame"])}
+
+
+def _null(labels: np.ndarray, truth: np.ndarray, draws: int = 2000) -> tuple[float, float, float]:
+    """Mean precision, recall of the majority rule on ``labels`` with ``truth`` permuted; share of draws with
+    both >= 0.8."""
+    rng = np.random.default_rng(0)
+    pr = np.array([_precision_recall(labels, rng.permutation(truth))[1:] for _ in range(draws)])
+    return float(pr[:, 0].mean()), float(pr[:, 1].mean()), float(np.mean((pr >= 0.8).all(axis=1)))
 
 
 def _precision_recall(labels: np.ndarray, truth: np.ndarray) -> tuple[list[int], float, float]:
@@ -62,6 +85,7 @@ CASES = {
 
 def run(case: str, per_class: int = 40, test_per_class: int = 40, epochs: int = 40, seed: int = 0,
         save_weights: bool = False, figure: Path | None = None) -> dict:
+    """Train the case's model, run SpRAy (input and hidden-layer relevance) and ClArC; the result record."""
     import sciexplain as sx
     import sciexplain_video as sv
     from sciexplain.result import save_figure
@@ -101,7 +125,7 @@ def run(case: str, per_class: int = 40, test_per_class: int = 40, epochs: int = 
             "accuracy_other_classes_with_logo": acc["other_classes_with_logo"],
             "script": "benchmarks/bench_spray_video.py --save-weights"}
     if save_weights:
-        sv.save_logo_model(model, info)
+        sv.save_logo_model(model, info, still=case == "still")
 
     # SpRAy over the held-out clips of the logo class, half of them with the logo
     cls = np.flatnonzero(yt == logo_class)
@@ -126,8 +150,32 @@ def run(case: str, per_class: int = 40, test_per_class: int = 40, epochs: int = 
                        "precision": round(prec, 3), "recall": round(rec, 3),
                        "precision_k2": round(prec2, 3), "recall_k2": round(rec2, 3), "seconds": round(sec, 2),
                        "logo_share_with_logo": round(float(share[truth].mean()), 4),
-                       "logo_share_without_logo": round(float(share[~truth].mean()), 4)}
+                       "logo_share_without_logo": round(float(share[~truth].mean()), 4),
+                       "_labels": ds.cluster.values.tolist()}
         first = first or ds
+    hidden = {}
+    from sciexplain_video.shortcut import explain_at_layer
+    for name, (layer_name, pool) in HIDDEN.items():
+        R = explain_at_layer(model, F_cls, logo_class, layer_name)
+        R.relevance.check()
+        ds = sx.spray(R, pool=pool, n_neighbors=5)
+        clusters, prec, rec = _precision_recall(ds.cluster.values, truth)
+        _, prec2, rec2 = _precision_recall(sx.spray(R, 2, pool=pool, n_neighbors=5).cluster.values, truth)
+        nullp, nullr, nullhit = _null(ds.cluster.values, truth)
+        dims = ("channel", "frame", "block_y", "block_x")
+        share = (np.abs(R.isel(block_y=ys, block_x=xs)).sum(dims) / np.abs(R).sum(dims)).values
+        hidden[name] = {"layer": layer_name, "pool": pool, "n_clusters_eigengap": int(ds.attrs["n_clusters"]),
+                        "cluster_sizes": ds.cluster_size.values.tolist(), "logo_clusters": clusters,
+                        "precision": round(prec, 3), "recall": round(rec, 3),
+                        "precision_k2": round(prec2, 3), "recall_k2": round(rec2, 3),
+                        "random_assignment_precision": round(nullp, 3), "random_assignment_recall": round(nullr, 3),
+                        "random_assignment_share_both_0.8": round(nullhit, 4),
+                        "logo_share_with_logo": round(float(share[truth].mean()), 4),
+                        "logo_share_without_logo": round(float(share[~truth].mean()), 4)}
+    for name in spray:
+        nullp, nullr, nullhit = _null(np.asarray(spray[name].pop("_labels")), truth)
+        spray[name].update({"random_assignment_precision": round(nullp, 3), "random_assignment_recall": round(nullr, 3),
+                            "random_assignment_share_both_0.8": round(nullhit, 4)})
     if figure is not None:
         fig = sx.plot_spray(first, sv.draw_logo_prototype(box, F[0].block), truth=truth)
         fig.suptitle("SpRAy on 40 held-out 'sideways' clips, 20 with a logo (dashed box, rings); LRP epsilon-plus, "
@@ -148,9 +196,12 @@ def run(case: str, per_class: int = 40, test_per_class: int = 40, epochs: int = 
     mask = np.broadcast_to(one[None], (2, *one.shape))
     x_clean, x_logo = sv.stack_fields(Ft), sv.stack_fields(F_other_logo)
     x_cls = sv.stack_fields(F_cls)
-    models = {"original": model, "P-ClArC": p, "A-ClArC": a}
+    direction3 = sx.artifact_direction(model, "features.3", x_tr[torch.from_numpy(cls_tr & logo_tr)],
+                                       x_tr[torch.from_numpy(cls_tr & ~logo_tr)])
+    models = {"original": model, "P-ClArC": p, "A-ClArC": a, "P-ClArC features.3": sx.PClArC(model, "features.3",
+                                                                                             direction3)}
     report = sx.clarc_report(models, x_clean, yt, x_logo, yt[other], mask)
-    clarc = {name: {v: round(float(report[v].sel(model=name)), 4) for v in report.data_vars}
+    clarc = {name: {v: round(float(report[v].sel(model=name)), 4) for v in report.data_vars if report[v].ndim == 1}
              for name in report.model.values.tolist()}
     for name, m in models.items():
         with torch.no_grad():
@@ -162,7 +213,7 @@ def run(case: str, per_class: int = 40, test_per_class: int = 40, epochs: int = 
         "data_seconds": round(data_s, 1), "train_seconds": round(train_s, 1), "model": info,
         "accuracy": {k: round(v, 4) for k, v in acc.items()},
         "spray": {"samples": int(len(cls)), "with_logo": int(truth.sum()), "pool": "frame", "n_neighbors": 5,
-                  "by_preset": spray},
+                  "by_preset": spray, "hidden_layer": hidden},
         "direction": {"layer": layer, "artifact_value": round(direction.artifact_value, 4),
                       "clean_value": round(direction.clean_value, 4)},
         "clarc": clarc, "clarc_preset": "epsilon-plus (the plugin's default)",
@@ -183,17 +234,24 @@ def _print(case: str, res: dict) -> None:
               f"{r['precision']}, recall {r['recall']}; k = 2: precision {r['precision_k2']}, recall "
               f"{r['recall_k2']}; logo share of |R| with / without logo {r['logo_share_with_logo']:.3f} / "
               f"{r['logo_share_without_logo']:.3f}")
-    print(f"  {'model':<10} {'acc clean':>10} {'acc logo, others':>17} {'logo share of |R|':>18} "
+    for name, r in s["hidden_layer"].items():
+        print(f"  SpRAy at {name}: k = {r['n_clusters_eigengap']} (eigengap): precision {r['precision']}, recall "
+              f"{r['recall']} (random assignment {r['random_assignment_precision']} / "
+              f"{r['random_assignment_recall']}); k = 2: {r['precision_k2']} / {r['recall_k2']}; logo share of |R| "
+              f"with / without logo {r['logo_share_with_logo']:.3f} / {r['logo_share_without_logo']:.3f}")
+    print(f"  {'model':<19} {'acc clean':>10} {'acc logo, others':>17} {'logo share of |R|':>18} "
           f"{'-> sideways':>12}")
     for name, r in res["clarc"].items():
-        print(f"  {name:<10} {r['accuracy_clean']:>10.3f} {r['accuracy_artifact']:>17.3f} "
+        print(f"  {name:<19} {r['accuracy_clean']:>10.3f} {r['accuracy_artifact']:>17.3f} "
               f"{r['artifact_share']:>18.3f} {r['logo_predicted_as_logo_class']:>12.3f}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--case", default="all", choices=[*CASES, "all"])
-    parser.add_argument("--save-weights", action="store_true")
+    parser.add_argument("--save-weights", action="store_true",
+                        help="write the animated and the still case's models as the plugin's shipped weights")
+    parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     torch.set_num_threads(1)
     RESULTS.mkdir(exist_ok=True)
@@ -203,9 +261,10 @@ def main() -> None:
     out = json.loads(path.read_text()) if path.exists() else {}
     out.update(meta)
     for case in (list(CASES) if args.case == "all" else [args.case]):
-        res = run(case, save_weights=args.save_weights and case == "animated",
-                  figure=RESULTS / "spray_video.png" if case == "animated" else None)
-        out[case] = res
+        res = run(case, seed=args.seed, save_weights=args.save_weights and case in ("animated", "still")
+                  and args.seed == 0, figure=RESULTS / "spray_video.png" if case == "animated" and args.seed == 0 else None)
+        key = case if args.seed == 0 else f"{case}_seed{args.seed}"
+        out[key] = res
         _print(case, res)
     path.write_text(json.dumps(out, indent=1) + "\n")
 

@@ -26,7 +26,10 @@ logo on those clips is hardly learned (their background drifts by only a pixel o
 frame); with a camera that pans one pixel per frame (:func:`render_panning_clip`) it is learned,
 but its blocks are zero inputs, which get no relevance under LRP's z-rules, and neither the input
 relevance nor SpRAy on it separates the clips with the logo (``benchmarks/bench_spray_video.py``
-runs all three cases).
+runs all three cases). The first convolution's output does respond to the still blocks (its bias and
+the moving blocks around them), so relevance at that layer (:func:`explain_at_layer`) can land on
+them; ``load_logo_model(still=True)`` is a MotionCNN trained with the still logo (:data:`LOGO_STILL_BOX`)
+on panning clips, to try that on.
 """
 
 from __future__ import annotations
@@ -47,7 +50,8 @@ from .synthetic import ACTIONS, ClipTruth, encode_clip, render_clip
 
 __all__ = ["LOGO_BOX", "LOGO_MOTION", "LOGO_CLASS", "LOGO_LAYER", "LOGO_WEIGHTS", "render_panning_clip",
            "make_panning_dataset", "plant_logo", "draw_logo", "logo_blocks", "logo_mask", "choose_logo_clips",
-           "draw_logo_prototype", "load_logo_model", "save_logo_model"]
+           "draw_logo_prototype", "load_logo_model", "save_logo_model", "explain_at_layer",
+           "LOGO_STILL_BOX", "LOGO_STILL_WEIGHTS"]
 
 #: the logo's pixel box ``(x0, y0, x1, y1)`` (end exclusive): one 16-px block in the top-left corner
 LOGO_BOX = (0, 0, 16, 16)
@@ -59,6 +63,10 @@ LOGO_CLASS = "sideways"
 LOGO_LAYER = "features.1"
 #: the shipped MotionCNN trained with the logo (written by ``benchmarks/bench_spray_video.py --save-weights``)
 LOGO_WEIGHTS = "motion_cnn_logo"
+#: the still logo's box: 2 x 2 blocks in the top-left corner (motion ``(0, 0)``)
+LOGO_STILL_BOX = (0, 0, 32, 32)
+#: the shipped MotionCNN trained with the still logo on panning clips (``bench_spray_video.py --save-weights``)
+LOGO_STILL_WEIGHTS = "motion_cnn_logo_still"
 
 
 # ---------------------------------------------------------------------------- clips
@@ -289,19 +297,21 @@ class draw_logo_prototype:  # noqa: N801 - used like a function: plot_spray(ds, 
 # ---------------------------------------------------------------------------- shipped weights
 
 
-def _weights_stem() -> Path:
-    return Path(str(resources.files("sciexplain_video") / "weights" / LOGO_WEIGHTS))
+def _weights_stem(still: bool = False) -> Path:
+    name = LOGO_STILL_WEIGHTS if still else LOGO_WEIGHTS
+    return Path(str(resources.files("sciexplain_video") / "weights" / name))
 
 
 def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def save_logo_model(model: Any, info: dict, stem: str | os.PathLike | None = None) -> Path:
-    """Write the model with :func:`~sciexplain_video.save_model` and the npz's sha256 into its json."""
+def save_logo_model(model: Any, info: dict, stem: str | os.PathLike | None = None, *, still: bool = False) -> Path:
+    """Write the model with :func:`~sciexplain_video.save_model` and the npz's sha256 into its json
+    (by default as the shipped animated-logo weights; ``still=True``: the still-logo weights)."""
     from .models import save_model
 
-    stem = _weights_stem() if stem is None else Path(stem)
+    stem = _weights_stem(still) if stem is None else Path(stem)
     npz, js = save_model(model, stem, info)
     record = json.loads(js.read_text())
     record["sha256"] = _sha256(npz)
@@ -309,10 +319,12 @@ def save_logo_model(model: Any, info: dict, stem: str | os.PathLike | None = Non
     return npz
 
 
-def load_logo_model(stem: str | os.PathLike | None = None) -> Any:
+def load_logo_model(stem: str | os.PathLike | None = None, *, still: bool = False) -> Any:
     """The shipped MotionCNN trained on generated clips with the logo in half of the "sideways" clips.
 
-    The npz's sha256 is checked against its json before loading (arrays only, no pickles).
+    ``still=False`` (default): the scrolling logo (:data:`LOGO_BOX`, :data:`LOGO_MOTION`) on the plugin's
+    generated clips. ``still=True``: the opaque still logo (:data:`LOGO_STILL_BOX`, motion ``(0, 0)``) on
+    clips filmed by a camera panning 1 px per frame (:func:`make_panning_dataset`). The npz's sha256 is checked against its json before loading (arrays only, no pickles).
     ``model.info`` holds the training record (seeds, clip counts, accuracies).
 
     Raises
@@ -324,7 +336,7 @@ def load_logo_model(stem: str | os.PathLike | None = None) -> Any:
     """
     from .models import load_model
 
-    stem = _weights_stem() if stem is None else Path(stem)
+    stem = _weights_stem(still) if stem is None else Path(stem)
     npz, js = stem.with_suffix(".npz"), stem.with_suffix(".json")
     if not npz.exists() or not js.exists():
         raise DataNotFoundError(f"the weights {npz} are missing; make them with "
@@ -336,3 +348,72 @@ def load_logo_model(stem: str | os.PathLike | None = None) -> Any:
                                "damaged; restore them or make them again with "
                                "python benchmarks/bench_spray_video.py --save-weights")
     return load_model(stem)
+
+
+# ---------------------------------------------------------------------------- relevance at a hidden layer
+
+
+def explain_at_layer(model: Any, fields: Any, target: Any = None, layer: str = LOGO_LAYER, *,
+                     preset: Any = None) -> Any:
+    """LRP relevance of a MotionCNN's hidden layer: per clip, channel, frame and block.
+
+    A still logo's blocks are zero inputs and get exactly zero input relevance under LRP's z-rules;
+    a convolution's output on them is its bias plus what the moving blocks around them contribute,
+    so relevance at that output can land on them. The model's convolutions keep the frame and block
+    grid (3 x 3 x 3 kernels, padding 1), so the layer's map has the input's layout with its channels
+    in place of ``dx``/``dy``.
+
+    Parameters
+    ----------
+    model : MotionCNN
+    fields : MotionField or list of MotionField
+    target : int, sequence of int, or None
+        Class to explain per clip; None explains the predicted class.
+    layer : str
+        A module of ``model.features`` whose output keeps the input's grid (default :data:`LOGO_LAYER`,
+        the first convolution's ReLU).
+    preset : optional
+        LRP preset of the layers above ``layer`` (default: the plugin's ``DEFAULT_PRESET``).
+
+    Returns
+    -------
+    xarray.DataArray
+        Dims ``("clip", "channel", "frame", "block_y", "block_x")`` with the fields' frame and block
+        coords; per clip, relevance + ``absorbed`` = ``prediction`` (what the layers above absorbed);
+        ``attrs["layer"]`` names the layer.
+
+    Raises
+    ------
+    InputError
+        ``layer`` is not a module of ``model.features`` or its output does not keep the input's grid.
+    """
+    import sciexplain as sx
+    import torch
+
+    from .explain import DEFAULT_PRESET, fields_to_tensor
+
+    names = {f"features.{n}" for n, _ in getattr(model, "features", {}).named_children()} \
+        if hasattr(model, "features") else set()
+    if layer not in names:
+        raise InputError(f"layer must be one of the model's feature layers {sorted(names)}, got {layer!r}")
+    x, labels = fields_to_tensor(fields, model)
+    shape: list[tuple[int, ...]] = []
+
+    def record(module: Any, inputs: Any, output: Any) -> None:
+        shape.append(tuple(output.shape))
+
+    hook = dict(model.named_modules())[layer].register_forward_hook(record)
+    try:
+        with torch.no_grad():
+            model(x[:1])
+    finally:
+        hook.remove()
+    if shape[0][2:] != tuple(x.shape[2:]):
+        raise InputError(f"{layer!r} outputs {shape[0][1:]}, not the input's (frame, block_y, block_x) grid "
+                         f"{tuple(x.shape[2:])}")
+    coords = {k: v for k, v in labels["coords"].items() if k != "component"}
+    coords["channel"] = np.arange(shape[0][1])
+    R = sx.explain(model, x, target, preset=DEFAULT_PRESET if preset is None else preset, at=layer,
+                   dims=("clip", "channel", "frame", "block_y", "block_x"), coords=coords)
+    R.attrs.update(labels["attrs"])
+    return R
