@@ -43,6 +43,43 @@ def _per_sample_write(node: Node) -> bool:
     return isinstance(first, slice) and first == slice(None)
 
 
+#: operations that give the same entries another shape: relevance takes the input's shape back
+_RESHAPES = frozenset({"reshape", "view", "flatten", "unflatten", "squeeze", "unsqueeze", "contiguous",
+                       "view_as", "reshape_as"})
+
+
+def _dims(node: Node) -> tuple[int, ...] | None:
+    """The ``dims`` of a recorded ``permute`` call (``x.permute(0, 2, 1)``, ``x.permute([0, 2, 1])``
+    or ``torch.permute(x, dims=...)``)."""
+    rest = list(node.args[1:]) or [node.kwargs.get("dims")]
+    if len(rest) == 1 and isinstance(rest[0], (list, tuple)):
+        rest = list(rest[0])
+    return tuple(rest) if rest and all(isinstance(d, int) for d in rest) else None
+
+
+def _moved_back(walk: WalkView, node: Node, outs):
+    """The vector-Jacobian product of a reshape, permute or transpose of one input, written
+    directly (the entries go back to where they came from); None for anything else."""
+    if (len(node.parents) != 1 or len(outs) != 1 or outs[0] is None or not node.args
+            or not isinstance(node.args[0], _Placeholder)):
+        return None
+    ref, R = node.args[0].ref, outs[0]
+    shape = walk.value(ref).shape
+    if node.op in _RESHAPES:
+        back = R.reshape(shape)
+    elif node.op == "permute":
+        dims = _dims(node)
+        if dims is None or len(dims) != R.ndim:
+            return None
+        back = R.permute(tuple(sorted(range(R.ndim), key=lambda i: dims[i] % R.ndim)))
+    elif node.op in ("transpose", "swapaxes", "swapdims") and len(node.args) == 3 and not node.kwargs \
+            and all(isinstance(d, int) for d in node.args[1:]):
+        back = R.transpose(node.args[1], node.args[2])
+    else:
+        return None
+    return [(ref, back)] if back.shape == shape else None
+
+
 def propagate_layout(walk: WalkView, step: Step, outs):
     """Relevance moves with the entries (the operation's vector-Jacobian product). Entries that
     come from constants (padding values, a constant operand of cat/where/max) take their
@@ -51,7 +88,9 @@ def propagate_layout(walk: WalkView, step: Step, outs):
     if step.kind.max_pool and walk.max_pool == "proportional":
         return _max_proportional(walk, step, outs)
     node = step.node
-    contributions = local_vjp(walk.fw, node, outs)
+    contributions = _moved_back(walk, node, outs)
+    if contributions is None:
+        contributions = local_vjp(walk.fw, node, outs)
     axes = [walk.batch_axis(ref) for ref, _ in contributions]
     for (_, g), a in zip(contributions, axes):  # before the per-sample sums could misread a shape
         batch_check(g, walk.batch, node, a)
