@@ -57,6 +57,7 @@ _EXPORTS = {
     "draw_logo": "shortcut",
     "logo_blocks": "shortcut", "logo_mask": "shortcut", "choose_logo_clips": "shortcut",
     "draw_logo_prototype": "shortcut", "load_logo_model": "shortcut", "save_logo_model": "shortcut",
+    "explain_at_layer": "shortcut", "LOGO_STILL_BOX": "shortcut",
     "VideoError": "errors", "VideoNotFoundError": "errors", "CorruptVideoError": "errors",
     "NoVideoStreamError": "errors", "NoMotionVectorsError": "errors", "ClipTooShortError": "errors",
     "BlockSizeError": "errors", "FieldMismatchError": "errors", "SkvideoDataMissingError": "errors",
@@ -81,8 +82,8 @@ if TYPE_CHECKING:  # pragma: no cover
                             render_clip)
     from .training import accuracy, descriptor_batch, fit_fisher, predict, stack_fields, train_cnn
     from .demo import run_demo
-    from .shortcut import (LOGO_BOX, LOGO_CLASS, LOGO_LAYER, LOGO_MOTION, choose_logo_clips, draw_logo,
-                           draw_logo_prototype, load_logo_model, logo_blocks, logo_mask, make_panning_dataset,
+    from .shortcut import (LOGO_BOX, LOGO_CLASS, LOGO_LAYER, LOGO_MOTION, LOGO_STILL_BOX, choose_logo_clips,
+                           draw_logo, draw_logo_prototype, explain_at_layer, load_logo_model, logo_blocks, logo_mask, make_panning_dataset,
                            plant_logo, render_panning_clip, save_logo_model)
 
 
