@@ -110,7 +110,7 @@ TEXT = [
            "(`benchmarks/bench_text_transformer.py`, table in the plugin README); the maps differ in detail and "
            "in how much of f(x) stays absorbed. Attention rollout (`st.attention_rollout`) is shown beside them "
            "as a baseline: it says where `[CLS]` looked, for every class alike, and decomposes nothing."),
-    ("code", "one = bdocs.subset([db])\nres = {'AttnLRP': st.explain_documents(bert, one, int(RB.target.values[db])),\n"
+    ("code", "one = bdocs.subset([db])\nres = {'AttnLRP': RB.isel(document=[db]),   # explained above\n"
              "       'CP-LRP': st.explain_documents(bert, one, int(RB.target.values[db]), preset='cp-lrp')}\n"
              "for name, Rm in res.items():\n"
              "    print('%-8s absorbed %.3f of f(x) = %.3f' % (name, float(Rm.absorbed[0]), float(Rm.prediction[0])))\n"
