@@ -9,13 +9,23 @@ inputs and noise.
 
 Image: EfficientNet-Lite0 on the 12 bundled photos and their mirror images (24 inputs), 9x9
 patches, 8 steps of 12 patches, uniform noise over the valid pixel range, as
-``bench_image_faithfulness.py``; the Fashion-MNIST CNN on the first 200 test images, 4x4 patches,
-20 steps, uniform noise in [0, 1] (``bench_fashion_quality.py``).
+``bench_image_faithfulness.py``; the Fashion-MNIST CNN, ViT and ConvNeXt (shipped weights) on the
+first 200 test images, 4x4 patches, 20 steps, uniform noise in [0, 1] (``bench_fashion_quality.py``;
+``--removal zero`` sets the patches to 0 instead, black on Fashion-MNIST, as ``bench_fashion_modern.py``,
+and writes ``conservation_zero.json``). EEG: the plugin's networks as ``bench_eeg_faithfulness.py``; the
+braindecode zoo (``load_zoo``: ShallowFBCSPNet, Deep4Net, EEGNetv4, EEGConformer, ATCNet, shipped weights)
+on the first 100 of ``bench_eeg_zoo.py``'s 400 fresh synthetic epochs, blocks of 1 channel x 10 samples
+replaced by the channel mean, 20 steps. Text: the shipped CNN, BiLSTM and transformer on 100 of the 200
+posts, words deleted. Video: the Conv3d network and the Fisher vector model on generated clips.
 
 Usage::
 
-    python benchmarks/bench_conservation.py --quick            # 3 photos, 4 steps, 1 seed: a smoke test
-    python benchmarks/bench_conservation.py --threads 1 --write # the table in benchmarks/README.md
+    python benchmarks/bench_conservation.py --quick                       # few inputs and steps: a smoke test
+    python benchmarks/bench_conservation.py --threads 1 --only eeg --write # one domain, then the README table
+
+``--only`` takes comma-separated domain names: an exact name runs that domain only (``eeg``, ``text``),
+any other string every domain whose name contains it (``Fashion``, ``eeg zoo``). ``--table --write``
+rewrites the README table from the stored results without running anything.
 
 Writes ``benchmarks/results/conservation.json`` (and ``conservation_quick.json`` with
 ``--quick``); ``--write`` puts the table between the ``<!-- conservation:start -->`` /
@@ -145,6 +155,74 @@ def video_presets(case: str = "") -> dict[str, object]:
     }
 
 
+def _dense_and_convs(rule, convs=None) -> dict:
+    """``rule`` on dense layers and ``convs`` (default ``rule``) on 1d/2d/3d convolutions."""
+    return {nn.Linear: rule, **{t: rule if convs is None else convs for t in (nn.Conv1d, nn.Conv2d, nn.Conv3d)}}
+
+
+#: the zoo registry's defaults before issue 20 (``ZOO[name].default_preset``, chosen by ABPC alone in
+#: ``bench_eeg_zoo.py``): the reference of each network's paired differences
+ZOO_PREVIOUS = {"ShallowFBCSPNet": "alpha2-beta1", "Deep4Net": "epsilon", "EEGNetv4": "epsilon",
+                "EEGConformer": "cp-lrp", "ATCNet": "epsilon"}
+
+
+def zoo_presets(case: str = "") -> dict[str, object]:
+    """Label -> preset for a braindecode network of the EEG plugin's zoo (reference: :data:`ZOO_PREVIOUS`)."""
+    name = case.rsplit(": ", 1)[-1]
+    default = ZOO_PREVIOUS[name]
+    rows: dict[str, object] = {f"{TODAY}: {default}": default}
+    for named in ("epsilon", "alpha2-beta1", "attnlrp", "cp-lrp"):
+        if named != default and (named != "alpha2-beta1" or name == "ShallowFBCSPNet") and (
+                not named.endswith("lrp") or name in ("EEGConformer", "ATCNet")):
+            rows[named] = named
+    b2, b6 = BiasToInputs(Epsilon(0.01)), BiasToInputs(Epsilon(1e-6))
+    rows["epsilon, BiasToInputs(Epsilon(0.01)) on dense and convs"] = {"base": "epsilon", **_dense_and_convs(b2)}
+    rows["epsilon, Fallback(BiasToInputs(Epsilon(0.01))) on convs, BiasToInputs on dense"] = {
+        "base": "epsilon", **_dense_and_convs(b2, Fallback(b2))}
+    rows["Epsilon(1e-6), Fallback(BiasToInputs(Epsilon(1e-6))) on convs, BiasToInputs on dense"] = {
+        "base": "epsilon", **_dense_and_convs(b6, Fallback(b6))}
+    if name in ("EEGConformer", "ATCNet"):
+        rows["cp-lrp, Fallback(BiasToInputs(Epsilon(1e-6))) on convs, BiasToInputs on dense"] = {
+            "base": "cp-lrp", **_dense_and_convs(b6, Fallback(b6))}
+    return rows
+
+
+def transformer_presets(case: str = "") -> dict[str, object]:
+    """Label -> preset for the text plugin's transformer (its default: AttnLRP)."""
+    from sciexplain_text.transformer import DEFAULT_TRANSFORMER_PRESET
+    b6 = BiasToInputs(Epsilon(1e-6))
+    return {
+        f"{TODAY}: {DEFAULT_TRANSFORMER_PRESET}": DEFAULT_TRANSFORMER_PRESET,
+        "cp-lrp": "cp-lrp",
+        "attnlrp, BiasToInputs(Epsilon(1e-6)) on dense": {"base": "attnlrp", nn.Linear: b6},
+        "cp-lrp, BiasToInputs(Epsilon(1e-6)) on dense": {"base": "cp-lrp", nn.Linear: b6},
+        "epsilon": "epsilon",
+    }
+
+
+def fashion_modern_presets(case: str = "") -> dict[str, object]:
+    """Label -> preset for the Fashion-MNIST ViT and ConvNeXt (their default: ``DEFAULT_PRESETS``, AttnLRP)."""
+    b6 = BiasToInputs(Epsilon(1e-6))
+    rows: dict[str, object] = {f"{TODAY}: attnlrp": "attnlrp"}
+    if "ViT" in case:
+        rows["cp-lrp"] = "cp-lrp"
+    rows["attnlrp, Fallback(BiasToInputs(Epsilon(1e-6))) on convs"] = {"base": "attnlrp", nn.Conv2d: Fallback(b6)}
+    # sciexplain_image.fashion_modern.DEFAULT_PRESETS since issue 20 (plugins/image/tests/test_conservation.py
+    # checks that the models' default runs these rules)
+    rows[f"attnlrp, Fallback(BiasToInputs(Epsilon(1e-6))) on convs, BiasToInputs on dense {NEW}"] = {
+        "base": "attnlrp", nn.Conv2d: Fallback(b6), nn.Linear: b6}
+    rows["attnlrp, BiasToInputs(Epsilon(1e-6)) on convs and dense (no fallback)"] = {
+        "base": "attnlrp", nn.Conv2d: b6, nn.Linear: b6}
+    if "ViT" in case:
+        rows["cp-lrp, Fallback(BiasToInputs(Epsilon(1e-6))) on convs, BiasToInputs on dense"] = {
+            "base": "cp-lrp", nn.Conv2d: Fallback(b6), nn.Linear: b6}
+    else:
+        rows["epsilon-plus-box"] = "epsilon-plus-box"
+        rows["mobilenet-conserving"] = "mobilenet-conserving"
+    rows["epsilon"] = "epsilon"
+    return rows
+
+
 def load_image(quick: bool):
     from sciexplain_image import list_photos, load_efficientnet_lite0, load_photo
     from sciexplain_image.explain import input_bounds, prepare_images
@@ -163,9 +241,9 @@ def load_image(quick: bool):
     return model, x, labels, (lo, hi), settings, env
 
 
-def load_fashion(quick: bool):
+def load_fashion(quick: bool, model: nn.Module | None = None):
     from sciexplain_image.fashion import fashion_to_tensor, load_fashion_cnn, load_fashion_mnist
-    model = load_fashion_cnn().eval()
+    model = load_fashion_cnn().eval() if model is None else model
     X, _ = load_fashion_mnist("test")
     n = 20 if quick else 200
     x = fashion_to_tensor(X[:n])
@@ -173,6 +251,16 @@ def load_fashion(quick: bool):
     env = (f"Fashion-MNIST CNN, first {n} test images, predicted class; 4x4 patches, {settings['steps']} steps, "
            "uniform noise in [0, 1]")
     return model, x, [str(i) for i in range(n)], (0.0, 1.0), settings, env
+
+
+def _fashion_modern_loader(which: str) -> Callable:
+    """The Fashion-MNIST ViT or ConvNeXt on the Fashion CNN row's images, patches and noise."""
+    def load(quick: bool):
+        from sciexplain_image.fashion_modern import load_fashion_convnext, load_fashion_vit
+        model = (load_fashion_vit if which == "ViT" else load_fashion_convnext)().eval()
+        _, x, labels, bounds, settings, env = load_fashion(quick, model=model)
+        return model, x, labels, bounds, settings, env.replace("Fashion-MNIST CNN", f"Fashion-MNIST {which} (shipped)")
+    return load
 
 
 def _compare_scorer(model, x, target, settings: dict, args) -> Callable:
@@ -189,6 +277,9 @@ def _compare_scorer(model, x, target, settings: dict, args) -> Callable:
 def _image_domain(loader):
     def load(args) -> dict:
         model, x, labels, bounds, settings, env = loader(args.quick)
+        if args.removal == "zero":  # patches set to 0 (black on Fashion-MNIST) instead of noise
+            settings = {**{k: v for k, v in settings.items() if k != "value_range"}, "removal": "zero"}
+            env = env[: env.index("uniform noise")] + "patches set to 0"
         with torch.no_grad():
             target = model(x).argmax(1)
 
@@ -289,6 +380,97 @@ def load_text(args) -> list[tuple[str, dict]]:
     return out
 
 
+def _zoo_domain(name: str) -> Callable:
+    """A braindecode network of the EEG plugin (shipped weights, ``load_zoo``) on the synthetic epochs of
+    ``bench_eeg_zoo.py``: fresh epochs of ``make_synthetic_epochs(n_epochs=400, seed=1000)``, blocks of
+    1 channel x 10 samples replaced by the epoch's channel mean."""
+    def load(args) -> list[tuple[str, dict]]:
+        import warnings
+        from sciexplain_eeg import explain_epochs, load_zoo, make_synthetic_epochs
+        from sciexplain_eeg.explain import epochs_to_tensor
+        from sciexplain_eeg.perturbation import block_removal
+        from sciexplain_eeg.training import evaluate
+        warnings.filterwarnings("ignore", module="braindecode")
+        net = load_zoo(name).eval()
+        test, _ = make_synthetic_epochs(n_epochs=400, seed=1000)
+        acc = evaluate(net, test)
+        n = 20 if args.quick else 100
+        steps = 5 if args.quick else 20
+        epochs = test[:n]
+        x, _ = epochs_to_tensor(epochs, net)
+        with torch.no_grad():
+            target = net(x).argmax(1).numpy()
+        settings = dict(steps=steps, patch=(1, 10), removal=block_removal("mean"))
+        seeds = [0] if args.quick else list(range(args.seeds))
+        return [(f"eeg zoo: {name}", {
+            "explain": lambda preset: explain_epochs(net, epochs, target, preset=preset),
+            "score": _compare_scorer(net, x, target, settings, args),
+            "noise": f"no noise (channel-mean removal), ties in random order with seeds {seeds}",
+            "env": f"{name} with the EEG plugin's shipped weights (`load_zoo`, trained on synthetic epochs, seed 0), "
+                   f"the first {n} of the 400 fresh epochs of bench_eeg_zoo.py (seed 1000; test accuracy "
+                   f"{acc:.3f} on all 400), predicted class; blocks of 1 channel x 10 samples replaced by the "
+                   f"epoch's channel mean (the plugin's removal), {steps} steps"})]
+    return load
+
+
+def _word_abpc(model, ids: torch.Tensor, target: np.ndarray, R, k_max: int, seed: int, random: bool = False) -> np.ndarray:
+    """As :func:`_text_abpc` for a subword model: words (all their tokens) deleted by the summed relevance
+    of their tokens (or at random); ``[CLS]``, ``[SEP]`` and padding are never deleted."""
+    import sciexplain_text as st
+    W = st.group_words(R).values
+    idx = R.coords["word_index"].values
+    rows = np.arange(len(target))
+    positions, ranked = [], {}
+    for d in range(len(target)):
+        words = np.unique(idx[d][idx[d] >= 0])
+        positions.append([np.flatnonzero(idx[d] == w) for w in words])
+        for order in ("most", "least"):
+            if random:
+                r = np.random.default_rng([seed + (order == "least"), d]).permutation(len(words))
+            else:
+                s = W[d, words]
+                r = np.argsort(-s if order == "most" else s, kind="stable")
+            ranked.setdefault(order, []).append(r)
+    curves = {}
+    for order in ("most", "least"):
+        f = []
+        for k in range(k_max + 1):
+            mask = np.zeros(ids.shape, dtype=bool)
+            for d, r in enumerate(ranked[order]):
+                for w in r[:k]:
+                    mask[d, positions[d][w]] = True
+            f.append(st.predict(model, st.delete_tokens(ids, mask))[rows, target])
+        curves[order] = np.stack(f, 1)
+    return (curves["least"] - curves["most"]).mean(1)
+
+
+def load_transformer(args) -> list[tuple[str, dict]]:
+    """The shipped 20 Newsgroups transformer on the text CNN / BiLSTM rows' posts; word deletion."""
+    import sciexplain_text as st
+    corpus = st.load_mini_newsgroups()
+    n = 20 if args.quick else 100
+    k_max = 5 if args.quick else 20
+    name = "newsgroups_bert"
+    model, tok = st.load_model(name)
+    model.eval()
+    idx = np.linspace(0, len(corpus.texts) - 1, n).round().astype(int)
+    docs = st.prepare_documents(st.Documents([corpus.texts[i] for i in idx], tok, labels=corpus.labels[idx]), model)
+    target = st.predict(model, docs.ids).argmax(1)
+    seeds = [0] if args.quick else list(range(args.seeds))
+
+    def score(explanations: dict) -> dict:
+        ref = next(R for R in explanations.values() if R is not None)
+        return {k: np.mean([_word_abpc(model, docs.ids, target, ref if R is None else R, k_max, s, R is None)
+                            for s in seeds], 0) for k, R in explanations.items()}
+    return [("text: transformer", {
+        "explain": lambda preset: st.explain_documents(model, docs, target.tolist(), preset=preset),
+        "score": score, "noise": f"random orders seeded {seeds}",
+        "env": f"shipped {name} (BERT-style, trained on the 200 posts), the text CNN rows' {n} posts, predicted "
+               f"class; words deleted (all their subword tokens masked out as padding) most / least relevant "
+               f"first (a word's relevance: the sum over its tokens), k = 0..{k_max}, ABPC = mean over k of "
+               "f(LeRF) - f(MoRF)"})]
+
+
 def load_video(args) -> list[tuple[str, dict]]:
     """The shipped Conv3d network and Fisher vector + SVM on generated clips, as ``bench_video.py``."""
     import tempfile
@@ -325,8 +507,13 @@ def load_video(args) -> list[tuple[str, dict]]:
 DOMAINS: dict[str, tuple[Callable, Callable]] = {
     "image: EfficientNet-Lite0": (_image_domain(load_image), image_presets),
     "image: Fashion-MNIST CNN": (_image_domain(load_fashion), fashion_presets),
+    "image: Fashion-MNIST ViT": (_image_domain(_fashion_modern_loader("ViT")), fashion_modern_presets),
+    "image: Fashion-MNIST ConvNeXt": (_image_domain(_fashion_modern_loader("ConvNeXt")), fashion_modern_presets),
     "eeg": (load_eeg, eeg_presets),
+    **{f"eeg zoo: {n}": (_zoo_domain(n), zoo_presets)
+       for n in ("ShallowFBCSPNet", "Deep4Net", "EEGNetv4", "EEGConformer", "ATCNet")},
     "text": (load_text, text_presets),
+    "text: transformer": (load_transformer, transformer_presets),
     "video": (load_video, video_presets),
 }
 
@@ -342,21 +529,35 @@ def run_case(name: str, ctx: dict, presets: dict, args) -> dict:
         if args.presets and not (label.startswith(TODAY) or any(k.strip() in label for k in args.presets.split("|"))):
             continue
         t0 = time.time()
-        R = ctx["explain"](preset)
+        try:
+            R = ctx["explain"](preset)
+        except Exception as exc:  # a preset that does not apply to the model is reported, not hidden
+            rows[label] = {"failed": f"{type(exc).__name__}: {str(exc)[:300]}"}
+            print(f"[{name}] {label}: failed: {rows[label]['failed']}", flush=True)
+            continue
         pred = _coord(R, "prediction")
         absorbed = _coord(R, "absorbed") / pred
         rel = R.values if hasattr(R, "values") and not callable(R.values) else R["relevance"].values
         scale = np.abs(np.asarray(rel, dtype=np.float64)).reshape(len(pred), -1).sum(1) / np.abs(pred)
         explanations[label] = R
+        # the ledger: relevance + absorbed = f(x); a residual is relevance lost without being counted
+        total = np.asarray(rel, dtype=np.float64).reshape(len(pred), -1).sum(1) + _coord(R, "absorbed")
+        residual = float(np.max(np.abs(total - pred) / (np.abs(pred) + np.abs(_coord(R, "absorbed")))))
         rows[label] = {"absorbed_median": float(np.median(absorbed)), "absorbed_worst": float(np.max(np.abs(absorbed))),
-                       "abs_relevance_over_fx_median": float(np.median(scale)),
+                       "abs_relevance_over_fx_median": float(np.median(scale)), "ledger_residual_worst": residual,
+                       # the size of the share whatever its sign, and how many inputs exceed the 50% criterion
+                       "absorbed_abs_median": float(np.median(np.abs(absorbed))),
+                       "inputs_above_half": int(np.sum(np.abs(absorbed) > 0.5)), "inputs": int(len(absorbed)),
+                       "prediction_abs_median": float(np.median(np.abs(pred))),
+                       "worst_input": {"prediction": float(pred[np.argmax(np.abs(absorbed))]),
+                                       "absorbed": float(_coord(R, "absorbed")[np.argmax(np.abs(absorbed))])},
                        "explain_seconds": time.time() - t0, "rules": R.attrs.get("rules", "")}
         print(f"[{name}] {label}: absorbed median {np.median(absorbed):.3f} worst {np.max(np.abs(absorbed)):.3f}, "
-              f"sum|R|/|f(x)| {np.median(scale):.3g}, {time.time() - t0:.1f}s", flush=True)
+              f"sum|R|/|f(x)| {np.median(scale):.3g}, ledger residual {residual:.1e}, {time.time() - t0:.1f}s", flush=True)
     explanations["random order"] = None
     scores = ctx["score"](explanations)
     today = next(k for k in rows if k.startswith(TODAY))
-    for label in list(rows) + ["random order"]:
+    for label in [k for k in rows if "failed" not in rows[k]] + ["random order"]:
         row = rows.setdefault(label, {})
         est, lo, hi = bootstrap_ci(scores[label], n_boot=args.n_boot, seed=0)
         row.update(abpc=float(est), abpc_ci=[float(lo), float(hi)])
@@ -388,15 +589,29 @@ def meets(row: dict) -> bool:
             and row["abpc_minus_today"][2] >= 0)
 
 
+def _domain_rank(case: str) -> int:
+    """The position in :data:`DOMAINS` of the domain that measured ``case`` (its name, or the longest
+    domain name it starts with: ``"eeg: LinearEEG"`` -> ``"eeg"``)."""
+    names = list(DOMAINS)
+    if case in DOMAINS:
+        return names.index(case)
+    prefixes = [n for n in names if case.startswith(n)]
+    return names.index(max(prefixes, key=len)) if prefixes else len(names)
+
+
 def markdown(results: dict) -> str:
     out = []
-    for name, res in results.items():
+    for name in sorted(results, key=_domain_rank):  # stable: a domain's cases keep their order
+        res = results[name]
         took = f" Ran in {res['seconds'] / 60:.1f} min." if "seconds" in res else ""
         out += [f"**{name}.** {res['env']}.{took}", "",
                 "| preset | absorbed / f(x), median | worst | sum abs(R) / abs(f(x)), median | ABPC (95% CI) | "
                 "ABPC minus the previous default (paired 95% CI) | meets both criteria |",
                 "|---|---|---|---|---|---|---|"]
         for label, r in res["rows"].items():
+            if "failed" in r:
+                out.append(f"| {label} | not run: {r['failed']} |  |  |  |  |  |")
+                continue
             if "absorbed_median" in r:
                 cells = [f"{r['absorbed_median']:.3f}", f"{r['absorbed_worst']:.3f}", f"{r['abs_relevance_over_fx_median']:.3g}"]
             else:
@@ -404,7 +619,9 @@ def markdown(results: dict) -> str:
             d = r["abpc_minus_today"]
             cells += [f"{r['abpc']:.2f} [{r['abpc_ci'][0]:.2f}, {r['abpc_ci'][1]:.2f}]",
                       f"{d[0]:+.2f} [{d[1]:+.2f}, {d[2]:+.2f}]", ("yes" if meets(r) else "no") if "absorbed_median" in r else ""]
-            out.append(f"| {label} | " + " | ".join(cells) + " |")
+            leak = r.get("ledger_residual_worst", 0.0)
+            note = f" (ledger residual up to {leak:.1e} of abs(f(x)) + abs(absorbed))" if leak > 1e-4 else ""
+            out.append(f"| {label}{note} | " + " | ".join(cells) + " |")
         out.append("")
     return "\n".join(out)
 
@@ -423,27 +640,43 @@ def main() -> None:
     ap.add_argument("--only", default=None, help="comma-separated substrings of the domain names to run")
     ap.add_argument("--presets", default=None, help="'|'-separated substrings of the preset labels to run "
                     "(the domain's current default always runs)")
+    ap.add_argument("--removal", choices=("uniform", "zero"), default="uniform",
+                    help="image domains only: 'zero' sets patches to 0 instead of uniform noise (a second view of "
+                         "faithfulness, written to results/conservation_zero.json, never into the README table)")
     ap.add_argument("--seeds", type=int, default=2)
     ap.add_argument("--n-boot", type=int, default=2000)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--write", action="store_true", help="write the table into benchmarks/README.md")
+    ap.add_argument("--table", action="store_true", help="run nothing: print (and with --write, write) the table "
+                    "from the stored results")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     t0 = time.time()
-    names = [n for n in DOMAINS if args.only is None or any(s.strip() in n for s in args.only.split(","))]
-    path = RESULTS / ("conservation_quick.json" if args.quick else "conservation.json")
-    results = json.loads(path.read_text()) if path.exists() and args.only else {}
+    wanted = [w.strip() for w in args.only.split(",")] if args.only else []
+    # a domain's exact name runs that domain only ("text", "eeg"); any other string every domain containing it
+    names = [n for n in DOMAINS if not wanted or any(w == n or (w not in DOMAINS and w in n) for w in wanted)]
+    if args.table:
+        names = []
+    if args.removal == "zero":
+        names = [n for n in names if n.startswith("image")]
+    stem = "conservation" + ("_zero" if args.removal == "zero" else "") + ("_quick" if args.quick else "")
+    path = RESULTS / f"{stem}.json"
+    results = json.loads(path.read_text()) if path.exists() and (args.only or args.table) else {}
     for name in names:
-        results.update(run_domain(name, args))
+        done = run_domain(name, args)
         RESULTS.mkdir(exist_ok=True)
+        # re-read before writing: runs of other domains (--only) may have written theirs meanwhile
+        results = json.loads(path.read_text()) if path.exists() and args.only else results
+        results.update(done)
         path.write_text(json.dumps(results, indent=1))
     table = markdown(results)
     print(table)
-    if args.write and not args.quick:
+    if args.write and not args.quick and args.removal != "zero":
         cmd = "python benchmarks/bench_conservation.py --threads 1 --only DOMAIN --write"
         replace_block(README, "conservation", f"{table}\nCommand: `{cmd}` per domain (`image: Efficient`, "
-                      "`Fashion`, `eeg`, `text`, `video`; each run rewrites the whole table from "
-                      f"`results/conservation.json`); table written {time.strftime('%Y-%m-%d')}.")
+                      "`Fashion`, `eeg`, `eeg zoo`, `text`, `text: transformer`, `video`; each run rewrites the "
+                      "whole table from `results/conservation.json`; `--table --write` rewrites it without "
+                      f"running); table written {time.strftime('%Y-%m-%d')}.")
 
 
 if __name__ == "__main__":

@@ -98,12 +98,19 @@ def test_tampered_or_foreign_weights_are_refused(key, tmp_path):
         load(other)
 
 
+def _described(preset) -> str:
+    """How a result's ``preset`` attribute names ``preset`` (a name, or "custom mapping (base=...)")."""
+    from sciexplain.rules.presets import resolve_preset
+    return resolve_preset(preset, (0.0, 1.0)).description
+
+
 def test_exact_ledger_labels_and_default_preset(explained, test_images):
     key, model, R = explained
     assert R.dims == ("image", "y", "x") and R.shape == (4, 28, 28)
     assert list(R.image.values) == ["a", "b", "c", "d"]
     assert np.array_equal(R.y.values, np.arange(28)) and R.attrs["domain"] == "image"
-    assert R.attrs["preset"] == model.default_preset
+    assert R.attrs["preset"] == _described(model.default_preset) == "custom mapping (base='attnlrp')"
+    assert "BiasToInputs" in R.attrs["rules"] and "Fallback" in R.attrs["rules"]
     with torch.no_grad():
         logits = model(fashion_to_tensor(test_images[0]))
     predicted = logits.argmax(1).numpy()
@@ -114,18 +121,25 @@ def test_exact_ledger_labels_and_default_preset(explained, test_images):
     total = R.values.astype(np.float64).sum((1, 2)) + R.absorbed.values.astype(np.float64)
     assert np.all(np.abs(total - f) <= 1e-5 * np.abs(f)), (total, f)
     R.relevance.check(rtol=1e-5, atol=0.0)
-    # the first layer is linear in the pixels with LRP's epsilon/z rules: black pixels get nothing
-    black = test_images[0] == 0
+    # the first layer (ViT: 4x4/stride-4 patches, ConvNeXt: 2x2/stride-2) passes relevance in proportion to
+    # x w and the bias's share by |x| |w| (BiasToInputs): a black pixel in a patch with some ink gets nothing;
+    # a patch with no ink at all has no such carrier, and the default's Fallback spreads its share by w^2
+    k = 4 if key == "vit" else 2
+    img = test_images[0]
+    black = img == 0
     assert black.mean() > 0.3
-    assert np.all(R.values[black] == 0.0)
+    inked = (img.reshape(4, 28 // k, k, 28 // k, k).max((2, 4)) > 0).repeat(k, 1).repeat(k, 2)
+    assert np.all(R.values[black & inked] == 0.0)
     assert np.abs(R.values[~black]).sum() > 0
+    assert np.abs(R.values[~inked]).sum() > 0  # all-black patches: w^2 fallback, not absorbed
 
 
 def test_dispatch_through_sx_explain_uses_the_models_default(loaded, test_images):
     key, model = loaded
     pil = [Image.fromarray(img) for img in test_images[0][:2]]
     R = sx.explain(model, pil)
-    assert R.attrs["preset"] == model.default_preset and R.dims == ("image", "y", "x")
+    assert R.attrs["preset"] == _described(model.default_preset) and R.dims == ("image", "y", "x")
+    assert R.attrs["rules"] == sx.explain(model, pil, preset=model.default_preset).attrs["rules"]
     other = "epsilon-plus" if model.default_preset != "epsilon-plus" else "attnlrp"
     Q = sx.explain(model, pil, preset=other)
     assert Q.attrs["preset"] == other and not np.allclose(Q.values, R.values)
