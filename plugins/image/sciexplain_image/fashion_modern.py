@@ -24,8 +24,7 @@ from torch import nn
 
 from .fashion import FASHION_CLASSES, FASHION_PREPROCESS, _sha256
 from sciexplain.errors import ComputationError, DataNotFoundError, InputError
-from sciexplain.rules import Epsilon
-from sciexplain.rules.conservation import BiasToInputs, Fallback
+from sciexplain.rules import BiasToInputs, Epsilon, Fallback
 
 __all__ = [
     "DEFAULT_PRESETS",
