@@ -95,11 +95,13 @@ EEG = [
              "zoo[['parameters', 'default_preset', 'synthetic_accuracy', 'finger_accuracy', 'finger_chance']]"),
     ("md", "Load EEGNetv4 (1570 parameters, trained on 1 s synthetic epochs of 30 electrodes at 100 Hz) and "
            "explain 40 fresh synthetic epochs. Without `preset=`, the plugin uses the network's own default "
-           "(`net.default_preset`), the LRP preset that was most faithful for it in the perturbation study; "
+           "(`net.default_preset`, named `net.default_preset_name`), chosen by the conservation benchmark: for "
+           "EEGNetv4 `epsilon` with the biases' share of the logit passed on to the inputs, so that almost "
+           "nothing is left absorbed, with a faithfulness (ABPC) not distinguishable from `epsilon` alone; "
            "the ledger still balances per epoch."),
     ("code", "net = se.load_zoo('EEGNetv4')\nsynthetic, truth = se.make_synthetic_epochs(n_epochs=40, seed=1000)\n"
              "Rz = sx.explain(net, synthetic)\nRz.relevance.check()\n"
-             "print('preset:', Rz.attrs['preset'], '(the registry default:', net.default_preset + ')')\n"
+             "print('preset:', Rz.attrs['preset'], '(the registry default:', net.default_preset_name + ')')\n"
              "print('accuracy on these epochs:', float((Rz.predicted == Rz.label).mean()))\n"
              "print('absorbed / f(x), median:', float(np.median(Rz.absorbed / Rz.prediction)).__round__(3))\n"
              "se.ground_truth_scores(Rz, truth)   # planted electrode in the top 3 / top 1, share in the true window"),

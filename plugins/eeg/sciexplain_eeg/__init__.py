@@ -92,6 +92,7 @@ _EXPORTS = {
     "make_braindecode": "zoo",
     "wrap_braindecode": "zoo",
     "zoo_models": "zoo",
+    "conserving_preset": "zoo",
     "ICLABEL_CLASSES": "iclabel",
     "explain_iclabel": "iclabel",
     "iclabel_features": "iclabel",
@@ -131,7 +132,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .rois import channel_regions, default_rois, pool_rois
     from .synthetic import DEFAULT_CH_NAMES, GroundTruth, make_synthetic_epochs
     from .training import FitResult, evaluate, fit
-    from .zoo import ZOO, BraindecodeEEG, load_zoo, make_braindecode, wrap_braindecode, zoo_models
+    from .zoo import ZOO, BraindecodeEEG, conserving_preset, load_zoo, make_braindecode, wrap_braindecode, zoo_models
     from .iclabel import (ICLABEL_CLASSES, explain_iclabel, iclabel_features, input_shares, load_iclabelnet,
                           plot_iclabel)
     from .icsim import fit_ica, match_components, simulate_recording

@@ -329,7 +329,8 @@ def explain_epochs(model: Any, epochs: Any, target: Any = None, *, scaling: floa
         ``"gradient_x_input"``, ...).
     preset : str, Rule or mapping, optional
         LRP rules; default ``model.default_preset`` if the model has one (the braindecode
-        networks of :mod:`sciexplain_eeg.zoo`), else :data:`DEFAULT_PRESET`.
+        networks of :mod:`sciexplain_eeg.zoo`; the result's ``preset`` attribute is then
+        ``model.default_preset_name``), else :data:`DEFAULT_PRESET`.
     picks, ch_names, sfreq, n_times, allow_bads
         Channel selection and what the model expects; see :func:`epochs_to_tensor` and the
         module docstring.
@@ -365,8 +366,11 @@ def explain_epochs(model: Any, epochs: Any, target: Any = None, *, scaling: floa
         target = labels["labels"]
         if (target < 0).any():
             raise InputError("target='true' needs every epoch's event code in epochs.event_id")
+    preset_name = None
     if preset is None:  # a model may carry its own default (the braindecode networks of sciexplain_eeg.zoo)
         preset = getattr(model, "default_preset", None) or DEFAULT_PRESET
+        if preset is getattr(model, "default_preset", None):  # a mapping's readable name, e.g. "epsilon + bias to inputs"
+            preset_name = getattr(model, "default_preset_name", None)
     explainer = sx.Explainer(model, method, preset, bounds=bounds,
                              max_pool=max_pool, **options)
     R = explainer.explain(x, target, dims=DIMS, coords=labels["coords"], through=through)
@@ -374,5 +378,7 @@ def explain_epochs(model: Any, epochs: Any, target: Any = None, *, scaling: floa
     attrs = dict(R.attrs)
     attrs.update(labels["attrs"])
     attrs["model"] = type(model).__name__
+    if preset_name:
+        attrs["preset"] = str(preset_name)
     R.attrs = attrs
     return R

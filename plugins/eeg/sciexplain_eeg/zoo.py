@@ -11,6 +11,13 @@ FingerMovements epochs), :func:`wrap_braindecode` wraps a network built or train
 ground-truth epochs by ``benchmarks/bench_eeg_zoo.py``; their sha256 is checked), and
 :func:`zoo_models` lists the registry with its measured numbers.
 
+Each network's default LRP preset is the one the conservation benchmark chose
+(``benchmarks/bench_conservation.py --only "eeg zoo"``, issue 20): where a preset leaves at most 20% of
+f(x) absorbed (median), no epoch above 50%, with an ABPC not significantly below the earlier default's,
+the default meets both; where none does, no measured preset absorbs less and ranks blocks better.
+Three of them are :func:`conserving_preset` mappings (a base preset with the biases' share passed on to
+the inputs); :attr:`ZooEntry.preset_name` is their readable name.
+
 The core explains the networks as braindecode builds them, with one exception that is adapted
 here, not in the core: ATCNet's multi-head attention folds its heads into the batch dim
 (``torch.cat(q.split(head_dim, -1), 0)``), which LRP cannot follow per sample. The wrappers swap
@@ -42,7 +49,46 @@ from sciexplain.errors import ComputationError, DataNotFoundError, InputError, M
 from .models import _EEGModel
 
 __all__ = ["ZOO", "ZooEntry", "BraindecodeEEG", "HeadsApartMHA", "make_braindecode", "wrap_braindecode",
-           "load_zoo", "zoo_models", "zoo_weights_path"]
+           "load_zoo", "zoo_models", "zoo_weights_path", "conserving_preset"]
+
+
+def conserving_preset(base: str) -> dict:
+    """The preset ``base`` with the biases' share of f(x) passed on to the inputs.
+
+    ``BiasToInputs(Epsilon(1e-6))`` on dense layers and ``Fallback(BiasToInputs(Epsilon(1e-6)))`` on
+    1d/2d/3d convolutions (a bias's share goes to the inputs in proportion to ``|x w|``, and by ``w^2``
+    where no input contributes), ``base`` on every other layer: the row "Epsilon(1e-6),
+    Fallback(BiasToInputs(Epsilon(1e-6))) on convs, BiasToInputs on dense" (``base="epsilon"``) or
+    "cp-lrp, ..." of ``benchmarks/bench_conservation.py``.
+
+    Parameters
+    ----------
+    base : str
+        A preset name, e.g. ``"epsilon"`` or ``"cp-lrp"``.
+
+    Returns
+    -------
+    dict
+        A preset mapping, as ``sx.explain(..., preset=...)`` accepts it (a new dict on every call).
+    """
+    from sciexplain.rules import Epsilon
+    from sciexplain.rules.conservation import BiasToInputs, Fallback
+
+    if not isinstance(base, str):
+        raise InputError(f"conserving_preset takes a preset name as its base, got {type(base).__name__}")
+    carry = BiasToInputs(Epsilon(1e-6))
+    return {"base": base, nn.Linear: carry, nn.Conv1d: Fallback(carry), nn.Conv2d: Fallback(carry),
+            nn.Conv3d: Fallback(carry)}
+
+
+def _preset_name(preset: Any) -> str:
+    """A readable name of a preset given without one: the name itself, or the core's description."""
+    if isinstance(preset, str):
+        return preset
+    if isinstance(preset, Mapping):
+        base = preset.get("base")
+        return f"custom mapping (base={base!r})" if base else "custom mapping"
+    return repr(preset)
 
 #: input sizes the registry has braindecode arguments for: (n_channels, n_times, sfreq) of the data
 SIZES = {"synthetic": (30, 101, 100.0), "finger": (28, 28, 100.0)}
@@ -60,10 +106,18 @@ class ZooEntry:
         Keyword arguments of the braindecode class for 1 s epochs at 100 Hz (besides ``n_chans``,
         ``n_outputs``, ``n_times``); braindecode's defaults are for 250 Hz (128 Hz for EEGNet) and
         epochs of 4 s, so kernel and pooling lengths are scaled to the sampling rate here.
-    default_preset : str
-        The LRP preset :func:`sciexplain_eeg.explain_epochs` uses for it, chosen by the faithfulness
-        study of ``benchmarks/bench_eeg_zoo.py`` (highest ABPC of the channel-time block
-        perturbation on the synthetic epochs).
+    default_preset : str or mapping
+        The LRP preset :func:`sciexplain_eeg.explain_epochs` (``sx.explain(model, epochs)``) uses for
+        it: a preset name or a preset mapping (:func:`conserving_preset`), chosen by the conservation
+        benchmark (``benchmarks/bench_conservation.py --only "eeg zoo"``, issue 20).
+    preset_name : str
+        The readable name of :attr:`default_preset` (e.g. ``"epsilon + bias to inputs"``), shown by
+        :func:`zoo_models` and recorded as the result's ``preset`` attribute; empty for a named preset
+        (its name is used). Read it through :attr:`default_preset_name`.
+    abpc_preset : str
+        The LRP preset with the highest ABPC in ``benchmarks/bench_eeg_zoo.py`` (channel-time block
+        perturbation on the synthetic epochs): the registry's default before issue 20, the reference
+        of the conservation table's paired differences.
     accuracy : float or None
         Test accuracy of the shipped weights on 400 fresh synthetic epochs (seed 1000, default
         noise), as measured by ``benchmarks/bench_eeg_zoo.py``.
@@ -86,7 +140,9 @@ class ZooEntry:
 
     name: str
     params: Mapping[str, Any] = field(default_factory=dict)
-    default_preset: str = "epsilon"
+    default_preset: str | Mapping[Any, Any] = "epsilon"
+    preset_name: str = ""
+    abpc_preset: str = "epsilon"
     accuracy: float | None = None
     description: str = ""
     n_parameters: int | None = None
@@ -95,13 +151,23 @@ class ZooEntry:
     finger_accuracy_ci: tuple[float, float] | None = None
     finger_chance: float | None = None
 
+    @property
+    def default_preset_name(self) -> str:
+        """The readable name of :attr:`default_preset`."""
+        return self.preset_name or _preset_name(self.default_preset)
 
-#: the braindecode networks the plugin trains, explains and ships weights for
+
+#: the braindecode networks the plugin trains, explains and ships weights for. Defaults from the
+#: conservation table (benchmarks/README.md, "eeg zoo: *"; absorbed / f(x), median, and ABPC on 100 epochs):
+#: ShallowFBCSPNet keeps alpha2-beta1 (0.0%, meets both criteria); EEGNetv4 and ATCNet meet both with
+#: the conserving preset (9.9% -> 0.0% and 10.9% -> 0.1%, ABPC unchanged within its interval); on
+#: Deep4Net (33.8% -> 0.0%, ABPC 3.72 -> 3.71) and EEGConformer (0.9% -> -0.2%, ABPC 8.27 -> 8.29) no
+#: preset meets both, and no measured preset absorbs less and ranks blocks better than the conserving one.
 ZOO: dict[str, ZooEntry] = {
     "ShallowFBCSPNet": ZooEntry(
         "ShallowFBCSPNet",
         {"filter_time_length": 10, "pool_time_length": 30, "pool_time_stride": 6, "final_conv_length": "auto"},
-        default_preset="alpha2-beta1", accuracy=0.9875, n_parameters=49402,
+        default_preset="alpha2-beta1", abpc_preset="alpha2-beta1", accuracy=0.9875, n_parameters=49402,
         finger_params={"filter_time_length": 5, "pool_time_length": 8, "pool_time_stride": 2},
         finger_accuracy=0.5467, finger_accuracy_ci=(0.4767, 0.6200), finger_chance=0.51,
         description="temporal conv, spatial conv, BatchNorm, square, mean pooling, log (Schirrmeister et al. "
@@ -110,14 +176,16 @@ ZOO: dict[str, ZooEntry] = {
         "Deep4Net",
         {"filter_time_length": 4, "filter_length_2": 4, "filter_length_3": 4, "filter_length_4": 4,
          "pool_time_length": 2, "pool_time_stride": 2, "final_conv_length": "auto"},
-        default_preset="epsilon", accuracy=0.99, n_parameters=125827,
+        default_preset=conserving_preset("epsilon"), preset_name="epsilon + bias to inputs", abpc_preset="epsilon",
+        accuracy=0.99, n_parameters=125827,
         finger_params={"filter_time_length": 3, "filter_length_2": 3, "filter_length_3": 3, "filter_length_4": 3,
                        "pool_time_length": 2, "pool_time_stride": 1},
         finger_accuracy=0.5033, finger_accuracy_ci=(0.4200, 0.5867), finger_chance=0.51,
         description="four conv-BatchNorm-ELU-max-pool blocks (Schirrmeister et al. 2017)"),
     "EEGNetv4": ZooEntry(
         "EEGNetv4", {"kernel_length": 50},
-        default_preset="epsilon", accuracy=0.9925, n_parameters=1570,
+        default_preset=conserving_preset("epsilon"), preset_name="epsilon + bias to inputs", abpc_preset="epsilon",
+        accuracy=0.9925, n_parameters=1570,
         finger_params={"kernel_length": 14},  # braindecode fixes EEGNet's pooling at 4 and 8: 28 samples fit
         finger_accuracy=0.4933, finger_accuracy_ci=(0.4267, 0.5600), finger_chance=0.51,
         description="temporal conv, depthwise spatial conv, separable conv, BatchNorm, ELU, average pooling "
@@ -126,7 +194,8 @@ ZOO: dict[str, ZooEntry] = {
         "EEGConformer",
         {"filter_time_length": 10, "pool_time_length": 30, "pool_time_stride": 6, "att_depth": 2,
          "final_fc_length": "auto"},
-        default_preset="cp-lrp", accuracy=0.99, n_parameters=210826,
+        default_preset=conserving_preset("cp-lrp"), preset_name="cp-lrp + bias to inputs", abpc_preset="cp-lrp",
+        accuracy=0.99, n_parameters=210826,
         finger_params={"filter_time_length": 5, "pool_time_length": 8, "pool_time_stride": 2},
         finger_accuracy=0.4967, finger_accuracy_ci=(0.4467, 0.5467), finger_chance=0.51,
         description="shallow conv stem, then transformer encoder layers (LayerNorm, multi-head attention, "
@@ -135,7 +204,8 @@ ZOO: dict[str, ZooEntry] = {
         "ATCNet",
         {"conv_block_kernel_length_1": 26, "conv_block_pool_size_1": 4, "conv_block_pool_size_2": 3,
          "n_windows": 3},
-        default_preset="epsilon", accuracy=1.0, n_parameters=74998,
+        default_preset=conserving_preset("cp-lrp"), preset_name="cp-lrp + bias to inputs", abpc_preset="epsilon",
+        accuracy=1.0, n_parameters=74998,
         finger_params={"conv_block_kernel_length_1": 14, "conv_block_pool_size_1": 2, "conv_block_pool_size_2": 2},
         finger_accuracy=0.5333, finger_accuracy_ci=(0.4667, 0.6000), finger_chance=0.51,
         description="EEGNet-style conv block, sliding windows each with multi-head attention and a temporal "
@@ -218,23 +288,28 @@ class BraindecodeEEG(_EEGModel):
         Its input shape and number of outputs.
     architecture : str
         The braindecode class name (the registry key).
-    default_preset : str, optional
+    default_preset : str or mapping, optional
         The LRP preset used when :func:`sciexplain_eeg.explain_epochs` gets none; default the
         registry's choice for ``architecture``, else the plugin's default.
+    default_preset_name : str, optional
+        Its readable name (the result's ``preset`` attribute); default the registry's name when the
+        preset is the registry's, else the preset's name or ``"custom mapping (base=...)"``.
 
     Attributes
     ----------
     net : torch.nn.Module
     ch_names, sfreq, scaling
         As for the plugin's other models (set by :func:`sciexplain_eeg.fit`).
-    default_preset : str
+    default_preset : str or dict
+        A preset mapping is the model's own copy (changing it leaves the registry alone).
+    default_preset_name : str
     params : dict
         The braindecode keyword arguments it was built with (empty when wrapped).
     """
 
     def __init__(self, net: nn.Module, n_channels: int, n_times: int, n_classes: int, *,
-                 architecture: str, default_preset: str | None = None, params: Mapping[str, Any] | None = None
-                 ) -> None:
+                 architecture: str, default_preset: str | Mapping[Any, Any] | None = None,
+                 default_preset_name: str | None = None, params: Mapping[str, Any] | None = None) -> None:
         super().__init__(n_channels, n_times, n_classes)
         self.net = net
         self.architecture = str(architecture)
@@ -242,7 +317,13 @@ class BraindecodeEEG(_EEGModel):
         if default_preset is None:
             from .explain import DEFAULT_PRESET
             default_preset = entry.default_preset if entry is not None else DEFAULT_PRESET
-        self.default_preset = default_preset
+            if default_preset_name is None and entry is not None:
+                default_preset_name = entry.default_preset_name
+        if not isinstance(default_preset, (str, Mapping)):
+            raise InputError(f"default_preset must be a preset name or a preset mapping, got "
+                             f"{type(default_preset).__name__}")
+        self.default_preset = default_preset if isinstance(default_preset, str) else dict(default_preset)
+        self.default_preset_name = str(default_preset_name or _preset_name(default_preset))
         self.params = dict(params or {})
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -251,7 +332,7 @@ class BraindecodeEEG(_EEGModel):
         return self.net(x)
 
     def extra_repr(self) -> str:
-        return f"architecture={self.architecture!r}, default_preset={self.default_preset!r}"
+        return f"architecture={self.architecture!r}, default_preset={self.default_preset_name!r}"
 
 
 def _braindecode_class(name: str):
@@ -321,7 +402,8 @@ def make_braindecode(name: str, n_channels: int, n_times: int, *, n_classes: int
 
 
 def wrap_braindecode(net: nn.Module, *, ch_names: list[str] | None = None, sfreq: float | None = None,
-                     scaling: float | None = None, default_preset: str | None = None) -> BraindecodeEEG:
+                     scaling: float | None = None, default_preset: str | Mapping[Any, Any] | None = None,
+                     default_preset_name: str | None = None) -> BraindecodeEEG:
     """Wrap a braindecode network built or trained elsewhere, so the plugin can check and label epochs.
 
     The network is copied (the caller's object is left untouched), attention blocks that fold heads
@@ -337,8 +419,15 @@ def wrap_braindecode(net: nn.Module, *, ch_names: list[str] | None = None, sfreq
         Its sampling rate; default braindecode's, if it knows it.
     scaling : float, optional
         Factor from volts to its input units (1e6 if it was trained on microvolts).
-    default_preset : str, optional
+    default_preset : str or mapping, optional
         The LRP preset for it; default the registry's choice for its class.
+    default_preset_name : str, optional
+        A readable name for ``default_preset`` (the result's ``preset`` attribute).
+
+    Returns
+    -------
+    BraindecodeEEG
+        In eval mode.
     """
     for attr in ("n_chans", "n_times", "n_outputs"):
         try:
@@ -350,7 +439,8 @@ def wrap_braindecode(net: nn.Module, *, ch_names: list[str] | None = None, sfreq
     copy_ = copy.deepcopy(net)
     _swap_attention(copy_)
     model = BraindecodeEEG(copy_, int(net.n_chans), int(net.n_times), int(net.n_outputs),
-                           architecture=type(net).__name__, default_preset=default_preset)
+                           architecture=type(net).__name__, default_preset=default_preset,
+                           default_preset_name=default_preset_name)
     if ch_names is None:
         try:
             info = net.chs_info
@@ -450,7 +540,8 @@ def zoo_models():
     Returns
     -------
     pandas.DataFrame
-        Indexed by ``network``; columns ``description``, ``parameters``, ``default_preset``,
+        Indexed by ``network``; columns ``description``, ``parameters``, ``default_preset`` (its
+        readable name, :attr:`ZooEntry.default_preset_name`),
         ``synthetic_accuracy`` (shipped weights, 400 fresh synthetic epochs), ``finger_accuracy``
         (FingerMovements test trials, mean over 3 training seeds), ``finger_ci_low`` /
         ``finger_ci_high`` (its 95 % bootstrap interval), ``finger_chance`` (the majority class's
@@ -468,7 +559,7 @@ def zoo_models():
     for name, entry in ZOO.items():
         ci = entry.finger_accuracy_ci or (None, None)
         rows.append({"network": name, "description": entry.description, "parameters": entry.n_parameters,
-                     "default_preset": entry.default_preset, "synthetic_accuracy": entry.accuracy,
+                     "default_preset": entry.default_preset_name, "synthetic_accuracy": entry.accuracy,
                      "finger_accuracy": entry.finger_accuracy, "finger_ci_low": ci[0], "finger_ci_high": ci[1],
                      "finger_chance": entry.finger_chance, "weights": zoo_weights_path(name).is_file()})
     return pd.DataFrame(rows).set_index("network")

@@ -57,15 +57,19 @@ def test_the_plugins_own_networks_keep_a_default_that_meets_both_criteria(name):
 
 @pytest.fixture(scope="module")
 def zoo_rules() -> dict:
-    """The ``rules`` summary of each shipped zoo network explained with its registry default (2 epochs)."""
-    from sciexplain_eeg import explain_epochs, load_zoo, make_synthetic_epochs
+    """The ``rules`` summary of each shipped zoo network explained with its registry default (2 epochs),
+    through ``sx.explain(model, epochs)`` as a user calls it; the result names the default readably."""
+    import sciexplain as sx
+    from sciexplain_eeg import load_zoo, make_synthetic_epochs
+    from sciexplain_eeg.zoo import ZOO
     torch.set_num_threads(2)
     epochs, _ = make_synthetic_epochs(n_epochs=2, seed=1000)
     out = {}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         for name in ZOO_NAMES:
-            R = explain_epochs(load_zoo(name), epochs)
+            R = sx.explain(load_zoo(name), epochs)
+            assert R.attrs["preset"] == ZOO[name].default_preset_name
             R.relevance.check(rtol=1e-4, atol=1e-5 * max(float(abs(R.prediction).max() + abs(R.absorbed).max()), 1.0))
             out[name] = R.attrs["rules"]
     return out
@@ -86,6 +90,50 @@ def test_every_zoo_network_and_its_registry_default_are_in_the_table(name, zoo_r
     assert candidates and all(rows[k]["rules"] != reference["rules"] for k in candidates)
     random = table[f"eeg zoo: {name}"]["rows"]["random order"]
     assert all(r["abpc_ci"][0] > random["abpc_ci"][1] for r in rows.values())
+
+
+@pytest.mark.parametrize("name", ZOO_NAMES)
+def test_the_registry_default_follows_the_table(name, zoo_rules):
+    """Issue 20's rule: where a row meets both criteria the registry default does; where none does, no row
+    absorbs less and ranks blocks better. The default is found among the rows by the rules it runs."""
+    rows = _rows(f"eeg zoo: {name}")
+    hits = [k for k, r in rows.items() if r["rules"] == zoo_rules[name]]
+    assert hits, "the registry default is not a row of the table"
+    row = rows[hits[0]]
+    if any(meets(r) for r in rows.values()):
+        assert meets(row), (hits[0], row)
+    else:
+        better = [k for k, r in rows.items()
+                  if abs(r["absorbed_median"]) < abs(row["absorbed_median"]) and r["abpc"] > row["abpc"]]
+        assert not better, better
+    # the row the registry names: its readable name says which base the biases' share is added to
+    from sciexplain_eeg.zoo import ZOO
+    entry = ZOO[name]
+    expected = {"ShallowFBCSPNet": "previous default: alpha2-beta1",
+                "Deep4Net": f"Epsilon(1e-6), {CONSERVING}", "EEGNetv4": f"Epsilon(1e-6), {CONSERVING}",
+                "EEGConformer": f"cp-lrp, {CONSERVING}", "ATCNet": f"cp-lrp, {CONSERVING}"}[name]
+    assert expected in hits, hits
+    assert entry.default_preset_name == {"ShallowFBCSPNet": "alpha2-beta1", "Deep4Net": "epsilon + bias to inputs",
+                                         "EEGNetv4": "epsilon + bias to inputs",
+                                         "EEGConformer": "cp-lrp + bias to inputs",
+                                         "ATCNet": "cp-lrp + bias to inputs"}[name]
+
+
+def test_the_readme_gives_each_zoo_default_with_its_reason():
+    """The EEG README's registry table names each network's default and why, with the table's shares."""
+    from sciexplain_eeg.zoo import ZOO
+    text = README.read_text(encoding="utf-8")
+    reasons = {"ShallowFBCSPNet": "unchanged", "Deep4Net": "better trade-off, none meets both",
+               "EEGNetv4": "meets both criteria", "EEGConformer": "better trade-off, none meets both",
+               "ATCNet": "meets both criteria"}
+    for name in ZOO_NAMES:
+        rows = _rows(f"eeg zoo: {name}")
+        ref = next(r for k, r in rows.items() if k.startswith("previous default"))
+        new = ref if name == "ShallowFBCSPNet" else rows[
+            f"{'cp-lrp' if name in ('EEGConformer', 'ATCNet') else 'Epsilon(1e-6)'}, {CONSERVING}"]
+        lines = [ln for ln in text.splitlines() if ln.startswith(f"| {name} |") and reasons[name] in ln]
+        assert any(f"`{ZOO[name].default_preset_name}`" in ln and _pct(new["absorbed_median"]) in ln
+                   and f"{new['abpc']:.2f}" in ln for ln in lines), name
 
 
 def test_the_table_backs_the_zoo_recommendations():

@@ -28,12 +28,16 @@ def test_zoo_example_runs_small_and_matches_the_plugin(tmp_path):
     result = run(EXAMPLE, small=True, out=tmp_path, progress=False)
     R = result.relevance["lrp"].load()
     assert R.dims == ("epoch", "channel", "time") and R.shape == (8, 30, 101)
-    # no preset in the file: the network's registry default, as sx.explain(model, epochs) uses it
-    assert R.attrs["preset"] == ZOO["EEGConformer"].default_preset == "cp-lrp"
     R.relevance.check(rtol=1e-5, atol=1e-5 * float(np.abs(R.prediction.values).max()))
     # the reference: the shipped network loaded by load_zoo, explained by the plugin on the same epochs
     epochs, _ = make_synthetic_epochs(n_epochs=8, seed=1000)
     ref = explain_epochs(load_zoo("EEGConformer"), epochs)
+    # no preset in the file: the network's registry default (cp-lrp with the biases' share passed on to
+    # the inputs), the same rules layer by layer as sx.explain(model, epochs) runs; the pipeline names
+    # the mapping by the core's description, the plugin by the registry's name
+    assert ref.attrs["preset"] == ZOO["EEGConformer"].default_preset_name == "cp-lrp + bias to inputs"
+    assert R.attrs["preset"] == "custom mapping (base='cp-lrp')"
+    assert R.attrs["rules"] == ref.attrs["rules"] and "BiasToInputs" in R.attrs["rules"]
     np.testing.assert_allclose(R.values, ref.values, rtol=1e-4, atol=1e-6 * float(np.abs(ref.values).max()))
     np.testing.assert_allclose(R.prediction.values, ref.prediction.values, rtol=1e-5)
     assert list(R.condition.values) == list(ref.condition.values)

@@ -26,7 +26,7 @@ def test_eeg_tutorial_runs(tmp_path):
     accuracy = float(text.split("test accuracy ")[1].split()[0])
     assert 0.55 <= accuracy <= 0.8  # above chance on the held-out trials (measured 0.64)
     # the braindecode section: the registry's default preset, and the planted electrode found
-    assert "preset: epsilon (the registry default: epsilon)" in text
+    assert "preset: epsilon + bias to inputs (the registry default: epsilon + bias to inputs)" in text
     top_hits = float(text.split("'top_hits': ")[1].split(",")[0])
     assert top_hits >= 0.9
     # the ICLabel section: the simulated blink and muscle components are recognised as such
