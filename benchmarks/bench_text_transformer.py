@@ -71,7 +71,7 @@ from train_models import RECIPES, fit_recipe  # noqa: E402
 TRANSFORMER_METHODS = ("attnlrp", "cp-lrp", "lxt", "gradient_x_input", "integrated_gradients", "attention_rollout",
                        "random")
 CNN_METHODS = ("lrp", "gradient_x_input", "integrated_gradients", "random")
-LABELS = {"attnlrp": "LRP, AttnLRP (default)", "cp-lrp": "LRP, CP-LRP", "lxt": "LXT 2.1 AttnLRP",
+LABELS = {"attnlrp": "LRP, AttnLRP", "cp-lrp": "LRP, CP-LRP (default)", "lxt": "LXT 2.1 AttnLRP",
           "gradient_x_input": "gradient x input", "integrated_gradients": "integrated gradients",
           "attention_rollout": "attention rollout", "random": "random", "lrp": "LRP (default preset)"}
 STUB_NOTE = ("LXT imports torchvision at import time, which fails beside this machine's CPU torch: a stub module "

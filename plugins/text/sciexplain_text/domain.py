@@ -85,7 +85,7 @@ class TextDomain(Domain):
         """The shipped models of :data:`PIPELINE_MODELS` (``newsgroups_cnn``, ``newsgroups_lstm``,
         ``newsgroups_bert``, ``bbc_cnn``, ``bbc_bert``; :data:`~sciexplain_text.SHIPPED`), with their
         tokenizer attached as ``model.tokenizer`` (:func:`~sciexplain_text.load_model`). The
-        transformers are explained with AttnLRP by default, as ``sx.explain`` explains them."""
+        transformers are explained with their own default (CP-LRP), as ``sx.explain`` explains them."""
         return {name: _shipped(name) for name in PIPELINE_MODELS}
 
     def pipeline_architectures(self) -> dict:
@@ -166,7 +166,7 @@ def _held_out(corpus: PipelineCorpus) -> list[int]:
 
 
 def _explain_defaults(model: Any) -> dict:
-    """The model's own preset: AttnLRP for a transformer (as :func:`~sciexplain_text.explain_documents`
+    """The model's own preset: :data:`~sciexplain_text.transformer.DEFAULT_TRANSFORMER_PRESET` for a transformer (as :func:`~sciexplain_text.explain_documents`
     chooses it); the domain's default (:data:`~sciexplain_text.explain.DEFAULT_PRESET`) otherwise."""
     if getattr(model, "takes_attention_mask", False):
         from .transformer import DEFAULT_TRANSFORMER_PRESET

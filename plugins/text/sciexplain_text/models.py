@@ -90,10 +90,10 @@ SHIPPED: dict[str, ShippedModel] = {m.name: m for m in (
                  "the newsgroups CNN's architecture for 5 classes (400 tokens)", 0.9531, 448, None, _WORD_PRESET),
     ShippedModel("newsgroups_bert", "TransformerClassifier", "20 Newsgroups (200 posts, alt.atheism vs sci.space)",
                  "subword", "BERT-style encoder from a BertConfig trained from scratch: hidden 64, 2 layers, 2 heads, "
-                 "1000 WordPiece entries, 256 tokens", 0.85, 40, 0.80, "attnlrp"),
+                 "1000 WordPiece entries, 256 tokens", 0.85, 40, 0.80, "cp-lrp"),
     ShippedModel("bbc_bert", "TransformerClassifier", "BBC News (2225 articles, 5 classes)", "subword",
                  "the same BERT-style encoder (hidden 64, 2 layers, 2 heads) with 2000 WordPiece entries, 256 tokens",
-                 0.9263, 448, None, "attnlrp"),
+                 0.9263, 448, None, "cp-lrp"),
     ShippedModel("newsgroups_cnn_headers", "TextCNN", "20 Newsgroups (200 posts), headers kept on a seeded half",
                  "word", "the newsgroups CNN trained with a header shortcut in its data (for SpRAy and ClArC; see "
                  "sciexplain_text.shortcut); accuracy on its held-out posts with headers stripped",

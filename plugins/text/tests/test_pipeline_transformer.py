@@ -70,7 +70,7 @@ def test_the_domain_offers_the_shipped_transformers_with_their_own_preset():
 def test_transformer_example_matches_the_plugin(run_small, reference):
     result, out = run_small
     held_out, model, docs = reference
-    refs = {"attnlrp": sx.explain(model, docs), "cp_lrp": sx.explain(model, docs, preset="cp-lrp"),
+    refs = {"attnlrp": sx.explain(model, docs, preset="attnlrp"), "cp_lrp": sx.explain(model, docs, preset="cp-lrp"),
             "gradient_x_input": sx.explain(model, docs, method="gradient_x_input")}
     assert refs["attnlrp"].attrs["preset"] == "attnlrp"
     for label, ref in refs.items():

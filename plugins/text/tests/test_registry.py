@@ -23,7 +23,7 @@ def test_every_shipped_file_is_in_the_registry_and_agrees_with_its_record():
         if "cv5_accuracy" in rec:
             assert rec["cv5_accuracy"] == pytest.approx(entry.cv_accuracy, abs=5e-5)
         assert entry.tokenizer == ("subword" if rec["model"] == "TransformerClassifier" else "word")
-        assert entry.default_preset.startswith("attnlrp" if entry.tokenizer == "subword" else "epsilon")
+        assert entry.default_preset.startswith("cp-lrp" if entry.tokenizer == "subword" else "epsilon")
         assert ("BBC" in entry.data) == ("BBC" in rec["data"])
 
 

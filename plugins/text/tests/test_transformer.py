@@ -87,7 +87,7 @@ def test_explain_documents_attnlrp_ledger_labels_and_padding(subtok, bert):
     docs = st.Documents(TEXTS, subtok, labels=[1, 0, 1, 0])
     R = sx.explain(bert, docs, target="sci.space")
     assert R.dims == ("document", "token") and R.shape == (4, 40)
-    assert "attnlrp" in R.attrs["preset"].lower()  # the transformer's default preset
+    assert R.attrs["preset"] == "cp-lrp"  # the transformer's default
     _check_ledger(R)
     R.relevance.check()
     with torch.no_grad():
@@ -118,11 +118,12 @@ def test_word_pooling_conserves_and_reports_specials(subtok, bert):
     assert n_pieces > 1
 
 
-def test_cp_lrp_selectable_and_methods(subtok, bert):
+def test_attnlrp_selectable_and_methods(subtok, bert):
     docs = st.Documents(TEXTS, subtok)
-    A = sx.explain(bert, docs)
-    C = sx.explain(bert, docs, preset="cp-lrp")
-    _check_ledger(C)
+    A = sx.explain(bert, docs, preset="attnlrp")
+    C = sx.explain(bert, docs)  # the default, CP-LRP
+    _check_ledger(A)
+    assert A.attrs["preset"] == "attnlrp" and C.attrs["preset"] == "cp-lrp"
     assert not np.allclose(A.values, C.values)
     G = st.explain_documents(bert, docs, method="gradient_x_input")
     assert G.shape == A.shape and G.attrs["method"] == "gradient_x_input"
@@ -228,7 +229,7 @@ def test_shipped_bbc_bert_accuracy_offsets_words_and_ledger():
     R = sx.explain(model, few, target=c.labels[test[:3]].tolist())
     _check_ledger(R)
     R.relevance.check()
-    assert R.dims == ("document", "token") and R.shape == (3, 256) and "attnlrp" in R.attrs["preset"].lower()
+    assert R.dims == ("document", "token") and R.shape == (3, 256) and R.attrs["preset"] == "cp-lrp"
     assert R.coords["truncated"].values.all()  # news articles are longer than 256 pieces: cut, [SEP] kept
     words, starts, ends = (R.coords[k].values for k in ("word", "start", "end"))
     for d, text in enumerate(texts[:3]):
