@@ -15,8 +15,9 @@ epochs (seed 1000). On the first 200 of them, for the predicted class:
 
 LRP presets (``epsilon``, ``epsilon-plus``, ``alpha2-beta1``, ``deep-taylor``, ``attnlrp``, ``cp-lrp``)
 against gradient x input, sensitivity and a random order. Each network's default preset is the LRP
-preset with the highest ABPC (``sciexplain_eeg.zoo.ZOO[name].default_preset`` is set from this; the test
-``plugins/eeg/tests/test_zoo.py`` checks they agree with the stored results).
+preset with the highest ABPC (``sciexplain_eeg.zoo.ZOO[name].abpc_preset`` is set from this; the test
+``plugins/eeg/tests/test_zoo.py`` checks they agree with the stored results). The registry's
+``default_preset`` follows the conservation table (``benchmarks/bench_conservation.py``) instead.
 
 With ``--iclabel``: ICLabelNet (mne-icalabel's weights) on ``simulate_recording(duration=60)`` (known alpha,
 mu, eye-blink and muscle sources), extended infomax ICA with 15 components, each known source's component
@@ -193,16 +194,16 @@ def markdown_finger(saved: dict) -> str:
 
     entries = {n: saved[n] for n in ZOO if n in saved}
     lines = ["| network | parameters | test accuracy, mean of 3 seeds (95% CI) | per seed | seed 0: exact 95% CI, "
-             "p vs chance | ABPC: default preset / best LRP / gradient x input / random |",
+             "p vs chance | ABPC: ABPC-chosen preset / best LRP / gradient x input / random |",
              "|---|---|---|---|---|---|"]
     for name, e in entries.items():
         a, r = e["accuracy"], e["rows"]
-        default = f"LRP {ZOO[name].default_preset}"
+        default = f"LRP {ZOO[name].abpc_preset}"
         abpc = " / ".join(f"{r[m]['abpc'][0]:.2f}" if m in r else "n/a"
                           for m in (default, f"LRP {e['best_preset']}", "gradient x input", "random order"))
         lines.append(f"| {name} | {e['n_parameters']} | {a['mean']:.3f} [{a['mean_ci'][0]:.2f}, {a['mean_ci'][1]:.2f}]"
                      f" | {' / '.join(f'{v:.2f}' for v in a['per_seed'])} | {a['seed0']:.2f} [{a['seed0_ci'][0]:.2f}, "
-                     f"{a['seed0_ci'][1]:.2f}], p = {a['seed0_p_vs_chance']:.2f} | {abpc} (`{ZOO[name].default_preset}`"
+                     f"{a['seed0_ci'][1]:.2f}], p = {a['seed0_p_vs_chance']:.2f} | {abpc} (`{ZOO[name].abpc_preset}`"
                      f" / `{e['best_preset']}`) |")
     parts = ["\n".join(lines)]
     for name, e in entries.items():

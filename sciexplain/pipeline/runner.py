@@ -203,6 +203,8 @@ def plot_perturbation_curves(curves: Mapping[tuple[str, str], xr.DataArray], *, 
         mean = curve.mean(curve.dims[0]).values
         ax.plot(np.arange(len(mean)), mean, styles.get(order, "-"), label=f"{method} {order}")
     ax.set_xlabel("regions removed (steps)")
+    from matplotlib.ticker import MaxNLocator
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # steps are whole numbers
     ax.set_ylabel("mean f(x) of the explained class")
     ax.set_title(title or "region perturbation")
     ax.legend(fontsize=7)

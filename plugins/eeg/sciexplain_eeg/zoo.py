@@ -71,8 +71,7 @@ def conserving_preset(base: str) -> dict:
     dict
         A preset mapping, as ``sx.explain(..., preset=...)`` accepts it (a new dict on every call).
     """
-    from sciexplain.rules import Epsilon
-    from sciexplain.rules.conservation import BiasToInputs, Fallback
+    from sciexplain.rules import BiasToInputs, Epsilon, Fallback
 
     if not isinstance(base, str):
         raise InputError(f"conserving_preset takes a preset name as its base, got {type(base).__name__}")
