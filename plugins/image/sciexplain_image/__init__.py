@@ -17,6 +17,8 @@ lazily from the submodules:
   ``FASHION_CLASSES``, ``FASHION_PREPROCESS``
 * :mod:`sciexplain_image.fashion_modern` -- :class:`FashionViT`, :class:`FashionConvNeXt`,
   :func:`load_fashion_vit`, :func:`load_fashion_convnext`
+* :mod:`sciexplain_image.registry` -- :class:`ShippedModel`, ``SHIPPED``, :func:`model_info`
+  (every image model by name: architecture, data, input size, accuracy, default preset)
 * :mod:`sciexplain_image.explain` -- :func:`explain_image`, :func:`input_bounds`,
   the domain object ``DOMAIN`` registered under ``sciexplain.domains``
 * :mod:`sciexplain_image.regions` -- :func:`box_shares`, :func:`pool_regions`,
@@ -58,6 +60,9 @@ _EXPORTS = {
     "FashionViT": "fashion_modern",
     "load_fashion_convnext": "fashion_modern",
     "load_fashion_vit": "fashion_modern",
+    "SHIPPED": "registry",
+    "ShippedModel": "registry",
+    "model_info": "registry",
     "explain_image": "explain",
     "input_bounds": "explain",
     "prepare_images": "explain",

@@ -73,17 +73,23 @@ class ImageDomain(Domain):
         return {"photos": _load_photos, "fashion_mnist": _load_fashion}
 
     def pipeline_models(self) -> dict:
-        """``efficientnet_lite0`` (ImageNet weights from the model package) and ``fashion_cnn``
-        (the plugin's shipped Fashion-MNIST weights)."""
+        """The models of :data:`~sciexplain_image.registry.SHIPPED`: ``efficientnet_lite0`` (ImageNet
+        weights from the model package), ``fashion_cnn``, ``fashion_vit`` and ``fashion_convnext`` (the
+        plugin's shipped Fashion-MNIST weights). The ViT and the ConvNeXt are explained with their own
+        ``default_preset`` where a method names no preset, as :func:`explain_image` explains them."""
         from .fashion import load_fashion_cnn
+        from .fashion_modern import load_fashion_convnext, load_fashion_vit
         from .models import load_efficientnet_lite0
         return {"efficientnet_lite0": _ignore_seed(load_efficientnet_lite0),
-                "fashion_cnn": _ignore_seed(load_fashion_cnn)}
+                "fashion_cnn": _ignore_seed(load_fashion_cnn),
+                "fashion_vit": _ignore_seed(load_fashion_vit),
+                "fashion_convnext": _ignore_seed(load_fashion_convnext)}
 
     def pipeline_architectures(self) -> dict:
-        """``FashionCNN(n_classes=10)`` for state dicts."""
+        """``FashionCNN``, ``FashionViT`` and ``FashionConvNeXt`` (default sizes) for state dicts."""
         from .fashion import FashionCNN
-        return {"FashionCNN": FashionCNN}
+        from .fashion_modern import FashionConvNeXt, FashionViT
+        return {"FashionCNN": FashionCNN, "FashionViT": FashionViT, "FashionConvNeXt": FashionConvNeXt}
 
     def pipeline_poolings(self) -> dict:
         """``box_shares``: object box vs context (photos only); ``patches(size)``: square patches."""
@@ -122,8 +128,18 @@ def _load_fashion(split: str = "test", n: int | None = None) -> dict:
     x = fashion_to_tensor(X).numpy()
     return {"x": x, "dims": DIMS_COLOR, "y": y,
             "coords": {"color": ["L"], "y": np.arange(28), "x": np.arange(28), "label": ("image", y)},
-            "explain": {"preset": "epsilon-plus-box", "bounds": (0.0, 1.0)},
+            "explain": _fashion_explain_defaults,
             "files": [FASHION_DIR / name for name in _FILES[split][:2]], "extras": {"images": X}}
+
+
+def _fashion_explain_defaults(model: Any) -> dict:
+    """The model's own ``default_preset`` where it has one (the Fashion ViT and ConvNeXt, as
+    :func:`~sciexplain_image.explain_image` chooses it); else ``epsilon-plus-box`` on pixels in [0, 1]."""
+    preset = getattr(model, "default_preset", None)
+    if preset is not None:
+        from sciexplain.rules import uses_bounds
+        return {"preset": preset, **({"bounds": (0.0, 1.0)} if uses_bounds(preset) else {})}
+    return {"preset": "epsilon-plus-box", "bounds": (0.0, 1.0)}
 
 
 def _colorless(R):
