@@ -51,7 +51,7 @@ _LAZY_FUNCTIONS = {
     "artifact_direction": ".analysis.clarc",
     "PClArC": ".analysis.clarc",
     "AClArC": ".analysis.clarc",
-    "clarc_report": ".analysis.clarc",
+    "clarc_report": ".analysis.clarc_report",
 }
 
 

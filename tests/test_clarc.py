@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 import sciexplain as sx
-from sciexplain.analysis import clarc
+from sciexplain.analysis import clarc, clarc_report
 from sciexplain.errors import InputError
 from shortcut_data import make_images, tag_mask, trained_model
 
@@ -103,7 +103,7 @@ def test_relevance_share_formula():
     import xarray as xr
     R = xr.DataArray(np.array([[[1.0, -3.0], [0.0, 4.0]]]), dims=("s", "y", "x"))
     mask = np.array([[True, True], [False, False]])
-    np.testing.assert_allclose(clarc.relevance_share(R, mask), [4.0 / 8.0])
+    np.testing.assert_allclose(clarc_report.relevance_share(R, mask), [4.0 / 8.0])
 
 
 def test_errors(setup):

@@ -14,7 +14,7 @@ from hypothesis import strategies as hs
 from torch import nn
 
 import sciexplain as sx
-from sciexplain.analysis import clarc
+from sciexplain.analysis import clarc, clarc_report
 from sciexplain.errors import InputError
 from shortcut_data import SIZE, make_images, tag_mask, trained_model
 
@@ -51,31 +51,31 @@ def test_relevance_share_per_sample_masks(n, h, w, seed):
     masks = rng.random((n, h, w)) < 0.4
     R = xr.DataArray(values, dims=("image", "y", "x"), coords={"image": np.arange(n) + 10})
     expected = _reference_share(values, masks)
-    np.testing.assert_allclose(clarc.relevance_share(R, masks), expected, rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(clarc_report.relevance_share(R, masks), expected, rtol=1e-12, atol=1e-15)
     # a DataArray is aligned by dim name, whatever its order; a callable is given the result
     M = xr.DataArray(masks.transpose(2, 0, 1), dims=("x", "image", "y"), coords={"image": R.image.values})
-    np.testing.assert_allclose(clarc.relevance_share(R, M), expected, rtol=1e-12, atol=1e-15)
-    np.testing.assert_allclose(clarc.relevance_share(R, lambda r: masks), expected, rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(clarc_report.relevance_share(R, M), expected, rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(clarc_report.relevance_share(R, lambda r: masks), expected, rtol=1e-12, atol=1e-15)
     # a per-sample DataArray without some dims broadcasts over them (here: whole rows per sample)
     rows = rng.random((n, h)) < 0.5
     Mr = xr.DataArray(rows, dims=("image", "y"))
-    np.testing.assert_allclose(clarc.relevance_share(R, Mr), _reference_share(values, np.repeat(rows[:, :, None], w, 2)),
+    np.testing.assert_allclose(clarc_report.relevance_share(R, Mr), _reference_share(values, np.repeat(rows[:, :, None], w, 2)),
                                rtol=1e-12, atol=1e-15)
     # one mask for all samples, as before
-    np.testing.assert_allclose(clarc.relevance_share(R, masks[0]), _reference_share(values, np.repeat(masks[:1], n, 0)),
+    np.testing.assert_allclose(clarc_report.relevance_share(R, masks[0]), _reference_share(values, np.repeat(masks[:1], n, 0)),
                                rtol=1e-12, atol=1e-15)
 
 
 def test_mask_errors():
     R = xr.DataArray(np.ones((2, 3, 4)), dims=("image", "y", "x"), coords={"image": [0, 1]})
     with pytest.raises(InputError, match="fits neither"):
-        clarc.relevance_share(R, np.ones((3, 3, 4), bool))
+        clarc_report.relevance_share(R, np.ones((3, 3, 4), bool))
     with pytest.raises(InputError, match="lacks"):
-        clarc.relevance_share(R, xr.DataArray(np.ones((2, 5), bool), dims=("image", "token")))
+        clarc_report.relevance_share(R, xr.DataArray(np.ones((2, 5), bool), dims=("image", "token")))
     with pytest.raises(InputError, match="coords"):
-        clarc.relevance_share(R, xr.DataArray(np.ones(2, bool), dims=("image",), coords={"image": [5, 6]}))
+        clarc_report.relevance_share(R, xr.DataArray(np.ones(2, bool), dims=("image",), coords={"image": [5, 6]}))
     with pytest.raises(InputError, match="boolean"):
-        clarc.relevance_share(R, np.array(["a", "b", "c", "d"]))
+        clarc_report.relevance_share(R, np.array(["a", "b", "c", "d"]))
 
 
 def test_report_takes_per_sample_masks_and_the_callers_explain(setup):
