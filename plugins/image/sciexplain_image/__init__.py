@@ -75,6 +75,7 @@ _EXPORTS = {
     "pool_patches": "regions",
     "plot_overlay": "plots",
     "plot_methods": "plots",
+    "plot_models": "plots",
     "plot_pattern": "plots",
     "plot_box_shares": "plots",
     "run_demo": "demo",

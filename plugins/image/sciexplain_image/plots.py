@@ -7,7 +7,7 @@ Every figure is drawn in the project's style (:func:`sciexplain.result.figure_st
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -15,7 +15,7 @@ import xarray as xr
 
 from sciexplain.result import method_title, plot_heatmap, pyplot, styled, symmetric_limit
 
-__all__ = ["plot_heatmap", "plot_overlay", "plot_methods", "plot_pattern", "plot_box_shares"]
+__all__ = ["plot_heatmap", "plot_overlay", "plot_methods", "plot_models", "plot_pattern", "plot_box_shares"]
 
 
 
@@ -95,6 +95,56 @@ def plot_overlay(R: xr.DataArray, image: np.ndarray | None = None, sample: int =
         axes = [ax]
         im = _map(ax, R, sample, lim, f"{_class_label(R, sample)}\n({method_title(R)})")
     _colorbar(fig, im, list(axes), lim, "relevance (units of f(x))")
+    return fig
+
+
+@styled
+def plot_models(results: Mapping[str, xr.DataArray], images: Sequence[np.ndarray] | np.ndarray | None = None, *,
+                title: str | None = None):
+    """Several models' explanations of the same images: one row per model, one column per image.
+
+    Each row has its own colour scale and colour bar (the models' f(x) differ), symmetric about 0,
+    in units of that model's f(x); each panel is titled with the explained class and f(x), each row
+    with its label (say the model and its preset).
+
+    Parameters
+    ----------
+    results : mapping of str to xarray.DataArray
+        Row label -> relevance of the same images (batch dim first; a ``color`` dim is summed).
+    images : sequence of arrays, optional
+        The inputs as the models saw them, drawn as a first row.
+    title : str, optional
+        A title over the figure (say which presets ran).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    if not results:
+        raise ValueError("plot_models needs at least one result")
+    plt = pyplot()
+    rows = [(label, R.relevance.pool("color") if "color" in R.dims else R) for label, R in results.items()]
+    n = rows[0][1].sizes[rows[0][1].dims[0]]
+    if any(R.sizes[R.dims[0]] != n for _, R in rows):
+        raise ValueError("plot_models: every result must explain the same number of images")
+    top = 0 if images is None else 1
+    fig, axes = plt.subplots(len(rows) + top, n, figsize=(1.75 * n + 1.6, 1.95 * (len(rows) + top)),
+                             squeeze=False)
+    if images is not None:
+        for j in range(n):
+            img = np.asarray(images[j])
+            axes[0, j].imshow(img, cmap="gray" if img.ndim == 2 else None)
+            axes[0, j].set_title(f"input {j}")
+            _bare(axes[0, j])
+        axes[0, 0].set_ylabel("input")
+    for i, (label, R) in enumerate(rows):
+        lim = symmetric_limit(R.values)
+        for j in range(n):
+            im = _map(axes[i + top, j], R, j, lim, _class_label(R, j).replace(": ", "\n"))
+        axes[i + top, 0].set_ylabel(label)
+        _colorbar(fig, im, list(axes[i + top]), lim, "relevance\n(units of f(x))")
+    if title:
+        fig.suptitle(title)
     return fig
 
 

@@ -109,3 +109,24 @@ def test_box_shares_colours_and_sum(R):
     assert len(colours) == 3  # object, context and absorbed each their own colour
     assert ax.get_ylabel() == "share of f(x)"
     assert [t.get_text() for t in ax.get_legend().get_texts()] == ["object", "context", "absorbed"]
+
+
+def test_models_side_by_side_one_scale_per_row():
+    from sciexplain_image import load_fashion_cnn, load_fashion_vit, plot_models
+    from sciexplain_image.fashion import load_fashion_mnist
+    images = list(load_fashion_mnist("test")[0][:3])
+    rows = {"FashionCNN": explain_image(load_fashion_cnn(), images),
+            "FashionViT": explain_image(load_fashion_vit(), images)}
+    fig = plot_models(rows, images, title="each network with its default preset")
+    review(fig)
+    limits = diverging_limits(fig)
+    assert len(limits) == 6 and len({lim for lim in limits[:3]}) == 1 and len({lim for lim in limits[3:]}) == 1
+    assert limits[0] != limits[3]  # a colour scale per model
+    labels = [ax.get_ylabel() for ax in fig.axes if ax.get_ylabel() and "units" not in ax.get_ylabel()]
+    assert labels == ["input", "FashionCNN", "FashionViT"]
+    titles = [ax.get_title() for ax in fig.axes[3:6]]
+    assert all(t.split("\n")[1].startswith("f(x) = ") for t in titles)
+    assert sum("units of f(x)" in t.get_text() for t in texts(fig)) == 2  # a colour bar per row
+    with pytest.raises(ValueError, match="same number"):
+        plot_models({"a": rows["FashionCNN"], "b": rows["FashionViT"].isel(image=[0])})
+    plt.close(fig)
