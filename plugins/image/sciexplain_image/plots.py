@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
+from sciexplain.errors import InputError
 from sciexplain.result import method_title, plot_heatmap, pyplot, styled, symmetric_limit
 
 __all__ = ["plot_heatmap", "plot_overlay", "plot_methods", "plot_models", "plot_pattern", "plot_box_shares"]
@@ -121,12 +122,12 @@ def plot_models(results: Mapping[str, xr.DataArray], images: Sequence[np.ndarray
     matplotlib.figure.Figure
     """
     if not results:
-        raise ValueError("plot_models needs at least one result")
+        raise InputError("plot_models needs at least one result: a mapping of row label -> relevance")
     plt = pyplot()
     rows = [(label, R.relevance.pool("color") if "color" in R.dims else R) for label, R in results.items()]
     n = rows[0][1].sizes[rows[0][1].dims[0]]
     if any(R.sizes[R.dims[0]] != n for _, R in rows):
-        raise ValueError("plot_models: every result must explain the same number of images")
+        raise InputError("plot_models: every result must explain the same number of images (one column each)")
     top = 0 if images is None else 1
     fig, axes = plt.subplots(len(rows) + top, n, figsize=(1.75 * n + 1.6, 1.95 * (len(rows) + top)),
                              squeeze=False)

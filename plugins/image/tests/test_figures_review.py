@@ -112,6 +112,7 @@ def test_box_shares_colours_and_sum(R):
 
 
 def test_models_side_by_side_one_scale_per_row():
+    import sciexplain.errors as sx_errors
     from sciexplain_image import load_fashion_cnn, load_fashion_vit, plot_models
     from sciexplain_image.fashion import load_fashion_mnist
     images = list(load_fashion_mnist("test")[0][:3])
@@ -127,6 +128,6 @@ def test_models_side_by_side_one_scale_per_row():
     titles = [ax.get_title() for ax in fig.axes[3:6]]
     assert all(t.split("\n")[1].startswith("f(x) = ") for t in titles)
     assert sum("units of f(x)" in t.get_text() for t in texts(fig)) == 2  # a colour bar per row
-    with pytest.raises(ValueError, match="same number"):
+    with pytest.raises(sx_errors.InputError, match="same number"):
         plot_models({"a": rows["FashionCNN"], "b": rows["FashionViT"].isel(image=[0])})
     plt.close(fig)
