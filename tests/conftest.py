@@ -302,28 +302,6 @@ def _quiet_tqdm(monkeypatch):
 
 
 def provenance_of(path) -> dict:
-    """The provenance record a pipeline output carries (netCDF/Zarr attrs, the CSV's first line,
-    the PNG's metadata; a Markdown file must name the config hash)."""
-    import json
-    from pathlib import Path
-
-    import xarray as xr
-    path = Path(path)
-    if path.suffix == ".nc":
-        with xr.open_dataset(path) as d:
-            return json.loads(d.attrs["provenance"])
-    if path.suffix == ".zarr":
-        with xr.open_zarr(path) as d:
-            return json.loads(d.attrs["provenance"])
-    if path.suffix == ".csv":
-        first = path.read_text().splitlines()[0]
-        assert first.startswith("# provenance: ")
-        return json.loads(first[len("# provenance: "):])
-    if path.suffix == ".png":
-        from PIL import Image
-        with Image.open(path) as im:
-            return json.loads(im.info["provenance"])
-    if path.suffix == ".md":
-        assert "config_sha256" in path.read_text()
-        return {}
-    return json.loads(path.read_text())
+    """The provenance record a pipeline output carries (:func:`sciexplain.pipeline.read_provenance`)."""
+    from sciexplain.pipeline import read_provenance
+    return read_provenance(path)

@@ -126,3 +126,29 @@ def test_another_output_may_be_explained(data):
     R = sx.explain(AsTuple().eval(), x, output=0)
     assert R.shape == x.shape
     R.relevance.check(rtol=1e-5, atol=1e-6)
+
+
+def test_read_provenance_reads_every_kind_of_output_back(tmp_path):
+    """Each writer's provenance comes back through sciexplain.pipeline.read_provenance; a file
+    without one is a clear error, nothing else."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import xarray as xr
+    from sciexplain.errors import InputError
+    from sciexplain.pipeline import read_provenance
+    from sciexplain.pipeline.outputs import save_figure, write_csv, write_netcdf
+    record = {"config_sha256": "abc123", "sciexplain": "1.0", "seed": 0}
+    write_netcdf(xr.DataArray([1.0, 2.0], dims=("sample",), name="r"), tmp_path / "r.nc", record)
+    write_csv([{"a": 1.0}], tmp_path / "t.csv", record)
+    fig, ax = plt.subplots()
+    save_figure(fig, tmp_path / "f.png", record)
+    (tmp_path / "evaluation.md").write_text("| a |\n\n<!-- provenance: config_sha256 abc123, see provenance.json -->\n")
+    for name in ("r.nc", "t.csv", "f.png"):
+        assert read_provenance(tmp_path / name) == record, name
+    assert read_provenance(tmp_path / "evaluation.md") == {"config_sha256": "abc123"}
+    (tmp_path / "plain.csv").write_text("a\n1\n")
+    xr.DataArray([1.0], dims=("s",), name="r").to_netcdf(tmp_path / "plain.nc")
+    for name in ("plain.csv", "plain.nc", "missing.nc"):
+        with pytest.raises(InputError, match="provenance|does not exist"):
+            read_provenance(tmp_path / name)

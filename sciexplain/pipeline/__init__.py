@@ -23,10 +23,11 @@ from .lines import key_lines
 from .problems import ConfigError, PipelineError, Problem
 from .schema import SCHEMA
 from .loading import DataLoadError, ModelLoadError, PipelineData
+from .outputs import read_provenance
 from .runner import RunResult, check, plot_perturbation_curves, run
 from ..scale.atomic import OutputError
 from ..scale.locks import LockError, StaleLockWarning
 
 __all__ = ["run", "check", "validate", "load_config", "key_lines", "ConfigError", "Problem", "PipelineError",
            "ModelLoadError", "DataLoadError", "PipelineData", "RunResult", "SCHEMA", "plot_perturbation_curves",
-           "OutputError", "LockError", "StaleLockWarning"]
+           "OutputError", "LockError", "StaleLockWarning", "read_provenance"]

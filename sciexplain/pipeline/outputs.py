@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import csv
 import io
+import json
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -18,7 +20,7 @@ import xarray as xr
 from ..scale.atomic import atomic_path, write_text
 from .provenance import as_json
 
-__all__ = ["save_figure", "write_csv", "write_netcdf", "write_text"]
+__all__ = ["save_figure", "write_csv", "write_netcdf", "write_text", "read_provenance"]
 
 
 def _nc_attrs(provenance: Mapping) -> dict:
@@ -58,3 +60,54 @@ def save_figure(fig: Any, path: Path, provenance: Mapping) -> None:
             fig.savefig(tmp, dpi=110, bbox_inches="tight", metadata={key: text})
     finally:
         plt.close(fig)
+
+
+def read_provenance(path: str | Path) -> dict:
+    """The provenance record a pipeline output carries, read back from the file itself.
+
+    Parameters
+    ----------
+    path : path-like
+        A run's output: a netCDF file or Zarr store (the ``provenance`` attribute), a CSV table
+        (its first line, ``# provenance: {...}``), a PNG figure (its metadata; PDF and SVG figures
+        keep it in their Subject / Description metadata, for PDF and SVG tools),
+        ``evaluation.md`` (only the config hash is written there: ``{"config_sha256": ...}``) or
+        ``provenance.json``.
+
+    Returns
+    -------
+    dict
+        The record (config hash, versions, data and model hashes, the run's settings).
+
+    Raises
+    ------
+    sciexplain.InputError
+        When the file carries no provenance (it was not written by a pipeline run).
+    """
+    from ..errors import InputError
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{path} does not exist")
+    suffix = path.suffix.lower()
+    try:
+        if suffix in (".nc", ".zarr"):
+            with (xr.open_zarr(path) if suffix == ".zarr" else xr.open_dataset(path)) as d:
+                return json.loads(d.attrs["provenance"])
+        if suffix == ".csv":
+            first = path.read_text(encoding="utf-8").splitlines()[0]
+            if not first.startswith("# provenance: "):
+                raise KeyError("provenance")
+            return json.loads(first[len("# provenance: "):])
+        if suffix == ".png":
+            from PIL import Image
+            with Image.open(path) as im:
+                return json.loads(im.info["provenance"])
+        if suffix == ".md":
+            found = re.search(r"<!-- provenance: config_sha256 (\w+)", path.read_text(encoding="utf-8"))
+            if found is None:
+                raise KeyError("provenance")
+            return {"config_sha256": found.group(1)}
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (KeyError, IndexError, ValueError, OSError) as err:
+        raise InputError(f"{path} carries no provenance record a pipeline run writes ({type(err).__name__}: "
+                         f"{err}); read the outputs of `sciexplain run`") from None

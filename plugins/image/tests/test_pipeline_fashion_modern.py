@@ -3,7 +3,6 @@ the plugin's own explanation of the same Fashion-MNIST test images."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -20,19 +19,9 @@ EXAMPLE = Path(__file__).resolve().parents[3] / "examples" / "fashion_modern.tom
 
 
 def _provenance(path: Path) -> dict:
-    """The provenance record a pipeline output carries (netCDF attrs, the CSV's first line, PNG metadata)."""
-    if path.suffix == ".nc":
-        with xr.open_dataset(path) as d:
-            return json.loads(d.attrs["provenance"])
-    if path.suffix == ".csv":
-        first = path.read_text().splitlines()[0]
-        assert first.startswith("# provenance: ")
-        return json.loads(first[len("# provenance: "):])
-    if path.suffix == ".png":
-        from PIL import Image
-        with Image.open(path) as im:
-            return json.loads(im.info["provenance"])
-    return json.loads(path.read_text())
+    """The provenance record a pipeline output carries."""
+    from sciexplain.pipeline import read_provenance
+    return read_provenance(path)
 
 
 @pytest.fixture(scope="module")

@@ -20,19 +20,9 @@ EXAMPLE = Path(__file__).resolve().parents[3] / "examples" / "text_transformer.t
 
 
 def _provenance(path: Path) -> dict:
-    """The provenance record a pipeline output carries (netCDF attrs, the CSV's first line, PNG metadata)."""
-    if path.suffix == ".nc":
-        with xr.open_dataset(path) as d:
-            return json.loads(d.attrs["provenance"])
-    if path.suffix == ".csv":
-        first = path.read_text().splitlines()[0]
-        assert first.startswith("# provenance: ")
-        return json.loads(first[len("# provenance: "):])
-    if path.suffix == ".png":
-        from PIL import Image
-        with Image.open(path) as im:
-            return json.loads(im.info["provenance"])
-    return json.loads(path.read_text())
+    """The provenance record a pipeline output carries."""
+    from sciexplain.pipeline import read_provenance
+    return read_provenance(path)
 
 
 @pytest.fixture(scope="module")
