@@ -94,20 +94,21 @@ def read_provenance(path: str | Path) -> dict:
             with (xr.open_zarr(path) if suffix == ".zarr" else xr.open_dataset(path)) as d:
                 return json.loads(d.attrs["provenance"])
         if suffix == ".csv":
-            first = path.read_text(encoding="utf-8").splitlines()[0]
-            if not first.startswith("# provenance: "):
-                raise KeyError("provenance")
-            return json.loads(first[len("# provenance: "):])
+            first = (path.read_text(encoding="utf-8").splitlines() or [""])[0]
+            if first.startswith("# provenance: "):
+                return json.loads(first[len("# provenance: "):])
         if suffix == ".png":
             from PIL import Image
             with Image.open(path) as im:
                 return json.loads(im.info["provenance"])
         if suffix == ".md":
             found = re.search(r"<!-- provenance: config_sha256 (\w+)", path.read_text(encoding="utf-8"))
-            if found is None:
-                raise KeyError("provenance")
-            return {"config_sha256": found.group(1)}
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (KeyError, IndexError, ValueError, OSError) as err:
-        raise InputError(f"{path} carries no provenance record a pipeline run writes ({type(err).__name__}: "
-                         f"{err}); read the outputs of `sciexplain run`") from None
+            if found is not None:
+                return {"config_sha256": found.group(1)}
+        elif suffix not in (".nc", ".zarr", ".csv", ".png"):
+            return json.loads(path.read_text(encoding="utf-8"))
+        why = "no provenance in it"
+    except (KeyError, ValueError, OSError) as err:
+        why = f"{type(err).__name__}: {err}"
+    raise InputError(f"{path} carries no provenance record a pipeline run writes ({why}); read the outputs "
+                     "of `sciexplain run`")
