@@ -30,6 +30,12 @@ shipped ``weights/motion_cnn_logo.{npz,json}`` (with its sha256), which the plug
   maps, the input's layout) or kept (8 x 4 x 4); the same SpRAy settings and scores. Each row also gives
   the scores of a random assignment with the same cluster sizes (the logo set permuted, 2000 draws): the
   majority rule scores more clusters better by chance.
+* relative to a reference (the "still" case, ``sciexplain_video.reference``): SpRAy with the same settings on
+  integrated gradients (32 steps) from the mean training field (chosen on seed 0, then run unchanged on seeds 1
+  and 2), from each clip's camera motion and from zero; scores also against the logo clips whose logo raises the
+  "sideways" logit (the model run on the same clip with and without it), and the accuracies split by the camera's
+  pan axis. P-ClArC relative to the camera (``CameraPClArC``): directions from the clusters the same SpRAy marks
+  on the 40 training "sideways" clips (``departure_directions``, k from the eigengap; k = 2 as a second row).
 
 ``--seed N`` reruns a case with other seeds (train data 100 + N, held-out 200 + N, logo clips, model);
 results go under ``<case>_seed<N>`` in the JSON.
@@ -81,6 +87,114 @@ CASES = {
     "still-no-pan": {"box": (0, 0, 32, 32), "motion": (0.0, 0.0), "pan": False,
                      "presets": {"epsilon-plus (default)": {}}},
 }
+
+
+REFERENCES = ("training mean", "camera", "zero")  # the first is the pre-registered one (chosen on seed 0)
+
+
+def _pan_axis(x: torch.Tensor) -> np.ndarray:
+    """"x" or "y" per clip: the axis along which the camera (the per-frame median motion) moved most."""
+    from sciexplain_video.reference import camera_motion
+
+    cam = camera_motion(x)[:, :, :, 0, 0].abs().sum(2).numpy()
+    return np.where(cam[:, 0] >= cam[:, 1], "x", "y")
+
+
+def _reference_rows(model, Fl, y, logo_tr, Ft, Ftl, yt, logo_te, box, motion, seed: int) -> dict:
+    """SpRAy on integrated gradients from a reference field, and P-ClArC relative to the camera."""
+    import sciexplain as sx
+    import sciexplain_video as sv
+    from sciexplain_video.reference import (CameraPClArC, departure_directions, explain_from_reference,
+                                            logit_effect, mean_reference)
+
+    logo_class = sv.ACTIONS.index(sv.LOGO_CLASS)
+    ys, xs = sv.logo_blocks(Ft[0], box)
+    x_train = sv.stack_fields(Fl)
+    refs = {"training mean": mean_reference(x_train), "camera": "camera", "zero": "zero"}
+    cls = np.flatnonzero(yt == logo_class)
+    truth = logo_te[cls]
+    F_cls = [Ftl[i] for i in cls]
+    # the pan axis decides whether the model reads the logo as "sideways"
+    x_cls, x_cls0 = sv.stack_fields(F_cls), sv.stack_fields([Ft[i] for i in cls])
+    axis = _pan_axis(x_cls0)
+    effect = logit_effect(model, x_cls, x_cls0, logo_class)
+    used = truth & (effect > 0)  # logo clips whose logo raises the class logit (paired clips)
+    spray = {}
+    for name in REFERENCES:
+        R = explain_from_reference(model, F_cls, logo_class, refs[name])
+        R.relevance.check()
+        ds = sx.spray(R, pool="frame", n_neighbors=5)
+        clusters, prec, rec = _precision_recall(ds.cluster.values, truth)
+        _, prec2, rec2 = _precision_recall(sx.spray(R, 2, pool="frame", n_neighbors=5).cluster.values, truth)
+        nullp, nullr, nullhit = _null(ds.cluster.values, truth)
+        _, prec_used, rec_used = _precision_recall(ds.cluster.values, used)
+        logo_R = R.isel(block_y=ys, block_x=xs).sum(("frame", "block_y", "block_x")).values
+        spray[name] = {"n_clusters_eigengap": int(ds.attrs["n_clusters"]),
+                       "cluster_sizes": ds.cluster_size.values.tolist(), "logo_clusters": clusters,
+                       "precision": round(prec, 3), "recall": round(rec, 3),
+                       "precision_k2": round(prec2, 3), "recall_k2": round(rec2, 3),
+                       "random_assignment_precision": round(nullp, 3), "random_assignment_recall": round(nullr, 3),
+                       "random_assignment_share_both_0.8": round(nullhit, 4),
+                       "clips_whose_logo_raises_the_logit": int(used.sum()),
+                       "precision_against_those": round(prec_used, 3), "recall_against_those": round(rec_used, 3),
+                       "logo_blocks_relevance_with_logo": round(float(logo_R[truth].mean()), 3),
+                       "logo_blocks_relevance_without_logo": round(float(logo_R[~truth].mean()), 3),
+                       "max_abs_integration_error": round(float(np.abs(R.integration_error.values).max()), 4)}
+    other = yt != logo_class
+    x_other, x_other_logo = sv.stack_fields([f for f, o in zip(Ft, other) if o]), \
+        sv.stack_fields([sv.plant_logo(f, box, motion) for f, o in zip(Ft, other) if o])
+    axis_other = _pan_axis(x_other)
+    by_axis = {}
+    for a in ("x", "y"):
+        m = axis_other == a
+        with torch.no_grad():
+            by_axis[a] = {"other_clips": int(m.sum()),
+                          "accuracy_other_classes_without_logo": round(float(np.mean(
+                              model(x_other[torch.from_numpy(m)]).argmax(1).numpy() == yt[other][m])), 4),
+                          "accuracy_other_classes_with_logo": round(float(np.mean(
+                              model(x_other_logo[torch.from_numpy(m)]).argmax(1).numpy() == yt[other][m])), 4),
+                          "logo_clips_of_the_class": int((truth & (axis == a)).sum()),
+                          "mean_logo_effect_on_class_logit": round(float(effect[truth & (axis == a)].mean()), 3)
+                          if (truth & (axis == a)).any() else None}
+    # ClArC: the clusters marked from SpRAy (pre-registered reference) on the training clips of the class
+    cls_tr = np.flatnonzero(y == logo_class)
+    x_tr_cls = x_train[torch.from_numpy(cls_tr)]
+    R_tr = explain_from_reference(model, x_tr_cls, logo_class, refs[REFERENCES[0]])
+    ds_tr = sx.spray(R_tr, pool="frame", n_neighbors=5)
+    marked_clusters, mp, mr = _precision_recall(ds_tr.cluster.values, logo_tr[cls_tr])
+    marked = np.isin(ds_tr.cluster.values, marked_clusters)
+    artifact = departure_directions(x_tr_cls[torch.from_numpy(marked)], x_tr_cls[torch.from_numpy(~marked)])
+    corrected = CameraPClArC(model, artifact)
+    artifact2 = departure_directions(x_tr_cls[torch.from_numpy(marked)], x_tr_cls[torch.from_numpy(~marked)], k=2)
+    maps = artifact.maps()
+    energy = float((maps[:, :, ys, xs] ** 2).sum() / (maps ** 2).sum())
+    x_clean = sv.stack_fields(Ft)
+    clarc = {}
+    for name, m in (("original", model), ("camera P-ClArC", corrected),
+                    ("camera P-ClArC, k = 2 (not pre-registered)", CameraPClArC(model, artifact2))):
+        with torch.no_grad():
+            row = {"accuracy_clean": round(float(np.mean(m(x_clean).argmax(1).numpy() == yt)), 4),
+                   "accuracy_other_classes_with_logo": round(float(np.mean(
+                       m(x_other_logo).argmax(1).numpy() == yt[other])), 4),
+                   "accuracy_logo_class_as_planted": round(float(np.mean(
+                       m(x_cls).argmax(1).numpy() == logo_class)), 4)}
+            for a in ("x", "y"):
+                sel = torch.from_numpy(axis_other == a)
+                row[f"accuracy_other_classes_with_logo_pan_{a}"] = round(float(np.mean(
+                    m(x_other_logo[sel]).argmax(1).numpy() == yt[other][axis_other == a])), 4)
+        Rm = explain_from_reference(m, x_other_logo, logo_class, "camera")
+        share = (np.abs(Rm.isel(block_y=ys, block_x=xs)).sum(("frame", "block_y", "block_x"))
+                 / np.abs(Rm).sum(("frame", "block_y", "block_x"))).values
+        row["logo_share_of_abs_relevance_camera_reference_logo_class_logit"] = round(float(share.mean()), 4)
+        clarc[name] = row
+    return {"spray_by_reference": spray, "pre_registered": REFERENCES[0], "steps": 32,
+            "by_pan_axis": by_axis,
+            "clarc": {"marked_from": f"SpRAy on the {len(cls_tr)} training '{sv.LOGO_CLASS}' clips, integrated "
+                                     f"gradients from the {REFERENCES[0]}",
+                      "marked_clusters": marked_clusters, "marked_precision": round(mp, 3),
+                      "marked_recall": round(mr, 3), "k": artifact.k,
+                      "eigenvalues": np.round(artifact.eigenvalues[:8], 4).tolist(),
+                      "artifact_energy_on_logo_blocks": round(energy, 3), "models": clarc}}
 
 
 def run(case: str, per_class: int = 40, test_per_class: int = 40, epochs: int = 40, seed: int = 0,
@@ -209,7 +323,9 @@ def run(case: str, per_class: int = 40, test_per_class: int = 40, epochs: int = 
                 m(x_logo).argmax(1).numpy() == logo_class)), 4)
             clarc[name]["accuracy_logo_class_as_planted"] = round(float(np.mean(
                 m(x_cls).argmax(1).numpy() == logo_class)), 4)
+    reference = _reference_rows(model, Fl, y, logo_tr, Ft, Ftl, yt, logo_te, box, motion, seed) if cfg["pan"] else None
     return {
+        "reference": reference,
         "data_seconds": round(data_s, 1), "train_seconds": round(train_s, 1), "model": info,
         "accuracy": {k: round(v, 4) for k, v in acc.items()},
         "spray": {"samples": int(len(cls)), "with_logo": int(truth.sum()), "pool": "frame", "n_neighbors": 5,
@@ -239,6 +355,26 @@ def _print(case: str, res: dict) -> None:
               f"{r['recall']} (random assignment {r['random_assignment_precision']} / "
               f"{r['random_assignment_recall']}); k = 2: {r['precision_k2']} / {r['recall_k2']}; logo share of |R| "
               f"with / without logo {r['logo_share_with_logo']:.3f} / {r['logo_share_without_logo']:.3f}")
+    ref = res.get("reference")
+    if ref:
+        for name, r in ref["spray_by_reference"].items():
+            print(f"  SpRAy on integrated gradients from the {name}{' (pre-registered)' if name == ref['pre_registered'] else ''}"
+                  f": k = {r['n_clusters_eigengap']} (eigengap): precision {r['precision']}, recall {r['recall']} "
+                  f"(random assignment {r['random_assignment_precision']} / {r['random_assignment_recall']}); k = 2: "
+                  f"{r['precision_k2']} / {r['recall_k2']}; against the {r['clips_whose_logo_raises_the_logit']} clips whose logo "
+                  f"raises the logit {r['precision_against_those']} / {r['recall_against_those']}; relevance on the logo blocks with / without logo "
+                  f"{r['logo_blocks_relevance_with_logo']:.2f} / {r['logo_blocks_relevance_without_logo']:.2f}")
+        for a, r in ref["by_pan_axis"].items():
+            print(f"  pan along {a}: other classes without / with the logo {r['accuracy_other_classes_without_logo']:.3f} / "
+                  f"{r['accuracy_other_classes_with_logo']:.3f}; logo's effect on the class logit "
+                  f"{r['mean_logo_effect_on_class_logit']} ({r['logo_clips_of_the_class']} clips)")
+        c = ref["clarc"]
+        print(f"  camera P-ClArC: marked clusters precision / recall {c['marked_precision']} / {c['marked_recall']}, "
+              f"k = {c['k']}, artifact energy on the logo blocks {c['artifact_energy_on_logo_blocks']}")
+        for name, r in c["models"].items():
+            print(f"    {name:<43} clean {r['accuracy_clean']:.3f}, other classes with the logo "
+                  f"{r['accuracy_other_classes_with_logo']:.3f} (pan x {r['accuracy_other_classes_with_logo_pan_x']:.3f}, "
+                  f"pan y {r['accuracy_other_classes_with_logo_pan_y']:.3f})")
     print(f"  {'model':<19} {'acc clean':>10} {'acc logo, others':>17} {'logo share of |R|':>18} "
           f"{'-> sideways':>12}")
     for name, r in res["clarc"].items():

@@ -29,7 +29,8 @@ relevance nor SpRAy on it separates the clips with the logo (``benchmarks/bench_
 runs all three cases). The first convolution's output does respond to the still blocks (its bias and
 the moving blocks around them), so relevance at that layer (:func:`explain_at_layer`) can land on
 them; ``load_logo_model(still=True)`` is a MotionCNN trained with the still logo (:data:`LOGO_STILL_BOX`)
-on panning clips, to try that on.
+on panning clips, to try that on. :mod:`sciexplain_video.reference` explains and corrects it relative to
+each clip's camera motion instead of the zero input.
 """
 
 from __future__ import annotations

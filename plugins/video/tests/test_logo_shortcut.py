@@ -281,3 +281,152 @@ def test_spray_at_the_first_convolution_finds_the_still_logo_clips(still_sideway
     logo_clusters = [c for c in np.unique(labels) if truth[labels == c].mean() > 0.5]
     found = np.isin(labels, logo_clusters)
     assert (found & truth).sum() / found.sum() >= 0.8 and (found & truth).sum() / truth.sum() >= 0.8
+
+
+
+# ---------------------------------------------------------------------------- the still logo, relative to the camera
+
+
+@pytest.fixture(scope="module")
+def still_pairs(tmp_path_factory):
+    """12 panning clips of every action (the benchmark's training seed), each clean and with the still logo."""
+    import sciexplain_video as sv
+    from sciexplain_video.shortcut import LOGO_STILL_BOX
+
+    items = sv.make_panning_dataset(tmp_path_factory.mktemp("pairs"), 12, seed=100)
+    clean = [sv.read_motion_vectors(p) for p, _ in items]
+    planted = [sv.plant_logo(f, LOGO_STILL_BOX, (0, 0)) for f in clean]
+    return clean, planted, np.array([t.label for _, t in items]), sv.load_logo_model(still=True)
+
+
+def test_relevance_from_the_camera_balances_and_reaches_the_still_logo(still_sideways):
+    """Integrated gradients from the camera's motion on the shipped still-logo model: relevance + absorbed = f(x),
+    the reference's prediction is the model run on camera_motion(x), the relevance sums to f(x) - f(camera) up to
+    the recorded integration error, and the logo blocks get relevance (input LRP gives them exactly zero)."""
+    import sciexplain_video as sv
+    from sciexplain_video.reference import camera_motion, explain_from_reference
+    from sciexplain_video.shortcut import LOGO_STILL_BOX
+
+    planted, truth, label, model = still_sideways
+    clips = [planted[i] for i in np.flatnonzero(truth)[:8]]
+    ys, xs = sv.logo_blocks(clips[0], LOGO_STILL_BOX)
+    x = sv.stack_fields(clips)
+    R = explain_from_reference(model, clips, label, "camera")
+    R.relevance.check()
+    assert R.dims == sv.DIMS and R.attrs["decomposes"] == "f(x) - f(baseline)"
+    with torch.no_grad():
+        f = model(x)[:, label].double().numpy()
+        f_cam = model(camera_motion(x))[:, label].double().numpy()
+    dims = ("frame", "block_y", "block_x")
+    np.testing.assert_allclose(R.sum(dims).values + R.absorbed.values, f, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(R.reference_prediction.values, f_cam, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(R.integration_error.values, R.sum(dims).values - (f - f_cam), atol=1e-4)
+    assert np.abs(R.integration_error.values).max() < 0.02 * np.abs(f - f_cam).max()
+    assert np.all(np.abs(R.isel(block_y=ys, block_x=xs)).sum(dims).values > 0)
+
+
+def test_logo_blocks_get_more_relevance_with_the_logo_than_without(still_pairs):
+    """The same clips with and without the still logo: where the logo raises the "sideways" logit by more than 1
+    (measured by running the model on both), the logo blocks get more relevance from the camera reference with
+    the logo than without; with the clean clip as the reference all relevance lies on the logo blocks and sums to
+    f(with) - f(without)."""
+    import sciexplain_video as sv
+    from sciexplain_video.reference import explain_from_reference, logit_effect
+    from sciexplain_video.shortcut import LOGO_STILL_BOX
+
+    clean, planted, labels, model = still_pairs
+    label = sv.ACTIONS.index("sideways")
+    clean = [f for f, y in zip(clean, labels) if y == label]
+    planted = [f for f, y in zip(planted, labels) if y == label]
+    ys, xs = sv.logo_blocks(clean[0], LOGO_STILL_BOX)
+    effect = logit_effect(model, planted, clean, label)
+    dims = ("frame", "block_y", "block_x")
+    with_logo, without = (explain_from_reference(model, fs, label).isel(block_y=ys, block_x=xs).sum(dims).values
+                          for fs in (planted, clean))
+    used = effect > 1.0
+    assert used.sum() >= 3
+    assert np.all(with_logo[used] > without[used])
+    R = explain_from_reference(model, planted, label, sv.stack_fields(clean))
+    mask = np.zeros(R.shape, bool)
+    mask[:, :, ys, xs] = True
+    assert np.all(R.values[~mask] == 0.0)
+    np.testing.assert_allclose(R.sum(dims).values, effect, atol=0.02 * np.abs(effect).max())
+
+
+def test_camera_pclarc_removes_the_still_logo(still_pairs):
+    """Directions from the class's clips with the logo against the same clips without it (no box given) lie on the logo's
+    blocks; P-ClArC relative to the camera gives the other classes with the logo their labels back at little
+    cost on clean clips, and the corrected model is explained with a balanced ledger."""
+    import sciexplain_video as sv
+    from sciexplain_video.reference import CameraPClArC, departure_directions, explain_from_reference
+    from sciexplain_video.shortcut import LOGO_STILL_BOX
+
+    clean, planted, labels, model = still_pairs
+    label = sv.ACTIONS.index("sideways")
+    cls = np.flatnonzero(labels == label)
+    artifact = departure_directions([planted[i] for i in cls], [clean[i] for i in cls])
+    ys, xs = sv.logo_blocks(clean[0], LOGO_STILL_BOX)
+    maps = artifact.maps()
+    assert artifact.k >= 1 and (maps[:, :, ys, xs] ** 2).sum() / (maps ** 2).sum() > 0.7
+    np.testing.assert_allclose(artifact.basis.T @ artifact.basis, np.eye(artifact.k), atol=1e-9)
+    fixed = CameraPClArC(model, artifact)
+    other = labels != label
+    logo_other = [f for f, o in zip(planted, other) if o]
+    before, after = sv.accuracy(model, logo_other, labels[other]), sv.accuracy(fixed, logo_other, labels[other])
+    assert before < 0.5 and after >= before + 0.3
+    assert sv.accuracy(fixed, clean, labels) >= sv.accuracy(model, clean, labels) - 0.1
+    R = explain_from_reference(fixed, logo_other[:4], label)
+    R.relevance.check()
+    with torch.no_grad():
+        f = fixed(sv.stack_fields(logo_other[:4]))[:, label].double().numpy()
+    np.testing.assert_allclose(R.sum(("frame", "block_y", "block_x")).values + R.absorbed.values, f, atol=1e-4)
+
+
+@settings(max_examples=20, deadline=None)
+@given(seed=st.integers(0, 10_000), k=st.integers(1, 4))
+def test_camera_pclarc_keeps_what_moves_with_the_camera_and_what_lies_outside_the_span(seed, k):
+    """h(x) = x - P (x - c(x)): a clip moving with its camera everywhere is unchanged, so is a departure
+    orthogonal to the artifact's span; a departure inside the span is removed."""
+    import torch.nn as nn
+
+    from sciexplain_video.reference import CameraPClArC, DepartureArtifact, camera_motion
+
+    rng = np.random.default_rng(seed)
+    basis, _ = np.linalg.qr(rng.normal(size=(32, k)))
+    fixed = CameraPClArC(nn.Identity(), DepartureArtifact(basis, np.ones(32), (4, 4)))
+    cam = torch.as_tensor(rng.normal(size=(3, 2, 5, 1, 1)), dtype=torch.float32).expand(3, 2, 5, 4, 4).clone()
+    np.testing.assert_allclose(fixed.correct(cam).numpy(), cam.numpy(), atol=1e-6)
+    # a departure on 3 blocks (the median stays the camera's), orthogonal to or inside the span
+    support = np.zeros((2, 4, 4), bool)
+    support[:, 0, :3] = True
+    for inside in (False, True):
+        v = rng.normal(size=32) * support.reshape(-1)
+        P = basis @ basis.T
+        if not inside:
+            v = v - P @ v
+        else:
+            v = P @ v
+        x = cam + torch.as_tensor(v.reshape(2, 4, 4), dtype=torch.float32)[None, :, None]
+        if not torch.allclose(camera_motion(x), cam, atol=1e-6):
+            continue  # the median moved: the camera estimate is no longer the one constructed
+        expected = cam if inside else x
+        np.testing.assert_allclose(fixed.correct(x).numpy(), expected.numpy(), atol=1e-5)
+
+
+def test_reference_bad_input(still_pairs):
+    """Unknown references, shapes that do not fit, no artifact to find: clear InputErrors."""
+    from sciexplain_video.reference import CameraPClArC, departure_directions, explain_from_reference
+
+    clean, planted, labels, model = still_pairs
+    with pytest.raises(InputError, match="reference must be"):
+        explain_from_reference(model, clean[:2], 0, "median")
+    with pytest.raises(InputError, match="does not broadcast"):
+        explain_from_reference(model, clean[:2], 0, torch.zeros(3, 2, 1, 1, 1))
+    with pytest.raises(InputError, match="no artifact"):
+        departure_directions(clean[:2], clean[:2])
+    with pytest.raises(InputError, match="k must be"):
+        departure_directions(planted[:3], clean[3:6], k=0)
+    with pytest.raises(InputError, match="DepartureArtifact"):
+        CameraPClArC(model, "logo")
+    with pytest.raises(InputError, match="float tensor"):
+        explain_from_reference(model, torch.zeros(2, 3, 4, 4, 4), 0)
