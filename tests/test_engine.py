@@ -759,14 +759,17 @@ def test_explain_inside_no_grad_and_inference_mode(ctx, method):
 
 
 def test_epsilon_layers_reuse_the_recorded_forward(monkeypatch):
-    """DESIGN, cost: a plain epsilon term reuses the recorded autograd graph (no second forward)."""
+    """DESIGN, cost: a plain epsilon term reuses the recorded forward (no second forward): the
+    recorded output with the layer's adjoint (W^T s directly) where the layer has one, else the
+    recorded autograd graph."""
     from sciexplain.rules import propagation
     calls = []
     original = propagation._term_relevance
 
-    def spy(layer, term, R, cached):
-        calls.append((layer.name, term.plain, cached is not None))
-        return original(layer, term, R, cached)
+    def spy(layer, term, R, cached, **kwargs):
+        reused = cached is not None or (kwargs.get("recorded") is not None and layer.adjoint is not None)
+        calls.append((layer.name, term.plain, reused))
+        return original(layer, term, R, cached, **kwargs)
 
     monkeypatch.setattr(propagation, "_term_relevance", spy)
     model, x = make_mlp()

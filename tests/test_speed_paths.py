@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 import torch
 from torch import nn
 
@@ -34,6 +36,25 @@ def test_conv_adjoint_is_the_transpose_of_the_convolution(conv, shape):
     assert adjoint is not None
     expected = _vjp(lambda a, b: conv._conv_forward(a, b, None), x, w, u)
     torch.testing.assert_close(adjoint(u, x, w), expected, rtol=1e-12, atol=1e-12)
+
+
+@settings(max_examples=40, deadline=None)
+@given(k=st.integers(1, 3), stride=st.integers(1, 3), padding=st.integers(0, 2), dilation=st.integers(1, 2),
+       groups=st.sampled_from([1, 2]), size=st.integers(6, 11), batch=st.integers(1, 2))
+def test_conv_adjoint_matches_autograd_for_any_geometry(k, stride, padding, dilation, groups, size, batch):
+    """The transposed convolution with output padding gives back the input's size and the input
+    gradient for every stride / padding / dilation / groups and input size (sizes a stride does
+    not divide included)."""
+    conv = (nn.Conv1d, nn.Conv2d, nn.Conv3d)[k - 1](2 * groups, 2, 3, stride=stride, padding=padding,
+                                                     dilation=dilation, groups=groups).double()
+    g = torch.Generator().manual_seed(size * 7 + stride)
+    x = torch.randn((batch, 2 * groups) + (size,) * k, dtype=torch.float64, generator=g)
+    w = torch.randn(conv.weight.shape, dtype=torch.float64, generator=g)
+    u = torch.randn(conv._conv_forward(x, w, None).shape, dtype=torch.float64, generator=g)
+    expected = _vjp(lambda a, b: conv._conv_forward(a, b, None), x, w, u)
+    got = _module_adjoint(conv, type(conv))(u, x, w)
+    assert got.shape == x.shape
+    torch.testing.assert_close(got, expected, rtol=1e-12, atol=1e-12)
 
 
 def test_linear_adjoint_and_where_there_is_none():

@@ -85,15 +85,17 @@ def propagate_affine(walk: WalkView, step: Step, outs):
     layer = affine_layer(node, step.kind, x, node.outputs[0].ndim, step.fuse_after, step.fuse_before)
     cached = None
     xnode = fw.tape.node_of(xref)
-    if (step.fuse_after is None and step.fuse_before is None and x.requires_grad
-            and node.pristine(0) and xnode.pristine(xref.k) and node.outputs[0].grad_fn is not None):
+    if layer.adjoint is None and (step.fuse_after is None and step.fuse_before is None and x.requires_grad
+                                  and node.pristine(0) and xnode.pristine(xref.k)
+                                  and node.outputs[0].grad_fn is not None):
         # the recorded forward already computed z = Wx + b with autograd: plain terms reuse it
         cached = (xnode.outputs[xref.k], node.outputs[0])
     axes = (walk.batch_axis(xref), walk.batch_axis(Ref(node.index, 0)))
     recorded = {}
     if cached is None and layer.adjoint is not None:
-        # the folded layer's output as the model computed it: the BatchNorm's output, or this
-        # node's own where the BatchNorm feeds it (the rule then needs no second forward pass)
+        # the layer's output as the model computed it (for a folded layer the BatchNorm's output,
+        # or this node's own where the BatchNorm feeds it) and W^T u by the adjoint: no second
+        # forward pass, and no autograd call (its overhead exceeds the product on small layers)
         if step.fuse_after is not None:
             if step.recorded is not None:
                 recorded = {"recorded": step.recorded}

@@ -214,10 +214,9 @@ class _Recorder(TorchFunctionMode):
         # function mode itself is thread-local), so explanations may run in several threads
         self.thread = threading.get_ident()
         self.model = model
-        self.module_names = {id(m): n for n, m in model.named_modules(remove_duplicate=False)}
-        # named_modules(remove_duplicate=False) lists a reused module under every path; keep the first
-        for n, m in reversed(list(model.named_modules(remove_duplicate=False))):
-            self.module_names[id(m)] = n
+        # named_modules(remove_duplicate=False) lists a reused module under every path; keep the
+        # first (one traversal: later paths are written first, the first path last)
+        self.module_names = {id(m): n for n, m in reversed(list(model.named_modules(remove_duplicate=False)))}
         self.leaf_names = leaf_names
         self.nodes: list[Node] = []
         self.live: dict[int, tuple[Ref, torch.Tensor]] = {}

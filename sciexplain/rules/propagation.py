@@ -333,22 +333,30 @@ def _term_relevance(layer: AffineLayer, term: Term, R: torch.Tensor,
         den, private = z.detach(), True  # a fresh tensor, free to overwrite
         if bias is not None:
             den = den.add_(bias) if den.shape == torch.broadcast_shapes(den.shape, bias.shape) else den + bias
-    if bias is not None:
-        bias = torch.broadcast_to(bias, den.shape)
     if term.eps > 0:
         # eps * sign(den) with sign(0) = +1: |den + stab| >= eps, never zero
         stab = torch.copysign(torch.tensor(term.eps, dtype=den.dtype, device=den.device), den)
-        den = den.add_(stab) if private else den + stab
+        den = den.add_(stab) if private else torch.add(den, stab)
         s = torch.div(R, den, out=den)  # den is a fresh tensor here in both cases
-        absorbed = per_sample_dot(s, stab if bias is None else bias + stab, axis)
+        # the bias's share per channel after summing s over the dims it is constant along (no
+        # full-size bias + stab): on large layers each fresh full-size buffer costs page faults
+        absorbed = per_sample_dot(s, stab, axis)
+        if bias is not None:
+            absorbed = absorbed + _dot_bias(s, bias, axis)
     else:
+        if bias is not None:
+            bias = torch.broadcast_to(bias, den.shape)
         dead = den == 0  # with eps == 0 that relevance cannot be distributed: it is absorbed
         s = torch.where(dead, torch.zeros_like(R), R / torch.where(dead, torch.ones_like(den), den))
         absorbed = per_sample_sum(torch.where(dead, R, torch.zeros_like(R) if bias is None else s * bias), axis)
     if adjoint is not None:
-        grads = [adjoint[0](s, values[0], adjoint[1])]
-    else:
-        grads = torch.autograd.grad(z, leaves, grad_outputs=s, allow_unused=True)
+        # W^T s is a fresh tensor (a matrix product or a convolution's input gradient): x times it in place
+        R_in = adjoint[0](s, values[0], adjoint[1]).mul_(values[0])
+        if term.coef != 1.0:
+            R_in.mul_(term.coef)
+            absorbed = absorbed * term.coef
+        return R_in, absorbed
+    grads = torch.autograd.grad(z, leaves, grad_outputs=s, allow_unused=True)
     R_in = None
     for value, g in zip(values, grads):
         if g is None:
