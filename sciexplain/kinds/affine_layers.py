@@ -89,6 +89,28 @@ def _conv_adjoint(stride, padding, dilation, groups):
     return adjoint
 
 
+def _scale_adjoint(u: torch.Tensor, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """``W^T u`` of the element-wise scale ``x * w``: ``u * w``, summed over the dims along which
+    ``x`` was broadcast (a fresh tensor)."""
+    g = u * w
+    return g if g.shape == x.shape else g.sum_to_size(x.shape)
+
+
+#: positions of stride, padding, dilation and groups in F.conv1d/2d/3d(input, weight, bias, ...)
+_CONV_SETTINGS = ("stride", "padding", "dilation", "groups")
+
+
+def _conv_function_adjoint(op: str, rest: tuple, kw: dict):
+    """The adjoint of a functional convolution ``F.conv*d`` with these settings (None for the
+    transposed convolutions, which are differentiated)."""
+    if op not in _CONV_FUNCS:
+        return None
+    given = dict(zip(_CONV_SETTINGS, rest))
+    given.update({k: v for k, v in kw.items() if k in _CONV_SETTINGS})
+    return _conv_adjoint(given.get("stride", 1), given.get("padding", 0), given.get("dilation", 1),
+                         given.get("groups", 1))
+
+
 def _module_adjoint(m: nn.Module, base: type):
     """The adjoint of a Linear or zero-padded convolution module with torch's own forward, else None."""
     if type(m).forward is not base.forward:
@@ -174,24 +196,28 @@ def _function_affine(node: Node, kind: Kind, x: torch.Tensor) -> AffineLayer:
         kw = {k: v for k, v in kwargs.items() if k not in ("weight", "bias", "input")}
         bias = None if b is None else b.detach().reshape(_channel_shape(x.ndim))
         return AffineLayer(name, op, w.detach(), bias,
-                           lambda x_, w_: func(x_, w_, None, *rest, **kw), True)
+                           lambda x_, w_: func(x_, w_, None, *rest, **kw), True,
+                           _conv_function_adjoint(op, rest, kw))
     if op in _WEIGHT_FREE_FUNCS or op == "interpolate":
         rest, kw = tuple(args[1:]), dict(kwargs)
         return AffineLayer(name, kind.detail, x.new_ones(()), None,
                            lambda x_, w_: func(x_, *rest, **kw) * w_, False)
     if op in _SCALE_FUNCS:
         if op.startswith("neg"):
-            return AffineLayer(name, op, -x.new_ones(()), None, lambda x_, w_: x_ * w_, True)
+            return AffineLayer(name, op, -x.new_ones(()), None, lambda x_, w_: x_ * w_, True, _scale_adjoint)
         other = _constant_operand(args, kwargs)
         other = torch.as_tensor(other, dtype=x.dtype, device=x.device).detach()
         if "div" in op:
             other = 1.0 / other
-        return AffineLayer(name, op, other, None, lambda x_, w_: x_ * w_, True)
+        return AffineLayer(name, op, other, None, lambda x_, w_: x_ * w_, True, _scale_adjoint)
     if op in _MATMUL_FUNCS:
         w = _constant_operand(args, kwargs).detach()
+        plain = w.ndim == 2 and x.ndim >= 2  # a matrix: W^T u is one product, no broadcast to undo
         if isinstance(args[0], _Placeholder):
-            return AffineLayer(name, op, w, None, lambda x_, w_: torch.matmul(x_, w_), True)
-        return AffineLayer(name, op, w, None, lambda x_, w_: torch.matmul(w_, x_), True)
+            return AffineLayer(name, op, w, None, lambda x_, w_: torch.matmul(x_, w_), True,
+                               (lambda u, x_, w_: torch.matmul(u, w_.mT)) if plain else None)
+        return AffineLayer(name, op, w, None, lambda x_, w_: torch.matmul(w_, x_), True,
+                           (lambda u, x_, w_: torch.matmul(w_.mT, u)) if plain else None)
     if op == "batch_norm":
         def arg(i, key):
             return args[i] if len(args) > i else kwargs.get(key)
@@ -199,7 +225,7 @@ def _function_affine(node: Node, kind: Kind, x: torch.Tensor) -> AffineLayer:
                                         arg(4, "bias"), arg(7, "eps") if arg(7, "eps") is not None else 1e-5))
         shape = _channel_shape(x.ndim)
         return AffineLayer(name, "batch_norm", scale.reshape(shape), shift.reshape(shape),
-                           lambda x_, w_: x_ * w_, True)
+                           lambda x_, w_: x_ * w_, True, _scale_adjoint)
     raise AssertionError(f"not an affine op: {op}")  # pragma: no cover
 
 
