@@ -201,3 +201,33 @@ def test_layers_with_a_folded_batchnorm_run_no_second_plain_forward(preset, monk
     monkeypatch.undo()
     for k, v in m.state_dict().items():
         assert torch.equal(v, before[k]), k
+
+
+def test_forward_graph_is_recorded_only_where_a_layer_has_no_adjoint():
+    from sciexplain.kinds.affine_layers import forward_graph_needed
+
+    class Renorm(nn.Conv1d):  # a convolution with its own forward (as braindecode's constrained ones)
+        def forward(self, x):
+            return self._conv_forward(x, torch.renorm(self.weight, 2, 0, 1.0), self.bias)
+
+    plain = nn.Sequential(nn.Conv1d(2, 3, 3), nn.ReLU(), nn.AvgPool1d(2), nn.Flatten(), nn.Linear(9, 2))
+    assert not forward_graph_needed(plain)
+    assert forward_graph_needed(nn.Sequential(Renorm(2, 3, 3)))
+    assert forward_graph_needed(nn.Sequential(nn.ConvTranspose1d(2, 3, 3)))
+    assert forward_graph_needed(nn.Sequential(nn.Conv1d(2, 3, 3, padding="same")))
+
+
+@pytest.mark.parametrize("preset", ["epsilon", "epsilon-plus", "alpha2-beta1"])
+def test_results_are_the_same_with_and_without_the_recorded_graph(preset, monkeypatch):
+    """Recording without autograd (every layer by its adjoint, pooling run again) gives the
+    relevance obtained with the graph."""
+    from sciexplain.explain import engine as engine_module
+    torch.manual_seed(6)
+    model = nn.Sequential(nn.Conv1d(2, 4, 3, padding=1), nn.ReLU(), nn.AvgPool1d(2), nn.Conv1d(4, 3, 3),
+                          nn.ReLU(), nn.Flatten(), nn.Linear(9, 2)).double().eval()
+    x = torch.randn(3, 2, 10, dtype=torch.float64)
+    without = sx.explain(model, x, preset=preset)
+    monkeypatch.setattr(engine_module, "forward_graph_needed", lambda m: True)
+    with_graph = sx.explain(model, x, preset=preset)
+    np.testing.assert_allclose(without.values, with_graph.values, rtol=1e-10, atol=1e-13)
+    np.testing.assert_allclose(without.absorbed.values, with_graph.absorbed.values, rtol=1e-10, atol=1e-13)

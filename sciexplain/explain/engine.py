@@ -31,7 +31,7 @@ from torch import nn
 from .. import canonizers as _canonizers
 from . import methods as _methods
 from ..kinds import builtin as _builtin  # noqa: F401  (registers the built-in operation kinds)
-from ..kinds.affine_layers import affine_layer
+from ..kinds.affine_layers import affine_layer, forward_graph_needed
 from ..errors import InputError, RuleError
 from .call import Call
 from .forward import (as_input, default_dims, eval_mode, explained_text, float32_model, prediction, targets,
@@ -274,8 +274,9 @@ class Explainer:
         return R, led
 
     def _explain_lrp(self, call: Call, xt, target, rule_map, dims, coords, at, through, full_ledger=True):
-        # recorded with autograd so that epsilon layers reuse the forward graph (no second pass)
-        fw = call._forward(xt, grad=xt.is_floating_point(), leaf_names=_unit_names(rule_map))
+        # recorded with autograd only where a layer without an adjoint reuses the graph (no second pass)
+        fw = call._forward(xt, grad=xt.is_floating_point() and forward_graph_needed(call.model),
+                           leaf_names=_unit_names(rule_map))
         keep = ({at} if at else set()) | set(through or {})
         call.plan(fw, rule_map, keep=keep)
         t = targets(target, fw.logits)

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from ..errors import InputError
+from ..kinds.affine_layers import forward_graph_needed
 from ..kinds.registry import REGISTRY
 from ..rules.presets import RuleMap
 from .call import Call
@@ -36,7 +37,7 @@ __all__ = ["explain_several"]
 def _lrp_once(call: Call, inputs: ModelInputs, target: Any, rule_map: RuleMap, leaf_names: set[str],
               batch: int, max_pool: str, full_ledger: bool):
     """One recorded forward pass and one backward walk over ``inputs``; the relevance per input."""
-    grad = any(inputs.values[n].is_floating_point() for n in inputs.explained)
+    grad = any(inputs.values[n].is_floating_point() for n in inputs.explained) and forward_graph_needed(call.model)
     fw = call._forward(inputs, grad=grad, leaf_names=leaf_names, batch=batch)
     call.plan(fw, rule_map)
     t = targets(target, fw.logits)
