@@ -231,3 +231,77 @@ def test_results_are_the_same_with_and_without_the_recorded_graph(preset, monkey
     with_graph = sx.explain(model, x, preset=preset)
     np.testing.assert_allclose(without.values, with_graph.values, rtol=1e-10, atol=1e-13)
     np.testing.assert_allclose(without.absorbed.values, with_graph.absorbed.values, rtol=1e-10, atol=1e-13)
+
+
+class _Conv2dSettings(nn.Module):
+    """A Conv2d module and an F.conv2d whose stride / padding / dilation are given as one-element
+    sequences (torch repeats them over both dims) or as ints."""
+
+    def __init__(self, one_element: bool):
+        super().__init__()
+        g = torch.Generator().manual_seed(7)
+        s = (lambda v: (v,)) if one_element else (lambda v: v)
+        self.conv = nn.Conv2d(2, 3, 3, stride=s(2), padding=[1] if one_element else 1, dilation=s(1)).double()
+        self.w = nn.Parameter(torch.randn(4, 3, 2, 2, dtype=torch.float64, generator=g))
+        self.one_element = one_element
+        self.head = nn.Linear(4 * 3 * 3, 2).double()
+
+    def forward(self, x):  # (B, 2, 9, 7)
+        h = torch.relu(self.conv(x))  # (B, 3, 5, 4)
+        h = F.conv2d(h, self.w, None, (2,), (1,)) if self.one_element else F.conv2d(h, self.w, None, 2, 1)
+        return self.head(torch.relu(h).flatten(1))
+
+
+@pytest.mark.parametrize("preset", ["epsilon", "epsilon-plus"])
+def test_conv_settings_given_as_one_element_sequences(preset):
+    """Issue 22: the conv adjoint read stride=(2,) of a Conv2d as a setting for one dim only
+    (IndexError); the relevance equals that of the same convolutions with int settings."""
+    x = torch.randn(2, 2, 9, 7, dtype=torch.float64, generator=torch.Generator().manual_seed(8))
+    ints = _Conv2dSettings(False).eval()
+    seqs = _Conv2dSettings(True).eval()
+    seqs.load_state_dict(ints.state_dict())
+    R_seq, R_int = sx.explain(seqs, x, preset=preset), sx.explain(ints, x, preset=preset)
+    np.testing.assert_allclose(R_seq.values, R_int.values, rtol=1e-10, atol=1e-14)
+    np.testing.assert_allclose(R_seq.absorbed.values, R_int.absorbed.values, rtol=1e-10, atol=1e-14)
+    R_seq.relevance.check()
+
+
+class _PerSampleConv(nn.Module):
+    """Convolutions (bias included) applied to each sample unbatched, ``conv(x[i])``, or to the
+    batch; the two forward passes compute the same function."""
+
+    def __init__(self, unbatched: bool):
+        super().__init__()
+        g = torch.Generator().manual_seed(9)
+        self.unbatched = unbatched
+        self.c1 = nn.Conv1d(3, 5, 3).double()  # 5 channels, length 8: the bias must not follow the length
+        self.w = nn.Parameter(torch.randn(4, 5, 3, dtype=torch.float64, generator=g))
+        self.b = nn.Parameter(torch.randn(4, dtype=torch.float64, generator=g))
+        self.c2 = nn.Conv2d(1, 2, 2).double()
+        self.head = nn.Linear(2 * 3 * 2, 2).double()
+
+    def block(self, x):  # (3, 10) unbatched or (B, 3, 10)
+        h = torch.relu(self.c1(x))
+        h = torch.relu(F.conv1d(h, self.w, self.b, 2))   # (4, 3) or (B, 4, 3)
+        return torch.relu(self.c2(h.unsqueeze(-3) * 1.0))  # Conv2d on (1, 4, 3) or (B, 1, 4, 3)
+
+    def forward(self, x):
+        if self.unbatched:
+            return self.head(torch.stack([self.block(x[i]).flatten() for i in range(x.shape[0])]))
+        return self.head(self.block(x).flatten(1))
+
+
+@pytest.mark.parametrize("preset", ["epsilon", "epsilon-plus", "alpha2-beta1"])
+def test_unbatched_convolutions_add_their_bias_per_channel(preset):
+    """Issue 22: the bias of a convolution on an unbatched (channels, *spatial) input was shaped
+    for a batch, (1, C) for a Conv1d / F.conv1d and (1, C, 1) for a Conv2d, so it broadcast along
+    the length (a crash, or with as many channels as steps a wrong absorbed part and an
+    unbalanced ledger). Per-sample convolutions give the relevance of the batched ones."""
+    x = torch.randn(3, 3, 10, dtype=torch.float64, generator=torch.Generator().manual_seed(10))
+    batched = _PerSampleConv(False).eval()
+    per_sample = _PerSampleConv(True).eval()
+    per_sample.load_state_dict(batched.state_dict())
+    R_one, R_all = sx.explain(per_sample, x, preset=preset), sx.explain(batched, x, preset=preset)
+    np.testing.assert_allclose(R_one.values, R_all.values, rtol=1e-9, atol=1e-13)
+    np.testing.assert_allclose(R_one.absorbed.values, R_all.absorbed.values, rtol=1e-9, atol=1e-13)
+    R_one.relevance.check()

@@ -72,7 +72,9 @@ def _conv_adjoint(stride, padding, dilation, groups):
         padding = 0
 
     def as_list(v, k):
-        return [int(v)] * k if isinstance(v, int) else [int(e) for e in v]
+        # torch repeats a single value, given as an int or a one-element sequence, over the k dims
+        v = [int(v)] if isinstance(v, int) else [int(e) for e in v]
+        return v * k if len(v) == 1 else v
 
     transposed = (F.conv_transpose1d, F.conv_transpose2d, F.conv_transpose3d)
 
@@ -190,10 +192,12 @@ def affine_layer(node: Node, kind: Kind, x: torch.Tensor, out_ndim: int,
         layer = _fuse_after(layer, fuse_bn_after, out_ndim)
     if fuse_bn_before is not None:
         layer = _fuse_before(layer, fuse_bn_before, x)
-    # bias: reshape a per-channel vector so it broadcasts over the output
-    if layer.bias is not None and layer.bias.ndim == 1 and out_ndim > 2 and node.kind == "module" \
+    # bias: reshape a per-channel vector so it broadcasts over the output (channels are dim 1, or
+    # dim 0 of an unbatched output (channels, *spatial))
+    if layer.bias is not None and layer.bias.ndim == 1 and out_ndim >= 2 and node.kind == "module" \
             and isinstance(node.target, (*_CONV_MODULES, *_CONV_TRANSPOSE_MODULES)):
-        layer.bias = layer.bias.reshape(_channel_shape(out_ndim))
+        unbatched = out_ndim == len(node.target.kernel_size) + 1
+        layer.bias = layer.bias.reshape(_channel_shape(out_ndim, 0 if unbatched else 1))
     return layer
 
 
@@ -210,7 +214,8 @@ def _function_affine(node: Node, kind: Kind, x: torch.Tensor) -> AffineLayer:
         b = args[2] if len(args) > 2 else kwargs.get("bias")
         rest = tuple(args[3:])
         kw = {k: v for k, v in kwargs.items() if k not in ("weight", "bias", "input")}
-        bias = None if b is None else b.detach().reshape(_channel_shape(x.ndim))
+        # per channel: dim 1, or dim 0 of an unbatched input (channels, *spatial)
+        bias = None if b is None else b.detach().reshape(_channel_shape(x.ndim, 0 if x.ndim == w.ndim - 1 else 1))
         return AffineLayer(name, op, w.detach(), bias,
                            lambda x_, w_: func(x_, w_, None, *rest, **kw), True,
                            _conv_function_adjoint(op, rest, kw))
