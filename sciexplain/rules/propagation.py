@@ -188,7 +188,11 @@ def _signed_relevance(layer: AffineLayer, sterms: tuple[SignedTerm, ...], x: tor
         stab = t.eps * sign if (sign is not None and t.eps > 0) else 0.0
         shift = corr if stab == 0 else (stab if corr is None else corr + stab)
         if p != 0 and q != 0:
-            den = torch.add(z if p == 1 else z * p, zq, alpha=q)
+            # one fresh buffer of the output's size (no separate p * z temporary)
+            if p == 1:
+                den = torch.add(z, zq, alpha=q)
+            else:
+                den = torch.add(zq, z, alpha=p) if q == 1 else (zq * q).add_(z, alpha=p)
         elif p != 0:
             den = z.clone() if p == 1 else z * p
         elif q != 0:
