@@ -456,3 +456,18 @@ def test_the_cli_prints_the_continuity_and_randomization_checks(tmp_path, capsys
         line = next(ln for ln in printed.splitlines() if r["check"] in ln and ln.strip().startswith(r["method"])
                     and (not r["layer"] or f" {r['layer']}:" in ln))
         assert f"mean {float(r['mean']):.4f}" in line and f"({r['n_samples']} samples)" in line
+
+
+def test_class_names_label_the_explained_targets_only_when_they_fit():
+    """A model's ``class_names`` become the ``target_name`` coordinate; names that do not cover
+    every target, or a single string, leave the relevance as it was."""
+    import types
+    import xarray as xr
+    from sciexplain.pipeline.runner import _with_class_names
+    R = xr.DataArray(np.zeros((3, 2)), dims=("sample", "feature"),
+                     coords={"target": ("sample", np.array([0, 2, 1]))})
+    named = _with_class_names(R, types.SimpleNamespace(class_names=["cat", "dog", "owl"]))
+    assert list(named.target_name.values) == ["cat", "owl", "dog"]
+    for names in (["cat", "dog"], "cat dog owl", None):
+        assert "target_name" not in _with_class_names(R, types.SimpleNamespace(class_names=names)).coords
+    assert "target_name" not in _with_class_names(R, object()).coords

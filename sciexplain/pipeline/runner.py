@@ -132,6 +132,22 @@ def _load_and_probe(cfg: Mapping, domains: Mapping, text: str, name: str) -> tup
     return data, model
 
 
+def _with_class_names(R: xr.DataArray, model: Any) -> xr.DataArray:
+    """``R`` with a ``target_name`` coordinate on its batch dim (the class each sample's relevance
+    explains, by name) when the model carries ``class_names`` (a sequence indexed by class, as the
+    image plugin's Fashion-MNIST models do) and every target is one of them; else ``R`` unchanged.
+    Figures title their panels with it, and it is saved with the relevance."""
+    names = getattr(model, "class_names", None)
+    if names is None or isinstance(names, (str, bytes)) or "target_name" in R.coords or "target" not in R.coords:
+        return R
+    names = [str(n) for n in names]
+    t = np.asarray(R.coords["target"].values)
+    if t.ndim != 1 or t.shape[0] != R.shape[0] or not np.issubdtype(t.dtype, np.integer) \
+            or (t < 0).any() or (t >= len(names)).any():
+        return R
+    return R.assign_coords(target_name=(R.dims[0], [names[int(i)] for i in t]))
+
+
 def _pool(R: xr.DataArray, step: Mapping, data: PipelineData, model: Any) -> xr.DataArray | xr.Dataset:
     kind = step["kind"]
     if kind == "windows":
@@ -327,6 +343,7 @@ def _produce(cfg: Mapping, config_file: str | None, data: PipelineData, model: A
             raise PipelineError(f"method {label!r}: {err}") from err
         if method.get("target", "predicted") == "predicted" and dims:
             R = R.assign_coords(predicted=(R.dims[0], R.target.values))
+        R = _with_class_names(R, model)
         result.relevance[label] = R
         result.chunks_computed[label] = int(R.attrs.get("chunks_computed", 0))
         if fmt == "netcdf":

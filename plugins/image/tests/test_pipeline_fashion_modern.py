@@ -94,3 +94,18 @@ def test_fashion_modern_outputs_carry_their_provenance(run_small):
     assert result.provenance["config"]["model"]["name"] == "fashion_vit"
     inputs = {Path(i["path"]).name for i in result.provenance["inputs"]}
     assert any("t10k" in name for name in inputs)  # the Fashion-MNIST test files, hashed
+
+
+def test_pipeline_results_name_the_explained_class(run_small):
+    """The shipped Fashion models carry class_names: the pipeline's relevance names each sample's
+    explained class (saved with it), and the overlay figure's title shows the name."""
+    result, out = run_small
+    R = result.relevance["lrp"]
+    expected = [si.FASHION_CLASSES[int(t)] for t in R.target.values]
+    assert list(R.target_name.values) == expected
+    with xr.open_dataarray(out / "relevance_lrp.nc") as saved:
+        assert [str(v) for v in saved.target_name.values] == expected
+    from sciexplain_image.plots import plot_overlay
+    fig = plot_overlay(R.relevance.pool("color"), None, 0)
+    titles = [fig._suptitle.get_text() if fig._suptitle else ""] + [ax.get_title() for ax in fig.axes]
+    assert any(expected[0] in t for t in titles), titles
