@@ -57,8 +57,12 @@ def per_sample_dot(a: torch.Tensor, b: torch.Tensor, axis: int | OneSample = 0) 
     if axis != 0:
         a, b = a.movedim(axis, 0), b.movedim(axis, 0)
     a, b = a.reshape(a.shape[0], -1), b.reshape(a.shape[0], -1)
-    if a.shape[0] <= 64 and a.device.type == "cpu" and a.dtype in (torch.float32, torch.float64):
-        # one BLAS dot per sample: several times faster than vecdot's reduction on the cpu
+    blas = a.device.type == "cpu" and a.dtype in (torch.float32, torch.float64)
+    if blas and a.shape[0] <= 64 and a.shape[1] >= 32768:
+        # one BLAS dot per sample: several times faster than vecdot's reduction on the cpu for
+        # large samples (1.8 ms against 4.5 ms on 8 x 880k); below about 30k values per sample
+        # the per-call overhead of eight dots and a stack is the larger cost (29 us against 6 us
+        # on 8 x 2440)
         return torch.stack([torch.dot(a[i], b[i]) for i in range(a.shape[0])]) if a.shape[0] else a.sum(1)
     return torch.linalg.vecdot(a, b)
 
