@@ -522,3 +522,48 @@ def test_full_transformer_block_with_layernorm_and_gelu(preset, sdpa):
     total = R.values.astype(np.float64).sum((1, 2)) + R.absorbed.values
     np.testing.assert_allclose(total, R.prediction.values, rtol=1e-5, atol=1e-6)
     assert ("ConstantAttention" if preset == "cp-lrp" else "BilinearUniform") in R.attrs["rules"]
+
+
+class _EinsumPair(nn.Module):
+    """Two input-dependent operands combined by ``einsum(equation)``, shapes from ``sizes``."""
+
+    def __init__(self, equation: str, sizes: dict):
+        super().__init__()
+        self.eq = equation
+        lhs, out = equation.split("->")
+        self.a_shape, self.b_shape = ([sizes[c] for c in t[1:]] for t in lhs.split(","))
+        n_out = int(np.prod([sizes[c] for c in out[1:]]))
+        self.na = int(np.prod(self.a_shape))
+        self.proj = nn.Linear(self.na + int(np.prod(self.b_shape)), self.na + int(np.prod(self.b_shape)))
+        self.head = nn.Linear(n_out, 2)
+
+    def forward(self, x):
+        h = torch.tanh(self.proj(x))
+        a = h[:, :self.na].reshape(-1, *self.a_shape)
+        b = h[:, self.na:].reshape(-1, *self.b_shape)
+        return self.head(torch.einsum(self.eq, a, b).flatten(1))
+
+
+@settings(max_examples=20, deadline=None)
+@given(equation=st.sampled_from(["bhqd,bhkd->bhqk", "bhal,bhlv->bhav", "bij,bjk->bki", "bi,bi->bi",
+                                 "bij,bkj->bik", "bji,bjk->bik"]),
+       sizes=st.fixed_dictionaries({c: st.integers(1, 3) for c in "hqdkalvijk"}), batch=st.integers(1, 3),
+       seed=st.integers(0, 100), preset=st.sampled_from(["attnlrp", "epsilon"]))
+def test_einsum_products_by_their_direct_vjp_match_differentiating_them(equation, sizes, batch, seed, preset):
+    """Two-operand einsums send relevance back by einsums of S with the other operand (no
+    re-run of the product under autograd); the result equals the autograd path's."""
+    from sciexplain.kinds import attention
+    torch.manual_seed(seed)
+    sizes = {**sizes, "b": batch}
+    model = _EinsumPair(equation, sizes).double().eval()
+    x = torch.randn(batch, model.proj.in_features, dtype=torch.float64)
+    fast = sx.explain(model, x, preset=preset)
+    original = attention._einsum_vjp
+    try:
+        attention._einsum_vjp = lambda *a, **k: None
+        slow = sx.explain(model, x, preset=preset)
+    finally:
+        attention._einsum_vjp = original
+    np.testing.assert_allclose(fast.values, slow.values, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(fast.absorbed.values, slow.absorbed.values, rtol=1e-9, atol=1e-12)
+    fast.relevance.check()

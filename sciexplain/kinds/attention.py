@@ -172,6 +172,49 @@ def _matmul_vjp(walk: WalkView, node: Node, S: torch.Tensor, keep: Ref | None):
     return out
 
 
+def _einsum_vjp(walk: WalkView, node: Node, S: torch.Tensor, keep: Ref | None):
+    """For ``O = einsum("X,Y->Z", A, B)`` with two distinct input-dependent operands: ``dA =
+    einsum("Z,Y->X", S, B)`` and ``dB = einsum("X,Z->Y", A, S)``, without running the product
+    again. Only for an explicit equation without ``...`` or repeated indices within an operand,
+    where every index of an operand also appears in the other operand or the output, and the
+    shapes come back exactly; None for anything else (the node's own vector-Jacobian product)."""
+    if node.op != "einsum" or node.kwargs or not node.args or not isinstance(node.args[0], str):
+        return None
+    operands = node.args[1:]
+    if len(operands) == 1 and isinstance(operands[0], (list, tuple)):
+        operands = tuple(operands[0])
+    if len(operands) != 2 or not all(isinstance(o, _Placeholder) for o in operands) \
+            or operands[0].ref == operands[1].ref:
+        return None
+    eq = node.args[0].replace(" ", "")
+    if "->" not in eq or "." in eq:
+        return None
+    lhs, Z = eq.split("->")
+    parts = lhs.split(",")
+    if len(parts) != 2:
+        return None
+    X, Y = parts
+    if any(len(set(t)) != len(t) for t in (X, Y, Z)) or not set(X) <= set(Y) | set(Z) \
+            or not set(Y) <= set(X) | set(Z):
+        return None
+    a, b = operands
+    A, B = walk.value(a.ref).detach().to(S.dtype), walk.value(b.ref).detach().to(S.dtype)
+    if A.ndim != len(X) or B.ndim != len(Y) or S.ndim != len(Z):
+        return None
+    out = []
+    if a.ref != keep:
+        gA = torch.einsum(f"{Z},{Y}->{X}", S, B)
+        if gA.shape != A.shape:
+            return None
+        out.append((a.ref, gA))
+    if b.ref != keep:
+        gB = torch.einsum(f"{X},{Z}->{Y}", A, S)
+        if gB.shape != B.shape:
+            return None
+        out.append((b.ref, gB))
+    return out
+
+
 def propagate_bilinear(walk: WalkView, step: Step, outs):
     """A product of two input-dependent tensors that sums over terms (matmul, bmm, einsum).
 
@@ -191,6 +234,8 @@ def propagate_bilinear(walk: WalkView, step: Step, outs):
     else:  # pragma: no cover - the plan resolves a rule of the family
         raise RuleError(f"{node.name}: {rule!r} is not a rule for a product of two input-dependent tensors")
     grads = _matmul_vjp(walk, node, S, keep)
+    if grads is None:
+        grads = _einsum_vjp(walk, node, S, keep)
     if grads is None:
         grads = local_vjp(walk.fw, node, [S])
     result, leaving = [], walk.zero()
