@@ -17,7 +17,7 @@ Names are resolved lazily from the submodules:
   :func:`word_type_relevance`, :func:`top_words`
 * :mod:`~sciexplain_text.render` -- :func:`to_html`, :func:`to_latex`, :func:`show`, :class:`TextRelevance`
 * :mod:`~sciexplain_text.plots` -- :func:`plot_document`, :func:`plot_methods`, :func:`plot_top_words`,
-  :func:`plot_deletion` (each returns a Figure)
+  :func:`plot_deletion` (each returns a Figure), :func:`holds_subwords`
 * :mod:`~sciexplain_text.deletion` -- :func:`word_deletion`, :func:`delete_tokens`
 * :mod:`~sciexplain_text.synthetic` -- :func:`planted_keyword_corpus`, :func:`keyword_hit_rate`
 * :mod:`~sciexplain_text.shortcut` -- the header shortcut: :func:`headers_kept_corpus`, :func:`header_spans`,
@@ -47,6 +47,7 @@ _EXPORTS = {
     "top_words": "explain", "prepare_documents": "explain", "methods_for": "explain",
     "to_html": "render", "to_latex": "render", "show": "render", "TextRelevance": "render", "latex_escape": "render",
     "plot_document": "plots", "plot_methods": "plots", "plot_top_words": "plots", "plot_deletion": "plots",
+    "holds_subwords": "plots",
     "word_deletion": "deletion", "delete_tokens": "deletion", "deletion_order": "deletion",
     "planted_keyword_corpus": "synthetic", "keyword_hit_rate": "synthetic", "PlantedCorpus": "synthetic",
     "TextDomain": "domain", "DOMAIN": "domain",

@@ -1,9 +1,12 @@
-"""The text demo: real 20 Newsgroups posts explained word by word with the shipped CNN and BiLSTM.
+"""The text demo: real 20 Newsgroups posts explained word by word with the shipped CNN, BiLSTM and transformer.
 
 ``DOMAIN.demo(out)`` (run by ``python -m sciexplain demo`` with ``results/text/``) writes, for
 each shipped 20 Newsgroups model: the explanation of its held-out posts as netCDF, an HTML page
 of highlighted posts, a LaTeX heatmap of one post, the document figure, the method comparison
-(sensitivity, gradient x input, LRP) and the top words per class; and ``summary.json``.
+(sensitivity, gradient x input, LRP) and the top words per class; and ``summary.json``. The
+transformer (``newsgroups_bert``, explained with its default, CP-LRP) reads subword pieces: its
+figures draw words (each the sum of its pieces), and its pieces summed into words are written
+as a second netCDF file.
 """
 
 from __future__ import annotations
@@ -32,7 +35,27 @@ def _held_out(model, corpus, n: int | None):
     return idx if n is None else idx[:n]
 
 
-def run_demo(out: str | Path, n_documents: int | None = 16, models: tuple[str, ...] = ("newsgroups_cnn", "newsgroups_lstm")) -> dict[str, Any]:
+def _documents_summary(R: Any, index: np.ndarray, labels: np.ndarray, names: list[str]) -> list[dict[str, Any]]:
+    """Per explained post: its index in the corpus, true and predicted class, f(x) and where it went
+    (words + special tokens + padding + absorbed = f(x))."""
+    vals = np.asarray(R.values, dtype=float)
+    pad = R.coords["is_padding"].values
+    special = R.coords["is_special"].values if "is_special" in R.coords else np.zeros(pad.shape, dtype=bool)
+    rows = []
+    for d in range(R.sizes["document"]):
+        fx, absorbed = float(R.prediction.values[d]), float(R.absorbed.values[d])
+        rows.append({"post": int(index[d]), "label": names[int(labels[d])],
+                     "predicted": names[int(R.predicted.values[d])], "explained_class": str(R.target_name.values[d]),
+                     "prediction": fx, "absorbed": absorbed, "absorbed_share_of_fx": absorbed / fx,
+                     "words": float(vals[d][~pad[d] & ~special[d]].sum()),
+                     "special_tokens": float(vals[d][special[d]].sum()),
+                     "padding": float(vals[d][pad[d] & ~special[d]].sum()),
+                     "truncated": bool(R.truncated.values[d])})
+    return rows
+
+
+def run_demo(out: str | Path, n_documents: int | None = 16,
+             models: tuple[str, ...] = ("newsgroups_cnn", "newsgroups_lstm", "newsgroups_bert")) -> dict[str, Any]:
     """Explain held-out 20 Newsgroups posts with the shipped models; write figures, netCDF, HTML, LaTeX.
 
     Parameters
@@ -43,12 +66,15 @@ def run_demo(out: str | Path, n_documents: int | None = 16, models: tuple[str, .
         Explain the first ``n`` held-out posts (default 16, to keep the demo short; None: all 40).
         The held-out accuracy is always computed on all 40.
     models : tuple of str
-        Shipped model names.
+        Shipped model names (trained on 20 Newsgroups). Each is explained with its own default
+        preset (:func:`~sciexplain_text.explain_documents`): CP-LRP for the transformer.
 
     Returns
     -------
     dict
-        Per model: held-out accuracy, ledger residual, files written, top words per class.
+        ``data`` (the corpus file) and per model: held-out accuracy, ledger residual, the absorbed share
+        of f(x), class names, per explained post its prediction and where f(x) went (``documents``),
+        files written, top words per class.
     """
     from .data import load_mini_newsgroups
     from .documents import Documents
@@ -57,7 +83,9 @@ def run_demo(out: str | Path, n_documents: int | None = 16, models: tuple[str, .
     from .models import load_model
     from .training import accuracy
     from .plots import plot_document, plot_methods, plot_top_words
-    from .render import to_html, to_latex
+    from .plots import _word_view, holds_subwords
+    from .render import html_escape, to_html, to_latex
+    from .explain import group_words
     from sciexplain.result import pyplot, save_figure
 
     out = Path(out)
@@ -81,13 +109,22 @@ def run_demo(out: str | Path, n_documents: int | None = 16, models: tuple[str, .
         R.to_netcdf(nc)
         files["netcdf"] = nc.name
         page = out / f"{name}.html"
-        page.write_text("<!DOCTYPE html><meta charset='utf-8'><title>sciexplain-text: " + name + "</title>\n"
-                        + to_html(R), encoding="utf-8")
+        subwords = holds_subwords(R)
+        if subwords:  # pieces summed into words (+ one entry per [CLS], [SEP] and <pad>): the same ledger
+            W = group_words(R)
+            words_nc = out / f"{name}_lrp_words.nc"
+            W.to_netcdf(words_nc)
+            files["netcdf_words"] = words_nc.name
+        # the page and the LaTeX show words (the transformer's pieces summed), as the figure does
+        shown = _word_view(R, W) if subwords else R
+        page.write_text("<!DOCTYPE html><meta charset='utf-8'><title>sciexplain-text: " + html_escape(name)
+                        + "</title>\n"
+                        + to_html(shown), encoding="utf-8")
         files["html"] = page.name
         correct = np.flatnonzero(R.predicted.values == docs.labels)
         d = int(correct[0]) if len(correct) else 0
         tex = out / f"{name}_document{d}.tex"
-        to_latex(R, tex, d, standalone=True)
+        to_latex(shown, tex, d, standalone=True)
         files["latex"] = tex.name
         fig = plot_document(R, d)
         save_figure(fig, out / f"{name}_document.png")
@@ -99,7 +136,8 @@ def run_demo(out: str | Path, n_documents: int | None = 16, models: tuple[str, .
         fig = plot_methods(results, 0)
         save_figure(fig, out / f"{name}_methods.png")
         plt.close(fig)
-        S = word_type_relevance(R, by="target")
+        # a word type is a word as written, not a subword piece: the transformer's pieces are summed first
+        S = word_type_relevance(_word_view(R, W) if subwords else R, by="target")
         fig = plot_top_words(S)
         save_figure(fig, out / f"{name}_top_words.png")
         plt.close(fig)
@@ -108,7 +146,10 @@ def run_demo(out: str | Path, n_documents: int | None = 16, models: tuple[str, .
             "held_out_accuracy": held_out, "n_held_out": int(len(every)),
             "explained_accuracy": float((R.predicted.values == docs.labels).mean()),
             "n_explained": int(len(docs)), "ledger_max_residual": residual,
-            "absorbed_share_of_fx": _absorbed_share(R, "documents", "text"),
+            "absorbed_share_of_fx": _absorbed_share(R, "documents", '"text: transformer"' if subwords else "text"),
+            "preset": str(R.attrs.get("preset", "")), "tokens": "subword pieces" if subwords else "words",
+            "class_names": list(corpus.class_names),
+            "documents": _documents_summary(R, idx, docs.labels, list(corpus.class_names)),
             "recorded_test_accuracy": model.training_record.get("test_accuracy"),
             "cv5_accuracy": model.training_record.get("cv5_accuracy"),
             "top_words": {str(c): [w for w, _, _ in top_words(S, str(c), 8, min_count=2)]

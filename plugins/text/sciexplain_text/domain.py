@@ -262,47 +262,10 @@ def _pool_word_types(R: Any, data: Any, model: Any, by: str | None = "target", i
 
 def _figure_document(R: Any, data: Any, model: Any, document: int = 0, max_tokens: int = 160,
                      words: bool | None = None):
-    """A document as a heatmap; ``words`` (default: for subword tokens) draws its words, each the sum of
-    its pieces (:func:`~sciexplain_text.group_words`), with ``[CLS]`` / ``[SEP]`` totalled in the title."""
+    """A document as a heatmap (:func:`~sciexplain_text.plot_document`); ``words`` (default: for subword
+    tokens) draws its words, each the sum of its pieces, with ``[CLS]`` / ``[SEP]`` totalled in the title."""
     from .plots import plot_document
-    R = _labelled(R, data, model)
-    if words is None:
-        words = "is_special" in R.coords
-    if not words:
-        return plot_document(R, document, max_tokens=max_tokens)
-    from sciexplain.result import method_title
-
-    from .plots import _figure_header
-    from .render import _documents
-    (d,) = _documents(R, document)
-    view = _word_view(R)
-    title = _figure_header(view, d, method_title(R))
-    if "special_relevance" in R.coords:
-        extra = f"[CLS], [SEP] (not drawn) {float(R.coords['special_relevance'].values[d]):.3g}"
-        title += "\n" + extra
-    return plot_document(view, d, max_tokens=max_tokens, title=title)
-
-
-def _word_view(R: Any):
-    """Relevance per word laid out as a token-level text result (one "token" per word), for drawing:
-    the ``<pad>`` entry, special tokens and empty slots are marked ``is_padding`` (not drawn)."""
-    import numpy as np
-    import xarray as xr
-
-    from .explain import group_words
-    W = group_words(R)
-    hidden = W.coords["is_empty"].values.copy()
-    hidden[:, -1] = True  # <pad>
-    if "is_special" in W.coords:
-        hidden |= W.coords["is_special"].values
-    coords = {k: v.variable for k, v in W.coords.items() if v.dims == ("document",)}
-    pair = ("document", "token")
-    coords.update(start=(pair, W.coords["word_start"].values), end=(pair, W.coords["word_end"].values),
-                  word=(pair, W.coords["word_text"].values), is_padding=(pair, hidden),
-                  word_index=(pair, np.where(hidden, -1, np.arange(W.sizes["word"])[None, :])))
-    view = xr.DataArray(W.values, dims=pair, coords=coords, name=W.name)
-    view.attrs = dict(W.attrs)
-    return view
+    return plot_document(_labelled(R, data, model), document, max_tokens=max_tokens, words=words)
 
 
 def _figure_top_words(R: Any, data: Any, model: Any, by: str | None = "target", k: int = 12, min_count: int = 2):

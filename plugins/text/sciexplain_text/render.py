@@ -115,6 +115,8 @@ def _header(R: xr.DataArray, d: int) -> str:
         parts.append(f"absorbed {float(R.coords['absorbed'].values[d]):.3f}")
     if "padding_relevance" in R.coords:
         parts.append(f"padding {float(R.coords['padding_relevance'].values[d]):.3f}")
+    if "special_relevance" in R.coords:  # [CLS] / [SEP]: not part of the text, kept in the ledger
+        parts.append(f"[CLS], [SEP] {float(R.coords['special_relevance'].values[d]):.3f}")
     if "truncated" in R.coords and bool(R.coords["truncated"].values[d]):
         parts.append("truncated: the text after the last highlighted token was not read by the model")
     parts.append(f"method {R.attrs.get('method', '?')}")

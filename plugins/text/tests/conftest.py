@@ -39,3 +39,17 @@ def lstm(tok):
     m = st.BiLSTMClassifier(len(tok), 2, hidden=4, max_length=12)
     m.eval()
     return m
+
+
+@pytest.fixture(scope="session")
+def bert_R():
+    """The shipped ``newsgroups_bert`` (subword pieces, [CLS]/[SEP]) explained with its default on two
+    held-out posts, the first of which it reads only in part (truncated)."""
+    pytest.importorskip("transformers")
+    import numpy as np
+    model, tok = st.load_model("newsgroups_bert")
+    corpus = st.load_mini_newsgroups()
+    idx = np.asarray(model.training_record["test_indices"])[:2]
+    docs = st.Documents([corpus.texts[i] for i in idx], tok, labels=corpus.labels[idx],
+                        class_names=corpus.class_names)
+    return st.explain_documents(model, docs)

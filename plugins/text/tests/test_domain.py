@@ -1,8 +1,7 @@
-"""The text domain: entry point, dispatch, removal, demo; BBC model."""
+"""The text domain: entry point, dispatch, removal; BBC model (the demo: test_demo.py)."""
 
 from __future__ import annotations
 
-import json
 from importlib.metadata import entry_points
 
 import numpy as np
@@ -54,19 +53,3 @@ def test_bbc_model_held_out():
     acc = float((R.predicted.values == docs.labels).mean())
     assert acc >= 0.85  # 5 classes: chance is about 0.23
     assert rec["n_test"] == 448 and rec["test_accuracy"] >= 0.9
-
-
-@pytest.mark.slow
-def test_demo_writes_figures_netcdf_html(tmp_path):
-    summary = st.DOMAIN.demo(tmp_path)
-    assert set(summary["models"]) == {"newsgroups_cnn", "newsgroups_lstm"}
-    for name, info in summary["models"].items():
-        for key in ("netcdf", "html", "latex"):
-            assert (tmp_path / info["files"][key]).is_file()
-        for fig in info["files"]["figures"]:
-            assert (tmp_path / fig).stat().st_size > 1000
-        assert info["ledger_max_residual"] < 1e-3
-        assert info["held_out_accuracy"] == pytest.approx(info["recorded_test_accuracy"], abs=1e-4)
-    assert json.loads((tmp_path / "summary.json").read_text())["models"]
-    page = (tmp_path / "newsgroups_cnn.html").read_text()
-    assert "<script" not in page and "rgba(" in page

@@ -92,3 +92,32 @@ def test_top_words_and_deletion(R):
     styles = {(line.get_marker(), line.get_linestyle()) for line in ax.lines}
     assert len(styles) == 3
     assert [t.get_text() for t in ax.get_legend().get_texts()] == ["lrp", "gradient x input", "random"]
+
+
+def test_word_view_of_a_transformer(bert_R):
+    """The shipped transformer's pieces drawn as words: readable, labelled, and the title's ledger adds up."""
+    fig = plot_document(bert_R, 0, max_tokens=60)
+    words = review(fig)
+    (cb,) = colour_bars(fig)
+    assert cb.get_xlabel() == "relevance per word (sum of its tokens; units of f(x))"
+    lo, hi = cb.get_xlim()
+    assert np.isclose(lo, -hi)
+    title = fig.axes[0].get_title(loc="left")
+    lines = title.split("\n")
+    assert lines[0] == f"LRP cp-lrp, document 0, explained class {bert_R.target_name.values[0]}"
+    assert lines[1].startswith(f"f(x) = {float(bert_R.prediction.values[0]):.3g} = drawn words ")
+    ledger = " ".join(lines[1:-1])  # broken before a term where it would not fit the page
+    assert "[CLS], [SEP] (not drawn)" in ledger and "absorbed" in ledger and "words after '...'" in ledger
+    assert all(len(line) <= 94 for line in lines)
+    assert lines[-1] == "the text after the last coloured word was not read by the model"  # 256 pieces read
+    boxes = [t for t in fig.axes[0].texts if t.get_bbox_patch() is not None]  # the coloured words
+    drawn = [t.get_text() for t in boxes]
+    assert len(drawn) == 60 and all(w in words for w in drawn)  # max_tokens words, then "..."
+    assert not [w for w in drawn if w.startswith("##") or w in ("[CLS]", "[SEP]")]
+    text = str(bert_R.text.values[0])
+    assert all(w in text for w in drawn)  # words as written, cut from the original text
+    # dark boxes get white text, light ones black
+    for t in boxes:
+        r, g, b, _ = t.get_bbox_patch().get_facecolor()
+        assert (t.get_color() == "white") == (0.299 * r + 0.587 * g + 0.114 * b < 0.5)
+    assert fig.get_size_inches()[0] <= 7.5

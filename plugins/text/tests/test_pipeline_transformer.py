@@ -113,7 +113,7 @@ def test_transformer_example_files_carry_their_provenance(run_small):
 @pytest.mark.slow
 def test_word_heatmap_draws_words_not_pieces(run_small):
     """The document figure of a subword result sums each word's pieces: its word view keeps the totals."""
-    from sciexplain_text.domain import _word_view
+    from sciexplain_text.plots import _word_view
     result, _ = run_small
     R = st.explain.label_documents(result.relevance["attnlrp"].load(), None)
     view = _word_view(R)
