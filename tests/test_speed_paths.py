@@ -16,6 +16,12 @@ from sciexplain.rules import AlphaBeta, Epsilon, Gamma, ZPlus
 from sciexplain.rules.propagation import AffineLayer, lrp_affine
 
 
+def _assert_same_explanation(R, reference, rtol: float, atol: float) -> None:
+    """Relevance and absorbed part of ``R`` equal those of ``reference``."""
+    np.testing.assert_allclose(R.values, reference.values, rtol=rtol, atol=atol)
+    np.testing.assert_allclose(R.absorbed.values, reference.absorbed.values, rtol=rtol, atol=atol)
+
+
 def _vjp(apply, x, w, u):
     """W^T u by differentiating the forward pass (the reference the adjoint replaces)."""
     leaf = x.detach().clone().requires_grad_(True)
@@ -118,8 +124,7 @@ def test_functional_affine_adjoints_match_differentiating_the_forward(preset, mo
     monkeypatch.setattr(affine_kind, "affine_layer", without_adjoint)
     slow = sx.explain(model, x, preset=preset)
     assert sum(built) >= 6, built  # conv, both matmuls' kinds, scale, division, negation, batch norm
-    np.testing.assert_allclose(fast.values, slow.values, rtol=1e-9, atol=1e-12)
-    np.testing.assert_allclose(fast.absorbed.values, slow.absorbed.values, rtol=1e-9, atol=1e-12)
+    _assert_same_explanation(fast, slow, rtol=1e-9, atol=1e-12)
     fast.relevance.check()
 
 
@@ -229,8 +234,7 @@ def test_results_are_the_same_with_and_without_the_recorded_graph(preset, monkey
     without = sx.explain(model, x, preset=preset)
     monkeypatch.setattr(engine_module, "forward_graph_needed", lambda m: True)
     with_graph = sx.explain(model, x, preset=preset)
-    np.testing.assert_allclose(without.values, with_graph.values, rtol=1e-10, atol=1e-13)
-    np.testing.assert_allclose(without.absorbed.values, with_graph.absorbed.values, rtol=1e-10, atol=1e-13)
+    _assert_same_explanation(without, with_graph, rtol=1e-10, atol=1e-13)
 
 
 class _Conv2dSettings(nn.Module):
@@ -261,8 +265,7 @@ def test_conv_settings_given_as_one_element_sequences(preset):
     seqs = _Conv2dSettings(True).eval()
     seqs.load_state_dict(ints.state_dict())
     R_seq, R_int = sx.explain(seqs, x, preset=preset), sx.explain(ints, x, preset=preset)
-    np.testing.assert_allclose(R_seq.values, R_int.values, rtol=1e-10, atol=1e-14)
-    np.testing.assert_allclose(R_seq.absorbed.values, R_int.absorbed.values, rtol=1e-10, atol=1e-14)
+    _assert_same_explanation(R_seq, R_int, rtol=1e-10, atol=1e-14)
     R_seq.relevance.check()
 
 
@@ -302,6 +305,5 @@ def test_unbatched_convolutions_add_their_bias_per_channel(preset):
     per_sample = _PerSampleConv(True).eval()
     per_sample.load_state_dict(batched.state_dict())
     R_one, R_all = sx.explain(per_sample, x, preset=preset), sx.explain(batched, x, preset=preset)
-    np.testing.assert_allclose(R_one.values, R_all.values, rtol=1e-9, atol=1e-13)
-    np.testing.assert_allclose(R_one.absorbed.values, R_all.absorbed.values, rtol=1e-9, atol=1e-13)
+    _assert_same_explanation(R_one, R_all, rtol=1e-9, atol=1e-13)
     R_one.relevance.check()
