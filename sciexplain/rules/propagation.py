@@ -154,13 +154,18 @@ def _signed_relevance(layer: AffineLayer, sterms: tuple[SignedTerm, ...], x: tor
             with torch.enable_grad():
                 graph0 = layer.apply(leaf0, W)
             z = graph0.detach() if bias is None else graph0.detach() + bias
-    zq = graphq = leafq = xq = None
+    zq = graphq = leafq = xq = Wq = None
     if needq:
         xq = xd if nonneg else xd.abs()
-        leafq = _leaf(xq)
-        with torch.enable_grad():
-            graphq = layer.apply(leafq, W.clamp(min=0) if nonneg else W.abs())
-        zq = graphq.detach()
+        Wq = W.clamp(min=0) if nonneg else W.abs()
+        if layer.adjoint is not None:  # the second basis's backward by the adjoint: no graph
+            with torch.no_grad():
+                zq = layer.apply(xq, Wq)
+        else:
+            leafq = _leaf(xq)
+            with torch.enable_grad():
+                graphq = layer.apply(leafq, Wq)
+            zq = graphq.detach()
     bias_abs = None if bias is None else bias.abs()
     tol = float(torch.finfo(R.dtype).eps) ** 0.5
 
@@ -289,11 +294,11 @@ def _signed_relevance(layer: AffineLayer, sterms: tuple[SignedTerm, ...], x: tor
     outs, leaves, grads = [], [], []
     if u is not None and graph0 is not None:
         outs.append(graph0), leaves.append(leaf0), grads.append(u)
-    if v is not None:
+    if v is not None and graphq is not None:
         outs.append(graphq), leaves.append(leafq), grads.append(v)
     got = torch.autograd.grad(outs, leaves, grad_outputs=grads, allow_unused=True) if outs else ()
     g0 = None if u is None else (got[0] if graph0 is not None else layer.adjoint(u, xd, W))
-    gq = got[-1] if v is not None else None
+    gq = None if v is None else (got[-1] if graphq is not None else layer.adjoint(v, xq, Wq))
     if nonneg and g0 is not None and gq is not None:  # x (f_u W^T u + f_v W+^T v)
         h = gq if f_v == 1 else gq.mul_(f_v)
         return h.add_(g0, alpha=f_u).mul_(xd), absorbed
