@@ -1,8 +1,9 @@
 """SpRAy and ClArC on a planted video shortcut: a logo in half of one class's clips.
 
 Run: ``MPLBACKEND=Agg .venv/bin/python benchmarks/bench_spray_video.py [--save-weights]`` (about 3 minutes,
-one thread). Writes ``benchmarks/results/spray_video.json`` and ``benchmarks/results/spray_video.png`` (the
-SpRAy figure) and prints tables; ``--save-weights`` also writes the animated-logo model as the video plugin's
+one thread). Writes ``benchmarks/results/spray_video.json``, ``benchmarks/results/spray_video.png`` (the
+SpRAy figure) and ``benchmarks/results/spray_video_still.png`` (SpRAy relative to the camera on the still logo,
+seed 0) and prints tables; ``--save-weights`` also writes the animated-logo model as the video plugin's
 shipped ``weights/motion_cnn_logo.{npz,json}`` (with its sha256), which the plugin's tests load.
 
 * data: the video plugin's generated actions (updown, sideways, wave; 64x64 px, 24 frames, 12 fps, encoded
@@ -100,8 +101,34 @@ def _pan_axis(x: torch.Tensor) -> np.ndarray:
     return np.where(cam[:, 0] >= cam[:, 1], "x", "y")
 
 
-def _reference_rows(model, Fl, y, logo_tr, Ft, Ftl, yt, logo_te, box, motion, seed: int) -> dict:
-    """SpRAy on integrated gradients from a reference field, and P-ClArC relative to the camera."""
+def _spray_figure(ds, box, block: int, truth: np.ndarray, title: str, path: Path,
+                  marks: tuple[np.ndarray, str] | None = None) -> None:
+    """The SpRAy figure (``sx.plot_spray``, prototypes with the logo box dashed), the logo clips ringed and
+    optionally a subset of them crossed (``marks``: mask, legend label)."""
+    import sciexplain as sx
+    import sciexplain_video as sv
+    from sciexplain.result import save_figure
+
+    fig = sx.plot_spray(ds, sv.draw_logo_prototype(box, block), truth=truth)
+    ax = fig.axes[1]  # the embedding
+    ax.collections[-1].set_label("with logo (ring)")
+    if marks is not None:
+        mask, label = marks
+        emb = np.asarray(ds["embedding"].values)
+        ax.scatter(emb[mask, 0], emb[mask, 1], s=22, marker="x", color="k", linewidths=0.7, label=label)
+    ax.legend(fontsize=7, frameon=False, loc="best", markerscale=1.5)
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(4))  # the spectral embedding's long tick labels overlap otherwise
+    fig.axes[-1].set_ylabel("relevance (logit), summed over frames,\nmean over the cluster's clips")
+    fig.suptitle(title, fontsize=10)
+    save_figure(fig, path, dpi=80)
+
+
+def _reference_rows(model, Fl, y, logo_tr, Ft, Ftl, yt, logo_te, box, motion, seed: int,
+                    figure: Path | None = None) -> dict:
+    """SpRAy on integrated gradients from a reference field, and P-ClArC relative to the camera; ``figure``:
+    where to write the SpRAy figure of the camera reference."""
     import sciexplain as sx
     import sciexplain_video as sv
     from sciexplain_video.reference import (CameraPClArC, departure_directions, explain_from_reference,
@@ -140,6 +167,12 @@ def _reference_rows(model, Fl, y, logo_tr, Ft, Ftl, yt, logo_te, box, motion, se
                        "logo_blocks_relevance_with_logo": round(float(logo_R[truth].mean()), 3),
                        "logo_blocks_relevance_without_logo": round(float(logo_R[~truth].mean()), 3),
                        "max_abs_integration_error": round(float(np.abs(R.integration_error.values).max()), 4)}
+        if name == "camera" and figure is not None:
+            _spray_figure(ds, box, Ft[0].block, truth,
+                          f"SpRAy on {len(cls)} held-out '{sv.LOGO_CLASS}' clips under a panning camera, "
+                          f"{int(truth.sum())} with a still logo (dashed box, rings); integrated gradients from "
+                          "each clip's camera motion, relevance summed over frames", figure,
+                          (truth & (axis == "x"), "with logo, horizontal pan (x)"))
     other = yt != logo_class
     x_other, x_other_logo = sv.stack_fields([f for f, o in zip(Ft, other) if o]), \
         sv.stack_fields([sv.plant_logo(f, box, motion) for f, o in zip(Ft, other) if o])
@@ -198,11 +231,13 @@ def _reference_rows(model, Fl, y, logo_tr, Ft, Ftl, yt, logo_te, box, motion, se
 
 
 def run(case: str, per_class: int = 40, test_per_class: int = 40, epochs: int = 40, seed: int = 0,
-        save_weights: bool = False, figure: Path | None = None) -> dict:
-    """Train the case's model, run SpRAy (input and hidden-layer relevance) and ClArC; the result record."""
+        save_weights: bool = False, figure: Path | None = None, reference_figure: Path | None = None) -> dict:
+    """Train the case's model, run SpRAy (input and hidden-layer relevance) and ClArC; the result record.
+
+    ``figure``: where to write the SpRAy figure of the input LRP relevance; ``reference_figure`` (cases with a
+    camera pan): that of the relevance relative to the camera."""
     import sciexplain as sx
     import sciexplain_video as sv
-    from sciexplain.result import save_figure
 
     cfg = CASES[case]
     box, motion = cfg["box"], cfg["motion"]
@@ -291,10 +326,8 @@ def run(case: str, per_class: int = 40, test_per_class: int = 40, epochs: int = 
         spray[name].update({"random_assignment_precision": round(nullp, 3), "random_assignment_recall": round(nullr, 3),
                             "random_assignment_share_both_0.8": round(nullhit, 4)})
     if figure is not None:
-        fig = sx.plot_spray(first, sv.draw_logo_prototype(box, F[0].block), truth=truth)
-        fig.suptitle("SpRAy on 40 held-out 'sideways' clips, 20 with a logo (dashed box, rings); LRP epsilon-plus, "
-                     "relevance summed over frames", fontsize=10)
-        save_figure(fig, figure, dpi=80)
+        _spray_figure(first, box, F[0].block, truth, "SpRAy on 40 held-out 'sideways' clips, 20 with a logo "
+                      "(dashed box, rings); LRP epsilon-plus, relevance summed over frames", figure)
 
     # ClArC
     layer = sv.LOGO_LAYER
@@ -323,7 +356,8 @@ def run(case: str, per_class: int = 40, test_per_class: int = 40, epochs: int = 
                 m(x_logo).argmax(1).numpy() == logo_class)), 4)
             clarc[name]["accuracy_logo_class_as_planted"] = round(float(np.mean(
                 m(x_cls).argmax(1).numpy() == logo_class)), 4)
-    reference = _reference_rows(model, Fl, y, logo_tr, Ft, Ftl, yt, logo_te, box, motion, seed) if cfg["pan"] else None
+    reference = _reference_rows(model, Fl, y, logo_tr, Ft, Ftl, yt, logo_te, box, motion, seed,
+                                reference_figure) if cfg["pan"] else None
     return {
         "reference": reference,
         "data_seconds": round(data_s, 1), "train_seconds": round(train_s, 1), "model": info,
@@ -398,7 +432,8 @@ def main() -> None:
     out.update(meta)
     for case in (list(CASES) if args.case == "all" else [args.case]):
         res = run(case, seed=args.seed, save_weights=args.save_weights and case in ("animated", "still")
-                  and args.seed == 0, figure=RESULTS / "spray_video.png" if case == "animated" and args.seed == 0 else None)
+                  and args.seed == 0, figure=RESULTS / "spray_video.png" if case == "animated" and args.seed == 0 else None,
+                  reference_figure=RESULTS / "spray_video_still.png" if case == "still" and args.seed == 0 else None)
         key = case if args.seed == 0 else f"{case}_seed{args.seed}"
         out[key] = res
         _print(case, res)
