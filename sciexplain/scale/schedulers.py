@@ -21,7 +21,6 @@ distributed cluster) run fully in parallel.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import pickle
 import threading
@@ -44,6 +43,9 @@ class SchedulerError(SciexplainError, ValueError):
 
 
 def _install_model(token: str, payload: bytes) -> None:  # pool initializer in worker processes
+    # payload is the caller's own in-memory model, pickled by this process a moment ago and
+    # handed to the spawned workers it started (as multiprocessing and Dask do); it is never
+    # read from a file or the network, so nothing untrusted is unpickled here
     _WORKER_MODELS[token] = pickle.loads(payload)
 
 
@@ -143,7 +145,7 @@ def _run_local(fn, model, jobs, scheduler, n_workers, done, results):
     else:
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
-        model_ref = hashlib.sha256(pickle.dumps(id(model)) + os.urandom(8)).hexdigest()[:16]
+        model_ref = os.urandom(8).hex()  # names this run's model in the workers
         payload = pickle.dumps(model)
         pool_cm = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
                                       initializer=_install_model, initargs=(model_ref, payload))
