@@ -75,10 +75,22 @@ def _figure_header(R: xr.DataArray, d: int, method: str | None = None) -> str:
     return _join_first(first) + ("\n" + "; ".join(second) if second else "")
 
 
+def _flush_left_box(x0: float, y0: float, width: float, height: float, mutation_size: float):
+    """The word box ("square,pad=0.1") without its left pad: a word that follows the previous one with nothing
+    between them ("servants?") would otherwise cover the previous word's last letter."""
+    from matplotlib.path import Path as MplPath
+
+    pad = 0.1 * mutation_size
+    x1, y0, y1 = x0 + width + pad, y0 - pad, y0 + height + pad
+    return MplPath([(x0, y0), (x1, y0), (x1, y1), (x0, y1), (x0, y0)], closed=True)
+
+
 def _draw_words(ax, R: xr.DataArray, d: int, limit: float, width: int, max_tokens: int, cmap) -> int:
     """Flow the document's words as coloured boxes on ``ax``; returns the number of lines."""
     col, row, seen = 0, 0, 0
-    for piece, r in document_segments(R, d):
+    segments = document_segments(R, d)
+    glued = False  # this word follows the previous one with nothing between them
+    for i, (piece, r) in enumerate(segments):
         if r is None:
             if "\n\n" in piece:
                 col, row = 0, row + 1
@@ -92,8 +104,10 @@ def _draw_words(ax, R: xr.DataArray, d: int, limit: float, width: int, max_token
         colour = cmap(0.5 + 0.5 * float(np.clip(r / limit, -1, 1)))
         dark = 0.299 * colour[0] + 0.587 * colour[1] + 0.114 * colour[2] < 0.5  # black text would not read
         ax.text(col, -row, word, family="monospace", fontsize=_FONT, va="top", color="white" if dark else "black",
-                bbox=dict(boxstyle="square,pad=0.1", facecolor=colour, edgecolor="none"))
-        col += len(word) + 1
+                bbox=dict(boxstyle=_flush_left_box if glued else "square,pad=0.1", facecolor=colour, edgecolor="none"))
+        # a space only where the text has something between this word and the next ("I've" stays one piece)
+        glued = i + 1 < len(segments) and segments[i + 1][1] is not None
+        col += len(word) + (0 if glued else 1)
         seen += 1
     ax.set_xlim(-0.5, width + 1)
     ax.set_ylim(-row - 1.2, 0.6)

@@ -125,6 +125,29 @@ def test_the_default_draws_words_for_subwords_and_tokens_otherwise(bert_R, cnn, 
                                [t.get_bbox_patch().get_facecolor() for t in _boxes(fig)])
 
 
+def test_words_with_nothing_between_them_are_drawn_without_a_space(bert_R):
+    """Punctuation and contractions ("space,", "I've") are drawn as the text writes them: the next box starts one
+    column after the previous word where the text has something between them, right after it where not."""
+    view = _word_view(bert_R)
+    glued = 0
+    for d in range(bert_R.sizes["document"]):
+        shown = ~view.coords["is_padding"].values[d]
+        starts, ends = view.coords["start"].values[d][shown], view.coords["end"].values[d][shown]
+        order = np.argsort(starts, kind="stable")
+        starts, ends = starts[order], ends[order]
+        boxes = _boxes(st.plot_document(bert_R, d, max_tokens=10_000))
+        assert len(boxes) == len(starts)
+        for i in range(len(boxes) - 1):
+            (x0, y0), (x1, y1) = boxes[i].get_position(), boxes[i + 1].get_position()
+            if y1 != y0:  # the next line
+                continue
+            touching = ends[i] == starts[i + 1]
+            glued += touching
+            assert x1 == x0 + len(boxes[i].get_text()) + (0 if touching else 1)
+        plt.close("all")
+    assert glued > 0  # the posts have punctuation next to words
+
+
 def test_words_need_the_word_index(bert_R):
     with pytest.raises(st.TextInputError, match="word_index"):
         st.plot_document(bert_R.drop_vars("word_index"), 0, words=True)
