@@ -230,19 +230,19 @@ def _reference_rows(model, Fl, y, logo_tr, Ft, Ftl, yt, logo_te, box, motion, se
                       "artifact_energy_on_logo_blocks": round(energy, 3), "models": clarc}}
 
 
-def run(case: str, per_class: int = 40, test_per_class: int = 40, epochs: int = 40, seed: int = 0,
-        save_weights: bool = False, figure: Path | None = None, reference_figure: Path | None = None) -> dict:
-    """Train the case's model, run SpRAy (input and hidden-layer relevance) and ClArC; the result record.
-
-    ``figure``: where to write the SpRAy figure of the input LRP relevance; ``reference_figure`` (cases with a
-    camera pan): that of the relevance relative to the camera."""
-    import sciexplain as sx
+def case_data(case: str, seed: int, per_class: int = 40, test_per_class: int = 40, axis: str | None = None):
+    """The case's clips for one seed: train and held-out fields, labels, logo sets, the fields with the logo
+    planted, and the seconds taken. ``axis``: the camera's pan axis for the panning cases (None: the seed's)."""
     import sciexplain_video as sv
 
     cfg = CASES[case]
     box, motion = cfg["box"], cfg["motion"]
     logo_class = sv.ACTIONS.index(sv.LOGO_CLASS)
-    make = sv.make_panning_dataset if cfg["pan"] else sv.make_dataset
+    if cfg["pan"]:
+        def make(path, n, seed):
+            return sv.make_panning_dataset(path, n, seed=seed, axis=axis)
+    else:
+        make = sv.make_dataset
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         train = make(Path(tmp) / "train", per_class, seed=100 + seed)
@@ -256,6 +256,22 @@ def run(case: str, per_class: int = 40, test_per_class: int = 40, epochs: int = 
     logo_te = sv.choose_logo_clips(yt, logo_class, 0.5, seed=seed + 1)
     Fl = [sv.plant_logo(f, box, motion) if m else f for f, m in zip(F, logo_tr)]
     Ftl = [sv.plant_logo(f, box, motion) if m else f for f, m in zip(Ft, logo_te)]
+    return F, Ft, y, yt, logo_tr, logo_te, Fl, Ftl, data_s
+
+
+def run(case: str, per_class: int = 40, test_per_class: int = 40, epochs: int = 40, seed: int = 0,
+        save_weights: bool = False, figure: Path | None = None, reference_figure: Path | None = None) -> dict:
+    """Train the case's model, run SpRAy (input and hidden-layer relevance) and ClArC; the result record.
+
+    ``figure``: where to write the SpRAy figure of the input LRP relevance; ``reference_figure`` (cases with a
+    camera pan): that of the relevance relative to the camera."""
+    import sciexplain as sx
+    import sciexplain_video as sv
+
+    cfg = CASES[case]
+    box, motion = cfg["box"], cfg["motion"]
+    logo_class = sv.ACTIONS.index(sv.LOGO_CLASS)
+    F, Ft, y, yt, logo_tr, logo_te, Fl, Ftl, data_s = case_data(case, seed, per_class, test_per_class)
 
     t0 = time.perf_counter()
     model = sv.train_cnn(Fl, y, seed=seed, epochs=epochs)

@@ -74,7 +74,7 @@ LOGO_STILL_WEIGHTS = "motion_cnn_logo_still"
 
 
 def render_panning_clip(action: str, seed: int, *, size: int = 64, pan: int = 12, step: int = 1,
-                        n_frames: int = 24) -> tuple[np.ndarray, ClipTruth]:
+                        n_frames: int = 24, axis: str | None = None) -> tuple[np.ndarray, ClipTruth]:
     """Render a generated clip as filmed by a camera that pans ``step`` px per frame.
 
     The scene of :func:`~sciexplain_video.render_clip` is rendered ``pan`` pixels larger than
@@ -95,6 +95,8 @@ def render_panning_clip(action: str, seed: int, *, size: int = 64, pan: int = 12
     step : int
         Camera displacement per frame (pixels).
     n_frames : int
+    axis : {"x", "y"} or None
+        The axis the camera pans along; None (default) lets ``seed`` choose it.
 
     Returns
     -------
@@ -105,9 +107,12 @@ def render_panning_clip(action: str, seed: int, *, size: int = 64, pan: int = 12
     """
     if isinstance(step, bool) or not isinstance(step, (int, np.integer)) or step < 1 or pan < step:
         raise InputError(f"step must be an integer >= 1 and pan >= step, got step={step!r}, pan={pan!r}")
+    if axis not in (None, "x", "y"):
+        raise InputError(f"axis must be 'x', 'y' or None (chosen by the seed), got {axis!r}")
     frames, truth = render_clip(action, seed, size=size + pan, n_frames=n_frames)
     rng = np.random.default_rng([seed, 7])
-    axis = int(rng.integers(0, 2))
+    drawn = int(rng.integers(0, 2))  # drawn even when given, so the start and direction do not depend on it
+    axis = drawn if axis is None else ("x", "y").index(axis)
     pos = int(rng.integers(0, pan // step + 1)) * step
     direction = int(rng.choice([-1, 1]))
     offsets = np.zeros((n_frames, 2), np.int64)  # (ox, oy) of the window per frame
