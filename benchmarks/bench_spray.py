@@ -2,6 +2,8 @@
 
 Run: ``MPLBACKEND=Agg .venv/bin/python benchmarks/bench_spray.py [--case fashion|eeg|scale|all] [--n 100000]``.
 Writes ``benchmarks/results/spray_{fashion,eeg,scale}.json`` (and the SpRAy figures as PNG) and prints tables.
+``--seeds 0-4`` reruns the planted cases (fashion, eeg; or the one ``--case`` names) with those seeds (data split,
+planted set, model) into ``benchmarks/results/spray_seeds.json`` and prints a table per seed.
 
 * fashion: a 4 x 4 white tag is planted in the top-left corner of half of the "Trouser" images
   (train and test). The image plugin's FashionCNN is trained on 12 000 training images (2 epochs).
@@ -37,7 +39,7 @@ import torch
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
-def _fashion(seed: int = 0) -> dict:
+def _fashion(seed: int = 0, figure: bool = True) -> dict:
     import sciexplain as sx
     from sciexplain_image import FashionCNN, fashion_to_tensor, load_fashion_mnist
 
@@ -88,8 +90,9 @@ def _fashion(seed: int = 0) -> dict:
     found2 = ds2.cluster.values == int(np.argmax(corner))
     tp2 = float((found2 & tag_te).sum())
     prec2, rec2 = tp2 / max(found2.sum(), 1), tp2 / tag_te.sum()
-    fig = sx.plot_spray(ds, truth=tag_te)
-    fig.savefig(RESULTS / "spray_fashion.png", dpi=80)
+    if figure:
+        fig = sx.plot_spray(ds, truth=tag_te)
+        fig.savefig(RESULTS / "spray_fashion.png", dpi=80)
 
     # ClArC
     tr_cls = ytr == TAG_CLASS
@@ -116,13 +119,13 @@ def _fashion(seed: int = 0) -> dict:
                   "precision_k2": round(prec2, 3), "recall_k2": round(rec2, 3), "seconds": round(spray_s, 2)},
         "direction": {"layer": "features", "artifact_value": direction.artifact_value,
                       "clean_value": direction.clean_value},
-        "clarc": {name: {v: float(report[v].sel(model=name)) for v in report.data_vars}
+        "clarc": {name: {v: float(report[v].sel(model=name)) for v in report.data_vars if report[v].ndim == 1}
                   for name in report.model.values.tolist()},
         "aclarc_fit_seconds": round(aclarc_s, 1),
     }
 
 
-def _eeg(seed: int = 0) -> dict:
+def _eeg(seed: int = 0, figure: bool = True) -> dict:
     import sciexplain as sx
     from sciexplain_eeg import CompactEEGNet, fit, make_synthetic_epochs
 
@@ -162,8 +165,9 @@ def _eeg(seed: int = 0) -> dict:
     front = ds2.prototype.sel(channel=["Fp1", "Fp2"]).sum(("channel", "time")).values
     found2 = ds2.cluster.values == int(np.argmax(front))
     tp2 = float((found2 & tag_cls).sum())
-    fig = sx.plot_spray(ds, truth=tag_cls)
-    fig.savefig(RESULTS / "spray_eeg.png", dpi=80)
+    if figure:
+        fig = sx.plot_spray(ds, truth=tag_cls)
+        fig.savefig(RESULTS / "spray_eeg.png", dpi=80)
 
     direction = sx.artifact_direction(model, "layers.4", torch.from_numpy(Xb[train & tagged]),
                                       torch.from_numpy(Xb[train & (y == 0) & ~tagged]))
@@ -180,7 +184,7 @@ def _eeg(seed: int = 0) -> dict:
                   "precision": round(tp / max(found.sum(), 1), 3), "recall": round(tp / max(tag_cls.sum(), 1), 3),
                   "precision_k2": round(tp2 / max(found2.sum(), 1), 3),
                   "recall_k2": round(tp2 / max(tag_cls.sum(), 1), 3)},
-        "clarc": {name: {v: float(report[v].sel(model=name)) for v in report.data_vars}
+        "clarc": {name: {v: float(report[v].sel(model=name)) for v in report.data_vars if report[v].ndim == 1}
                   for name in report.model.values.tolist()},
     }
 
@@ -222,10 +226,42 @@ def _scale(n: int) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def _seeds(cases: list[str], seeds: list[int], meta: dict) -> None:
+    """Each planted case rerun on other seeds (data split, planted set, model): SpRAy's scores and ClArC's
+    accuracies per seed, in ``results/spray_seeds.json``; a Markdown table on stdout."""
+    from tqdm.auto import tqdm
+
+    path = RESULTS / "spray_seeds.json"
+    out = json.loads(path.read_text()) if path.exists() else {}
+    out.update(meta)
+    run = {"fashion": _fashion, "eeg": _eeg}
+    for case in cases:
+        rows = []
+        for seed in tqdm(seeds, desc=case):
+            res = run[case](seed, figure=False)
+            rows.append({"seed": seed, "spray": res["spray"],
+                         "clarc": {m: {k: round(v, 4) for k, v in r.items()} for m, r in res["clarc"].items()}})
+        out.setdefault("cases", {})[case] = rows
+    path.write_text(json.dumps(out, indent=1) + "\n")
+    print("| case | seed | SpRAy eigengap k: precision / recall | k = 2 | clean accuracy original / P-ClArC / A-ClArC "
+          "| artifact data accuracy original / P-ClArC / A-ClArC |")
+    print("|---|---:|---|---|---|---|")
+    for case, rows in out.get("cases", {}).items():
+        acc = "accuracy_artifact_all" if case == "fashion" else "accuracy_artifact"
+        for r in rows:
+            s, c = r["spray"], r["clarc"]
+            print(f"| {case} | {r['seed']} | {s['n_clusters_eigengap']}: {s['precision']} / {s['recall']} | "
+                  f"{s['precision_k2']} / {s['recall_k2']} | "
+                  + " / ".join(f"{c[m]['accuracy_clean']:.3f}" for m in ("original", "P-ClArC", "A-ClArC")) + " | "
+                  + " / ".join(f"{c[m][acc]:.3f}" for m in ("original", "P-ClArC", "A-ClArC")) + " |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--case", default="all", choices=["fashion", "eeg", "scale", "all"])
     parser.add_argument("--n", type=int, default=100_000)
+    parser.add_argument("--seeds", default=None,
+                        help="e.g. 0-4: rerun the planted cases (fashion, eeg) on these seeds into spray_seeds.json")
     parser.add_argument("--scale-child", type=int, default=None)
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -235,6 +271,12 @@ def main() -> None:
     RESULTS.mkdir(exist_ok=True)
     meta = {"python": platform.python_version(), "torch": torch.__version__, "threads": 1,
             "machine": platform.machine()}
+    if args.seeds is not None:
+        lo, _, hi = args.seeds.partition("-")
+        seeds = list(range(int(lo), int(hi or lo) + 1))
+        _seeds(["fashion", "eeg"] if args.case in ("all", "scale") else [args.case], seeds,
+               {**meta, "command": f"MPLBACKEND=Agg python benchmarks/bench_spray.py --seeds {args.seeds}"})
+        return
     if args.case in ("fashion", "all"):
         res = _fashion()
         (RESULTS / "spray_fashion.json").write_text(json.dumps({**meta, **res}, indent=1))
