@@ -348,7 +348,7 @@ def main() -> None:
             raise SystemExit("--merge: the stored results use other steps, seeds or photos")
         elapsed += float(old.attrs.get("elapsed_seconds", 0.0))
         attrs = dict(ds.attrs)
-        ds = xr.concat([old.drop_vars("env", errors="ignore").sel(method=keep), ds], dim="method",
+        ds = xr.concat([old.drop_vars("env", errors="ignore").sel({"method": keep}), ds], dim="method",
                        data_vars="minimal", coords="minimal", compat="override")
         ds.attrs = attrs
         old_extra.update(extra)
