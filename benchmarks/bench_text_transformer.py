@@ -155,7 +155,7 @@ def explain_all(model, sub, y: np.ndarray, methods, use_lxt: bool, notes: dict) 
     """Relevance per method (DataArrays with the text coords) for documents ``sub`` and true classes ``y``."""
     exp, target = {}, y.tolist()
     if "attnlrp" in methods:
-        exp["attnlrp"] = st.explain_documents(model, sub, target)
+        exp["attnlrp"] = st.explain_documents(model, sub, target, preset="attnlrp")
         exp["cp-lrp"] = st.explain_documents(model, sub, target, preset="cp-lrp")
         exp["attention_rollout"] = st.attention_rollout(model, sub, target)
         base = exp["attnlrp"]
