@@ -188,11 +188,11 @@ def zoo_presets(case: str = "") -> dict[str, object]:
 
 
 def transformer_presets(case: str = "") -> dict[str, object]:
-    """Label -> preset for the text plugin's transformer (its default: AttnLRP)."""
-    from sciexplain_text.transformer import DEFAULT_TRANSFORMER_PRESET
+    """Label -> preset for the text plugin's transformer (the reference: its default before issue 20, AttnLRP;
+    ``DEFAULT_TRANSFORMER_PRESET`` is CP-LRP since, so it is not read here)."""
     b6 = BiasToInputs(Epsilon(1e-6))
     return {
-        f"{TODAY}: {DEFAULT_TRANSFORMER_PRESET}": DEFAULT_TRANSFORMER_PRESET,
+        f"{TODAY}: attnlrp": "attnlrp",
         "cp-lrp": "cp-lrp",
         "attnlrp, BiasToInputs(Epsilon(1e-6)) on dense": {"base": "attnlrp", nn.Linear: b6},
         "cp-lrp, BiasToInputs(Epsilon(1e-6)) on dense": {"base": "cp-lrp", nn.Linear: b6},
