@@ -107,7 +107,7 @@ def render_panning_clip(action: str, seed: int, *, size: int = 64, pan: int = 12
     """
     if isinstance(step, bool) or not isinstance(step, (int, np.integer)) or step < 1 or pan < step:
         raise InputError(f"step must be an integer >= 1 and pan >= step, got step={step!r}, pan={pan!r}")
-    if axis not in (None, "x", "y"):
+    if not (axis is None or (isinstance(axis, str) and axis in ("x", "y"))):
         raise InputError(f"axis must be 'x', 'y' or None (chosen by the seed), got {axis!r}")
     frames, truth = render_clip(action, seed, size=size + pan, n_frames=n_frames)
     rng = np.random.default_rng([seed, 7])

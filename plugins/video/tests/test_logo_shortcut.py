@@ -139,8 +139,9 @@ def test_panning_clip_moves_the_camera_along_the_axis_asked_for(seed):
         drawn[axis] = (frames, camera)
     chosen = "x" if np.abs(drawn[None][1][:, 0]).sum() else "y"
     assert np.array_equal(drawn[None][0], drawn[chosen][0])
-    with pytest.raises(InputError, match="axis"):
-        render_panning_clip("wave", seed, axis="z")
+    for bad in ("z", 0, np.array(["x"])):
+        with pytest.raises(InputError, match="axis"):
+            render_panning_clip("wave", seed, axis=bad)
 
 
 # ---------------------------------------------------------------------------- the shipped model
