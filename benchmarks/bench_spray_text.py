@@ -3,7 +3,9 @@
 Run: ``MPLBACKEND=Agg .venv/bin/python benchmarks/bench_spray_text.py [--train]``.
 ``--train`` retrains the shipped ``newsgroups_cnn_headers`` (about 10 s on one thread) and writes
 its weights into ``plugins/text/sciexplain_text/weights/``; without it the shipped weights are used.
-Writes ``benchmarks/results/spray_text.json`` and ``spray_text.png`` and prints the tables.
+Writes ``benchmarks/results/spray_text.json`` and ``spray_text.png`` and prints the tables. ``--seeds 0-4`` trains
+a model in memory per seed instead (which half keeps its headers, the split, the model) and writes
+``spray_text_seeds.json`` (the shipped weights are left alone).
 
 Design (all posts real; nothing planted):
 
@@ -54,7 +56,9 @@ def _pr(found: np.ndarray, truth: np.ndarray) -> tuple[float, float]:
     return tp / max(int(found.sum()), 1), tp / max(int(truth.sum()), 1)
 
 
-def run(train: bool, seed: int = 0) -> dict:
+def run(train: bool, seed: int = 0, *, save: bool = True, figure: bool = True) -> dict:
+    """The benchmark; ``train``: retrain with ``seed`` first (``save``: into the shipped weights; otherwise the
+    model trained here is scored in memory); ``figure``: write ``spray_text.png``."""
     import sciexplain as sx
     import sciexplain_text as st
     from sciexplain_text.models import save_model
@@ -68,8 +72,13 @@ def run(train: bool, seed: int = 0) -> dict:
         model, tok, record = train_header_cnn(0.5, seed)
         record["train_seconds"] = round(time.perf_counter() - t0, 1)
         record["threads"] = torch.get_num_threads()
-        save_model(model, tok, HEADER_MODEL, record)
-    model, tok = st.load_model(HEADER_MODEL)
+        if save:
+            save_model(model, tok, HEADER_MODEL, record)
+    if save or not train:
+        model, tok = st.load_model(HEADER_MODEL)
+    else:
+        model.training_record = record
+        model.eval()
     rec = model.training_record
     corpus, keep = headers_kept_corpus(rec["headers_kept_fraction"], rec["seed"])
     assert keep.astype(int).tolist() == rec["headers_kept"]
@@ -115,14 +124,16 @@ def run(train: bool, seed: int = 0) -> dict:
         "header_share_with_header_mean": round(float(share_R[truth].mean()), 3),
         "ledger_max_residual": float(np.abs(R.sum("token") + R.absorbed - R.prediction).max()),
     }
-    fig = sx.plot_spray(ds, truth=truth, draw_prototype=draw_word_prototype)
-    fig.savefig(RESULTS / "spray_text.png", dpi=80)
+    if figure:
+        fig = sx.plot_spray(ds, truth=truth, draw_prototype=draw_word_prototype)
+        fig.savefig(RESULTS / "spray_text.png", dpi=80)
 
     # other representations, for the record (the header cluster picked the same way where word types exist,
     # by the majority of the truth for position maps, which have no words)
     variants = {}
     for label, kwargs in (("word type, sum-normalised", dict(normalise="sum")),
-                          ("word type, max-normalised, 5 neighbours", dict(n_neighbors=5))):
+                          ("word type, max-normalised, 5 neighbours", dict(n_neighbors=5)),
+                          ("word type, max-normalised, k = 2 given", dict(n_clusters=2))):
         d2 = sx.spray(W, **kwargs)
         c2, _ = header_clusters(d2, hv)
         p2, r2 = _pr(np.isin(d2.cluster.values, c2), truth)
@@ -216,13 +227,49 @@ def run(train: bool, seed: int = 0) -> dict:
     return out
 
 
+def seeds(lo: int, hi: int) -> None:
+    """The benchmark with a model trained in memory on each seed (which half keeps its headers, the split, the
+    model): SpRAy's header cluster and ClArC's probe accuracies per seed, into ``results/spray_text_seeds.json``."""
+    from tqdm.auto import tqdm
+
+    rows = []
+    for seed in tqdm(range(lo, hi + 1), desc="seeds"):
+        res = run(True, seed, save=False, figure=False)
+        s, c = res["spray"], res["clarc"]
+        probe = next(k for k in c["original"] if k.startswith("accuracy, sci.space + "))
+        rows.append({"seed": seed, "test_accuracy": res["model"]["test_accuracy"],
+                     "with_header": s["with_header"], "k": s["n_clusters_eigengap"],
+                     "precision": s["precision"], "recall": s["recall"],
+                     "k2": res["spray_variants"]["word type, max-normalised, k = 2 given"],
+                     "probe_accuracy": {m: round(c[m][probe], 3) for m in ("original", "P-ClArC", "A-ClArC")},
+                     "stripped_accuracy": {m: round(c[m]["accuracy, stripped"], 3)
+                                           for m in ("original", "P-ClArC", "A-ClArC")}})
+    meta = {"python": platform.python_version(), "torch": torch.__version__, "threads": 1,
+            "machine": platform.machine(), "command": f"python benchmarks/bench_spray_text.py --seeds {lo}-{hi}"}
+    (RESULTS / "spray_text_seeds.json").write_text(json.dumps({**meta, "rows": rows}, indent=1) + "\n")
+    print(f"| seed | held-out accuracy | posts with header | SpRAy k (eigengap) | precision / recall | k = 2 | {probe} "
+          "(original / P-ClArC / A-ClArC) | stripped held-out posts (same) |")
+    print("|---:|---:|---:|---:|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['seed']} | {r['test_accuracy']} | {r['with_header']} | {r['k']} | {r['precision']} / {r['recall']} | "
+              f"{r['k2']['precision']} / {r['k2']['recall']} | "
+              + " / ".join(str(v) for v in r["probe_accuracy"].values()) + " | "
+              + " / ".join(str(v) for v in r["stripped_accuracy"].values()) + " |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--train", action="store_true", help="retrain and overwrite the shipped weights")
+    parser.add_argument("--seeds", default=None, help="e.g. 0-4: models trained in memory on these seeds "
+                        "(the shipped weights and spray_text.json are left alone)")
     args = parser.parse_args()
     torch.set_num_threads(1)
     torch.use_deterministic_algorithms(True)
     RESULTS.mkdir(exist_ok=True)
+    if args.seeds is not None:
+        lo, _, hi = args.seeds.partition("-")
+        seeds(int(lo), int(hi or lo))
+        return
     res = run(args.train)
     meta = {"python": platform.python_version(), "torch": torch.__version__, "threads": 1,
             "machine": platform.machine()}
