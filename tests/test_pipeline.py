@@ -407,8 +407,10 @@ def test_eeg_example_runs_small(tmp_path):
     # [analysis.spray]: the 12 epochs' evidence for "right" read back from the chunked netCDF
     # store (data in chunks of 6, per-epoch coords in one) equals sx.spray on the relevance itself
     with xr.open_dataset(tmp_path / "spray_lrp_right.nc") as ds:
-        ref = sx.spray(result.relevance["lrp_right"].compute(), downsample={"time": 4}, n_neighbors=8,
-                       max_clusters=6)
+        with pytest.warns(sx.ExplainWarning, match="one cluster"):  # 12 epochs, one cluster: kept as a note
+            ref = sx.spray(result.relevance["lrp_right"].compute(), downsample={"time": 4}, n_neighbors=8,
+                           max_clusters=6)
+        assert ds.attrs["n_clusters"] == 1 and "eigengap picked one cluster" in ds.attrs["notes"]
         np.testing.assert_array_equal(ds.cluster.values, ref.cluster.values)
         np.testing.assert_allclose(ds.prototype.values, ref.prototype.values, rtol=1e-6, atol=1e-12)
         assert ds.attrs["class"] == 1 and ds.sizes["epoch"] == 12

@@ -173,3 +173,19 @@ def test_a_class_without_samples_is_named_and_nothing_is_half_written(tmp_path):
 def test_predicted_class_is_the_most_explained_one_ties_lowest():
     R = xr.DataArray(np.zeros((5, 2)), dims=("s", "f"), coords={"target": ("s", [2, 1, 2, 1, 0])})
     assert spray_class(R, "predicted") == 1 and spray_class(R, 2) == 2
+
+
+def test_what_spray_warns_about_is_kept_with_the_result(tmp_path):
+    """Class 1 has one strategy: the eigengap picks one cluster, and sx.spray's warning about that lands in the
+    result's attrs and under the table of evaluation.md instead of stopping the run (the suite turns the
+    warning into an error, so this test also shows it was caught)."""
+    _files(tmp_path)
+    (tmp_path / "p.toml").write_text(PIPELINE.replace("target = 0", "target = 1"))
+    result = run(tmp_path / "p.toml", out=tmp_path / "out")
+    ds = result.spray["lrp"]
+    assert ds.attrs["class"] == 1 and ds.attrs["n_clusters"] == 1
+    assert "eigengap picked one cluster" in ds.attrs["notes"] and "sx.spray(R, 2)" in ds.attrs["notes"]
+    with xr.open_dataset(tmp_path / "out" / "spray_lrp.nc") as saved:
+        assert saved.attrs["notes"] == ds.attrs["notes"]
+    table = (tmp_path / "out" / "evaluation.md").read_text()
+    assert f"lrp: {ds.attrs['notes']}" in table

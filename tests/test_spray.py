@@ -271,3 +271,34 @@ def test_prototype_panels_of_channel_by_time_maps_have_labelled_axes():
     assert xlabels[0] == 0.0 and xlabels[-1] == pytest.approx(0.39)
     image = sx.plot_spray(sx.spray(_separated_maps(2)[0], n_neighbors=8)).axes[2]  # pixels: no axes
     assert not image.get_xticks().size and not image.get_yticks().size
+
+
+def _noise_with_a_corner_strategy(amplitude: float, seed: int = 0, n: int = 80) -> tuple[xr.DataArray, np.ndarray]:
+    """Noise maps (8 x 8); half of them carry ``amplitude`` more on a 2 x 2 corner (1/16 of the map)."""
+    rng = np.random.default_rng(seed)
+    tagged = np.arange(n) < n // 2
+    maps = rng.normal(0.0, 1.0, (n, 8, 8))
+    maps[tagged, :2, :2] += amplitude
+    return xr.DataArray(maps, dims=("sample", "y", "x")), tagged
+
+
+def test_one_cluster_from_the_eigengap_warns_and_names_what_to_try():
+    """A strategy on 1/16 of the maps under noise: the largest gap is the first one (k = 1), and two clusters
+    asked for separate the tagged half; the warning says so (as measured on the text header seeds)."""
+    from sciexplain.errors import ExplainWarning
+
+    R, tagged = _noise_with_a_corner_strategy(2.0)
+    with pytest.warns(ExplainWarning, match=r"one cluster.*sx\.spray\(R, 2\)"):
+        ds = sx.spray(R, normalise=None)
+    assert ds.attrs["n_clusters"] == 1 and set(ds.cluster.values.tolist()) == {0}
+    lam = ds.eigenvalues.values
+    assert lam[1] - lam[0] > max(np.diff(lam[1:11]))  # the first gap is the largest: k = 1 is the rule's answer
+    two = sx.spray(R, 2, normalise=None)  # given: no warning (the suite turns ExplainWarning into an error)
+    agree = np.mean((two.cluster.values == 1) == tagged)
+    assert max(agree, 1 - agree) >= 0.85
+    assert sx.spray(R, normalise=None, gap="relative").attrs["n_clusters"] >= 2  # never one cluster
+
+
+def test_separated_groups_do_not_warn():
+    R, _ = _noise_with_a_corner_strategy(3.0)
+    assert sx.spray(R, normalise=None).attrs["n_clusters"] == 2  # no ExplainWarning (an error in this suite)

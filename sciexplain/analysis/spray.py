@@ -28,6 +28,7 @@ scikit-learn (k-means, t-SNE) is imported on first use.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Hashable, Mapping, Sequence
 from typing import Any
 
@@ -35,7 +36,7 @@ import numpy as np
 import xarray as xr
 
 from .._version import __version__
-from ..errors import InputError, InputTypeError, MissingDependencyError
+from ..errors import ExplainWarning, InputError, InputTypeError, MissingDependencyError
 from ..result.contract import find_batch_dim
 
 __all__ = ["spray", "spray_features", "knn_affinity", "laplacian_spectrum", "eigengap", "check_parameters"]
@@ -385,6 +386,12 @@ def spray(R: xr.DataArray, n_clusters: int | None = None, *, pool: str | Sequenc
         Fewer samples than ``n_neighbors + 1``, NaN or Inf in the relevance (naming the
         sample), unknown dims in ``pool``/``downsample``, ``n_clusters < 1`` or more clusters
         than samples.
+
+    Warns
+    -----
+    ExplainWarning
+        The eigengap picked one cluster (``n_clusters`` not given, ``gap="absolute"``): a strategy
+        confined to a small part of the maps can hide in such a spectrum; compare two clusters.
     """
     _validate(R, n_clusters, n_neighbors, max_clusters, embedding, normalise, gap)
     bdim = _batch_dim(R)
@@ -401,6 +408,12 @@ def spray(R: xr.DataArray, n_clusters: int | None = None, *, pool: str | Sequenc
     if n_clusters is None:
         k, chosen = eigengap(lam, max_clusters, gap)
         source = "eigengap"
+        if k == 1:
+            warnings.warn(ExplainWarning(
+                f"SpRAy: the eigengap picked one cluster (the largest gap lies between the first two "
+                f"eigenvalues, {lam[0]:.3g} and {lam[1]:.3g}). A strategy that covers a small part of the maps "
+                "can hide in such a spectrum: compare sx.spray(R, 2), look at the spectrum (sx.plot_spray), or "
+                "read the gap with gap='relative', which never picks one cluster"), stacklevel=2)
     else:
         k, source = int(n_clusters), "given"
         chosen = float(lam[k] - lam[k - 1]) if k < len(lam) else float("nan")

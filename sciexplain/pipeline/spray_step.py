@@ -6,11 +6,13 @@ class explained most often, which for a method with ``target = "predicted"`` is 
 model predicts most often), and runs :func:`sciexplain.spray` on them. It writes
 ``spray_<method>.nc`` (the clusters, the spectrum, the embedding and the prototypes, with the
 run's provenance), ``figures/spray_<method>.png`` (:func:`sciexplain.plot_spray`, unless
-``figure = false``) and a row per method in ``evaluation.md``.
+``figure = false``) and a row per method in ``evaluation.md``. What sx.spray warns about (the
+eigengap picking one cluster) is kept with the result: ``attrs["notes"]`` and a line under the table.
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -20,7 +22,7 @@ import xarray as xr
 
 from ..analysis.spray import check_parameters, spray
 from ..analysis.spray_plot import plot_spray
-from ..errors import InputError
+from ..errors import ExplainWarning, InputError
 from .outputs import save_figure, write_netcdf
 from .problems import PipelineError
 
@@ -87,7 +89,17 @@ def _one(R: xr.DataArray, target: int | str, kwargs: Mapping) -> xr.Dataset:
         present = sorted(set(np.asarray(R["target"].values).astype(np.int64).tolist()))
         raise PipelineError(f"no sample is explained for class {c} (explained classes: {present}); "
                             "set [analysis.spray] target to one of them")
-    ds = spray(R.isel({bdim: keep}), **kwargs)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ExplainWarning)
+        ds = spray(R.isel({bdim: keep}), **kwargs)
+    notes = []
+    for w in caught:  # SpRAy's own warnings go with the result; anything else is passed on
+        if issubclass(w.category, ExplainWarning):
+            notes.append(str(w.message))
+        else:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    if notes:
+        ds.attrs["notes"] = " | ".join(notes)
     ds.attrs["class"] = c
     ds.attrs["samples_of_run"] = int(R.sizes[bdim])
     return ds
@@ -120,4 +132,5 @@ def run_spray(cfg: Mapping, relevance: Mapping[str, xr.DataArray], outdir: Path,
         how = ds.attrs["n_clusters_from"] + (f" ({ds.attrs['gap']})" if ds.attrs["n_clusters_from"] == "eigengap" else "")
         lines.append(f"| {label} | {ds.attrs['class']} | {ds.sizes[ds.attrs['batch_dim']]} | {ds.attrs['n_clusters']} | "
                      f"{how} | {ds.attrs['chosen_gap']:.4f} | {', '.join(map(str, ds.cluster_size.values.tolist()))} |")
+    lines += [f"\n{label}: {ds.attrs['notes']}" for label, ds in datasets.items() if "notes" in ds.attrs]
     return datasets, files, lines
